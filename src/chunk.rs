@@ -1,0 +1,297 @@
+//! Splitting documents into passages for retrieval.
+//!
+//! Passages are measured in model tokens (special tokens included, so a passage of the maximum
+//! budget fits the model's window exactly), cut at the highest semantic boundary that fits —
+//! paragraphs, then sentences, then words, then graphemes — by the `text-splitter` crate.
+//! Every chunk knows its byte range in the original text: `&text[start..end] == chunk.text`,
+//! and every non-whitespace character of the document lies in some chunk.
+
+use text_splitter::{ChunkConfig, ChunkSizer, TextSplitter};
+
+use crate::embed::TextTokenizer;
+
+/// Default passage budget in model tokens.
+pub const DEFAULT_MAX_TOKENS: usize = 128;
+/// Default overlap between neighbouring passages, in model tokens.
+pub const DEFAULT_OVERLAP: usize = 0;
+/// Smallest budget accepted: room for the two special tokens and a few words.
+pub const MIN_MAX_TOKENS: usize = 8;
+
+/// A passage of a document.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Chunk {
+    /// The document this passage comes from.
+    pub doc_id: String,
+    /// Position of the passage in its document, from 0.
+    pub index: usize,
+    /// Byte offset of the passage's first byte in the document.
+    pub start: usize,
+    /// Byte offset one past the passage's last byte.
+    pub end: usize,
+    /// The passage itself, `&document[start..end]`.
+    pub text: String,
+}
+
+/// Chunking parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkOptions {
+    /// Most model tokens in a passage, special tokens included.
+    pub max_tokens: usize,
+    /// Tokens neighbouring passages may share, so that an answer cut by a boundary still lies
+    /// whole in one passage.
+    pub overlap: usize,
+}
+
+impl Default for ChunkOptions {
+    fn default() -> Self {
+        Self {
+            max_tokens: DEFAULT_MAX_TOKENS,
+            overlap: DEFAULT_OVERLAP,
+        }
+    }
+}
+
+/// Invalid chunking parameters.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ChunkError {
+    /// The budget is outside what the model can take.
+    #[error("chunk budget of {got} tokens is out of range: it must be between {min} and {max}")]
+    BudgetOutOfRange {
+        /// The requested budget.
+        got: usize,
+        /// The smallest budget accepted.
+        min: usize,
+        /// The model's window.
+        max: usize,
+    },
+    /// The overlap leaves no room for new text in a passage.
+    #[error(
+        "chunk overlap ({overlap}) must be smaller than the chunk budget ({max_tokens}) less the model's special tokens"
+    )]
+    OverlapTooLarge {
+        /// The requested overlap.
+        overlap: usize,
+        /// The requested budget.
+        max_tokens: usize,
+    },
+}
+
+/// Sizes text exactly, in content tokens (the special tokens the model adds are not counted:
+/// text-splitter assumes a text never has more size units than bytes).
+struct ExactSizer<'a>(&'a TextTokenizer);
+
+impl ChunkSizer for ExactSizer<'_> {
+    fn size(&self, chunk: &str) -> usize {
+        // Tokenizing valid UTF-8 does not fail; the byte length is a safe upper bound if it did.
+        self.0
+            .count(chunk)
+            .map_or(chunk.len(), |n| n.saturating_sub(self.0.special_tokens()))
+    }
+}
+
+/// Sizes slices of one document, in content tokens, from a single tokenization of the whole
+/// document.
+///
+/// text-splitter probes many candidate passages per chunk; tokenizing each one made a 5 MB
+/// document take ~40 s. Here a slice's size is the number of the document's tokens it overlaps
+/// (two binary searches) plus the special tokens. For cuts at word or punctuation boundaries
+/// this is exactly what tokenizing the slice alone gives (BERT's normalizer and pre-tokenizer
+/// work character by character, then split at whitespace and punctuation); cuts inside a word
+/// can be off by a token, so [`Chunker::chunk`] checks every passage exactly afterwards.
+struct DocumentSizer<'a> {
+    document: &'a str,
+    starts: Vec<usize>,
+    ends: Vec<usize>,
+    exact: ExactSizer<'a>,
+}
+
+impl<'a> DocumentSizer<'a> {
+    fn new(tokenizer: &'a TextTokenizer, document: &'a str) -> Self {
+        let spans = tokenizer.token_spans(document).unwrap_or_default();
+        Self {
+            document,
+            starts: spans.iter().map(|s| s.0).collect(),
+            ends: spans.iter().map(|s| s.1).collect(),
+            exact: ExactSizer(tokenizer),
+        }
+    }
+}
+
+impl ChunkSizer for DocumentSizer<'_> {
+    fn size(&self, chunk: &str) -> usize {
+        let base = self.document.as_ptr() as usize;
+        let at = chunk.as_ptr() as usize;
+        if at < base || at + chunk.len() > base + self.document.len() {
+            return self.exact.size(chunk);
+        }
+        let (start, end) = (at - base, at - base + chunk.len());
+        // Tokens overlapping [start, end): those ending after `start` and starting before `end`.
+        let first = self.ends.partition_point(|&e| e <= start);
+        let last = self.starts.partition_point(|&s| s < end);
+        last.saturating_sub(first)
+    }
+}
+
+/// Splits documents into token-budgeted passages.
+pub struct Chunker {
+    tokenizer: TextTokenizer,
+    options: ChunkOptions,
+}
+
+impl Chunker {
+    /// Builds a chunker sized by `tokenizer`; the budget may not exceed the model's window.
+    pub fn new(tokenizer: TextTokenizer, options: ChunkOptions) -> Result<Self, ChunkError> {
+        let max = tokenizer.max_len();
+        if options.max_tokens < MIN_MAX_TOKENS || options.max_tokens > max {
+            return Err(ChunkError::BudgetOutOfRange {
+                got: options.max_tokens,
+                min: MIN_MAX_TOKENS,
+                max,
+            });
+        }
+        if options.overlap + tokenizer.special_tokens() >= options.max_tokens {
+            return Err(ChunkError::OverlapTooLarge {
+                overlap: options.overlap,
+                max_tokens: options.max_tokens,
+            });
+        }
+        Ok(Self { tokenizer, options })
+    }
+
+    /// The parameters this chunker was built with.
+    pub fn options(&self) -> ChunkOptions {
+        self.options
+    }
+
+    /// The splitter's configuration: its capacity is in content tokens.
+    fn config<S: ChunkSizer>(&self, sizer: S) -> ChunkConfig<S> {
+        ChunkConfig::new(self.options.max_tokens - self.tokenizer.special_tokens())
+            .with_overlap(self.options.overlap)
+            .expect("overlap < max_tokens was checked in Chunker::new")
+            .with_sizer(sizer)
+    }
+
+    /// Last resort for a passage that is still over budget: the longest prefixes that fit,
+    /// cut at character boundaries (a single character always fits the minimum budget).
+    fn hard_split(&self, offset: usize, piece: &str, ranges: &mut Vec<(usize, usize)>) {
+        let fits = |s: &str| {
+            self.tokenizer
+                .count(s)
+                .is_ok_and(|n| n <= self.options.max_tokens)
+        };
+        let mut rest = (offset, piece);
+        while !rest.1.is_empty() {
+            if fits(rest.1) {
+                ranges.push((rest.0, rest.0 + rest.1.len()));
+                return;
+            }
+            let bounds: Vec<usize> = rest.1.char_indices().map(|(i, _)| i).skip(1).collect();
+            // The longest prefix that fits, by binary search over character boundaries.
+            let cut = bounds.partition_point(|&b| fits(&rest.1[..b]));
+            let end = if cut == 0 {
+                bounds.first().copied().unwrap_or(rest.1.len())
+            } else {
+                bounds[cut - 1]
+            };
+            ranges.push((rest.0, rest.0 + end));
+            rest = (rest.0 + end, &rest.1[end..]);
+        }
+    }
+
+    /// Splits `text` into passages, in document order. An empty or all-whitespace document
+    /// has no passages.
+    pub fn chunk(&self, doc_id: &str, text: &str) -> Vec<Chunk> {
+        let sizer = DocumentSizer::new(&self.tokenizer, text);
+        let fast = TextSplitter::new(self.config(&sizer));
+        let exact = TextSplitter::new(self.config(ExactSizer(&self.tokenizer)));
+        let candidates: Vec<(usize, &str)> = fast
+            .chunk_indices(text)
+            .filter(|(_, piece)| !piece.trim().is_empty())
+            .collect();
+        let pieces: Vec<&str> = candidates.iter().map(|c| c.1).collect();
+        let sizes = self.tokenizer.count_batch(&pieces).unwrap_or_default();
+        let mut ranges = Vec::with_capacity(candidates.len());
+        for (i, (start, piece)) in candidates.into_iter().enumerate() {
+            let size = sizes.get(i).copied().unwrap_or(usize::MAX);
+            if size <= self.options.max_tokens {
+                ranges.push((start, start + piece.len()));
+            } else {
+                // The estimate was off (a cut inside a word): split this passage exactly.
+                for (offset, part) in exact.chunk_indices(piece) {
+                    if !part.trim().is_empty() {
+                        self.hard_split(start + offset, part, &mut ranges);
+                    }
+                }
+            }
+        }
+        ranges
+            .into_iter()
+            .filter(|&(start, end)| !text[start..end].trim().is_empty())
+            .enumerate()
+            .map(|(index, (start, end))| Chunk {
+                doc_id: doc_id.to_string(),
+                index,
+                start,
+                end,
+                text: text[start..end].to_string(),
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::embed::ModelConfig;
+
+    fn tokenizer() -> TextTokenizer {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2");
+        let config = ModelConfig::load(&dir).expect("model present (./models/fetch.sh)");
+        TextTokenizer::load(&dir, config.max_seq_length).unwrap()
+    }
+
+    #[test]
+    fn document_sizer_agrees_with_tokenizing_slices_at_word_boundaries() {
+        let tokenizer = tokenizer();
+        let doc = "Kim’s propaganda apparatus hailed the meeting, held at Vostochny (Amur region). \
+                   東京は首都です。 Emoji 😀 and naïve café — 3.14159!";
+        let sizer = DocumentSizer::new(&tokenizer, doc);
+        let bounds: Vec<usize> = doc
+            .char_indices()
+            .filter(|(_, c)| c.is_whitespace())
+            .map(|(i, _)| i)
+            .chain([doc.len()])
+            .collect();
+        for &end in &bounds {
+            for &start in bounds.iter().filter(|&&s| s < end) {
+                let slice = doc[start..end].trim();
+                assert_eq!(sizer.size(slice), sizer.exact.size(slice), "{slice:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn hard_split_covers_the_piece_within_budget() {
+        let chunker = Chunker::new(
+            tokenizer(),
+            ChunkOptions {
+                max_tokens: 8,
+                overlap: 0,
+            },
+        )
+        .unwrap();
+        let piece = "supercalifragilisticexpialidocious antidisestablishmentarianism";
+        let mut ranges = Vec::new();
+        chunker.hard_split(10, piece, &mut ranges);
+        assert!(ranges.len() > 1);
+        assert_eq!(ranges[0].0, 10);
+        assert_eq!(ranges.last().unwrap().1, 10 + piece.len());
+        for pair in ranges.windows(2) {
+            assert_eq!(pair[0].1, pair[1].0, "contiguous");
+        }
+        for &(s, e) in &ranges {
+            let n = chunker.tokenizer.count(&piece[s - 10..e - 10]).unwrap();
+            assert!(n <= 8, "{n} tokens");
+        }
+    }
+}

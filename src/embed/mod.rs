@@ -1,0 +1,249 @@
+//! Sentence embeddings: tokenizer, transformer, pooling, normalisation.
+//!
+//! [`Encoder`] is the one entry point. It reproduces sentence-transformers' pipeline for a
+//! model folder (same truncation, pooling and normalisation, cosine ≥ 0.9999 with the Python
+//! library), sorts inputs by length and packs them into batches under a token budget, and runs
+//! the transformer on its own thread pool.
+
+mod backend;
+mod candle_bert;
+mod config;
+mod error;
+mod packed_bert;
+mod pooling;
+mod tokenize;
+
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+
+pub use backend::Backend;
+pub use candle_bert::CandleBert;
+pub use config::{BertConfig, ModelConfig};
+pub use error::{EmbedError, Result};
+pub use packed_bert::PackedBert;
+pub use pooling::{Pooling, l2_normalize};
+pub use tokenize::{TextTokenizer, TokenizedText};
+
+/// The default model folder, relative to the working directory.
+pub const DEFAULT_MODEL_DIR: &str = "models/all-MiniLM-L6-v2";
+
+/// Which transformer implementation runs the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendKind {
+    /// Packed sequences, no padding: the fast default.
+    #[default]
+    Packed,
+    /// candle-transformers' stock `BertModel` on padded batches: the baseline.
+    Candle,
+}
+
+impl FromStr for BackendKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "packed" => Ok(Self::Packed),
+            "candle" => Ok(Self::Candle),
+            other => Err(format!(
+                "unknown backend {other:?}; expected \"packed\" or \"candle\""
+            )),
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Packed => "packed",
+            Self::Candle => "candle",
+        })
+    }
+}
+
+/// How the encoder runs; every field has a measured default.
+#[derive(Debug, Clone)]
+pub struct EncoderOptions {
+    /// The transformer implementation.
+    pub backend: BackendKind,
+    /// Worker threads for the forward pass; `None` uses every available core.
+    pub threads: Option<usize>,
+    /// Most tokens one forward pass may hold (padding included for padded backends).
+    pub max_batch_tokens: usize,
+    /// Most sequences in one forward pass.
+    pub max_batch_size: usize,
+}
+
+impl Default for EncoderOptions {
+    fn default() -> Self {
+        Self {
+            backend: BackendKind::default(),
+            threads: None,
+            max_batch_tokens: 2048,
+            max_batch_size: 64,
+        }
+    }
+}
+
+/// One embedded input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embedding {
+    /// The sentence vector: L2-normalised when the model's pipeline normalises.
+    pub vector: Vec<f32>,
+    /// The L2 norm of the pooled vector before normalisation (multiply to undo it).
+    pub norm: f32,
+    /// Tokens in the whole input, special tokens included, before truncation.
+    pub tokens: usize,
+    /// Whether the input was longer than the model's window and was cut.
+    pub truncated: bool,
+}
+
+/// A loaded sentence-transformer: tokenizer, transformer and pooling, ready to embed.
+pub struct Encoder {
+    config: ModelConfig,
+    tokenizer: TextTokenizer,
+    backend: Box<dyn Backend>,
+    pool: rayon::ThreadPool,
+    options: EncoderOptions,
+}
+
+impl Encoder {
+    /// Loads a sentence-transformers folder; a missing or broken folder is one clear error.
+    pub fn load(dir: &Path, options: EncoderOptions) -> Result<Self> {
+        let config = ModelConfig::load(dir)?;
+        let tokenizer = TextTokenizer::load(dir, config.max_seq_length)?;
+        let backend: Box<dyn Backend> = match options.backend {
+            BackendKind::Packed => Box::new(PackedBert::load(&config)?),
+            BackendKind::Candle => Box::new(CandleBert::load(&config)?),
+        };
+        let threads = options
+            .threads
+            .filter(|&n| n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("semdex-encoder-{i}"))
+            .build()?;
+        Ok(Self {
+            config,
+            tokenizer,
+            backend,
+            pool,
+            options,
+        })
+    }
+
+    /// The model's configuration (name, dimension, window, pooling, fingerprint).
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Length of the vectors this encoder produces.
+    pub fn dimension(&self) -> usize {
+        self.config.dimension()
+    }
+
+    /// The model's window in tokens, special tokens included.
+    pub fn max_tokens(&self) -> usize {
+        self.tokenizer.max_len()
+    }
+
+    /// The options the encoder runs with.
+    pub fn options(&self) -> &EncoderOptions {
+        &self.options
+    }
+
+    /// The name of the transformer implementation in use.
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// Threads the forward pass runs on.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// The tokenizer, for callers that size text in model tokens (the chunker, the API).
+    pub fn tokenizer(&self) -> &TextTokenizer {
+        &self.tokenizer
+    }
+
+    /// Tokenizes inputs for [`Encoder::embed_tokenized`].
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<TokenizedText>> {
+        self.pool.install(|| self.tokenizer.encode_batch(texts))
+    }
+
+    /// Embeds texts; the result is in input order.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Embedding>> {
+        let tokenized = self.tokenize(texts)?;
+        self.embed_tokenized(&tokenized)
+    }
+
+    /// Embeds one text.
+    pub fn embed_one(&self, text: &str) -> Result<Embedding> {
+        let mut out = self.embed(&[text])?;
+        Ok(out.remove(0))
+    }
+
+    /// Embeds already tokenized inputs, in input order. Inputs are sorted by length and packed
+    /// into batches under the token budget, so that little work goes to padding.
+    pub fn embed_tokenized(&self, inputs: &[TokenizedText]) -> Result<Vec<Embedding>> {
+        let mut order: Vec<usize> = (0..inputs.len()).collect();
+        order.sort_by_key(|&i| inputs[i].ids.len());
+        let mut vectors: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
+        for batch in self.plan_batches(&order, inputs) {
+            let seqs: Vec<&[u32]> = batch.iter().map(|&i| inputs[i].ids.as_slice()).collect();
+            let pooled = self
+                .pool
+                .install(|| self.backend.embed(&seqs, self.config.pooling))?;
+            for (&i, v) in batch.iter().zip(pooled) {
+                vectors[i] = Some(v);
+            }
+        }
+        Ok(inputs
+            .iter()
+            .zip(vectors)
+            .map(|(input, vector)| {
+                let mut vector = vector.unwrap_or_else(|| vec![0.0; self.dimension()]);
+                let norm = if self.config.normalize {
+                    l2_normalize(&mut vector)
+                } else {
+                    vector.iter().map(|v| v * v).sum::<f32>().sqrt()
+                };
+                Embedding {
+                    vector,
+                    norm,
+                    tokens: input.full_len,
+                    truncated: input.truncated(),
+                }
+            })
+            .collect())
+    }
+
+    /// Splits length-sorted inputs into batches that respect the token and count budgets.
+    fn plan_batches<'a>(&self, order: &'a [usize], inputs: &[TokenizedText]) -> Vec<&'a [usize]> {
+        let pads = self.backend.pads_batches();
+        let mut batches = Vec::new();
+        let mut start = 0;
+        let mut tokens = 0;
+        for (pos, &i) in order.iter().enumerate() {
+            let len = inputs[i].ids.len();
+            let count = pos - start + 1;
+            // Sorted ascending, so the newest input is the longest of a padded batch.
+            let cost = if pads { len * count } else { tokens + len };
+            if count > 1
+                && (cost > self.options.max_batch_tokens || count > self.options.max_batch_size)
+            {
+                batches.push(&order[start..pos]);
+                start = pos;
+                tokens = len;
+            } else {
+                tokens += len;
+            }
+        }
+        if start < order.len() {
+            batches.push(&order[start..]);
+        }
+        batches
+    }
+}

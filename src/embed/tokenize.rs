@@ -1,0 +1,163 @@
+//! Text to token ids, with the sentence-transformers truncation rule and full token counts.
+
+use std::path::Path;
+
+use tokenizers::{PostProcessor, Tokenizer};
+
+use super::error::{EmbedError, Result};
+
+/// One input, tokenized for the model: `ids` already fits the model's window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenizedText {
+    /// Token ids including the special tokens, truncated to the model's limit.
+    pub ids: Vec<u32>,
+    /// How many tokens (special tokens included) the whole input has, before truncation.
+    pub full_len: usize,
+}
+
+impl TokenizedText {
+    /// Whether truncation dropped part of the input.
+    pub fn truncated(&self) -> bool {
+        self.full_len > self.ids.len()
+    }
+}
+
+/// The model's tokenizer, configured as sentence-transformers runs it.
+///
+/// The shipped `tokenizer.json` truncates at 128 and pads to a fixed 128; the Python library
+/// overrides both (max_seq_length 256, pad to the longest of a batch). Here the tokenizer does
+/// neither: inputs are tokenized whole, so the full length is known, then cut to the window
+/// keeping the closing special token, which is what `LongestFirst` truncation yields for one
+/// sequence. Padding, when a backend needs it, is the backend's business.
+#[derive(Clone)]
+pub struct TextTokenizer {
+    inner: Tokenizer,
+    max_len: usize,
+}
+
+impl TextTokenizer {
+    /// Loads `tokenizer.json` from a model folder; `max_len` counts special tokens.
+    pub fn load(dir: &Path, max_len: usize) -> Result<Self> {
+        let mut inner = Tokenizer::from_file(dir.join("tokenizer.json")).map_err(|e| {
+            EmbedError::BadModelFile {
+                dir: dir.to_path_buf(),
+                file: "tokenizer.json".into(),
+                reason: e.to_string(),
+            }
+        })?;
+        inner
+            .with_truncation(None)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        inner.with_padding(None);
+        Ok(Self {
+            inner,
+            max_len: max_len.max(2),
+        })
+    }
+
+    /// The window length, special tokens included.
+    pub fn max_len(&self) -> usize {
+        self.max_len
+    }
+
+    /// Tokenizes a batch (in parallel) and truncates each input to the window.
+    pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<TokenizedText>> {
+        let encodings = self
+            .inner
+            .encode_batch_fast(texts.to_vec(), true)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        Ok(encodings
+            .iter()
+            .map(|e| self.truncate(e.get_ids()))
+            .collect())
+    }
+
+    /// Tokenizes one input.
+    pub fn encode(&self, text: &str) -> Result<TokenizedText> {
+        let encoding = self
+            .inner
+            .encode_fast(text, true)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        Ok(self.truncate(encoding.get_ids()))
+    }
+
+    /// Number of model tokens `text` costs, special tokens included, without truncation.
+    pub fn count(&self, text: &str) -> Result<usize> {
+        Ok(self
+            .inner
+            .encode_fast(text, true)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?
+            .len())
+    }
+
+    /// Byte ranges in `text` of its tokens, special tokens excluded, in order.
+    ///
+    /// Long texts are cut at whitespace into pieces tokenized in parallel: BERT tokenization
+    /// never crosses whitespace, so the result is the same as tokenizing the text whole.
+    pub fn token_spans(&self, text: &str) -> Result<Vec<(usize, usize)>> {
+        const PIECE: usize = 64 * 1024;
+        let mut pieces = Vec::new();
+        let mut start = 0;
+        while start < text.len() {
+            let mut end = (start + PIECE).min(text.len());
+            while end < text.len() && !text.is_char_boundary(end) {
+                end += 1;
+            }
+            if end < text.len() {
+                // Back off to the last whitespace of the piece, if it has one.
+                if let Some(ws) = text[start..end].rfind(char::is_whitespace) {
+                    end = start + ws.max(1);
+                    while !text.is_char_boundary(end) {
+                        end += 1;
+                    }
+                }
+            }
+            pieces.push((start, &text[start..end]));
+            start = end;
+        }
+        let encodings = self
+            .inner
+            .encode_batch(pieces.iter().map(|p| p.1).collect::<Vec<_>>(), false)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        Ok(pieces
+            .iter()
+            .zip(&encodings)
+            .flat_map(|((offset, _), e)| {
+                e.get_offsets()
+                    .iter()
+                    .map(move |&(s, t)| (s + offset, t + offset))
+            })
+            .collect())
+    }
+
+    /// Token counts of many texts (special tokens included), tokenized in parallel.
+    pub fn count_batch(&self, texts: &[&str]) -> Result<Vec<usize>> {
+        Ok(self
+            .inner
+            .encode_batch_fast(texts.to_vec(), true)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?
+            .iter()
+            .map(|e| e.len())
+            .collect())
+    }
+
+    /// How many special tokens the model adds around one input (2 for BERT).
+    pub fn special_tokens(&self) -> usize {
+        self.inner
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(false))
+    }
+
+    fn truncate(&self, ids: &[u32]) -> TokenizedText {
+        let full_len = ids.len();
+        let ids = if full_len <= self.max_len {
+            ids.to_vec()
+        } else {
+            // Keep the head and the closing special token ([SEP] for BERT).
+            let mut kept = ids[..self.max_len - 1].to_vec();
+            kept.push(ids[full_len - 1]);
+            kept
+        };
+        TokenizedText { ids, full_len }
+    }
+}

@@ -1,0 +1,45 @@
+//! Helpers shared by the integration tests: the real model, loaded once per test binary.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+
+use semdex::embed::{Encoder, EncoderOptions};
+
+/// The model folder the tests use: `SEMDEX_MODEL`, else the repository's default.
+pub fn model_dir() -> PathBuf {
+    std::env::var_os("SEMDEX_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2")
+        })
+}
+
+/// The real encoder, shared by every test of one binary (loading it takes a moment).
+pub fn encoder() -> Arc<Encoder> {
+    static ENCODER: OnceLock<Arc<Encoder>> = OnceLock::new();
+    ENCODER
+        .get_or_init(|| {
+            Arc::new(
+                Encoder::load(&model_dir(), EncoderOptions::default())
+                    .unwrap_or_else(|e| panic!("{e} (run ./models/fetch.sh first)")),
+            )
+        })
+        .clone()
+}
+
+/// Path of a file under tests/data.
+pub fn data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+/// Cosine similarity of two vectors.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
