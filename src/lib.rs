@@ -7,9 +7,13 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
 pub mod chunk;
 pub mod embed;
+pub mod engine;
 pub mod eval;
+pub mod index;
+pub mod store;
 
 /// mimalloc: the forward pass allocates large short-lived buffers per op, and the system
 /// allocator's page-fault churn measurably slows it (see benches/README.md).

@@ -13,6 +13,23 @@ use super::GlobalArgs;
 pub enum BenchCommand {
     /// Encoder throughput (passages/s, tokens/s) per batch size, and short-query latency.
     Encode(EncodeArgs),
+    /// Ingest throughput against the bare encoder's on the same chunks.
+    Ingest(IngestArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// Files, directories or JSON lines to ingest (as `semdex ingest` reads them).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Only the first N documents.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Print one JSON object instead of a line of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub chunking: super::ChunkArgs,
 }
 
 #[derive(Args, Debug)]
@@ -40,6 +57,7 @@ pub struct EncodeArgs {
 pub fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Encode(args) => encode(global, args),
+        BenchCommand::Ingest(args) => ingest(global, args),
     }
 }
 
@@ -109,5 +127,36 @@ fn encode(global: &GlobalArgs, args: EncodeArgs) -> anyhow::Result<()> {
         "short query (≤16 tokens), {} calls: p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms",
         latency.calls, latency.p50_ms, latency.p90_ms, latency.p99_ms
     );
+    Ok(())
+}
+
+fn ingest(global: &GlobalArgs, args: IngestArgs) -> anyhow::Result<()> {
+    let mut docs =
+        semdex::engine::sources::collect(&args.paths, std::io::stdin().lock())?.documents;
+    if let Some(limit) = args.limit {
+        docs.truncate(limit);
+    }
+    let scratch = std::env::temp_dir().join(format!("semdex-bench-ingest-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    let mut options = semdex::engine::EngineOptions::new(&scratch);
+    options.chunk = args.chunking.options();
+    let encoder = std::sync::Arc::new(global.encoder()?);
+    let result = semdex::eval::ingest::ingest_speed(encoder, docs, options);
+    let _ = std::fs::remove_dir_all(&scratch);
+    let r = result?;
+    if args.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "{} documents, {} chunks: encoder alone {:.1} passages/s ({:.1} s), ingest {:.1} passages/s ({:.1} s): ratio {:.3}",
+            r.documents,
+            r.chunks,
+            r.encoder_passages_per_s,
+            r.encoder_seconds,
+            r.ingest_passages_per_s,
+            r.ingest_seconds,
+            r.ratio
+        );
+    }
     Ok(())
 }

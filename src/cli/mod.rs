@@ -3,13 +3,21 @@
 mod bench;
 mod chunk;
 mod embed;
+mod ingest;
+mod query;
 
 use std::path::PathBuf;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
 use semdex::chunk::{ChunkOptions, Chunker};
 use semdex::embed::{BackendKind, DEFAULT_MODEL_DIR, Encoder, EncoderOptions};
+use semdex::engine::{Engine, EngineOptions};
+use semdex::index::HnswParams;
 
 /// semdex: a semantic embedding and retrieval server (all-MiniLM-L6-v2 on candle, HNSW index).
 #[derive(Parser, Debug)]
@@ -49,12 +57,94 @@ pub struct ChunkArgs {
     pub chunk_overlap: usize,
 }
 
+/// Options of the subcommands that open a data directory.
+#[derive(Args, Debug, Clone)]
+pub struct EngineArgs {
+    /// Data directory: the SQLite store and the index dump.
+    #[arg(long, env = "SEMDEX_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// Documents ingested when the data directory is empty (the default corpus).
+    #[arg(long, env = "SEMDEX_SEEDS", default_value = "seeds")]
+    pub seeds: PathBuf,
+    /// HNSW links per node (M).
+    #[arg(long, env = "SEMDEX_HNSW_M", default_value_t = HnswParams::default().m)]
+    pub hnsw_m: usize,
+    /// HNSW candidate list size while building.
+    #[arg(long, env = "SEMDEX_EF_CONSTRUCTION", default_value_t = HnswParams::default().ef_construction)]
+    pub ef_construction: usize,
+    /// HNSW candidate list size while searching (per-query `ef` overrides it).
+    #[arg(long, env = "SEMDEX_EF_SEARCH", default_value_t = HnswParams::default().ef_search)]
+    pub ef_search: usize,
+    /// Below this many chunks every query is answered by exact search.
+    #[arg(long, env = "SEMDEX_EXACT_BELOW", default_value_t = EngineOptions::new("").exact_below)]
+    pub exact_below: usize,
+    /// Chunks embedded and committed per group while ingesting.
+    #[arg(long, env = "SEMDEX_INGEST_BATCH", default_value_t = EngineOptions::new("").ingest_batch)]
+    pub ingest_batch: usize,
+    #[command(flatten)]
+    pub chunking: ChunkArgs,
+}
+
+impl EngineArgs {
+    /// The engine options these arguments describe.
+    pub fn options(&self) -> EngineOptions {
+        let mut options = EngineOptions::new(&self.data_dir);
+        options.hnsw = HnswParams {
+            m: self.hnsw_m,
+            ef_construction: self.ef_construction,
+            ef_search: self.ef_search,
+        };
+        options.exact_below = self.exact_below;
+        options.ingest_batch = self.ingest_batch.max(1);
+        options.chunk = self.chunking.options();
+        options
+    }
+
+    /// Loads the model, opens the data directory (showing an index rebuild), and ingests the
+    /// seed documents if it is empty.
+    pub fn open(&self, global: &GlobalArgs) -> anyhow::Result<Arc<Engine>> {
+        let encoder = Arc::new(global.encoder()?);
+        let rebuild = progress_bar("rebuilding index", "vectors");
+        let engine = Engine::open(encoder, self.options(), &rebuild)
+            .with_context(|| format!("cannot open data directory {}", self.data_dir.display()))?;
+        let engine = Arc::new(engine);
+        if engine.stats()?.documents == 0 {
+            if self.seeds.exists() {
+                tracing::info!(seeds = %self.seeds.display(), "data directory is empty: ingesting the seed documents");
+                ingest::ingest_paths(&engine, std::slice::from_ref(&self.seeds))?;
+            } else {
+                tracing::warn!(seeds = %self.seeds.display(), "data directory is empty and the seed folder does not exist");
+            }
+        }
+        Ok(engine)
+    }
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal).
+pub fn progress_bar(label: &str, unit: &str) -> ProgressBar {
+    let bar = ProgressBar::new(0);
+    let template = if unit == "bytes" {
+        format!("{label} [{{bar:40}}] {{bytes}}/{{total_bytes}} ({{bytes_per_sec}}, eta {{eta}})")
+    } else {
+        format!("{label} [{{bar:40}}] {{pos}}/{{len}} {unit} ({{per_sec}}, eta {{eta}})")
+    };
+    if let Ok(style) = ProgressStyle::with_template(&template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Embed texts: one JSON array per input (arguments, or one text per stdin line).
     Embed(embed::EmbedArgs),
     /// Split a document into passages: one JSON object per line.
     Chunk(chunk::ChunkCmdArgs),
+    /// Ingest files, directories (.txt, .md, .jsonl) or stdin (-) into the data directory.
+    Ingest(ingest::IngestArgs),
+    /// Ask a question: the nearest passages, as a table or JSON.
+    Query(query::QueryArgs),
     /// Offline measurements: encoder speed, ANN recall, retrieval quality.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -73,13 +163,18 @@ impl GlobalArgs {
 }
 
 impl ChunkArgs {
-    /// Builds a chunker sized by `encoder`'s tokenizer.
-    pub fn chunker(&self, encoder: &Encoder) -> anyhow::Result<Chunker> {
-        let options = ChunkOptions {
+    /// The chunking options these arguments describe.
+    pub fn options(&self) -> ChunkOptions {
+        ChunkOptions {
             max_tokens: self.chunk_tokens,
             overlap: self.chunk_overlap,
-        };
-        Chunker::new(encoder.tokenizer().clone(), options).context("invalid chunking options")
+        }
+    }
+
+    /// Builds a chunker sized by `encoder`'s tokenizer.
+    pub fn chunker(&self, encoder: &Encoder) -> anyhow::Result<Chunker> {
+        Chunker::new(encoder.tokenizer().clone(), self.options())
+            .context("invalid chunking options")
     }
 }
 
@@ -91,7 +186,9 @@ pub fn init_logging(verbose: u8) {
         1 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    // hnsw_rs narrates every build and dump at info level; keep it to warnings.
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new(format!("{default},hnsw_rs=warn")));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -103,6 +200,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Embed(args) => embed::run(&cli.global, args),
         Command::Chunk(args) => chunk::run(&cli.global, args),
+        Command::Ingest(args) => ingest::run(&cli.global, args),
+        Command::Query(args) => query::run(&cli.global, args),
         Command::Bench(command) => bench::run(&cli.global, command),
     }
 }

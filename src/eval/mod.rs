@@ -3,4 +3,5 @@
 //! Nothing here is on a serving path; the `semdex bench` subcommands and the criterion benches
 //! call into it.
 
+pub mod ingest;
 pub mod speed;

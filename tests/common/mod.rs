@@ -43,3 +43,43 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
     dot / (na * nb)
 }
+
+use semdex::engine::{DocumentInput, Engine, EngineOptions};
+
+/// The seed article.
+pub fn seed_article() -> String {
+    std::fs::read_to_string(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("seeds/putin-kim-summit.txt"),
+    )
+    .unwrap()
+}
+
+/// Opens an engine on `dir` with the shared real encoder.
+pub fn engine_with(options: EngineOptions) -> Engine {
+    Engine::open(encoder(), options, &indicatif::ProgressBar::hidden()).unwrap()
+}
+
+/// A plain document without metadata.
+pub fn doc(id: &str, text: &str) -> DocumentInput {
+    DocumentInput {
+        id: id.to_string(),
+        text: text.to_string(),
+        metadata: serde_json::Map::new(),
+        source: None,
+    }
+}
+
+/// Word windows of the seed article: many distinct, real passages for index tests.
+pub fn seed_windows(count: usize, words_per_window: usize) -> Vec<String> {
+    let article = seed_article();
+    let words: Vec<&str> = article.split_whitespace().collect();
+    (0..count)
+        .map(|i| {
+            let start = (i * 37) % words.len();
+            (0..words_per_window)
+                .map(|j| words[(start + j) % words.len()])
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}

@@ -1,0 +1,66 @@
+//! `semdex ingest`: files, directories, JSON lines or stdin into the data directory.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use semdex::engine::sources;
+use semdex::engine::{Engine, IngestStatus};
+
+use super::{EngineArgs, GlobalArgs, progress_bar};
+
+#[derive(Args, Debug)]
+pub struct IngestArgs {
+    /// Files, directories (recursive: .txt, .md, .jsonl) or `-` for stdin.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+pub fn run(global: &GlobalArgs, args: IngestArgs) -> anyhow::Result<()> {
+    let encoder = std::sync::Arc::new(global.encoder()?);
+    let rebuild = progress_bar("rebuilding index", "vectors");
+    let engine = Engine::open(encoder, args.engine.options(), &rebuild)?;
+    ingest_paths(&engine, &args.paths)
+}
+
+/// Ingests what `paths` hold, reports what was skipped and done, then compacts and saves the
+/// index.
+pub fn ingest_paths(engine: &Engine, paths: &[PathBuf]) -> anyhow::Result<()> {
+    let found = sources::collect(paths, std::io::stdin().lock())?;
+    for s in found.skipped.iter().take(20) {
+        tracing::warn!(location = %s.location, reason = %s.reason, "skipped");
+    }
+    if found.skipped.len() > 20 {
+        tracing::warn!("... and {} more skipped", found.skipped.len() - 20);
+    }
+    if found.documents.is_empty() {
+        anyhow::bail!("nothing to ingest in {paths:?}");
+    }
+    let started = Instant::now();
+    let bar = progress_bar("ingesting", "bytes");
+    let reports = engine.ingest(found.documents, &bar)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let count = |status: IngestStatus| reports.iter().filter(|r| r.status == status).count();
+    let embedded: usize = reports
+        .iter()
+        .filter(|r| matches!(r.status, IngestStatus::Created | IngestStatus::Updated))
+        .map(|r| r.chunks)
+        .sum();
+    tracing::info!(
+        documents = reports.len(),
+        created = count(IngestStatus::Created),
+        updated = count(IngestStatus::Updated),
+        metadata_updated = count(IngestStatus::MetadataUpdated),
+        unchanged = count(IngestStatus::Unchanged),
+        skipped = found.skipped.len(),
+        chunks_embedded = embedded,
+        seconds = format!("{seconds:.2}"),
+        passages_per_s = format!("{:.1}", embedded as f64 / seconds.max(1e-9)),
+        "ingest done"
+    );
+    engine.maintain()?;
+    engine.persist()?;
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! `semdex query`: the nearest passages to a question, as a table or JSON.
+
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::Args;
+use semdex::api::types::SearchResponse;
+use semdex::engine::SearchRequest;
+use semdex::store::ChunkFilter;
+use serde_json::{Map, Value};
+
+use super::{EngineArgs, GlobalArgs};
+
+#[derive(Args, Debug)]
+pub struct QueryArgs {
+    /// The question.
+    pub question: String,
+    /// How many passages.
+    #[arg(short, default_value_t = 5)]
+    pub k: usize,
+    /// HNSW search breadth for this query.
+    #[arg(long)]
+    pub ef: Option<usize>,
+    /// Exact search instead of HNSW.
+    #[arg(long)]
+    pub exact: bool,
+    /// Only passages of this document (repeatable).
+    #[arg(long = "doc")]
+    pub doc_ids: Vec<String>,
+    /// Only documents whose metadata KEY equals VALUE (VALUE read as JSON if it parses, else
+    /// as a string; repeatable).
+    #[arg(long = "meta", value_name = "KEY=VALUE")]
+    pub metadata: Vec<String>,
+    /// Print JSON (the shape of POST /search) instead of a table.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+pub fn run(global: &GlobalArgs, args: QueryArgs) -> anyhow::Result<()> {
+    let mut metadata = Map::new();
+    for pair in &args.metadata {
+        let (key, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--meta {pair:?}: expected KEY=VALUE"))?;
+        let value =
+            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+        metadata.insert(key.to_string(), value);
+    }
+    let request = SearchRequest {
+        k: args.k,
+        ef: args.ef,
+        exact: args.exact,
+        filter: ChunkFilter {
+            doc_ids: (!args.doc_ids.is_empty()).then(|| args.doc_ids.clone()),
+            metadata,
+        },
+    };
+    let engine = args.engine.open(global)?;
+    let started = Instant::now();
+    let results = engine.search(&args.question, &request)?;
+    let response = SearchResponse::new(results, started.elapsed().as_secs_f64() * 1000.0);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&response)?);
+        return Ok(());
+    }
+    if response.results.is_empty() {
+        println!("no passages (is the data directory empty?)");
+    }
+    for (rank, r) in response.results.iter().enumerate() {
+        println!(
+            "{:>2}. {:.4}  {} #{} [{}..{}]",
+            rank + 1,
+            r.score,
+            r.doc_id,
+            r.chunk_index,
+            r.start,
+            r.end
+        );
+        for line in textwrap(&r.text, 96) {
+            println!("      {line}");
+        }
+    }
+    println!(
+        "({} results in {:.1} ms, {})",
+        response.results.len(),
+        response.took_ms,
+        response.strategy
+    );
+    Ok(())
+}
+
+/// Greedy word wrap for the terminal table.
+fn textwrap(text: &str, width: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut line = String::new();
+    for word in text.split_whitespace() {
+        if !line.is_empty() && line.chars().count() + 1 + word.chars().count() > width {
+            lines.push(std::mem::take(&mut line));
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        lines.push(line);
+    }
+    lines
+}

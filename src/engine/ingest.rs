@@ -1,0 +1,309 @@
+//! Writing documents: validate, skip unchanged ones, chunk, embed in batches, commit each
+//! document (store transaction, then index) as a unit.
+
+use std::collections::HashSet;
+
+use indicatif::ProgressBar;
+use serde_json::{Map, Value};
+use sha2::Digest;
+
+use crate::chunk::Chunk;
+use crate::embed::l2_normalize;
+use crate::store::{DocumentSummary, NewChunk, NewDocument, StoredDocument};
+
+use super::{Engine, EngineError, MAX_ID_BYTES, Result};
+
+/// A document to ingest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentInput {
+    /// Stable id: re-ingesting the same id replaces the document.
+    pub id: String,
+    /// Full text (UTF-8, not blank).
+    pub text: String,
+    /// User metadata, filterable by key.
+    pub metadata: Map<String, Value>,
+    /// Where it came from (a path, "stdin", "api"), if known.
+    pub source: Option<String>,
+}
+
+/// What ingesting a document did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IngestStatus {
+    /// A new document.
+    Created,
+    /// An existing document with new text: its chunks were replaced.
+    Updated,
+    /// Same text, new metadata: metadata replaced, nothing re-embedded.
+    MetadataUpdated,
+    /// Same text and metadata: nothing done.
+    Unchanged,
+}
+
+impl IngestStatus {
+    /// A lowercase name for reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Created => "created",
+            Self::Updated => "updated",
+            Self::MetadataUpdated => "metadata_updated",
+            Self::Unchanged => "unchanged",
+        }
+    }
+}
+
+/// The outcome for one document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestReport {
+    /// The document's id.
+    pub id: String,
+    /// What happened.
+    pub status: IngestStatus,
+    /// Chunks the document has now.
+    pub chunks: usize,
+}
+
+/// A document chunked and waiting for its vectors.
+struct Pending {
+    input: DocumentInput,
+    hash: String,
+    chunks: Vec<Chunk>,
+    vectors: Vec<Vec<f32>>,
+    existed: bool,
+}
+
+impl Pending {
+    fn complete(&self) -> bool {
+        self.vectors.len() == self.chunks.len()
+    }
+}
+
+/// Chunks flow through here in document order: they are embedded in full batches, and each
+/// document is committed as soon as all of its chunks have vectors.
+#[derive(Default)]
+struct Pipeline {
+    /// Documents waiting, oldest first.
+    queue: std::collections::VecDeque<Pending>,
+    /// Chunks of queued documents not yet embedded.
+    waiting: usize,
+}
+
+/// Hash of a document's text, for change detection.
+pub fn content_hash(text: &str) -> String {
+    sha2::Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Checks one document; the message names the offending id.
+pub fn validate(doc: &DocumentInput) -> Result<()> {
+    let id = &doc.id;
+    if id.trim().is_empty() {
+        return Err(EngineError::InvalidRequest(
+            "document id must not be empty".into(),
+        ));
+    }
+    if id.len() > MAX_ID_BYTES {
+        return Err(EngineError::InvalidRequest(format!(
+            "document id is {} bytes long; the limit is {MAX_ID_BYTES}",
+            id.len()
+        )));
+    }
+    if doc.text.trim().is_empty() {
+        return Err(EngineError::InvalidRequest(format!(
+            "document {id:?} has no text"
+        )));
+    }
+    Ok(())
+}
+
+impl Engine {
+    /// Ingests documents. All are validated first (nothing is written if one is invalid);
+    /// then each is committed whole — chunks, vectors and index entries — or not at all.
+    /// `progress` counts bytes of text.
+    pub fn ingest(
+        &self,
+        docs: Vec<DocumentInput>,
+        progress: &ProgressBar,
+    ) -> Result<Vec<IngestReport>> {
+        let mut ids = HashSet::with_capacity(docs.len());
+        for doc in &docs {
+            validate(doc)?;
+            if !ids.insert(doc.id.as_str()) {
+                return Err(EngineError::InvalidRequest(format!(
+                    "document id {:?} appears twice in one request",
+                    doc.id
+                )));
+            }
+        }
+        progress.set_length(docs.iter().map(|d| d.text.len() as u64).sum());
+        let batch = self.options.ingest_batch.max(1);
+        let mut reports = Vec::with_capacity(docs.len());
+        let mut pipeline = Pipeline::default();
+        for input in docs {
+            let hash = content_hash(&input.text);
+            let state = self.reader().document_state(&input.id)?;
+            if let Some(state) = state.as_ref().filter(|s| s.content_hash == hash) {
+                let status = if state.metadata == input.metadata {
+                    IngestStatus::Unchanged
+                } else {
+                    self.writer().set_metadata(&input.id, &input.metadata)?;
+                    IngestStatus::MetadataUpdated
+                };
+                let chunks = self.chunk_count(&input.id)?;
+                progress.inc(input.text.len() as u64);
+                reports.push(IngestReport {
+                    id: input.id,
+                    status,
+                    chunks,
+                });
+                continue;
+            }
+            let chunks = self.chunker.chunk(&input.id, &input.text);
+            pipeline.waiting += chunks.len();
+            pipeline.queue.push_back(Pending {
+                vectors: Vec::with_capacity(chunks.len()),
+                input,
+                hash,
+                chunks,
+                existed: state.is_some(),
+            });
+            while pipeline.waiting >= batch {
+                self.embed_next(&mut pipeline, batch, progress)?;
+                reports.extend(self.commit_ready(&mut pipeline, progress)?);
+            }
+        }
+        while pipeline.waiting > 0 {
+            self.embed_next(&mut pipeline, batch, progress)?;
+        }
+        reports.extend(self.commit_ready(&mut pipeline, progress)?);
+        progress.finish_and_clear();
+        Ok(reports)
+    }
+
+    /// Embeds the next `batch` waiting chunks (fewer at the end), in document order.
+    fn embed_next(
+        &self,
+        pipeline: &mut Pipeline,
+        batch: usize,
+        progress: &ProgressBar,
+    ) -> Result<()> {
+        let mut slots: Vec<(usize, usize)> = Vec::with_capacity(batch);
+        for (d, p) in pipeline.queue.iter().enumerate() {
+            for c in p.vectors.len()..p.chunks.len() {
+                if slots.len() == batch {
+                    break;
+                }
+                slots.push((d, c));
+            }
+        }
+        let texts: Vec<&str> = slots
+            .iter()
+            .map(|&(d, c)| pipeline.queue[d].chunks[c].text.as_str())
+            .collect();
+        let embeddings = self.encoder.embed(&texts)?;
+        progress.inc(texts.iter().map(|t| t.len() as u64).sum());
+        for (&(d, _), embedding) in slots.iter().zip(embeddings) {
+            let mut v = embedding.vector;
+            if !self.encoder.config().normalize {
+                l2_normalize(&mut v);
+            }
+            pipeline.queue[d].vectors.push(v);
+        }
+        pipeline.waiting -= slots.len();
+        Ok(())
+    }
+
+    /// Commits every fully embedded document at the front of the pipeline.
+    fn commit_ready(
+        &self,
+        pipeline: &mut Pipeline,
+        progress: &ProgressBar,
+    ) -> Result<Vec<IngestReport>> {
+        let mut reports = Vec::new();
+        while pipeline.queue.front().is_some_and(Pending::complete) {
+            let Some(p) = pipeline.queue.pop_front() else {
+                break;
+            };
+            reports.push(self.commit(p, progress)?);
+        }
+        Ok(reports)
+    }
+
+    /// Writes one document (store transaction, then index) as a unit.
+    fn commit(&self, p: Pending, progress: &ProgressBar) -> Result<IngestReport> {
+        let chunks: Vec<NewChunk> = p
+            .chunks
+            .iter()
+            .zip(&p.vectors)
+            .map(|(c, v)| NewChunk {
+                index: c.index,
+                start: c.start,
+                end: c.end,
+                text: &c.text,
+                vector: v,
+            })
+            .collect();
+        let doc = NewDocument {
+            id: &p.input.id,
+            source: p.input.source.as_deref(),
+            text: &p.input.text,
+            metadata: &p.input.metadata,
+            content_hash: &p.hash,
+        };
+        {
+            // Hold the write connection until the index reflects this commit, so that
+            // concurrent writers apply their index changes in commit order.
+            let mut writer = self.writer();
+            let outcome = writer.put_document(&doc, &chunks)?;
+            let items: Vec<(u64, &[f32])> = outcome
+                .added
+                .iter()
+                .copied()
+                .zip(p.vectors.iter().map(Vec::as_slice))
+                .collect();
+            let mut ix = self.write_indexes();
+            ix.remove(&outcome.removed);
+            ix.add(&items)?;
+        }
+        // Whitespace between chunks never reaches the encoder; count it now.
+        let embedded: usize = p.chunks.iter().map(|c| c.text.len()).sum();
+        progress.inc(p.input.text.len().saturating_sub(embedded) as u64);
+        Ok(IngestReport {
+            id: p.input.id,
+            status: if p.existed {
+                IngestStatus::Updated
+            } else {
+                IngestStatus::Created
+            },
+            chunks: p.chunks.len(),
+        })
+    }
+
+    fn chunk_count(&self, id: &str) -> Result<usize> {
+        Ok(self.reader().get_document(id)?.map_or(0, |d| d.chunks))
+    }
+
+    /// Deletes a document and its chunks; its vectors stop appearing in results at once.
+    /// Returns how many chunks it had.
+    pub fn delete(&self, id: &str) -> Result<usize> {
+        let mut writer = self.writer();
+        let removed = writer
+            .delete_document(id)?
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
+        self.write_indexes().remove(&removed);
+        Ok(removed.len())
+    }
+
+    /// A whole stored document.
+    pub fn document(&self, id: &str) -> Result<StoredDocument> {
+        self.reader()
+            .get_document(id)?
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))
+    }
+
+    /// Documents in id order, without their text.
+    pub fn documents(&self, limit: usize, offset: usize) -> Result<Vec<DocumentSummary>> {
+        Ok(self.reader().list_documents(limit, offset)?)
+    }
+}

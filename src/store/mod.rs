@@ -1,0 +1,587 @@
+//! The durable store: SQLite (WAL mode), the source of truth for documents, chunks and vectors.
+//!
+//! Everything the index holds can be rebuilt from here. A document and all of its chunks and
+//! vectors are written in one transaction, so a crash (`kill -9` included) leaves whole
+//! documents only. The store records the model that made its vectors and refuses to open with
+//! another one.
+
+mod schema;
+mod vectors;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use serde_json::{Map, Value};
+
+pub use vectors::{blob_to_vector, vector_to_blob};
+
+/// Identifies chunks everywhere: in the store, in the index and in results. Never reused.
+pub type ChunkId = u64;
+
+/// File name of the database inside the data directory.
+pub const DATABASE_FILE: &str = "semdex.sqlite3";
+
+/// Store failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed (I/O, corruption, a full disk).
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The data directory cannot be created or read.
+    #[error("data directory {dir}: {source}")]
+    Io {
+        /// The data directory.
+        dir: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The data directory was made with another model; its vectors are useless with this one.
+    #[error(
+        "data directory {dir} was made with model {stored}, not {current}: use the model it was made with, or another --data-dir"
+    )]
+    ModelMismatch {
+        /// The data directory.
+        dir: PathBuf,
+        /// The model recorded in the store.
+        stored: String,
+        /// The model in use now.
+        current: String,
+    },
+    /// The store was written by a newer semdex.
+    #[error("data directory {dir} has schema version {found}; this semdex reads up to {supported}")]
+    SchemaTooNew {
+        /// The data directory.
+        dir: PathBuf,
+        /// The version found.
+        found: i64,
+        /// The newest version this build understands.
+        supported: i64,
+    },
+    /// A stored value is not what the schema promises.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// Result alias for the store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// The model a store's vectors belong to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelIdentity {
+    /// Human name (the model folder's name).
+    pub name: String,
+    /// Fingerprint of configuration and weights.
+    pub fingerprint: String,
+    /// Vector length.
+    pub dimension: usize,
+}
+
+impl ModelIdentity {
+    fn describe(&self) -> String {
+        format!(
+            "{} ({}, dim {})",
+            self.name, self.fingerprint, self.dimension
+        )
+    }
+}
+
+/// A chunk to store with its document.
+#[derive(Debug, Clone)]
+pub struct NewChunk<'a> {
+    /// Position in the document.
+    pub index: usize,
+    /// Byte offset of its start in the document.
+    pub start: usize,
+    /// Byte offset one past its end.
+    pub end: usize,
+    /// The chunk's text.
+    pub text: &'a str,
+    /// Its unit-length embedding.
+    pub vector: &'a [f32],
+}
+
+/// A document to store.
+#[derive(Debug, Clone)]
+pub struct NewDocument<'a> {
+    /// Stable, caller-chosen id.
+    pub id: &'a str,
+    /// Where it came from (a path, "stdin", an API call), if known.
+    pub source: Option<&'a str>,
+    /// The full text.
+    pub text: &'a str,
+    /// A JSON object of user metadata.
+    pub metadata: &'a Map<String, Value>,
+    /// Hash of the text, for change detection.
+    pub content_hash: &'a str,
+}
+
+/// What a stored document looks like when read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredDocument {
+    /// The document's id.
+    pub id: String,
+    /// Where it came from.
+    pub source: Option<String>,
+    /// The full text.
+    pub text: String,
+    /// User metadata (a JSON object).
+    pub metadata: Map<String, Value>,
+    /// Hash of the text.
+    pub content_hash: String,
+    /// When it was (last) ingested, RFC 3339 UTC.
+    pub ingested_at: String,
+    /// How many chunks it has.
+    pub chunks: usize,
+}
+
+/// A document without its text, for listings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentSummary {
+    /// The document's id.
+    pub id: String,
+    /// Where it came from.
+    pub source: Option<String>,
+    /// User metadata.
+    pub metadata: Map<String, Value>,
+    /// When it was (last) ingested.
+    pub ingested_at: String,
+    /// How many chunks it has.
+    pub chunks: usize,
+    /// Length of its text in bytes.
+    pub bytes: usize,
+}
+
+/// A chunk as search results need it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkRecord {
+    /// The chunk's id.
+    pub chunk_id: ChunkId,
+    /// Its document's id.
+    pub doc_id: String,
+    /// Its position in the document.
+    pub index: usize,
+    /// Byte offsets in the document.
+    pub start: usize,
+    /// One past the last byte.
+    pub end: usize,
+    /// The chunk's text.
+    pub text: String,
+    /// Its document's metadata.
+    pub metadata: Map<String, Value>,
+}
+
+/// What writing a document changed, for the index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOutcome {
+    /// Ids of the chunks written, in chunk order.
+    pub added: Vec<ChunkId>,
+    /// Ids of the chunks of the previous version, now gone.
+    pub removed: Vec<ChunkId>,
+}
+
+/// The stored state of a document, for change detection.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentState {
+    /// Hash of the stored text.
+    pub content_hash: String,
+    /// Stored metadata.
+    pub metadata: Map<String, Value>,
+}
+
+/// Restricts which chunks a query may return.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChunkFilter {
+    /// Only chunks of these documents.
+    pub doc_ids: Option<Vec<String>>,
+    /// Only chunks of documents whose metadata has each key equal to the value (scalars).
+    pub metadata: Map<String, Value>,
+}
+
+impl ChunkFilter {
+    /// Whether the filter lets everything through.
+    pub fn is_empty(&self) -> bool {
+        self.doc_ids.is_none() && self.metadata.is_empty()
+    }
+}
+
+/// One connection to a data directory's database.
+pub struct Store {
+    conn: Connection,
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir` for `model`; refuses a store made with
+    /// another model.
+    pub fn open(dir: &Path, model: &ModelIdentity) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        let conn = Connection::open(dir.join(DATABASE_FILE))?;
+        schema::configure(&conn)?;
+        let mut store = Self {
+            conn,
+            dir: dir.to_path_buf(),
+        };
+        schema::migrate(&mut store.conn, dir)?;
+        store.check_model(model)?;
+        Ok(store)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn check_model(&mut self, model: &ModelIdentity) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        let stored: Option<(String, String, i64)> = tx
+            .query_row(
+                "SELECT
+                    (SELECT value FROM meta WHERE key = 'model_name'),
+                    (SELECT value FROM meta WHERE key = 'model_fingerprint'),
+                    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'dimension')",
+                [],
+                |r| {
+                    Ok((
+                        r.get::<_, Option<String>>(0)?,
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<i64>>(2)?,
+                    ))
+                },
+            )
+            .map(|(n, f, d)| match (n, f, d) {
+                (Some(n), Some(f), Some(d)) => Some((n, f, d)),
+                _ => None,
+            })?;
+        match stored {
+            Some((name, fingerprint, dimension)) => {
+                let stored = ModelIdentity {
+                    name,
+                    fingerprint,
+                    dimension: dimension as usize,
+                };
+                if stored.fingerprint != model.fingerprint || stored.dimension != model.dimension {
+                    return Err(StoreError::ModelMismatch {
+                        dir: self.dir.clone(),
+                        stored: stored.describe(),
+                        current: model.describe(),
+                    });
+                }
+            }
+            None => {
+                let mut put =
+                    tx.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?;
+                put.execute(params!["model_name", model.name])?;
+                put.execute(params!["model_fingerprint", model.fingerprint])?;
+                put.execute(params!["dimension", model.dimension.to_string()])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// A counter bumped by every committed change; the index dump records the one it matches.
+    pub fn generation(&self) -> Result<u64> {
+        let g: i64 = self.conn.query_row(
+            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'",
+            [],
+            |r| r.get(0),
+        )?;
+        Ok(g as u64)
+    }
+
+    /// The stored hash and metadata of a document, if it exists.
+    pub fn document_state(&self, id: &str) -> Result<Option<DocumentState>> {
+        self.conn
+            .prepare_cached("SELECT content_hash, metadata FROM documents WHERE id = ?1")?
+            .query_row([id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })
+            .optional()?
+            .map(|(content_hash, metadata)| {
+                Ok(DocumentState {
+                    content_hash,
+                    metadata: parse_metadata(&metadata)?,
+                })
+            })
+            .transpose()
+    }
+
+    /// Writes a document with all of its chunks and vectors in one transaction, replacing any
+    /// previous version of it.
+    pub fn put_document(
+        &mut self,
+        doc: &NewDocument<'_>,
+        chunks: &[NewChunk<'_>],
+    ) -> Result<WriteOutcome> {
+        let tx = self.conn.transaction()?;
+        let removed = delete_in(&tx, doc.id)?.unwrap_or_default();
+        let metadata = Value::Object(doc.metadata.clone()).to_string();
+        tx.execute(
+            "INSERT INTO documents (id, source, text, metadata, content_hash, ingested_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+            params![doc.id, doc.source, doc.text, metadata, doc.content_hash],
+        )?;
+        let doc_row = tx.last_insert_rowid();
+        let mut added = Vec::with_capacity(chunks.len());
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT INTO chunks (doc_row, idx, start, end, text, embedding)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            for c in chunks {
+                insert.execute(params![
+                    doc_row,
+                    c.index as i64,
+                    c.start as i64,
+                    c.end as i64,
+                    c.text,
+                    vector_to_blob(c.vector)
+                ])?;
+                added.push(tx.last_insert_rowid() as ChunkId);
+            }
+        }
+        bump_generation(&tx)?;
+        tx.commit()?;
+        Ok(WriteOutcome { added, removed })
+    }
+
+    /// Replaces a document's metadata (its text and vectors are unchanged).
+    pub fn set_metadata(&mut self, id: &str, metadata: &Map<String, Value>) -> Result<bool> {
+        let tx = self.conn.transaction()?;
+        let n = tx.execute(
+            "UPDATE documents SET metadata = ?2, ingested_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
+             WHERE id = ?1",
+            params![id, Value::Object(metadata.clone()).to_string()],
+        )?;
+        if n > 0 {
+            bump_generation(&tx)?;
+        }
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    /// Deletes a document; returns the ids of its chunks, or `None` if it did not exist.
+    pub fn delete_document(&mut self, id: &str) -> Result<Option<Vec<ChunkId>>> {
+        let tx = self.conn.transaction()?;
+        let removed = delete_in(&tx, id)?;
+        if removed.is_some() {
+            bump_generation(&tx)?;
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// A whole document.
+    pub fn get_document(&self, id: &str) -> Result<Option<StoredDocument>> {
+        self.conn
+            .prepare_cached(
+                "SELECT d.id, d.source, d.text, d.metadata, d.content_hash, d.ingested_at,
+                        (SELECT COUNT(*) FROM chunks c WHERE c.doc_row = d.row)
+                 FROM documents d WHERE d.id = ?1",
+            )?
+            .query_row([id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            })
+            .optional()?
+            .map(
+                |(id, source, text, metadata, content_hash, ingested_at, chunks)| {
+                    Ok(StoredDocument {
+                        id,
+                        source,
+                        text,
+                        metadata: parse_metadata(&metadata)?,
+                        content_hash,
+                        ingested_at,
+                        chunks: chunks as usize,
+                    })
+                },
+            )
+            .transpose()
+    }
+
+    /// Documents in id order, without their text.
+    pub fn list_documents(&self, limit: usize, offset: usize) -> Result<Vec<DocumentSummary>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT d.id, d.source, d.metadata, d.ingested_at, length(CAST(d.text AS BLOB)),
+                    (SELECT COUNT(*) FROM chunks c WHERE c.doc_row = d.row)
+             FROM documents d ORDER BY d.id LIMIT ?1 OFFSET ?2",
+        )?;
+        let rows = stmt.query_map(params![limit as i64, offset as i64], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, i64>(5)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (id, source, metadata, ingested_at, bytes, chunks) = row?;
+            Ok(DocumentSummary {
+                id,
+                source,
+                metadata: parse_metadata(&metadata)?,
+                ingested_at,
+                chunks: chunks as usize,
+                bytes: bytes as usize,
+            })
+        })
+        .collect()
+    }
+
+    /// Number of documents and of chunks.
+    pub fn counts(&self) -> Result<(usize, usize)> {
+        Ok(self.conn.query_row(
+            "SELECT (SELECT COUNT(*) FROM documents), (SELECT COUNT(*) FROM chunks)",
+            [],
+            |r| Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as usize)),
+        )?)
+    }
+
+    /// Calls `f` with every stored vector, in chunk-id order (for rebuilding the index).
+    pub fn for_each_vector(&self, mut f: impl FnMut(ChunkId, Vec<f32>)) -> Result<()> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT id, embedding FROM chunks ORDER BY id")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            let blob = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+            let vector = blob_to_vector(blob).ok_or_else(|| {
+                StoreError::Corrupt(format!("chunk {id}: embedding of {} bytes", blob.len()))
+            })?;
+            f(id as ChunkId, vector);
+        }
+        Ok(())
+    }
+
+    /// The chunks with these ids (missing ids are absent from the map).
+    pub fn chunks_by_ids(&self, ids: &[ChunkId]) -> Result<HashMap<ChunkId, ChunkRecord>> {
+        let mut out = HashMap::with_capacity(ids.len());
+        // SQLite binds at most 32766 parameters; stay far below.
+        for group in ids.chunks(500) {
+            let marks = vec!["?"; group.len()].join(",");
+            let sql = format!(
+                "SELECT c.id, d.id, c.idx, c.start, c.end, c.text, d.metadata
+                 FROM chunks c JOIN documents d ON d.row = c.doc_row WHERE c.id IN ({marks})"
+            );
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(group.iter().map(|&i| i as i64)), |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                ))
+            })?;
+            for row in rows {
+                let (chunk_id, doc_id, index, start, end, text, metadata) = row?;
+                out.insert(
+                    chunk_id as ChunkId,
+                    ChunkRecord {
+                        chunk_id: chunk_id as ChunkId,
+                        doc_id,
+                        index: index as usize,
+                        start: start as usize,
+                        end: end as usize,
+                        text,
+                        metadata: parse_metadata(&metadata)?,
+                    },
+                );
+            }
+        }
+        Ok(out)
+    }
+
+    /// Ids of the chunks a filter lets through, ascending.
+    pub fn chunk_ids_matching(&self, filter: &ChunkFilter) -> Result<Vec<ChunkId>> {
+        let mut sql =
+            String::from("SELECT c.id FROM chunks c JOIN documents d ON d.row = c.doc_row WHERE 1");
+        let mut values: Vec<rusqlite::types::Value> = Vec::new();
+        if let Some(ids) = &filter.doc_ids {
+            if ids.is_empty() {
+                return Ok(Vec::new());
+            }
+            sql.push_str(" AND d.id IN (SELECT value FROM json_each(?))");
+            values.push(Value::from(ids.clone()).to_string().into());
+        }
+        for (key, value) in &filter.metadata {
+            // json_extract yields SQL scalars: text, integer, real, or 1/0 for true/false.
+            sql.push_str(" AND json_extract(d.metadata, ?) IS ?");
+            values.push(json_path(key).into());
+            values.push(match value {
+                Value::Null => rusqlite::types::Value::Null,
+                Value::Bool(b) => rusqlite::types::Value::Integer(i64::from(*b)),
+                Value::Number(n) => match n.as_i64() {
+                    Some(i) => rusqlite::types::Value::Integer(i),
+                    None => rusqlite::types::Value::Real(n.as_f64().unwrap_or(f64::NAN)),
+                },
+                Value::String(s) => rusqlite::types::Value::Text(s.clone()),
+                // Callers reject non-scalar values; compare structurally as JSON text.
+                other => rusqlite::types::Value::Text(other.to_string()),
+            });
+        }
+        sql.push_str(" ORDER BY c.id");
+        let mut stmt = self.conn.prepare_cached(&sql)?;
+        let rows = stmt.query_map(params_from_iter(values), |r| r.get::<_, i64>(0))?;
+        rows.map(|r| Ok(r? as ChunkId)).collect()
+    }
+}
+
+/// A JSON path selecting one top-level key, quoted so that dots and spaces are literal.
+fn json_path(key: &str) -> String {
+    format!("$.\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn parse_metadata(text: &str) -> Result<Map<String, Value>> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(StoreError::Corrupt(format!(
+            "metadata is not a JSON object: {text}"
+        ))),
+    }
+}
+
+/// Deletes a document and its chunks inside `tx`; returns the chunk ids, or None if absent.
+fn delete_in(tx: &rusqlite::Transaction<'_>, id: &str) -> Result<Option<Vec<ChunkId>>> {
+    let row: Option<i64> = tx
+        .prepare_cached("SELECT row FROM documents WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    let Some(row) = row else { return Ok(None) };
+    let ids = tx
+        .prepare_cached("SELECT id FROM chunks WHERE doc_row = ?1 ORDER BY idx")?
+        .query_map([row], |r| r.get::<_, i64>(0))?
+        .map(|r| r.map(|i| i as ChunkId))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    tx.execute("DELETE FROM chunks WHERE doc_row = ?1", [row])?;
+    tx.execute("DELETE FROM documents WHERE row = ?1", [row])?;
+    Ok(Some(ids))
+}
+
+fn bump_generation(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+    tx.execute(
+        "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'",
+        [],
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

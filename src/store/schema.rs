@@ -1,0 +1,67 @@
+//! Database settings and schema migrations.
+
+use std::path::Path;
+
+use rusqlite::Connection;
+
+use super::{Result, StoreError};
+
+/// The newest schema this build writes.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Per-connection settings: WAL for concurrent readers, NORMAL sync (durable against process
+/// crashes; a power cut may lose the last commits but never corrupts), foreign keys on.
+pub fn configure(conn: &Connection) -> Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(())
+}
+
+/// Creates or upgrades the schema.
+pub fn migrate(conn: &mut Connection, dir: &Path) -> Result<()> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::SchemaTooNew {
+            dir: dir.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn.transaction()?;
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS meta (
+             key   TEXT PRIMARY KEY,
+             value TEXT NOT NULL
+         );
+         INSERT OR IGNORE INTO meta (key, value) VALUES ('generation', '0');
+         CREATE TABLE IF NOT EXISTS documents (
+             row          INTEGER PRIMARY KEY,
+             id           TEXT NOT NULL UNIQUE,
+             source       TEXT,
+             text         TEXT NOT NULL,
+             metadata     TEXT NOT NULL DEFAULT '{}',
+             content_hash TEXT NOT NULL,
+             ingested_at  TEXT NOT NULL
+         );
+         -- AUTOINCREMENT: chunk ids are never reused, so a stale index entry can never
+         -- point at a newer chunk.
+         CREATE TABLE IF NOT EXISTS chunks (
+             id        INTEGER PRIMARY KEY AUTOINCREMENT,
+             doc_row   INTEGER NOT NULL REFERENCES documents(row) ON DELETE CASCADE,
+             idx       INTEGER NOT NULL,
+             start     INTEGER NOT NULL,
+             end       INTEGER NOT NULL,
+             text      TEXT NOT NULL,
+             embedding BLOB NOT NULL
+         );
+         CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks (doc_row, idx);",
+    )?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,383 @@
+//! The engine through its public API, on the real model and a real SQLite store.
+
+mod common;
+
+use std::collections::HashSet;
+
+use indicatif::ProgressBar;
+use semdex::engine::{
+    Engine, EngineError, EngineOptions, IngestStatus, SearchRequest, SearchStrategy,
+};
+use semdex::store::{ChunkFilter, ModelIdentity, Store, StoreError};
+use serde_json::{Value, json};
+
+fn hidden() -> ProgressBar {
+    ProgressBar::hidden()
+}
+
+fn with_meta(id: &str, text: &str, meta: Value) -> semdex::engine::DocumentInput {
+    let mut d = common::doc(id, text);
+    d.metadata = meta.as_object().unwrap().clone();
+    d
+}
+
+fn req(k: usize) -> SearchRequest {
+    SearchRequest {
+        k,
+        ..SearchRequest::default()
+    }
+}
+
+#[test]
+fn seed_article_questions_hit_at_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::engine_with(EngineOptions::new(dir.path()));
+    engine
+        .ingest(
+            vec![common::doc("seed", &common::seed_article())],
+            &hidden(),
+        )
+        .unwrap();
+    let raw = std::fs::read_to_string(common::data("seed_qa.jsonl")).unwrap();
+    let mut hits = 0;
+    let mut total = 0;
+    let mut misses = Vec::new();
+    for line in raw.lines() {
+        let qa: Value = serde_json::from_str(line).unwrap();
+        let question = qa["question"].as_str().unwrap();
+        let answers: Vec<String> = qa["answers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap().to_lowercase())
+            .collect();
+        let found = engine.search(question, &req(3)).unwrap();
+        assert_eq!(found.hits.len(), 3);
+        total += 1;
+        if found
+            .hits
+            .iter()
+            .any(|h| answers.iter().any(|a| h.text.to_lowercase().contains(a)))
+        {
+            hits += 1;
+        } else {
+            misses.push(question.to_string());
+        }
+    }
+    let rate = hits as f64 / total as f64;
+    println!("hit@3 = {hits}/{total} = {rate:.3}; missed: {misses:?}");
+    assert!(total >= 20);
+    assert!(rate >= 0.85, "hit@3 {rate:.3} < 0.85; missed {misses:?}");
+}
+
+#[test]
+fn restart_gives_identical_results_with_and_without_a_dump() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = EngineOptions::new(dir.path());
+    options.exact_below = 0; // answer with HNSW so that the graph itself is tested
+    let docs: Vec<_> = common::seed_windows(60, 40)
+        .iter()
+        .enumerate()
+        .map(|(i, t)| common::doc(&format!("w{i}"), t))
+        .collect();
+    let queries = [
+        "Who visited the cosmodrome?",
+        "artillery shells for the war",
+        "naval drill",
+    ];
+    let run = |engine: &Engine| -> Vec<Vec<(u64, f32)>> {
+        queries
+            .iter()
+            .map(|q| {
+                let r = engine.search(q, &req(10)).unwrap();
+                assert_eq!(r.strategy, SearchStrategy::Hnsw);
+                r.hits.iter().map(|h| (h.chunk_id, h.score)).collect()
+            })
+            .collect()
+    };
+    let before = {
+        let engine = common::engine_with(options.clone());
+        engine.ingest(docs.clone(), &hidden()).unwrap();
+        engine.persist().unwrap();
+        run(&engine)
+    };
+    let reopened = common::engine_with(options.clone());
+    assert_eq!(run(&reopened), before, "loaded from the dump");
+    let extra = common::doc(
+        "late",
+        "A late document about submarines and the Pacific fleet.",
+    );
+    reopened.ingest(vec![extra], &hidden()).unwrap();
+    drop(reopened); // no persist: the dump is now one document behind the store
+    let caught_up = common::engine_with(options.clone());
+    assert_eq!(
+        caught_up.stats().unwrap().indexed,
+        caught_up.stats().unwrap().chunks
+    );
+    let late = caught_up
+        .search("submarines in the Pacific fleet", &req(1))
+        .unwrap();
+    assert_eq!(late.hits[0].doc_id, "late");
+    drop(caught_up);
+    std::fs::remove_dir_all(dir.path().join("index")).unwrap();
+    let rebuilt = common::engine_with(options);
+    assert_eq!(
+        rebuilt.stats().unwrap().indexed,
+        61,
+        "rebuilt from stored vectors"
+    );
+}
+
+#[test]
+fn dedup_update_metadata_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::engine_with(EngineOptions::new(dir.path()));
+    let text = "The cosmodrome meeting lasted several hours. Artillery shells were discussed.";
+    let r = engine
+        .ingest(vec![with_meta("a", text, json!({"v": 1}))], &hidden())
+        .unwrap();
+    assert_eq!(r[0].status, IngestStatus::Created);
+    let r = engine
+        .ingest(vec![with_meta("a", text, json!({"v": 1}))], &hidden())
+        .unwrap();
+    assert_eq!(r[0].status, IngestStatus::Unchanged);
+    assert_eq!(r[0].chunks, 1);
+    let r = engine
+        .ingest(vec![with_meta("a", text, json!({"v": 2}))], &hidden())
+        .unwrap();
+    assert_eq!(r[0].status, IngestStatus::MetadataUpdated);
+    let hit = &engine.search("artillery", &req(1)).unwrap().hits[0];
+    assert_eq!(hit.metadata["v"], 2);
+    let old_chunk = hit.chunk_id;
+
+    let r = engine
+        .ingest(
+            vec![common::doc("a", "Completely new text about satellites.")],
+            &hidden(),
+        )
+        .unwrap();
+    assert_eq!(r[0].status, IngestStatus::Updated);
+    let hits = engine.search("artillery", &req(5)).unwrap().hits;
+    assert_eq!(hits.len(), 1);
+    assert_ne!(hits[0].chunk_id, old_chunk);
+    assert!(hits[0].text.contains("satellites"));
+    assert_eq!(
+        engine.document("a").unwrap().text,
+        "Completely new text about satellites."
+    );
+
+    engine
+        .ingest(vec![common::doc("b", "Another document.")], &hidden())
+        .unwrap();
+    assert_eq!(engine.delete("a").unwrap(), 1);
+    assert!(matches!(engine.delete("a"), Err(EngineError::NotFound(_))));
+    assert!(matches!(
+        engine.document("a"),
+        Err(EngineError::NotFound(_))
+    ));
+    let hits = engine.search("satellites", &req(5)).unwrap().hits;
+    assert!(hits.iter().all(|h| h.doc_id == "b"));
+    assert_eq!(engine.documents(10, 0).unwrap().len(), 1);
+}
+
+#[test]
+fn deleted_chunks_vanish_from_hnsw_results_and_compaction_keeps_k() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = EngineOptions::new(dir.path());
+    options.exact_below = 0;
+    let engine = common::engine_with(options);
+    let docs: Vec<_> = common::seed_windows(80, 30)
+        .iter()
+        .enumerate()
+        .map(|(i, t)| common::doc(&format!("w{i}"), t))
+        .collect();
+    engine.ingest(docs, &hidden()).unwrap();
+    let first = engine
+        .search("spy satellite launch", &req(10))
+        .unwrap()
+        .hits;
+    let doomed: Vec<String> = first.iter().take(5).map(|h| h.doc_id.clone()).collect();
+    for id in &doomed {
+        engine.delete(id).unwrap();
+    }
+    let after = engine
+        .search("spy satellite launch", &req(10))
+        .unwrap()
+        .hits;
+    assert_eq!(after.len(), 10, "still k results");
+    assert!(after.iter().all(|h| !doomed.contains(&h.doc_id)));
+    // Past the threshold the graph is rebuilt without its tombstones.
+    for i in 10..40 {
+        let _ = engine.delete(&format!("w{i}"));
+    }
+    assert!(engine.stats().unwrap().tombstones > 0);
+    assert!(engine.maintain().unwrap());
+    let stats = engine.stats().unwrap();
+    assert_eq!(stats.tombstones, 0);
+    assert_eq!(stats.indexed, stats.chunks);
+    assert_eq!(
+        engine
+            .search("spy satellite launch", &req(10))
+            .unwrap()
+            .hits
+            .len(),
+        10
+    );
+}
+
+#[test]
+fn filters_by_document_and_metadata_still_return_k() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = EngineOptions::new(dir.path());
+    options.exact_below = 0;
+    let engine = common::engine_with(options);
+    let docs: Vec<_> = common::seed_windows(60, 30)
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            with_meta(
+                &format!("w{i}"),
+                t,
+                json!({"parity": if i % 2 == 0 {"even"} else {"odd"}, "i": i}),
+            )
+        })
+        .collect();
+    engine.ingest(docs, &hidden()).unwrap();
+    let mut r = req(10);
+    r.filter = ChunkFilter {
+        doc_ids: None,
+        metadata: json!({"parity": "odd"}).as_object().unwrap().clone(),
+    };
+    let odd = engine.search("military aircraft plant", &r).unwrap();
+    assert_eq!(odd.hits.len(), 10);
+    assert!(odd.hits.iter().all(|h| h.metadata["parity"] == "odd"));
+    assert_eq!(
+        odd.strategy,
+        SearchStrategy::HnswFiltered,
+        "half the corpus: not selective"
+    );
+    let mut exact = r.clone();
+    exact.exact = true;
+    let truth = engine.search("military aircraft plant", &exact).unwrap();
+    assert_eq!(truth.strategy, SearchStrategy::ExactFiltered);
+    let a: HashSet<u64> = odd.hits.iter().map(|h| h.chunk_id).collect();
+    let b: HashSet<u64> = truth.hits.iter().map(|h| h.chunk_id).collect();
+    assert!(a.intersection(&b).count() >= 9);
+
+    r.filter = ChunkFilter {
+        doc_ids: Some(vec!["w3".into(), "w4".into(), "nope".into()]),
+        metadata: Default::default(),
+    };
+    let few = engine.search("anything", &r).unwrap();
+    assert_eq!(few.strategy, SearchStrategy::ExactFiltered);
+    let ids: HashSet<&str> = few.hits.iter().map(|h| h.doc_id.as_str()).collect();
+    assert_eq!(ids, HashSet::from(["w3", "w4"]));
+
+    r.filter.metadata = json!({"i": 4}).as_object().unwrap().clone();
+    assert_eq!(engine.search("anything", &r).unwrap().hits.len(), 1);
+}
+
+#[test]
+fn another_model_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(
+        dir.path(),
+        &ModelIdentity {
+            name: "other-model".into(),
+            fingerprint: "0000".into(),
+            dimension: 768,
+        },
+    )
+    .unwrap();
+    let err = Engine::open(common::encoder(), EngineOptions::new(dir.path()), &hidden())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, EngineError::Store(StoreError::ModelMismatch { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("other-model"));
+}
+
+#[test]
+fn empty_store_and_invalid_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = common::engine_with(EngineOptions::new(dir.path()));
+    let empty = engine.search("anything at all", &req(5)).unwrap();
+    assert!(empty.hits.is_empty());
+    assert_eq!(engine.stats().unwrap().documents, 0);
+
+    fn invalid<T>(r: Result<T, EngineError>) -> bool {
+        matches!(r, Err(EngineError::InvalidRequest(_)))
+    }
+    assert!(invalid(engine.search("q", &req(0))));
+    assert!(invalid(engine.search("q", &req(1001))));
+    assert!(invalid(engine.search("   ", &req(5))));
+    assert!(invalid(engine.search(
+        "q",
+        &SearchRequest {
+            ef: Some(0),
+            ..req(5)
+        }
+    )));
+    let mut object_filter = req(5);
+    object_filter.filter.metadata = json!({"k": {"nested": 1}}).as_object().unwrap().clone();
+    assert!(invalid(engine.search("q", &object_filter)));
+    assert!(invalid(engine.search_vector(&[1.0, 2.0], &req(5))));
+    assert!(invalid(
+        engine.ingest(vec![common::doc("x", "  ")], &hidden())
+    ));
+    assert!(invalid(
+        engine.ingest(vec![common::doc("", "text")], &hidden())
+    ));
+    assert!(invalid(engine.ingest(
+        vec![common::doc("d", "one"), common::doc("d", "two")],
+        &hidden()
+    )));
+    assert_eq!(
+        engine.stats().unwrap().documents,
+        0,
+        "nothing written by a rejected batch"
+    );
+}
+
+#[test]
+fn hnsw_recall_against_exact_on_real_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = EngineOptions::new(dir.path());
+    options.exact_below = 0;
+    options.ingest_batch = 256;
+    let engine = common::engine_with(options);
+    let windows = common::seed_windows(1200, 12);
+    let docs: Vec<_> = windows
+        .iter()
+        .enumerate()
+        .map(|(i, t)| common::doc(&format!("w{i}"), t))
+        .collect();
+    engine.ingest(docs, &hidden()).unwrap();
+    let queries = common::seed_windows(1300, 9);
+    let (mut found, mut wanted) = (0, 0);
+    for q in &queries[1200..] {
+        let approx = engine.search(q, &req(10)).unwrap().hits;
+        let truth = engine
+            .search(
+                q,
+                &SearchRequest {
+                    exact: true,
+                    ..req(10)
+                },
+            )
+            .unwrap()
+            .hits;
+        // Near-duplicate windows tie; a hit scoring at least the 10th true score counts.
+        let floor = truth.last().unwrap().score - 1e-5;
+        found += approx.iter().filter(|h| h.score >= floor).count().min(10);
+        wanted += 10;
+    }
+    let recall = found as f64 / wanted as f64;
+    println!(
+        "HNSW recall@10 vs exact on {} real vectors: {recall:.4}",
+        windows.len()
+    );
+    assert!(recall >= 0.99, "recall@10 {recall}");
+}
