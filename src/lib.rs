@@ -13,6 +13,7 @@ pub mod embed;
 pub mod engine;
 pub mod eval;
 pub mod index;
+pub mod queue;
 pub mod store;
 
 /// mimalloc: the forward pass allocates large short-lived buffers per op, and the system

@@ -1,4 +1,123 @@
 //! The HTTP API (axum): routes, wire types, errors. It only translates between HTTP and the
 //! engine; the engine never sees a request or formats JSON.
+//!
+//! Routes are registered through utoipa-axum, so `/openapi.json` is generated from the same
+//! handlers the router serves and cannot drift from them.
 
+pub mod error;
+mod metrics;
+mod middleware;
+pub mod routes;
+pub mod state;
 pub mod types;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, header};
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub use error::ApiError;
+pub use state::{ApiConfig, AppState, Services};
+
+use routes::{documents, embeddings, search, system};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "semdex",
+        description = "Semantic embedding and retrieval server: search, documents, TEI- and OpenAI-compatible embeddings."
+    ),
+    tags(
+        (name = "search", description = "Nearest passages"),
+        (name = "documents", description = "The corpus"),
+        (name = "embeddings", description = "Vectors and similarities"),
+        (name = "system", description = "Health, information, metrics"),
+    )
+)]
+struct ApiDoc;
+
+/// The routes and their OpenAPI description, before state and middleware.
+fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(search::search_post, search::search_get))
+        .routes(routes!(documents::ingest, documents::list))
+        .routes(routes!(documents::get, documents::delete))
+        .routes(routes!(embeddings::embed))
+        .routes(routes!(embeddings::similarity))
+        .routes(routes!(embeddings::openai))
+        .routes(routes!(system::health))
+        .routes(routes!(system::info))
+        .routes(routes!(system::metrics))
+        .split_for_parts()
+}
+
+/// The OpenAPI document of every route.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes().1
+}
+
+/// The complete application: routes, `/openapi.json`, limits, auth, CORS, logging, metrics and
+/// JSON errors everywhere.
+pub fn router(state: AppState) -> Router {
+    let (routes, spec) = routes();
+    let spec = Arc::new(spec);
+    let config = state.config().clone();
+    let app = routes
+        .route(
+            "/openapi.json",
+            get(move || {
+                let spec = spec.clone();
+                async move { axum::Json(spec.as_ref().clone()) }
+            }),
+        )
+        .fallback(middleware::not_found)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            middleware::authorize,
+        ))
+        .with_state(state);
+    let app = match cors(&config.cors_origins) {
+        Some(layer) => app.layer(layer),
+        None => app,
+    };
+    app.layer(axum::middleware::from_fn(middleware::observe))
+        .layer(axum::middleware::from_fn(middleware::json_errors))
+        .layer(CatchPanicLayer::custom(|_panic| {
+            ApiError::internal("the handler panicked").into_response_owned()
+        }))
+}
+
+fn cors(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()))
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+    )
+}
+
+impl ApiError {
+    fn into_response_owned(self) -> axum::response::Response {
+        axum::response::IntoResponse::into_response(self)
+    }
+}

@@ -121,3 +121,339 @@ impl SearchResponse {
         }
     }
 }
+
+/// GET /search query string.
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchParams {
+    /// The question.
+    pub q: String,
+    /// How many passages.
+    #[serde(default = "default_k")]
+    pub k: usize,
+    /// HNSW search breadth.
+    pub ef: Option<usize>,
+    /// Exact search.
+    #[serde(default)]
+    pub exact: bool,
+}
+
+/// One text or many.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum Inputs {
+    /// A single text.
+    One(String),
+    /// Several texts.
+    Many(Vec<String>),
+}
+
+impl Inputs {
+    /// The texts, in order.
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s],
+            Self::Many(v) => v,
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// `POST /embed` (text-embeddings-inference).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct EmbedBody {
+    /// Text(s) to embed.
+    pub inputs: Inputs,
+    /// L2-normalise the vectors (the model's own pipeline does).
+    #[serde(default = "yes")]
+    pub normalize: bool,
+    /// Cut inputs longer than the model's window instead of refusing them (413).
+    #[serde(default)]
+    pub truncate: bool,
+    /// Which end to cut; only "Right" is supported.
+    #[serde(default)]
+    pub truncation_direction: Option<String>,
+}
+
+/// OpenAI's `input`: text(s), or token arrays (refused: they are another model's tokens).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum OpenAiInput {
+    /// One text.
+    One(String),
+    /// Several texts.
+    Many(Vec<String>),
+    /// Token ids (not supported).
+    Tokens(Vec<Value>),
+}
+
+/// `POST /v1/embeddings` (OpenAI).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct OpenAiEmbeddingsBody {
+    /// Text(s) to embed.
+    pub input: OpenAiInput,
+    /// Model name; any value is accepted and the served model answers.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// "float" (default) or "base64" (little-endian f32).
+    #[serde(default)]
+    pub encoding_format: Option<String>,
+    /// Shorten vectors to this many dimensions (re-normalised).
+    #[serde(default)]
+    pub dimensions: Option<usize>,
+    /// Accepted and ignored.
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+/// A vector as OpenAI sends it: floats, or base64 of little-endian f32.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum OpenAiVector {
+    /// `encoding_format: "float"`.
+    Float(Vec<f32>),
+    /// `encoding_format: "base64"`.
+    Base64(String),
+}
+
+/// One vector of an OpenAI response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OpenAiEmbedding {
+    /// Always "embedding".
+    pub object: String,
+    /// Position of the input.
+    pub index: usize,
+    /// The vector.
+    pub embedding: OpenAiVector,
+}
+
+/// Token accounting of an OpenAI response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OpenAiUsage {
+    /// Tokens embedded (after truncation to the model's window).
+    pub prompt_tokens: usize,
+    /// Same as `prompt_tokens`.
+    pub total_tokens: usize,
+}
+
+/// `POST /v1/embeddings` response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OpenAiEmbeddingsResponse {
+    /// Always "list".
+    pub object: String,
+    /// One entry per input, in order.
+    pub data: Vec<OpenAiEmbedding>,
+    /// The served model's name.
+    pub model: String,
+    /// Token counts.
+    pub usage: OpenAiUsage,
+}
+
+/// `POST /similarity` inner body.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct SimilarityInputs {
+    /// The sentence to compare against.
+    pub source_sentence: String,
+    /// Sentences to score.
+    pub sentences: Vec<String>,
+}
+
+/// `POST /similarity` (text-embeddings-inference).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+pub struct SimilarityBody {
+    /// The sentences.
+    pub inputs: SimilarityInputs,
+}
+
+/// A document to ingest.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DocumentBody {
+    /// Stable id; when absent, one is derived from the text's hash.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The text.
+    pub text: String,
+    /// Metadata to filter on.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+}
+
+/// `POST /documents`: one document, or `{"documents": [...]}`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum DocumentsBody {
+    /// Several documents.
+    Many {
+        /// The documents.
+        documents: Vec<DocumentBody>,
+    },
+    /// One document.
+    One(DocumentBody),
+}
+
+/// What ingest did to one document.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct IngestedDocument {
+    /// The document's id.
+    pub id: String,
+    /// created, updated, metadata_updated or unchanged.
+    pub status: String,
+    /// Chunks it has.
+    pub chunks: usize,
+}
+
+/// `POST /documents` response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct IngestResponse {
+    /// One entry per document, in request order.
+    pub documents: Vec<IngestedDocument>,
+    /// Server-side time.
+    pub took_ms: f64,
+}
+
+/// A stored document.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DocumentResponse {
+    /// Its id.
+    pub id: String,
+    /// Where it came from.
+    pub source: Option<String>,
+    /// Its text.
+    pub text: String,
+    /// Its metadata.
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    /// SHA-256 of the text.
+    pub content_hash: String,
+    /// When it was last written (RFC 3339).
+    pub ingested_at: String,
+    /// Number of chunks.
+    pub chunks: usize,
+}
+
+/// A document in a listing (without its text).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DocumentSummaryResponse {
+    /// Its id.
+    pub id: String,
+    /// Where it came from.
+    pub source: Option<String>,
+    /// Its metadata.
+    #[schema(value_type = Object)]
+    pub metadata: Map<String, Value>,
+    /// When it was last written.
+    pub ingested_at: String,
+    /// Number of chunks.
+    pub chunks: usize,
+    /// Length of the text in bytes.
+    pub bytes: usize,
+}
+
+/// `GET /documents` query string.
+#[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Page size (1..=1000, default 100).
+    pub limit: Option<usize>,
+    /// Documents to skip.
+    pub offset: Option<usize>,
+}
+
+/// `GET /documents` response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DocumentList {
+    /// This page, in id order.
+    pub documents: Vec<DocumentSummaryResponse>,
+    /// Page size used.
+    pub limit: usize,
+    /// Offset used.
+    pub offset: usize,
+    /// Documents in the store.
+    pub total: usize,
+}
+
+/// `DELETE /documents/{id}` response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeleteResponse {
+    /// The deleted document's id.
+    pub id: String,
+    /// How many chunks went with it.
+    pub deleted_chunks: usize,
+}
+
+/// `GET /health` response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HealthResponse {
+    /// "ok".
+    pub status: String,
+}
+
+/// Index settings in `/info`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct IndexInfo {
+    /// "hnsw".
+    pub kind: String,
+    /// Live vectors.
+    pub vectors: usize,
+    /// Deleted vectors still in the graph.
+    pub tombstones: usize,
+    /// HNSW M.
+    pub m: usize,
+    /// HNSW ef_construction.
+    pub ef_construction: usize,
+    /// Default search ef.
+    pub ef_search: usize,
+    /// Below this many chunks queries are exact.
+    pub exact_below: usize,
+}
+
+/// Batching settings in `/info`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct QueueInfo {
+    /// Token budget per batch.
+    pub max_batch_tokens: usize,
+    /// Inputs that may wait.
+    pub max_queued_inputs: usize,
+    /// Whether concurrent requests are batched.
+    pub batching: bool,
+    /// Inputs waiting now.
+    pub depth: usize,
+}
+
+/// `GET /info` response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InfoResponse {
+    /// semdex version.
+    pub version: String,
+    /// Model name.
+    pub model: String,
+    /// Model fingerprint (configuration and weights).
+    pub model_fingerprint: String,
+    /// Vector length.
+    pub dimension: usize,
+    /// Longest input in tokens.
+    pub max_tokens: usize,
+    /// Pooling mode.
+    pub pooling: String,
+    /// Transformer implementation.
+    pub backend: String,
+    /// Forward-pass threads.
+    pub threads: usize,
+    /// Documents stored.
+    pub documents: usize,
+    /// Chunks stored.
+    pub chunks: usize,
+    /// Chunk budget in tokens.
+    pub chunk_tokens: usize,
+    /// Chunk overlap in tokens.
+    pub chunk_overlap: usize,
+    /// Index settings.
+    pub index: IndexInfo,
+    /// Batching settings.
+    pub queue: QueueInfo,
+}

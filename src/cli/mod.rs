@@ -5,6 +5,7 @@ mod chunk;
 mod embed;
 mod ingest;
 mod query;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -145,6 +146,8 @@ pub enum Command {
     Ingest(ingest::IngestArgs),
     /// Ask a question: the nearest passages, as a table or JSON.
     Query(query::QueryArgs),
+    /// Serve the HTTP API (search, documents, TEI and OpenAI embeddings, health, metrics).
+    Serve(serve::ServeArgs),
     /// Offline measurements: encoder speed, ANN recall, retrieval quality.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -189,8 +192,10 @@ pub fn init_logging(verbose: u8) {
     // hnsw_rs narrates every build and dump at info level; keep it to warnings.
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new(format!("{default},hnsw_rs=warn")));
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }
@@ -202,6 +207,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Chunk(args) => chunk::run(&cli.global, args),
         Command::Ingest(args) => ingest::run(&cli.global, args),
         Command::Query(args) => query::run(&cli.global, args),
+        Command::Serve(args) => serve::run(&cli.global, args),
         Command::Bench(command) => bench::run(&cli.global, command),
     }
 }

@@ -20,8 +20,10 @@ use crate::index::{HnswParams, IndexError, VectorIndex};
 use crate::store::{ModelIdentity, Store, StoreError};
 
 use indexes::Indexes;
-pub use ingest::{DocumentInput, IngestReport, IngestStatus};
-pub use search::{SearchHit, SearchRequest, SearchResults, SearchStrategy};
+pub use ingest::{DocumentInput, IngestReport, IngestStatus, content_hash};
+pub use search::{
+    SearchHit, SearchRequest, SearchResults, SearchStrategy, validate as validate_search,
+};
 
 /// Largest `k` a query may ask for.
 pub const MAX_K: usize = 1000;

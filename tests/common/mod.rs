@@ -83,3 +83,57 @@ pub fn seed_windows(count: usize, words_per_window: usize) -> Vec<String> {
         })
         .collect()
 }
+
+use semdex::api::{ApiConfig, AppState, Services};
+use semdex::queue::{EmbedQueue, QueueOptions};
+
+/// A real HTTP server (the full router) on an ephemeral loopback port, in this process.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The engine behind it.
+    pub engine: std::sync::Arc<Engine>,
+    _runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    /// A URL on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
+
+/// Starts a server over a fresh data directory holding the seed article.
+pub fn start_server(config: ApiConfig, queue: QueueOptions) -> TestServer {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = std::sync::Arc::new(engine_with(EngineOptions::new(dir.path())));
+    engine
+        .ingest(
+            vec![doc("seed", &seed_article())],
+            &indicatif::ProgressBar::hidden(),
+        )
+        .unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = AppState::new(config);
+    state.set_ready(Services {
+        engine: engine.clone(),
+        queue: EmbedQueue::start(encoder(), queue),
+    });
+    let app = semdex::api::router(state);
+    runtime.spawn(async move { axum::serve(listener, app).await });
+    TestServer {
+        base: format!("http://{addr}"),
+        engine,
+        _runtime: runtime,
+        _dir: dir,
+    }
+}

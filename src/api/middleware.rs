@@ -1,0 +1,133 @@
+//! Cross-cutting request handling: logging and metrics, API keys, timeouts, JSON error bodies.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::error::ApiError;
+use super::state::AppState;
+
+/// One log line and the Prometheus counters per request, labelled by route template (not raw
+/// path, so unknown URLs cannot blow up the label set).
+pub async fn observe(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(req).await;
+    let seconds = started.elapsed().as_secs_f64();
+    let status = response.status().as_u16().to_string();
+    let labels = [
+        ("route", route.clone()),
+        ("method", method.to_string()),
+        ("status", status.clone()),
+    ];
+    metrics::counter!("semdex_http_requests_total", &labels).increment(1);
+    metrics::histogram!("semdex_http_request_duration_seconds", &labels).record(seconds);
+    tracing::info!(
+        method = %method,
+        route = %route,
+        status = %status,
+        latency_ms = format!("{:.2}", seconds * 1000.0),
+        "request"
+    );
+    response
+}
+
+/// Requires `Authorization: Bearer <key>` on every route but `/health` when a key is set.
+/// Keys are compared through their SHA-256 digests in constant time.
+pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(key) = state.config().api_key.as_deref() else {
+        return next.run(req).await;
+    };
+    if req.uri().path() == "/health" || req.method() == Method::OPTIONS {
+        return next.run(req).await;
+    }
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let valid = presented.is_some_and(|p| {
+        let a = Sha256::digest(p.as_bytes());
+        let b = Sha256::digest(key.as_bytes());
+        bool::from(a.as_slice().ct_eq(b.as_slice()))
+    });
+    if valid {
+        next.run(req).await
+    } else {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong API key: send Authorization: Bearer <key>",
+        )
+        .into_response()
+    }
+}
+
+/// Bounds how long a request may take.
+pub async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = state.config().request_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                format!("the request took longer than {} s", limit.as_secs_f64()),
+            )
+        }
+        .into_response(),
+    }
+}
+
+/// Error responses made outside our handlers (axum's 405, body-limit 413, a caught panic)
+/// get the same JSON body as ours.
+pub async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .filter(|t| !t.trim().is_empty())
+        .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
+    let mut fixed = ApiError::new(status, ApiError::code_for(status), text).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            fixed.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    fixed
+}
+
+/// The 404 for unknown routes.
+pub async fn not_found(req: Request<Body>) -> ApiError {
+    ApiError::not_found(format!(
+        "no route for {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+}

@@ -1,0 +1,6 @@
+//! Handlers, one file per route group.
+
+pub mod documents;
+pub mod embeddings;
+pub mod search;
+pub mod system;

@@ -1,0 +1,81 @@
+//! `POST /search` and `GET /search`: nearest passages to a question.
+
+use std::time::Instant;
+
+use axum::Json;
+use axum::extract::State;
+use tokio::task;
+
+use crate::api::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::api::state::AppState;
+use crate::api::types::{SearchBody, SearchParams, SearchResponse};
+use crate::engine::{SearchRequest, validate_search};
+
+/// Top-k passages for a query, with scores, document ids, offsets and metadata.
+#[utoipa::path(
+    post,
+    path = "/search",
+    tag = "search",
+    request_body = SearchBody,
+    responses(
+        (status = 200, description = "Passages, best first", body = SearchResponse),
+        (status = 422, description = "Empty query, k or ef out of range, bad filter", body = ErrorBody),
+        (status = 429, description = "Embedding queue full", body = ErrorBody),
+    )
+)]
+pub async fn search_post(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<SearchBody>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let request = body.to_request();
+    run(state, body.query, request).await
+}
+
+/// The same as `POST /search`, for curl and browsers: `/search?q=...&k=5`.
+#[utoipa::path(
+    get,
+    path = "/search",
+    tag = "search",
+    params(SearchParams),
+    responses(
+        (status = 200, description = "Passages, best first", body = SearchResponse),
+        (status = 422, description = "Empty query, k or ef out of range", body = ErrorBody),
+    )
+)]
+pub async fn search_get(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<SearchParams>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let request = SearchRequest {
+        k: params.k,
+        ef: params.ef,
+        exact: params.exact,
+        ..SearchRequest::default()
+    };
+    run(state, params.q, request).await
+}
+
+async fn run(
+    state: AppState,
+    query: String,
+    request: SearchRequest,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let started = Instant::now();
+    if query.trim().is_empty() {
+        return Err(ApiError::invalid("query must not be empty"));
+    }
+    // Fail fast, before spending a forward pass.
+    validate_search(&request)?;
+    let vector = state
+        .embed(vec![query], true)
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal("no embedding returned"))?
+        .vector;
+    let engine = state.services()?.engine.clone();
+    let results = task::spawn_blocking(move || engine.search_vector(&vector, &request)).await??;
+    Ok(Json(SearchResponse::new(
+        results,
+        started.elapsed().as_secs_f64() * 1000.0,
+    )))
+}

@@ -1,0 +1,102 @@
+//! `/health`, `/info` and `/metrics`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use tokio::task;
+
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::state::AppState;
+use crate::api::types::{HealthResponse, IndexInfo, InfoResponse, QueueInfo};
+
+/// 200 once the model and index are loaded, 503 before. Never needs an API key.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "system",
+    responses(
+        (status = 200, description = "Ready", body = HealthResponse),
+        (status = 503, description = "Still loading", body = ErrorBody),
+    )
+)]
+pub async fn health(State(state): State<AppState>) -> Result<Json<HealthResponse>, ApiError> {
+    state.services()?;
+    Ok(Json(HealthResponse {
+        status: "ok".into(),
+    }))
+}
+
+/// Model, index and batching settings, and corpus size.
+#[utoipa::path(
+    get,
+    path = "/info",
+    tag = "system",
+    responses((status = 200, description = "Server information", body = InfoResponse))
+)]
+pub async fn info(State(state): State<AppState>) -> Result<Json<InfoResponse>, ApiError> {
+    let services = state.services()?;
+    let engine = services.engine.clone();
+    let stats = task::spawn_blocking(move || engine.stats()).await??;
+    let encoder = services.engine.encoder();
+    let config = encoder.config();
+    let options = services.engine.options();
+    let queue = services.queue.options();
+    Ok(Json(InfoResponse {
+        version: env!("CARGO_PKG_VERSION").into(),
+        model: config.name.clone(),
+        model_fingerprint: config.fingerprint.clone(),
+        dimension: config.dimension(),
+        max_tokens: encoder.max_tokens(),
+        pooling: format!("{:?}", config.pooling).to_lowercase(),
+        backend: encoder.backend_name().into(),
+        threads: encoder.threads(),
+        documents: stats.documents,
+        chunks: stats.chunks,
+        chunk_tokens: options.chunk.max_tokens,
+        chunk_overlap: options.chunk.overlap,
+        index: IndexInfo {
+            kind: stats.index_kind.into(),
+            vectors: stats.indexed,
+            tombstones: stats.tombstones,
+            m: stats.hnsw.m,
+            ef_construction: stats.hnsw.ef_construction,
+            ef_search: stats.hnsw.ef_search,
+            exact_below: stats.exact_below,
+        },
+        queue: QueueInfo {
+            max_batch_tokens: queue.max_batch_tokens,
+            max_queued_inputs: queue.max_queued_inputs,
+            batching: queue.batching,
+            depth: services.queue.depth(),
+        },
+    }))
+}
+
+/// Prometheus text: request counts and latencies per route and status, batch sizes, queue
+/// depth, corpus and index size.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "system",
+    responses((status = 200, description = "Prometheus exposition format", content_type = "text/plain"))
+)]
+pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    if let Ok(services) = state.services() {
+        let engine = services.engine.clone();
+        if let Ok(Ok(stats)) = task::spawn_blocking(move || engine.stats()).await {
+            metrics::gauge!("semdex_documents").set(stats.documents as f64);
+            metrics::gauge!("semdex_chunks").set(stats.chunks as f64);
+            metrics::gauge!("semdex_index_vectors").set(stats.indexed as f64);
+            metrics::gauge!("semdex_index_tombstones").set(stats.tombstones as f64);
+        }
+        metrics::gauge!("semdex_queue_depth").set(services.queue.depth() as f64);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics().render(),
+    )
+}

@@ -1,0 +1,152 @@
+//! `semdex serve`: the HTTP server over the data directory (the seed article on a fresh one).
+
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Args;
+use semdex::api::{self, ApiConfig, AppState, Services};
+use semdex::queue::{EmbedQueue, QueueOptions};
+use tokio::sync::watch;
+
+use super::{EngineArgs, GlobalArgs};
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "SEMDEX_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Require `Authorization: Bearer KEY` on every route but /health.
+    #[arg(long, env = "SEMDEX_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+    /// Allowed CORS origin (repeatable or comma-separated; `*` for any).
+    #[arg(
+        long = "cors-origin",
+        env = "SEMDEX_CORS_ORIGIN",
+        value_delimiter = ','
+    )]
+    pub cors_origins: Vec<String>,
+    /// Largest request body in bytes.
+    #[arg(long, env = "SEMDEX_MAX_BODY_BYTES", default_value_t = ApiConfig::default().max_body_bytes)]
+    pub max_body_bytes: usize,
+    /// Most inputs in one embedding request.
+    #[arg(long, env = "SEMDEX_MAX_INPUTS", default_value_t = ApiConfig::default().max_inputs)]
+    pub max_inputs: usize,
+    /// Seconds a request may take before it is answered 503.
+    #[arg(long, env = "SEMDEX_REQUEST_TIMEOUT", default_value_t = ApiConfig::default().request_timeout.as_secs())]
+    pub request_timeout: u64,
+    /// Token budget of one dynamic batch.
+    #[arg(long, env = "SEMDEX_MAX_BATCH_TOKENS", default_value_t = QueueOptions::default().max_batch_tokens)]
+    pub max_batch_tokens: usize,
+    /// Inputs that may wait for the encoder before requests are refused with 429.
+    #[arg(long, env = "SEMDEX_MAX_QUEUED_INPUTS", default_value_t = QueueOptions::default().max_queued_inputs)]
+    pub max_queued_inputs: usize,
+    /// Embed each request on its own instead of batching concurrent ones (for comparison).
+    #[arg(long)]
+    pub no_batching: bool,
+    #[command(flatten)]
+    pub engine: EngineArgs,
+}
+
+pub fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("semdex-http")
+        .build()?;
+    runtime.block_on(serve(global.clone(), args))
+}
+
+async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
+    let config = ApiConfig {
+        api_key: args.api_key.clone().filter(|k| !k.is_empty()),
+        cors_origins: args.cors_origins.clone(),
+        max_body_bytes: args.max_body_bytes,
+        max_inputs: args.max_inputs.max(1),
+        request_timeout: Duration::from_secs(args.request_timeout.max(1)),
+    };
+    let queue_options = QueueOptions {
+        max_batch_tokens: args.max_batch_tokens.max(1),
+        max_queued_inputs: args.max_queued_inputs.max(1),
+        batching: !args.no_batching,
+    };
+    let state = AppState::new(config);
+    // Listen first: /health answers 503 while the model and index load.
+    let listener = tokio::net::TcpListener::bind(&args.addr)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.addr))?;
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+
+    let (failed_tx, mut failed_rx) = watch::channel(None::<String>);
+    let failure = failed_tx.subscribe();
+    let loader_state = state.clone();
+    let engine_args = args.engine.clone();
+    let loader = tokio::task::spawn_blocking(move || match engine_args.open(&global) {
+        Ok(engine) => {
+            let queue = EmbedQueue::start(engine.encoder().clone(), queue_options);
+            let stats = engine.stats().ok();
+            loader_state.set_ready(Services {
+                engine: engine.clone(),
+                queue: queue.clone(),
+            });
+            tracing::info!(
+                documents = stats.as_ref().map_or(0, |s| s.documents),
+                chunks = stats.as_ref().map_or(0, |s| s.chunks),
+                "ready"
+            );
+            Some((engine, queue))
+        }
+        Err(e) => {
+            let _ = failed_tx.send(Some(format!("{e:#}")));
+            None
+        }
+    });
+
+    let app = api::router(state.clone());
+    let shutdown = async move {
+        tokio::select! {
+            _ = shutdown_signal() => tracing::info!("shutting down: finishing in-flight requests"),
+            _ = async {
+                // The loader drops its sender once done; only a reported failure stops us.
+                if failed_rx.wait_for(Option::is_some).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            } => {}
+        }
+    };
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+
+    let Some((engine, queue)) = loader.await? else {
+        let reason = failure.borrow().clone().unwrap_or_default();
+        anyhow::bail!("startup failed: {reason}");
+    };
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        queue.shutdown();
+        engine.persist().context("saving the index")?;
+        tracing::info!("index saved; bye");
+        Ok(())
+    })
+    .await??;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
