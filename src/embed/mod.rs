@@ -9,6 +9,7 @@ mod backend;
 mod candle_bert;
 mod config;
 mod error;
+mod kernels;
 mod packed_bert;
 mod pooling;
 mod tokenize;

@@ -1,78 +1,120 @@
-//! The packed ("varlen") BERT: every token of a batch in one matrix, no padding.
+//! The packed BERT: every token of a batch in one matrix, no padding, fused kernels.
 //!
 //! Linear layers — nearly all of the FLOPs — run once over the `[total_tokens, hidden]` matrix
-//! of the whole batch, so a batch costs the sum of its lengths, not `count × longest`. Only
-//! attention looks at sequence boundaries, one sequence at a time.
+//! of the whole batch with candle's GEMM (the `gemm` crate), so a batch costs the sum of its
+//! lengths, not `count × longest`. Bias, residual and activation are fused into the passes
+//! around each GEMM ([`super::kernels`]), attention runs per (sequence, head) with no copies
+//! of Q, K or V, and the activations live in one reused workspace instead of a fresh
+//! allocation per op. Weights come from the safetensors file through candle.
 
-use std::collections::HashMap;
+use std::sync::Mutex;
 
-use candle_core::{D, Device, Tensor};
+use candle_core::{Device, Tensor};
+use gemm::{Parallelism, gemm};
+use rayon::prelude::*;
 
 use super::backend::Backend;
 use super::config::ModelConfig;
 use super::error::{EmbedError, Result};
+use super::kernels;
 use super::pooling::Pooling;
 
+/// Below this many multiply-adds a GEMM runs on one thread (fork/join costs more).
+const PARALLEL_GEMM_FROM: usize = 1 << 20;
+/// Below this many floats an element-wise pass runs on one thread.
+const PARALLEL_ROWS_FROM: usize = 1 << 15;
+
+/// A dense layer: `weight` is `[out, in]`, row-major, as stored in the checkpoint.
+struct Linear {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+    inputs: usize,
+    outputs: usize,
+}
+
 struct Norm {
-    weight: Tensor,
-    bias: Tensor,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
 }
 
 struct Layer {
-    /// Query, key and value projections fused into one `[3·hidden, hidden]` matrix.
-    qkv_weight: Tensor,
-    qkv_bias: Tensor,
-    out_weight: Tensor,
-    out_bias: Tensor,
+    /// Query, key and value projections stacked into one `[3·hidden, hidden]` layer.
+    qkv: Linear,
+    attn_out: Linear,
     attn_norm: Norm,
-    up_weight: Tensor,
-    up_bias: Tensor,
-    down_weight: Tensor,
-    down_bias: Tensor,
+    up: Linear,
+    down: Linear,
     out_norm: Norm,
 }
 
-/// BERT over packed sequences.
+/// Activations of one forward pass, reused between calls.
+#[derive(Default)]
+struct Workspace {
+    hidden: Vec<f32>,
+    qkv: Vec<f32>,
+    context: Vec<f32>,
+    attended: Vec<f32>,
+    intermediate: Vec<f32>,
+}
+
+/// BERT over packed sequences with fused CPU kernels.
 pub struct PackedBert {
-    word_embeddings: Tensor,
-    position_embeddings: Tensor,
-    token_type_embedding: Tensor,
+    word_embeddings: Vec<f32>,
+    position_embeddings: Vec<f32>,
+    token_type_embedding: Vec<f32>,
     embedding_norm: Norm,
     layers: Vec<Layer>,
     hidden: usize,
     heads: usize,
+    intermediate: usize,
+    vocab: usize,
+    max_positions: usize,
     eps: f32,
-    device: Device,
+    workspace: Mutex<Workspace>,
 }
 
 struct Weights {
-    tensors: HashMap<String, Tensor>,
+    tensors: std::collections::HashMap<String, Tensor>,
     prefix: String,
 }
 
 impl Weights {
-    fn get(&self, name: &str) -> Result<Tensor> {
+    fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let key = format!("{}{name}", self.prefix);
-        self.tensors
+        let tensor = self
+            .tensors
             .get(&key)
-            .cloned()
-            .ok_or_else(|| EmbedError::Unsupported(format!("weights lack tensor {key}")))
+            .ok_or_else(|| EmbedError::Unsupported(format!("weights lack tensor {key}")))?;
+        if tensor.dims() != shape {
+            return Err(EmbedError::Unsupported(format!(
+                "tensor {key} has shape {:?}, expected {shape:?}",
+                tensor.dims()
+            )));
+        }
+        Ok(tensor.to_dtype(candle_core::DType::F32)?.flatten_all()?.to_vec1::<f32>()?)
     }
 
-    fn norm(&self, name: &str) -> Result<Norm> {
+    fn linear(&self, name: &str, inputs: usize, outputs: usize) -> Result<Linear> {
+        Ok(Linear {
+            weight: self.get(&format!("{name}.weight"), &[outputs, inputs])?,
+            bias: self.get(&format!("{name}.bias"), &[outputs])?,
+            inputs,
+            outputs,
+        })
+    }
+
+    fn norm(&self, name: &str, width: usize) -> Result<Norm> {
         Ok(Norm {
-            weight: self.get(&format!("{name}.weight"))?,
-            bias: self.get(&format!("{name}.bias"))?,
+            weight: self.get(&format!("{name}.weight"), &[width])?,
+            bias: self.get(&format!("{name}.bias"), &[width])?,
         })
     }
 }
 
 impl PackedBert {
-    /// Loads the weights of `config.dir` on the CPU.
+    /// Loads the weights of `config.dir`.
     pub fn load(config: &ModelConfig) -> Result<Self> {
-        let device = Device::Cpu;
-        let tensors =
-            candle_core::safetensors::load(config.dir.join("model.safetensors"), &device)?;
+        let tensors = candle_core::safetensors::load(config.dir.join("model.safetensors"), &Device::Cpu)?;
         // Checkpoints saved from BertForX carry a `bert.` prefix.
         let prefix = if tensors.contains_key("bert.embeddings.word_embeddings.weight") {
             "bert.".to_string()
@@ -80,91 +122,197 @@ impl PackedBert {
             String::new()
         };
         let w = Weights { tensors, prefix };
-        let bert = &config.bert;
-        let mut layers = Vec::with_capacity(bert.num_hidden_layers);
-        for i in 0..bert.num_hidden_layers {
-            let p = format!("encoder.layer.{i}.");
-            let attn = format!("{p}attention.");
-            let qkv_weight = Tensor::cat(
-                &[
-                    w.get(&format!("{attn}self.query.weight"))?,
-                    w.get(&format!("{attn}self.key.weight"))?,
-                    w.get(&format!("{attn}self.value.weight"))?,
-                ],
-                0,
-            )?;
-            let qkv_bias = Tensor::cat(
-                &[
-                    w.get(&format!("{attn}self.query.bias"))?,
-                    w.get(&format!("{attn}self.key.bias"))?,
-                    w.get(&format!("{attn}self.value.bias"))?,
-                ],
-                0,
-            )?;
+        let b = &config.bert;
+        let (h, i) = (b.hidden_size, b.intermediate_size);
+        if b.hidden_act != candle_transformers::models::bert::HiddenAct::Gelu {
+            return Err(EmbedError::Unsupported(format!(
+                "hidden_act {:?}: the packed backend implements the exact GELU only (use --backend candle)",
+                b.hidden_act
+            )));
+        }
+        let mut layers = Vec::with_capacity(b.num_hidden_layers);
+        for n in 0..b.num_hidden_layers {
+            let p = format!("encoder.layer.{n}.");
+            let q = w.linear(&format!("{p}attention.self.query"), h, h)?;
+            let k = w.linear(&format!("{p}attention.self.key"), h, h)?;
+            let v = w.linear(&format!("{p}attention.self.value"), h, h)?;
+            let qkv = Linear {
+                weight: [q.weight, k.weight, v.weight].concat(),
+                bias: [q.bias, k.bias, v.bias].concat(),
+                inputs: h,
+                outputs: 3 * h,
+            };
             layers.push(Layer {
-                qkv_weight,
-                qkv_bias,
-                out_weight: w.get(&format!("{attn}output.dense.weight"))?,
-                out_bias: w.get(&format!("{attn}output.dense.bias"))?,
-                attn_norm: w.norm(&format!("{attn}output.LayerNorm"))?,
-                up_weight: w.get(&format!("{p}intermediate.dense.weight"))?,
-                up_bias: w.get(&format!("{p}intermediate.dense.bias"))?,
-                down_weight: w.get(&format!("{p}output.dense.weight"))?,
-                down_bias: w.get(&format!("{p}output.dense.bias"))?,
-                out_norm: w.norm(&format!("{p}output.LayerNorm"))?,
+                qkv,
+                attn_out: w.linear(&format!("{p}attention.output.dense"), h, h)?,
+                attn_norm: w.norm(&format!("{p}attention.output.LayerNorm"), h)?,
+                up: w.linear(&format!("{p}intermediate.dense"), h, i)?,
+                down: w.linear(&format!("{p}output.dense"), i, h)?,
+                out_norm: w.norm(&format!("{p}output.LayerNorm"), h)?,
             });
         }
-        let token_types = w.get("embeddings.token_type_embeddings.weight")?;
+        let token_types = w.get("embeddings.token_type_embeddings.weight", &[b.type_vocab_size, h])?;
         Ok(Self {
-            word_embeddings: w.get("embeddings.word_embeddings.weight")?,
-            position_embeddings: w.get("embeddings.position_embeddings.weight")?,
-            token_type_embedding: token_types.get(0)?,
-            embedding_norm: w.norm("embeddings.LayerNorm")?,
+            word_embeddings: w.get("embeddings.word_embeddings.weight", &[b.vocab_size, h])?,
+            position_embeddings: w.get("embeddings.position_embeddings.weight", &[b.max_position_embeddings, h])?,
+            token_type_embedding: token_types[..h].to_vec(),
+            embedding_norm: w.norm("embeddings.LayerNorm", h)?,
             layers,
-            hidden: bert.hidden_size,
-            heads: bert.num_attention_heads,
-            eps: bert.layer_norm_eps as f32,
-            device,
+            hidden: h,
+            heads: b.num_attention_heads,
+            intermediate: i,
+            vocab: b.vocab_size,
+            max_positions: b.max_position_embeddings,
+            eps: b.layer_norm_eps as f32,
+            workspace: Mutex::new(Workspace::default()),
         })
     }
 
-    fn layer_norm(&self, x: &Tensor, norm: &Norm) -> Result<Tensor> {
-        Ok(candle_nn::ops::layer_norm(
-            x,
-            &norm.weight,
-            &norm.bias,
-            self.eps,
-        )?)
+    /// Token, position and segment embeddings, summed and normalised, into `out`.
+    fn embed_tokens(&self, batch: &[&[u32]], out: &mut [f32]) {
+        let h = self.hidden;
+        let mut row = 0;
+        for seq in batch {
+            for (position, &id) in seq.iter().enumerate() {
+                let dst = &mut out[row * h..(row + 1) * h];
+                let word = &self.word_embeddings[id as usize * h..(id as usize + 1) * h];
+                let pos = &self.position_embeddings[position * h..(position + 1) * h];
+                for (((d, w), p), t) in dst.iter_mut().zip(word).zip(pos).zip(&self.token_type_embedding) {
+                    *d = w + p + t;
+                }
+                row += 1;
+            }
+        }
+        let norm = &self.embedding_norm;
+        for_rows(out, h, |rows| kernels::layer_norm_rows(rows, &norm.weight, &norm.bias, self.eps));
     }
 
-    fn attention(&self, qkv: &Tensor, spans: &[(usize, usize)]) -> Result<Tensor> {
-        let head_dim = self.hidden / self.heads;
-        let scale = 1.0 / (head_dim as f64).sqrt();
-        let mut contexts = Vec::with_capacity(spans.len());
-        for &(start, len) in spans {
-            let rows = qkv.narrow(0, start, len)?;
-            let split = |part: usize| -> Result<Tensor> {
-                Ok(rows
-                    .narrow(1, part * self.hidden, self.hidden)?
-                    .reshape((len, self.heads, head_dim))?
-                    .transpose(0, 1)?
-                    .contiguous()?)
-            };
-            let (q, k, v) = (split(0)?, split(1)?, split(2)?);
-            let scores = (q.matmul(&k.t()?)? * scale)?;
-            let probs = candle_nn::ops::softmax_last_dim(&scores)?;
-            let context = probs
-                .matmul(&v)?
-                .transpose(0, 1)?
-                .reshape((len, self.hidden))?;
-            contexts.push(context);
+    /// Multi-head self-attention of each sequence over its own tokens, from the fused
+    /// `[tokens, 3·hidden]` projections into `context` (`[tokens, hidden]`).
+    fn attention(&self, qkv: &[f32], context: &mut [f32], spans: &[(usize, usize)]) {
+        let h = self.hidden;
+        let stride = 3 * h;
+        let head_dim = h / self.heads;
+        let scale = 1.0 / (head_dim as f32).sqrt();
+        let longest = spans.iter().map(|s| s.1).max().unwrap_or(0);
+        let mut pairs: Vec<(usize, usize, usize)> = spans
+            .iter()
+            .flat_map(|&(start, len)| (0..self.heads).map(move |head| (start, len, head)))
+            .collect();
+        // Longest first, so that the last tasks to start are short ones.
+        pairs.sort_by_key(|p| std::cmp::Reverse(p.1));
+        let out = SharedMut(context.as_mut_ptr());
+        let run = |scores: &mut Vec<f32>, &(start, len, head): &(usize, usize, usize)| {
+            let scores = &mut scores[..len * len];
+            // SAFETY: every pointer stays inside `qkv` (rows start..start+len, columns of
+            // one head) or inside `context` (the same rows, this head's columns); no two
+            // tasks write the same element of `context`.
+            unsafe {
+                let q = qkv.as_ptr().add(start * stride + head * head_dim);
+                let k = q.add(h);
+                let v = q.add(2 * h);
+                // scores = Q · Kᵀ
+                gemm(
+                    len, len, head_dim,
+                    scores.as_mut_ptr(), 1, len as isize,
+                    false,
+                    q, 1, stride as isize,
+                    k, stride as isize, 1,
+                    0.0, 1.0, false, false, false, Parallelism::None,
+                );
+                kernels::softmax_rows(scores, len, scale);
+                // context = softmax(scores) · V
+                let dst = out.get().add(start * h + head * head_dim);
+                gemm(
+                    len, head_dim, len,
+                    dst, 1, h as isize,
+                    false,
+                    scores.as_ptr(), 1, len as isize,
+                    v, 1, stride as isize,
+                    0.0, 1.0, false, false, false, Parallelism::None,
+                );
+            }
+        };
+        if pairs.len() > 1 && rayon::current_num_threads() > 1 {
+            pairs
+                .par_iter()
+                .for_each_init(|| vec![0.0f32; longest * longest], run);
+        } else {
+            let mut scores = vec![0.0f32; longest * longest];
+            pairs.iter().for_each(|p| run(&mut scores, p));
         }
-        Ok(Tensor::cat(&contexts, 0)?)
     }
 }
 
-fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {
-    Ok(x.matmul(&weight.t()?)?.broadcast_add(bias)?)
+/// `dst (+)= x · Wᵀ` for `rows` rows: accumulates into `dst` when `accumulate`, else overwrites.
+fn matmul(dst: &mut [f32], x: &[f32], layer: &Linear, rows: usize, accumulate: bool) {
+    let (k, n) = (layer.inputs, layer.outputs);
+    debug_assert!(dst.len() >= rows * n && x.len() >= rows * k);
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 && rows * n * k >= PARALLEL_GEMM_FROM {
+        Parallelism::Rayon(threads)
+    } else {
+        Parallelism::None
+    };
+    // SAFETY: dst is rows×n, x is rows×k and the weight is n×k, all row-major and in bounds.
+    unsafe {
+        gemm(
+            rows, n, k,
+            dst.as_mut_ptr(), 1, n as isize,
+            accumulate,
+            x.as_ptr(), 1, k as isize,
+            layer.weight.as_ptr(), k as isize, 1,
+            if accumulate { 1.0 } else { 0.0 }, 1.0,
+            false, false, false,
+            parallelism,
+        );
+    }
+}
+
+/// Runs `f` over whole rows of `buf`, split across the pool's threads when it is large.
+fn for_rows(buf: &mut [f32], width: usize, f: impl Fn(&mut [f32]) + Sync) {
+    let threads = rayon::current_num_threads();
+    if threads > 1 && buf.len() >= PARALLEL_ROWS_FROM {
+        let rows = buf.len() / width;
+        let per_task = rows.div_ceil(threads * 4).max(1);
+        buf.par_chunks_mut(per_task * width).for_each(|chunk| f(chunk));
+    } else {
+        f(buf);
+    }
+}
+
+/// Runs `f` over matching whole rows of `dst` and `src` (same row count, their own widths).
+fn for_row_pairs(dst: &mut [f32], dst_width: usize, src: &[f32], src_width: usize, f: impl Fn(&mut [f32], &[f32]) + Sync) {
+    let threads = rayon::current_num_threads();
+    if threads > 1 && dst.len() >= PARALLEL_ROWS_FROM {
+        let rows = dst.len() / dst_width;
+        let per_task = rows.div_ceil(threads * 4).max(1);
+        dst.par_chunks_mut(per_task * dst_width)
+            .zip(src.par_chunks(per_task * src_width))
+            .for_each(|(d, s)| f(d, s));
+    } else {
+        f(dst, src);
+    }
+}
+
+/// A raw pointer that tasks writing disjoint parts of one buffer may share.
+#[derive(Clone, Copy)]
+struct SharedMut(*mut f32);
+// SAFETY: used only for disjoint writes (see `PackedBert::attention`).
+unsafe impl Send for SharedMut {}
+unsafe impl Sync for SharedMut {}
+
+impl SharedMut {
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+fn grow(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    &mut buf[..len]
 }
 
 impl Backend for PackedBert {
@@ -173,43 +321,73 @@ impl Backend for PackedBert {
     }
 
     fn embed(&self, batch: &[&[u32]], pooling: Pooling) -> Result<Vec<Vec<f32>>> {
-        let total: usize = batch.iter().map(|s| s.len()).sum();
-        if total == 0 {
-            return Ok(batch.iter().map(|_| vec![0.0; self.hidden]).collect());
+        let h = self.hidden;
+        let tokens: usize = batch.iter().map(|s| s.len()).sum();
+        if tokens == 0 {
+            return Ok(batch.iter().map(|_| vec![0.0; h]).collect());
         }
-        let mut ids = Vec::with_capacity(total);
-        let mut positions = Vec::with_capacity(total);
+        if let Some(seq) = batch.iter().find(|s| s.len() > self.max_positions) {
+            return Err(EmbedError::Unsupported(format!(
+                "a sequence of {} tokens exceeds the model's {} positions",
+                seq.len(),
+                self.max_positions
+            )));
+        }
+        if let Some(id) = batch.iter().flat_map(|s| s.iter()).find(|&&id| id as usize >= self.vocab) {
+            return Err(EmbedError::Tokenizer(format!("token id {id} is outside the vocabulary")));
+        }
         let mut spans = Vec::with_capacity(batch.len());
+        let mut at = 0;
         for seq in batch {
-            spans.push((ids.len(), seq.len()));
-            ids.extend_from_slice(seq);
-            positions.extend(0..seq.len() as u32);
+            spans.push((at, seq.len()));
+            at += seq.len();
         }
-        let ids = Tensor::from_vec(ids, total, &self.device)?;
-        let positions = Tensor::from_vec(positions, total, &self.device)?;
-        let x = (self.word_embeddings.index_select(&ids, 0)?
-            + self.position_embeddings.index_select(&positions, 0)?)?
-        .broadcast_add(&self.token_type_embedding)?;
-        let mut x = self.layer_norm(&x, &self.embedding_norm)?;
+
+        // A concurrent caller gets its own workspace rather than waiting.
+        let mut guard = self.workspace.try_lock().ok();
+        let mut own = Workspace::default();
+        let ws: &mut Workspace = guard.as_deref_mut().unwrap_or(&mut own);
+        let x = grow(&mut ws.hidden, tokens * h);
+        let qkv = grow(&mut ws.qkv, tokens * 3 * h);
+        let context = grow(&mut ws.context, tokens * h);
+        let attended = grow(&mut ws.attended, tokens * h);
+        let inter = grow(&mut ws.intermediate, tokens * self.intermediate);
+
+        self.embed_tokens(batch, x);
         for layer in &self.layers {
-            let qkv = linear(&x, &layer.qkv_weight, &layer.qkv_bias)?;
-            let context = self.attention(&qkv, &spans)?;
-            let attended = (linear(&context, &layer.out_weight, &layer.out_bias)? + &x)?;
-            let attended = self.layer_norm(&attended, &layer.attn_norm)?;
-            let up = linear(&attended, &layer.up_weight, &layer.up_bias)?.gelu_erf()?;
-            let down = (linear(&up, &layer.down_weight, &layer.down_bias)? + &attended)?;
-            x = self.layer_norm(&down, &layer.out_norm)?;
+            // qkv = x·Wqkvᵀ + b
+            for_rows(qkv, 3 * h, |rows| {
+                for row in rows.chunks_exact_mut(3 * h) {
+                    row.copy_from_slice(&layer.qkv.bias);
+                }
+            });
+            matmul(qkv, x, &layer.qkv, tokens, true);
+            self.attention(qkv, context, &spans);
+            // attended = LayerNorm(x + context·Woᵀ + b)
+            for_row_pairs(attended, h, x, h, |dst, src| {
+                for (d, s) in dst.chunks_exact_mut(h).zip(src.chunks_exact(h)) {
+                    kernels::add_into(d, s, &layer.attn_out.bias);
+                }
+            });
+            matmul(attended, context, &layer.attn_out, tokens, true);
+            let norm = &layer.attn_norm;
+            for_rows(attended, h, |rows| kernels::layer_norm_rows(rows, &norm.weight, &norm.bias, self.eps));
+            // inter = gelu(attended·W1ᵀ + b1)
+            matmul(inter, attended, &layer.up, tokens, false);
+            for_rows(inter, self.intermediate, |rows| kernels::bias_gelu(rows, &layer.up.bias));
+            // x = LayerNorm(attended + inter·W2ᵀ + b2)
+            for_row_pairs(x, h, attended, h, |dst, src| {
+                for (d, s) in dst.chunks_exact_mut(h).zip(src.chunks_exact(h)) {
+                    kernels::add_into(d, s, &layer.down.bias);
+                }
+            });
+            matmul(x, inter, &layer.down, tokens, true);
+            let norm = &layer.out_norm;
+            for_rows(x, h, |rows| kernels::layer_norm_rows(rows, &norm.weight, &norm.bias, self.eps));
         }
-        debug_assert_eq!(x.dim(D::Minus1)?, self.hidden);
-        let states = x.flatten_all()?.to_vec1::<f32>()?;
         Ok(spans
             .iter()
-            .map(|&(start, len)| {
-                pooling.pool(
-                    &states[start * self.hidden..(start + len) * self.hidden],
-                    self.hidden,
-                )
-            })
+            .map(|&(start, len)| pooling.pool(&x[start * h..(start + len) * h], h))
             .collect())
     }
 
