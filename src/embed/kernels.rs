@@ -15,7 +15,8 @@ fn fast_simd() -> bool {
     *FAST.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
         {
-            std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+            std::arch::is_x86_feature_detected!("avx2")
+                && std::arch::is_x86_feature_detected!("fma")
         }
         #[cfg(not(target_arch = "x86_64"))]
         {
@@ -184,6 +185,190 @@ multiversion! {
     }
 }
 
+/// Output features per weight panel: two AVX registers of f32.
+pub const PANEL: usize = 16;
+/// Tokens a micro-kernel call handles at once (12 accumulators + 3 working registers).
+const TOKENS_PER_STEP: usize = 6;
+
+/// A weight matrix re-laid out for [`small_matmul`]: panels of [`PANEL`] output features,
+/// each panel holding, input by input, its 16 weights contiguously. A few-token matmul then
+/// reads the weights strictly sequentially, once, instead of striding through them.
+pub struct PanelWeights {
+    data: Vec<f32>,
+    inputs: usize,
+    outputs: usize,
+}
+
+impl PanelWeights {
+    /// Packs a `[inputs, outputs]` row-major (transposed) weight.
+    pub fn pack(weight_t: &[f32], inputs: usize, outputs: usize) -> Self {
+        let panels = outputs.div_ceil(PANEL);
+        let mut data = vec![0.0f32; panels * inputs * PANEL];
+        for p in 0..panels {
+            for k in 0..inputs {
+                for j in 0..PANEL {
+                    let o = p * PANEL + j;
+                    if o < outputs {
+                        data[(p * inputs + k) * PANEL + j] = weight_t[k * outputs + o];
+                    }
+                }
+            }
+        }
+        Self {
+            data,
+            inputs,
+            outputs,
+        }
+    }
+
+    /// Number of panels.
+    pub fn panels(&self) -> usize {
+        self.outputs.div_ceil(PANEL)
+    }
+}
+
+/// `dst[t, o] (+)= Σₖ x[t, k] · W[o, k]`, with `x` `[tokens, inputs]` and `dst`
+/// `[tokens, outputs]`, both row-major; panels are shared out over the current rayon pool.
+/// Returns false (doing nothing) where the CPU lacks AVX2/FMA, so that the caller falls back
+/// to gemm.
+pub fn small_matmul(
+    dst: &mut [f32],
+    x: &[f32],
+    w: &PanelWeights,
+    tokens: usize,
+    accumulate: bool,
+) -> bool {
+    assert!(x.len() >= tokens * w.inputs && dst.len() >= tokens * w.outputs);
+    #[cfg(target_arch = "x86_64")]
+    if fast_simd() {
+        let panels = w.panels();
+        let threads = rayon::current_num_threads().min(panels);
+        let out = Shared(dst.as_mut_ptr());
+        let x = Shared(x.as_ptr().cast_mut());
+        let run = move |range: std::ops::Range<usize>| {
+            // SAFETY: the CPU has AVX2 and FMA; the assert above bounds every access, and
+            // tasks own disjoint panels, i.e. disjoint columns of dst.
+            unsafe { small_matmul_avx2(out.get(), x.get(), w, tokens, accumulate, range) };
+        };
+        if threads > 1 {
+            let per_task = panels.div_ceil(threads * 2);
+            rayon::scope(|scope| {
+                for start in (0..panels).step_by(per_task) {
+                    let range = start..(start + per_task).min(panels);
+                    scope.spawn(move |_| run(range));
+                }
+            });
+        } else {
+            run(0..panels);
+        }
+        return true;
+    }
+    let _ = (dst, accumulate);
+    false
+}
+
+/// A raw pointer shared by tasks that touch disjoint parts of one buffer.
+#[derive(Clone, Copy)]
+pub struct Shared(pub *mut f32);
+// SAFETY: only ever used for disjoint accesses (see the callers).
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// The pointer (a method, so closures capture the Send wrapper, not the raw field).
+    pub fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn small_matmul_avx2(
+    dst: *mut f32,
+    x: *const f32,
+    w: &PanelWeights,
+    tokens: usize,
+    accumulate: bool,
+    panels: std::ops::Range<usize>,
+) {
+    for p in panels {
+        let panel = unsafe { w.data.as_ptr().add(p * w.inputs * PANEL) };
+        let full = (p + 1) * PANEL <= w.outputs;
+        let mut t = 0;
+        while t < tokens {
+            let n = (tokens - t).min(TOKENS_PER_STEP);
+            // SAFETY: rows t..t+n of x and dst, columns of panel p (guarded by `full`).
+            unsafe {
+                match n {
+                    6 => panel_step::<6>(dst, x, panel, w, t, p, accumulate, full),
+                    5 => panel_step::<5>(dst, x, panel, w, t, p, accumulate, full),
+                    4 => panel_step::<4>(dst, x, panel, w, t, p, accumulate, full),
+                    3 => panel_step::<3>(dst, x, panel, w, t, p, accumulate, full),
+                    2 => panel_step::<2>(dst, x, panel, w, t, p, accumulate, full),
+                    _ => panel_step::<1>(dst, x, panel, w, t, p, accumulate, full),
+                }
+            }
+            t += n;
+        }
+    }
+}
+
+/// One panel × `N` tokens: 2·N accumulators over all inputs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn panel_step<const N: usize>(
+    dst: *mut f32,
+    x: *const f32,
+    panel: *const f32,
+    w: &PanelWeights,
+    t0: usize,
+    p: usize,
+    accumulate: bool,
+    full: bool,
+) {
+    use std::arch::x86_64::*;
+    let k = w.inputs;
+    let mut lo = [_mm256_setzero_ps(); N];
+    let mut hi = [_mm256_setzero_ps(); N];
+    for kk in 0..k {
+        // SAFETY (whole block): kk < inputs, t0 + N ≤ tokens, as the caller guarantees.
+        unsafe {
+            let w0 = _mm256_loadu_ps(panel.add(kk * PANEL));
+            let w1 = _mm256_loadu_ps(panel.add(kk * PANEL + 8));
+            for t in 0..N {
+                let xb = _mm256_broadcast_ss(&*x.add((t0 + t) * k + kk));
+                lo[t] = _mm256_fmadd_ps(w0, xb, lo[t]);
+                hi[t] = _mm256_fmadd_ps(w1, xb, hi[t]);
+            }
+        }
+    }
+    let out = w.outputs;
+    for t in 0..N {
+        // SAFETY: row t0+t of dst, columns p·16.. within `out` (checked by `full` or below).
+        unsafe {
+            let row = dst.add((t0 + t) * out + p * PANEL);
+            if full {
+                let (mut a, mut b) = (lo[t], hi[t]);
+                if accumulate {
+                    a = _mm256_add_ps(a, _mm256_loadu_ps(row));
+                    b = _mm256_add_ps(b, _mm256_loadu_ps(row.add(8)));
+                }
+                _mm256_storeu_ps(row, a);
+                _mm256_storeu_ps(row.add(8), b);
+            } else {
+                let mut tmp = [0.0f32; PANEL];
+                _mm256_storeu_ps(tmp.as_mut_ptr(), lo[t]);
+                _mm256_storeu_ps(tmp.as_mut_ptr().add(8), hi[t]);
+                for (j, v) in tmp.iter().enumerate().take(out - p * PANEL) {
+                    let cell = row.add(j);
+                    *cell = if accumulate { *cell + v } else { *v };
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -197,9 +382,16 @@ mod tests {
         for i in -8700..=880 {
             let x = i as f32 * 0.01;
             for fma in [false, true] {
-                let got = if fma { exp_one::<true>(x) } else { exp_one::<false>(x) } as f64;
+                let got = if fma {
+                    exp_one::<true>(x)
+                } else {
+                    exp_one::<false>(x)
+                } as f64;
                 let want = (x as f64).exp();
-                assert!(((got - want) / want).abs() < 3e-7, "exp({x}) = {got}, want {want}");
+                assert!(
+                    ((got - want) / want).abs() < 3e-7,
+                    "exp({x}) = {got}, want {want}"
+                );
             }
         }
         assert_eq!(exp_one::<false>(-1000.0), exp_one::<false>(-87.336_54));
@@ -212,12 +404,47 @@ mod tests {
         bias_gelu(&mut got, &[0.0]);
         for (x, g) in xs.iter().zip(&got) {
             let want = libm_gelu(*x as f64);
-            assert!((*g as f64 - want).abs() < 2e-6, "gelu({x}) = {g}, want {want}");
+            assert!(
+                (*g as f64 - want).abs() < 2e-6,
+                "gelu({x}) = {g}, want {want}"
+            );
         }
         let mut with_bias = vec![1.0f32, 1.0];
         bias_gelu(&mut with_bias, &[0.5, -1.0]);
         assert!((with_bias[0] as f64 - libm_gelu(1.5)).abs() < 1e-6);
         assert!(with_bias[1].abs() < 1e-7);
+    }
+
+    #[test]
+    fn small_matmul_matches_naive() {
+        for (tokens, inputs, outputs) in [(1, 8, 16), (7, 33, 40), (13, 384, 1152)] {
+            let x: Vec<f32> = (0..tokens * inputs)
+                .map(|i| ((i * 7) % 13) as f32 * 0.1 - 0.6)
+                .collect();
+            let w_t: Vec<f32> = (0..inputs * outputs)
+                .map(|i| ((i * 5) % 11) as f32 * 0.05 - 0.25)
+                .collect();
+            let packed = PanelWeights::pack(&w_t, inputs, outputs);
+            let mut dst = vec![1.0f32; tokens * outputs];
+            if !small_matmul(&mut dst, &x, &packed, tokens, true) {
+                return; // no AVX2 here: the caller uses gemm
+            }
+            for t in 0..tokens {
+                for o in 0..outputs {
+                    let want: f32 = 1.0
+                        + (0..inputs)
+                            .map(|k| x[t * inputs + k] * w_t[k * outputs + o])
+                            .sum::<f32>();
+                    assert!(
+                        (dst[t * outputs + o] - want).abs() < 1e-3,
+                        "{tokens}x{inputs}x{outputs} at {t},{o}"
+                    );
+                }
+            }
+            let mut fresh = vec![9.0f32; tokens * outputs];
+            small_matmul(&mut fresh, &x, &packed, tokens, false);
+            assert!((fresh[0] + 1.0 - dst[0]).abs() < 1e-4);
+        }
     }
 
     #[test]
@@ -236,7 +463,9 @@ mod tests {
             }
         }
 
-        let mut x: Vec<f32> = (0..384 * 2).map(|i| (i as f32 * 0.01).cos() * 3.0 + 1.0).collect();
+        let mut x: Vec<f32> = (0..384 * 2)
+            .map(|i| (i as f32 * 0.01).cos() * 3.0 + 1.0)
+            .collect();
         let w: Vec<f32> = (0..384).map(|i| 1.0 + i as f32 * 0.001).collect();
         let b: Vec<f32> = (0..384).map(|i| i as f32 * -0.002).collect();
         let orig = x.clone();
