@@ -40,6 +40,9 @@ pub struct ChunkOptions {
     /// Tokens neighbouring passages may share, so that an answer cut by a boundary still lies
     /// whole in one passage.
     pub overlap: usize,
+    /// Keep each document whole as one passage (its embedding then covers only the model's
+    /// first 256 tokens): the convention of BEIR/MTEB, and right for short documents.
+    pub whole_documents: bool,
 }
 
 impl Default for ChunkOptions {
@@ -47,6 +50,7 @@ impl Default for ChunkOptions {
         Self {
             max_tokens: DEFAULT_MAX_TOKENS,
             overlap: DEFAULT_OVERLAP,
+            whole_documents: false,
         }
     }
 }
@@ -201,6 +205,20 @@ impl Chunker {
     /// Splits `text` into passages, in document order. An empty or all-whitespace document
     /// has no passages.
     pub fn chunk(&self, doc_id: &str, text: &str) -> Vec<Chunk> {
+        if self.options.whole_documents {
+            let start = text.len() - text.trim_start().len();
+            let end = text.trim_end().len();
+            if start >= end {
+                return Vec::new();
+            }
+            return vec![Chunk {
+                doc_id: doc_id.to_string(),
+                index: 0,
+                start,
+                end,
+                text: text[start..end].to_string(),
+            }];
+        }
         let sizer = DocumentSizer::new(&self.tokenizer, text);
         let fast = TextSplitter::new(self.config(&sizer));
         let exact = TextSplitter::new(self.config(ExactSizer(&self.tokenizer)));
@@ -277,6 +295,7 @@ mod tests {
             ChunkOptions {
                 max_tokens: 8,
                 overlap: 0,
+                whole_documents: false,
             },
         )
         .unwrap();

@@ -16,8 +16,9 @@ pub mod index;
 pub mod queue;
 pub mod store;
 
-/// mimalloc: the forward pass allocates large short-lived buffers per op, and the system
-/// allocator's page-fault churn measurably slows it (see benches/README.md).
+#[cfg(feature = "mimalloc")]
+pub mod alloc;
+
 #[cfg(feature = "mimalloc")]
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: alloc::CountingMimalloc = alloc::CountingMimalloc;

@@ -11,6 +11,7 @@ fn chunker(max_tokens: usize, overlap: usize) -> Chunker {
         ChunkOptions {
             max_tokens,
             overlap,
+            whole_documents: false,
         },
     )
     .unwrap()
@@ -136,13 +137,31 @@ fn five_megabyte_document() {
 }
 
 #[test]
+fn whole_document_mode_keeps_one_trimmed_passage() {
+    let chunker = Chunker::new(
+        common::encoder().tokenizer().clone(),
+        ChunkOptions {
+            whole_documents: true,
+            ..ChunkOptions::default()
+        },
+    )
+    .unwrap();
+    let text = format!("  \n{}\n ", "A long document. ".repeat(200));
+    let chunks = chunker.chunk("d", &text);
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(&text[chunks[0].start..chunks[0].end], chunks[0].text);
+    assert_eq!(chunks[0].text, text.trim());
+    assert!(chunker.chunk("d", " \t ").is_empty());
+}
+
+#[test]
 fn bad_options_are_errors() {
     let tokenizer = common::encoder().tokenizer().clone();
     let err = Chunker::new(
         tokenizer.clone(),
         ChunkOptions {
             max_tokens: 300,
-            overlap: 0,
+            ..ChunkOptions::default()
         },
     )
     .err()
@@ -153,6 +172,7 @@ fn bad_options_are_errors() {
         ChunkOptions {
             max_tokens: 64,
             overlap: 64,
+            whole_documents: false,
         },
     )
     .err()

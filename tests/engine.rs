@@ -38,36 +38,15 @@ fn seed_article_questions_hit_at_3() {
             &hidden(),
         )
         .unwrap();
-    let raw = std::fs::read_to_string(common::data("seed_qa.jsonl")).unwrap();
-    let mut hits = 0;
-    let mut total = 0;
-    let mut misses = Vec::new();
-    for line in raw.lines() {
-        let qa: Value = serde_json::from_str(line).unwrap();
-        let question = qa["question"].as_str().unwrap();
-        let answers: Vec<String> = qa["answers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|a| a.as_str().unwrap().to_lowercase())
-            .collect();
-        let found = engine.search(question, &req(3)).unwrap();
-        assert_eq!(found.hits.len(), 3);
-        total += 1;
-        if found
-            .hits
-            .iter()
-            .any(|h| answers.iter().any(|a| h.text.to_lowercase().contains(a)))
-        {
-            hits += 1;
-        } else {
-            misses.push(question.to_string());
-        }
-    }
-    let rate = hits as f64 / total as f64;
-    println!("hit@3 = {hits}/{total} = {rate:.3}; missed: {misses:?}");
-    assert!(total >= 20);
-    assert!(rate >= 0.85, "hit@3 {rate:.3} < 0.85; missed {misses:?}");
+    let items = semdex::eval::qa::load(&common::data("seed_qa.jsonl")).unwrap();
+    assert!(items.len() >= 20);
+    let report = semdex::eval::qa::evaluate(&engine, &items).unwrap();
+    println!(
+        "hit@1 {:.3} hit@3 {:.3} hit@5 {:.3} MRR@10 {:.3}; missed: {:?}",
+        report.hit_1, report.hit_3, report.hit_5, report.mrr_10, report.missed
+    );
+    assert!(report.hit_3 >= 0.85, "hit@3 {:.3} < 0.85", report.hit_3);
+    assert!(report.hit_1 <= report.hit_3 && report.hit_3 <= report.hit_5);
 }
 
 #[test]

@@ -4,6 +4,11 @@ Sections:
   encode  semdex vs sentence-transformers (PyTorch) vs ONNX Runtime: passages/s and tokens/s
           at several batch sizes, short-query p50, and agreement of semdex's vectors with
           sentence-transformers' (min/mean cosine).
+  ann     semdex's HNSW vs hnswlib vs faiss (HNSW, same M / ef_construction) on the vectors of
+          a semdex data directory, with the BEIR queries: recall@10 and queries/s at each ef.
+  beir    sentence-transformers + exact search on a BEIR split, scored by pytrec_eval, beside
+          semdex's own figures; semdex's run files are scored by pytrec_eval too, to check
+          semdex's metric code.
 
 Run through run.sh, which makes the venv; every peer uses the same thread count.
 """
@@ -189,9 +194,169 @@ def onnx_runtime(args, st_model):
     return encode
 
 
+def load_store_vectors(data_dir):
+    import sqlite3
+    import numpy as np
+    con = sqlite3.connect(f"file:{os.path.join(data_dir, 'semdex.sqlite3')}?mode=ro", uri=True)
+    rows = con.execute("SELECT id, embedding FROM chunks ORDER BY id").fetchall()
+    ids = np.array([r[0] for r in rows], dtype=np.int64)
+    vecs = np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows]).astype(np.float32)
+    return ids, vecs
+
+
+def query_texts(args):
+    with open(os.path.join(args.scifact, "queries.jsonl")) as f:
+        return [json.loads(l)["text"] for l in f if l.strip()]
+
+
+def tie_recall(found_scores, found_ids, true_ids, true_scores, k):
+    total = 0.0
+    for fi, fs, ti, ts in zip(found_ids, found_scores, true_ids, true_scores):
+        top = set(ti[:k].tolist())
+        floor = ts[k - 1] - 1e-6
+        total += sum(1 for i, s in zip(fi[:k], fs[:k]) if i in top or s >= floor) / k
+    return total / len(found_ids)
+
+
+def ann_section(args):
+    import numpy as np
+    import hnswlib
+    import faiss
+    from sentence_transformers import SentenceTransformer
+
+    ids, base = load_store_vectors(args.data_dir)
+    texts = query_texts(args)
+    queries_file = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False)
+    queries_file.write("\n".join(t.replace("\n", " ") for t in texts) + "\n")
+    queries_file.close()
+    model = SentenceTransformer(args.model, device="cpu")
+    q = model.encode(texts, normalize_embeddings=True).astype(np.float32)
+    efs = [int(e) for e in args.ef.split(",")]
+    n, dim = base.shape
+    print(f"\nann: {n} vectors of {args.data_dir}, {len(q)} queries, M={args.m}, ef_construction={args.ef_construction}", file=sys.stderr)
+
+    scores = q @ base.T
+    order = np.argsort(-scores, axis=1)[:, :10]
+    true_ids = ids[order]
+    true_scores = np.take_along_axis(scores, order, axis=1)
+    results = {}
+
+    out = subprocess.run([args.semdex, "--model", args.model, "bench", "ann", "--data-dir", args.data_dir,
+                          "--queries", queries_file.name, "--m", str(args.m), "--ef-construction",
+                          str(args.ef_construction), "--ef", args.ef, "--json"],
+                         check=True, capture_output=True, text=True).stdout
+    s = json.loads(out)
+    results["semdex (hnsw_rs)"] = {"build": s["build_seconds"], "rows": {r["ef"]: (r["recall@10"], r["qps"]) for r in s["rows"]}}
+    os.unlink(queries_file.name)
+
+    threads = args.threads
+    index = hnswlib.Index(space="ip", dim=dim)
+    t = time.perf_counter()
+    index.init_index(max_elements=n, ef_construction=args.ef_construction, M=args.m)
+    index.set_num_threads(threads)
+    index.add_items(base, ids)
+    build = time.perf_counter() - t
+    index.set_num_threads(1)
+    rows = {}
+    for ef in efs:
+        index.set_ef(max(ef, 10))
+        t = time.perf_counter()
+        labels, dists = index.knn_query(q, k=10)
+        qps = len(q) / (time.perf_counter() - t)
+        rows[ef] = (tie_recall(1 - dists, labels, true_ids, true_scores, 10), qps)
+    results["hnswlib"] = {"build": build, "rows": rows}
+
+    faiss.omp_set_num_threads(threads)
+    findex = faiss.IndexHNSWFlat(dim, args.m, faiss.METRIC_INNER_PRODUCT)
+    findex.hnsw.efConstruction = args.ef_construction
+    t = time.perf_counter()
+    findex.add(base)
+    build = time.perf_counter() - t
+    faiss.omp_set_num_threads(1)
+    rows = {}
+    for ef in efs:
+        findex.hnsw.efSearch = max(ef, 10)
+        t = time.perf_counter()
+        sims, pos = findex.search(q, 10)
+        qps = len(q) / (time.perf_counter() - t)
+        rows[ef] = (tie_recall(sims, ids[pos], true_ids, true_scores, 10), qps)
+    results["faiss HNSWFlat"] = {"build": build, "rows": rows}
+
+    print(f"\nann: recall@10 / queries per second (one thread) at each ef; {n} vectors, {len(q)} queries")
+    print(f"{'engine':<20}{'build s':>9}" + "".join(f"{'ef ' + str(e):>16}" for e in efs))
+    for name, r in results.items():
+        print(f"{name:<20}{r['build']:>9.1f}" + "".join(f"{r['rows'][e][0]:>8.4f}/{r['rows'][e][1]:<7.0f}" for e in efs))
+    ours = results["semdex (hnsw_rs)"]["rows"]
+    for peer in ["hnswlib", "faiss HNSWFlat"]:
+        theirs = results[peer]["rows"]
+        print(f"semdex / {peer} queries/s at matched ef: "
+              + ", ".join(f"ef {e} {ours[e][1] / theirs[e][1]:.2f}x (recall {ours[e][0] - theirs[e][0]:+.4f})" for e in efs))
+    return results
+
+
+def beir_section(args):
+    import numpy as np
+    import pytrec_eval
+    from sentence_transformers import SentenceTransformer
+
+    corpus = [json.loads(l) for l in open(os.path.join(args.scifact, "corpus.jsonl")) if l.strip()]
+    queries = {str(d["_id"]): d["text"] for d in map(json.loads, open(os.path.join(args.scifact, "queries.jsonl"))) if True}
+    qrels = {}
+    with open(os.path.join(args.scifact, "qrels", f"{args.split}.tsv")) as f:
+        for i, line in enumerate(f):
+            parts = line.strip().split("\t")
+            if i == 0 and parts[0] == "query-id":
+                continue
+            qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+    qids = sorted(q for q in qrels if q in queries)
+    model = SentenceTransformer(args.model, device="cpu")
+    texts = [(d.get("title", "") + " " + d.get("text", "")).strip() for d in corpus]
+    t = time.perf_counter()
+    docs = model.encode(texts, batch_size=32, normalize_embeddings=True).astype(np.float32)
+    encode_s = time.perf_counter() - t
+    qv = model.encode([queries[q] for q in qids], normalize_embeddings=True).astype(np.float32)
+    scores = qv @ docs.T
+    run = {}
+    for i, qid in enumerate(qids):
+        top = np.argsort(-scores[i])[:100]
+        run[qid] = {str(corpus[j]["_id"]): float(scores[i, j]) for j in top}
+    measures = {"ndcg_cut.10", "recall.10", "recall.100", "map_cut.100", "recip_rank"}
+    evaluator = pytrec_eval.RelevanceEvaluator(qrels, measures)
+
+    def summarize(r):
+        per = evaluator.evaluate(r)
+        mean = lambda key: sum(v[key] for v in per.values()) / len(per)
+        return {"ndcg@10": mean("ndcg_cut_10"), "recall@10": mean("recall_10"),
+                "recall@100": mean("recall_100"), "map@100": mean("map_cut_100")}
+
+    def read_run(path):
+        r = {}
+        for line in open(path):
+            qid, _, doc, _, score, _ = line.split()
+            r.setdefault(qid, {})[doc] = float(score)
+        return r
+
+    st = summarize(run)
+    rows = {"sentence-transformers + exact": st}
+    out = subprocess.run([args.semdex, "--model", args.model, "bench", "beir", "--dataset", args.scifact,
+                          "--split", args.split, "--json", "--runs-out", tempfile.gettempdir()],
+                         check=True, capture_output=True, text=True).stdout
+    s = json.loads(out)
+    rows["semdex exact"] = {k: s["exact"][k] for k in ["ndcg@10", "recall@10", "recall@100", "map@100"]}
+    rows["semdex hnsw"] = {k: s["hnsw"][k] for k in ["ndcg@10", "recall@10", "recall@100", "map@100"]}
+    rows["pytrec_eval on semdex exact.run"] = summarize(read_run(os.path.join(tempfile.gettempdir(), "exact.run")))
+    print(f"\nbeir: {os.path.basename(os.path.normpath(args.scifact))} {args.split} split, {len(qids)} queries "
+          f"(sentence-transformers encoded the corpus in {encode_s:.0f} s)")
+    print(f"{'':<34}{'nDCG@10':>9}{'Recall@10':>11}{'Recall@100':>12}{'MAP@100':>9}")
+    for name, m in rows.items():
+        print(f"{name:<34}{m['ndcg@10']:>9.4f}{m['recall@10']:>11.4f}{m['recall@100']:>12.4f}{m['map@100']:>9.4f}")
+    print(f"semdex exact - sentence-transformers: nDCG@10 {rows['semdex exact']['ndcg@10'] - st['ndcg@10']:+.4f}")
+    return rows
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("section", nargs="?", default="encode", choices=["encode"])
+    p.add_argument("section", nargs="?", default="all", choices=["all", "encode", "ann", "beir"])
     p.add_argument("--semdex", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--backend", default=None, help="semdex backend (packed or candle)")
@@ -202,10 +367,19 @@ def main():
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--agreement", type=int, default=100)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--data-dir", default="data/beir-scifact-whole", help="semdex data directory for the ann section")
+    p.add_argument("--m", type=int, default=16)
+    p.add_argument("--ef-construction", type=int, default=200)
+    p.add_argument("--ef", default="16,32,64,128,256")
+    p.add_argument("--split", default="test")
     args = p.parse_args()
     result = {}
-    if args.section in ("encode",):
+    if args.section in ("all", "encode"):
         result["encode"] = encode_section(args)
+    if args.section in ("all", "beir"):
+        result["beir"] = beir_section(args)
+    if args.section in ("all", "ann"):
+        result["ann"] = ann_section(args)
     if args.json:
         print(json.dumps(result))
 

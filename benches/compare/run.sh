@@ -4,7 +4,7 @@
 #   benches/compare/run.sh [compare.py options]     e.g.  benches/compare/run.sh encode --count 300
 #
 # Makes (once) a throwaway virtual environment with sentence-transformers (PyTorch, a few GB),
-# onnxruntime, hnswlib and faiss-cpu, builds semdex in release mode and runs compare.py, which
+# onnxruntime, hnswlib, faiss-cpu and pytrec_eval, builds semdex in release mode and runs compare.py, which
 # prints a table with ratios. Not part of CI. SEMDEX_COMPARE_VENV picks the venv folder.
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -15,10 +15,11 @@ if [ ! -x "$VENV/bin/python" ]; then
     echo "creating $VENV (sentence-transformers, onnxruntime, hnswlib, faiss-cpu)..." >&2
     python3 -m venv "$VENV"
     "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-        sentence-transformers onnxruntime onnx onnxscript hnswlib faiss-cpu
+        sentence-transformers onnxruntime onnx onnxscript hnswlib faiss-cpu pytrec-eval-terrier
 fi
 
 "$ROOT/models/fetch.sh" >&2
 (cd "$ROOT" && cargo build --release --quiet)
+cd "$ROOT"
 exec "$VENV/bin/python" "$HERE/compare.py" --semdex "$ROOT/target/release/semdex" \
     --model "$ROOT/models/all-MiniLM-L6-v2" "$@"

@@ -15,6 +15,95 @@ pub enum BenchCommand {
     Encode(EncodeArgs),
     /// Ingest throughput against the bare encoder's on the same chunks.
     Ingest(IngestArgs),
+    /// HNSW recall against exact search, swept over ef, with queries/s, build time and memory.
+    Ann(AnnArgs),
+    /// Question-answering hit rate: hit@1/3/5 and MRR of passages containing the answer.
+    Qa(QaArgs),
+    /// Retrieval quality on a BEIR dataset: nDCG@10, MRR@10, Recall@10/100, MAP@100 for HNSW
+    /// and exact search.
+    Beir(BeirArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AnnArgs {
+    /// Use the vectors of this data directory.
+    #[arg(long, conflicts_with = "synthetic")]
+    pub data_dir: Option<PathBuf>,
+    /// Use N random unit vectors instead.
+    #[arg(long, value_name = "N")]
+    pub synthetic: Option<usize>,
+    /// Length of the synthetic vectors.
+    #[arg(long, default_value_t = 384)]
+    pub dim: usize,
+    /// Seed of the synthetic vectors.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Query texts (one per line, or BEIR queries.jsonl) or vectors (JSON arrays, one per
+    /// line); default: vectors held out of the set.
+    #[arg(long)]
+    pub queries: Option<PathBuf>,
+    /// Vectors held out as queries when --queries is not given.
+    #[arg(long, default_value_t = 1000)]
+    pub holdout: usize,
+    /// HNSW links per node.
+    #[arg(long, default_value_t = semdex::index::HnswParams::default().m)]
+    pub m: usize,
+    /// HNSW build breadth.
+    #[arg(long, default_value_t = semdex::index::HnswParams::default().ef_construction)]
+    pub ef_construction: usize,
+    /// Search breadths to sweep.
+    #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256,512")]
+    pub ef: Vec<usize>,
+    /// Draw recall@10 against queries/s into this SVG file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct QaArgs {
+    /// Question set: lines of {"question": str, "answers": [str]}.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Documents to search (files, folders, JSON lines); default: the seed folder.
+    #[arg(long, default_value = "seeds")]
+    pub corpus: Vec<PathBuf>,
+    /// Data directory (default: a fresh temporary one, removed afterwards).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub chunking: super::ChunkArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct BeirArgs {
+    /// BEIR dataset folder (corpus.jsonl, queries.jsonl, qrels/SPLIT.tsv).
+    #[arg(long)]
+    pub dataset: PathBuf,
+    /// Which qrels split to evaluate.
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// Data directory for the ingested corpus (default: data/beir-NAME-MODE); reused when made
+    /// from the same corpus and settings, so a second run does not re-embed.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Evaluate the chunked pipeline (a document scores as its best chunk) instead of whole
+    /// documents truncated at 256 tokens.
+    #[arg(long)]
+    pub chunked: bool,
+    /// Write TREC run files (hnsw.run, exact.run) into this folder, e.g. for pytrec_eval.
+    #[arg(long)]
+    pub runs_out: Option<PathBuf>,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub chunking: super::ChunkArgs,
 }
 
 #[derive(Args, Debug)]
@@ -58,6 +147,9 @@ pub fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Encode(args) => encode(global, args),
         BenchCommand::Ingest(args) => ingest(global, args),
+        BenchCommand::Beir(args) => beir(global, args),
+        BenchCommand::Ann(args) => ann(global, args),
+        BenchCommand::Qa(args) => qa(global, args),
     }
 }
 
@@ -157,6 +249,204 @@ fn ingest(global: &GlobalArgs, args: IngestArgs) -> anyhow::Result<()> {
             r.ingest_seconds,
             r.ratio
         );
+    }
+    Ok(())
+}
+
+fn beir(global: &GlobalArgs, args: BeirArgs) -> anyhow::Result<()> {
+    use semdex::eval::beir;
+    let dataset = beir::load(&args.dataset, &args.split)?;
+    let mode = if args.chunked { "chunked" } else { "whole" };
+    let data_dir = args
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("data").join(format!("beir-{}-{mode}", dataset.name)));
+    let encoder = std::sync::Arc::new(global.encoder()?);
+    let options = beir::BeirOptions {
+        data_dir: data_dir.clone(),
+        chunked: args.chunked,
+        chunk: args.chunking.options(),
+    };
+    tracing::info!(
+        dataset = %dataset.name,
+        split = %dataset.split,
+        documents = dataset.corpus.len(),
+        queries = dataset.qrels.len(),
+        data_dir = %data_dir.display(),
+        mode,
+        "BEIR run"
+    );
+    let bar = super::progress_bar("ingesting", "bytes");
+    let report = beir::run(encoder, &dataset, &options, &bar)?;
+    if let Some(dir) = &args.runs_out {
+        std::fs::create_dir_all(dir)?;
+        beir::write_trec_run(&dir.join("hnsw.run"), &report.runs[0], "semdex-hnsw")?;
+        beir::write_trec_run(&dir.join("exact.run"), &report.runs[1], "semdex-exact")?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{} ({} split, {} queries), {} documents as {} chunks, mode {}{}",
+        report.dataset,
+        report.split,
+        report.exact.queries,
+        report.documents,
+        report.chunks,
+        report.mode,
+        if report.ingest_seconds > 0.0 {
+            format!(", ingested in {:.0} s", report.ingest_seconds)
+        } else {
+            ", data directory reused".into()
+        }
+    );
+    println!(
+        "{:<8} {:>9} {:>8} {:>10} {:>11} {:>8} {:>9}",
+        "search", "nDCG@10", "MRR@10", "Recall@10", "Recall@100", "MAP@100", "queries/s"
+    );
+    for (name, m, qps) in [
+        ("hnsw", &report.hnsw, report.hnsw_qps),
+        ("exact", &report.exact, report.exact_qps),
+    ] {
+        println!(
+            "{name:<8} {:>9.4} {:>8.4} {:>10.4} {:>11.4} {:>8.4} {:>9.0}",
+            m.ndcg_10, m.mrr_10, m.recall_10, m.recall_100, m.map_100, qps
+        );
+    }
+    Ok(())
+}
+
+fn ann(global: &GlobalArgs, args: AnnArgs) -> anyhow::Result<()> {
+    use semdex::eval::ann;
+    let (vectors, source) = match (&args.data_dir, args.synthetic) {
+        (Some(dir), _) => (
+            semdex::store::Store::read_vectors(dir)?,
+            format!("vectors of {}", dir.display()),
+        ),
+        (None, Some(n)) => (
+            ann::synthetic(n, args.dim, args.seed),
+            format!("{n} random unit vectors of {} dimensions", args.dim),
+        ),
+        (None, None) => anyhow::bail!("give --data-dir DIR or --synthetic N"),
+    };
+    let (base, queries) = match &args.queries {
+        Some(path) => (vectors, read_queries(global, path)?),
+        None => ann::hold_out(vectors, args.holdout),
+    };
+    anyhow::ensure!(
+        !base.is_empty() && !queries.is_empty(),
+        "no vectors or no queries"
+    );
+    let options = ann::AnnOptions {
+        params: semdex::index::HnswParams {
+            m: args.m,
+            ef_construction: args.ef_construction,
+            ef_search: 1,
+        },
+        efs: args.ef.clone(),
+    };
+    let bar = super::progress_bar("building HNSW", "vectors");
+    let report = ann::benchmark(&base, &queries, &options, &bar)?;
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "semdex HNSW: {} vectors, {} queries",
+            report.vectors, report.queries
+        );
+        semdex::eval::plot::recall_vs_qps(&report, path, &title).map_err(anyhow::Error::msg)?;
+    }
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{source}: {} indexed, {} queries, dim {}; M={}, ef_construction={}",
+        report.vectors, report.queries, report.dimension, report.m, report.ef_construction
+    );
+    println!(
+        "build {:.1} s on {} threads; index memory {:.1} MiB (raw vectors {:.1} MiB); exact search {:.0} queries/s",
+        report.build_seconds,
+        rayon::current_num_threads(),
+        report.index_bytes as f64 / 1048576.0,
+        report.vector_bytes as f64 / 1048576.0,
+        report.exact_qps
+    );
+    println!(
+        "{:>5} {:>9} {:>10} {:>11} {:>10}",
+        "ef", "recall@1", "recall@10", "recall@100", "queries/s"
+    );
+    for r in &report.rows {
+        println!(
+            "{:>5} {:>9.4} {:>10.4} {:>11.4} {:>10.0}",
+            r.ef, r.recall_1, r.recall_10, r.recall_100, r.qps
+        );
+    }
+    Ok(())
+}
+
+/// Query vectors from a file of JSON arrays, BEIR queries.jsonl, or plain text lines.
+fn read_queries(global: &GlobalArgs, path: &std::path::Path) -> anyhow::Result<Vec<Vec<f32>>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut vectors = Vec::new();
+    let mut texts = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(serde_json::Value::Array(a)) => {
+                let mut v: Vec<f32> = a
+                    .iter()
+                    .filter_map(|x| x.as_f64())
+                    .map(|x| x as f32)
+                    .collect();
+                semdex::embed::l2_normalize(&mut v);
+                vectors.push(v);
+            }
+            Ok(serde_json::Value::Object(o)) => texts.push(
+                o.get("text")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            _ => texts.push(line.to_string()),
+        }
+    }
+    if !texts.is_empty() {
+        let encoder = global.encoder()?;
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        vectors.extend(encoder.embed(&refs)?.into_iter().map(|e| e.vector));
+    }
+    Ok(vectors)
+}
+
+fn qa(global: &GlobalArgs, args: QaArgs) -> anyhow::Result<()> {
+    let items = semdex::eval::qa::load(&args.file).map_err(anyhow::Error::msg)?;
+    let scratch = std::env::temp_dir().join(format!("semdex-bench-qa-{}", std::process::id()));
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| scratch.clone());
+    let mut options = semdex::engine::EngineOptions::new(&data_dir);
+    options.chunk = args.chunking.options();
+    let encoder = std::sync::Arc::new(global.encoder()?);
+    let result = (|| -> anyhow::Result<semdex::eval::qa::QaReport> {
+        let engine =
+            semdex::engine::Engine::open(encoder, options, &indicatif::ProgressBar::hidden())?;
+        let docs =
+            semdex::engine::sources::collect(&args.corpus, std::io::stdin().lock())?.documents;
+        engine.ingest(docs, &super::progress_bar("ingesting", "bytes"))?;
+        Ok(semdex::eval::qa::evaluate(&engine, &items)?)
+    })();
+    if args.data_dir.is_none() {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    let report = result?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{} questions: hit@1 {:.3}, hit@3 {:.3}, hit@5 {:.3}, MRR@10 {:.3}",
+        report.questions, report.hit_1, report.hit_3, report.hit_5, report.mrr_10
+    );
+    for q in &report.missed {
+        println!("  no answer in the top 5: {q}");
     }
     Ok(())
 }

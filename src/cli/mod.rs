@@ -56,6 +56,9 @@ pub struct ChunkArgs {
     /// Tokens neighbouring passages may share.
     #[arg(long, env = "SEMDEX_CHUNK_OVERLAP", default_value_t = semdex::chunk::DEFAULT_OVERLAP)]
     pub chunk_overlap: usize,
+    /// Keep each document whole as one passage (embedded up to the model's 256 tokens).
+    #[arg(long, env = "SEMDEX_WHOLE_DOCUMENTS")]
+    pub whole_documents: bool,
 }
 
 /// Options of the subcommands that open a data directory.
@@ -171,6 +174,7 @@ impl ChunkArgs {
         ChunkOptions {
             max_tokens: self.chunk_tokens,
             overlap: self.chunk_overlap,
+            whole_documents: self.whole_documents,
         }
     }
 

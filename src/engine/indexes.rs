@@ -6,7 +6,7 @@ use std::path::Path;
 
 use indicatif::ProgressBar;
 
-use crate::index::{FlatIndex, HnswIndex, HnswParams, VectorId, VectorIndex};
+use crate::index::{FlatIndex, HnswIndex, HnswParams, IdVectors, VectorId, VectorIndex};
 use crate::store::Store;
 
 use super::Result;
@@ -15,7 +15,7 @@ use super::Result;
 const BUILD_STEP: usize = 2048;
 
 /// A copy of every live vector, for rebuilding the graph off the lock.
-pub(super) type Snapshot = Vec<(VectorId, Vec<f32>)>;
+pub(super) type Snapshot = IdVectors;
 
 pub(super) struct Indexes {
     pub exact: FlatIndex,
@@ -33,7 +33,7 @@ impl Indexes {
         progress: &ProgressBar,
     ) -> Result<Self> {
         let mut exact = FlatIndex::new(dimension);
-        let mut pending: Vec<(VectorId, Vec<f32>)> = Vec::with_capacity(BUILD_STEP);
+        let mut pending: IdVectors = Vec::with_capacity(BUILD_STEP);
         let mut failure = None;
         store.for_each_vector(|id, vector| {
             pending.push((id, vector));

@@ -3,5 +3,10 @@
 //! Nothing here is on a serving path; the `semdex bench` subcommands and the criterion benches
 //! call into it.
 
+pub mod ann;
+pub mod beir;
 pub mod ingest;
+pub mod metrics;
+pub mod plot;
+pub mod qa;
 pub mod speed;

@@ -17,6 +17,9 @@ pub use hnsw::{HnswIndex, HnswParams};
 /// Identifies an indexed vector (a chunk id).
 pub type VectorId = u64;
 
+/// Vectors with their ids, owned: what the store hands out and what builds consume.
+pub type IdVectors = Vec<(VectorId, Vec<f32>)>;
+
 /// One search result.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Hit {

@@ -230,6 +230,29 @@ impl Store {
         Ok(store)
     }
 
+    /// Every vector of an existing data directory, read-only and without the model check
+    /// (for offline benchmarks that only need the vectors).
+    pub fn read_vectors(dir: &Path) -> Result<crate::index::IdVectors> {
+        let path = dir.join(DATABASE_FILE);
+        if !path.is_file() {
+            return Err(StoreError::Io {
+                dir: dir.to_path_buf(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "no semdex database here",
+                ),
+            });
+        }
+        let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let store = Self {
+            conn,
+            dir: dir.to_path_buf(),
+        };
+        let mut out = Vec::new();
+        store.for_each_vector(|id, v| out.push((id, v)))?;
+        Ok(out)
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir

@@ -1,0 +1,480 @@
+//! BEIR retrieval quality: ingest a BEIR corpus through the engine, run every query of a split
+//! with HNSW and with exact search, and score both with [`super::metrics`].
+
+use std::collections::HashMap;
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use indicatif::ProgressBar;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::metrics::{Qrels, Ranking, RetrievalMetrics, evaluate};
+use crate::chunk::ChunkOptions;
+use crate::embed::Encoder;
+use crate::engine::{DocumentInput, Engine, EngineError, EngineOptions, SearchRequest};
+
+/// Why a BEIR run could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum BeirError {
+    /// A dataset file is missing or unreadable.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A dataset file is malformed.
+    #[error("{path}:{line}: {reason}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The data directory holds something else.
+    #[error(
+        "data directory {dir} was made from another corpus or with other settings ({found}); pass another --data-dir"
+    )]
+    DataDirMismatch {
+        /// The data directory.
+        dir: PathBuf,
+        /// What it was made from.
+        found: String,
+    },
+    /// The engine failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// One corpus document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeirDocument {
+    /// `_id`.
+    pub id: String,
+    /// `title` (may be empty).
+    pub title: String,
+    /// `text`.
+    pub text: String,
+}
+
+impl BeirDocument {
+    /// The text that gets embedded: `title + " " + text`, the BEIR/MTEB convention.
+    pub fn full_text(&self) -> String {
+        format!("{} {}", self.title, self.text).trim().to_string()
+    }
+}
+
+/// A BEIR dataset with one split's judgements.
+#[derive(Debug, Clone)]
+pub struct BeirDataset {
+    /// The dataset folder's name.
+    pub name: String,
+    /// The split the qrels come from.
+    pub split: String,
+    /// Every corpus document.
+    pub corpus: Vec<BeirDocument>,
+    /// Query id → text.
+    pub queries: HashMap<String, String>,
+    /// The split's judgements.
+    pub qrels: Qrels,
+    /// SHA-256 of `corpus.jsonl`, to recognise a data directory made from it.
+    pub corpus_sha256: String,
+}
+
+#[derive(Deserialize)]
+struct CorpusLine {
+    #[serde(rename = "_id")]
+    id: serde_json::Value,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    text: String,
+}
+
+#[derive(Deserialize)]
+struct QueryLine {
+    #[serde(rename = "_id")]
+    id: serde_json::Value,
+    text: String,
+}
+
+fn id_string(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn lines(path: &Path) -> Result<Vec<String>, BeirError> {
+    let file = std::fs::File::open(path).map_err(|source| BeirError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    std::io::BufReader::new(file)
+        .lines()
+        .collect::<Result<_, _>>()
+        .map_err(|source| BeirError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+fn parse_err(path: &Path, line: usize, reason: impl ToString) -> BeirError {
+    BeirError::Parse {
+        path: path.to_path_buf(),
+        line,
+        reason: reason.to_string(),
+    }
+}
+
+/// Reads `corpus.jsonl`, `queries.jsonl` and `qrels/<split>.tsv` (header row optional).
+pub fn load(dir: &Path, split: &str) -> Result<BeirDataset, BeirError> {
+    use sha2::Digest;
+    let corpus_path = dir.join("corpus.jsonl");
+    let bytes = std::fs::read(&corpus_path).map_err(|source| BeirError::Io {
+        path: corpus_path.clone(),
+        source,
+    })?;
+    let corpus_sha256 = sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let text = String::from_utf8(bytes).map_err(|_| parse_err(&corpus_path, 0, "not UTF-8"))?;
+    let mut corpus = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let d: CorpusLine =
+            serde_json::from_str(line).map_err(|e| parse_err(&corpus_path, n + 1, e))?;
+        corpus.push(BeirDocument {
+            id: id_string(&d.id),
+            title: d.title,
+            text: d.text,
+        });
+    }
+    let queries_path = dir.join("queries.jsonl");
+    let mut queries = HashMap::new();
+    for (n, line) in lines(&queries_path)?
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let q: QueryLine =
+            serde_json::from_str(line).map_err(|e| parse_err(&queries_path, n + 1, e))?;
+        queries.insert(id_string(&q.id), q.text);
+    }
+    let qrels_path = dir.join("qrels").join(format!("{split}.tsv"));
+    let mut qrels = Qrels::new();
+    for (n, line) in lines(&qrels_path)?.iter().enumerate() {
+        let cols: Vec<&str> = line.split('\t').collect();
+        if line.trim().is_empty() || (n == 0 && cols.first() == Some(&"query-id")) {
+            continue;
+        }
+        let [query, doc, grade] = cols[..] else {
+            return Err(parse_err(
+                &qrels_path,
+                n + 1,
+                "expected query-id, corpus-id, score",
+            ));
+        };
+        let grade: i32 = grade
+            .trim()
+            .parse()
+            .map_err(|e| parse_err(&qrels_path, n + 1, e))?;
+        qrels
+            .entry(query.to_string())
+            .or_default()
+            .insert(doc.to_string(), grade);
+    }
+    Ok(BeirDataset {
+        name: dir
+            .canonicalize()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "beir".into()),
+        split: split.to_string(),
+        corpus,
+        queries,
+        qrels,
+        corpus_sha256,
+    })
+}
+
+/// What a data directory made for BEIR records about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Marker {
+    corpus_sha256: String,
+    whole_documents: bool,
+    chunk_tokens: usize,
+    chunk_overlap: usize,
+}
+
+/// Settings of a run.
+#[derive(Debug, Clone)]
+pub struct BeirOptions {
+    /// Where the ingested corpus lives (reused when made from the same corpus and settings).
+    pub data_dir: PathBuf,
+    /// Evaluate semdex's chunked pipeline (a document scores as its best chunk) instead of
+    /// whole documents.
+    pub chunked: bool,
+    /// Chunking parameters in chunked mode.
+    pub chunk: ChunkOptions,
+}
+
+/// The figures of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct BeirReport {
+    /// Dataset name.
+    pub dataset: String,
+    /// Split evaluated.
+    pub split: String,
+    /// "whole" or "chunked".
+    pub mode: String,
+    /// Corpus documents.
+    pub documents: usize,
+    /// Chunks indexed.
+    pub chunks: usize,
+    /// Seconds spent ingesting in this run (0 when the data directory was reused).
+    pub ingest_seconds: f64,
+    /// Metrics with HNSW search.
+    pub hnsw: RetrievalMetrics,
+    /// Metrics with exact search.
+    pub exact: RetrievalMetrics,
+    /// Queries per second, HNSW (embedding excluded).
+    pub hnsw_qps: f64,
+    /// Queries per second, exact.
+    pub exact_qps: f64,
+    /// The rankings, for writing TREC run files (not serialised).
+    #[serde(skip)]
+    pub runs: [HashMap<String, Ranking>; 2],
+}
+
+/// Chunks retrieved per query in chunked mode before documents are ranked by their best chunk.
+const CHUNKS_PER_QUERY: usize = 400;
+/// Documents ranked per query (Recall@100, MAP@100).
+const DOCS_PER_QUERY: usize = 100;
+
+/// Ingests `dataset` (unless the data directory already holds it), then runs and scores every
+/// query of its split with HNSW and with exact search.
+pub fn run(
+    encoder: Arc<Encoder>,
+    dataset: &BeirDataset,
+    options: &BeirOptions,
+    progress: &ProgressBar,
+) -> Result<BeirReport, BeirError> {
+    let mut chunk = options.chunk;
+    chunk.whole_documents = !options.chunked;
+    let marker = Marker {
+        corpus_sha256: dataset.corpus_sha256.clone(),
+        whole_documents: chunk.whole_documents,
+        chunk_tokens: chunk.max_tokens,
+        chunk_overlap: chunk.overlap,
+    };
+    check_marker(&options.data_dir, &marker)?;
+    let mut engine_options = EngineOptions::new(&options.data_dir);
+    engine_options.chunk = chunk;
+    engine_options.exact_below = 0;
+    let engine = Engine::open(encoder.clone(), engine_options, &ProgressBar::hidden())?;
+
+    let started = Instant::now();
+    let docs: Vec<DocumentInput> = dataset
+        .corpus
+        .iter()
+        .filter(|d| !d.full_text().is_empty())
+        .map(|d| DocumentInput {
+            id: d.id.clone(),
+            text: d.full_text(),
+            metadata: Default::default(),
+            source: Some(dataset.name.clone()),
+        })
+        .collect();
+    let reports = engine.ingest(docs, progress)?;
+    let embedded = reports
+        .iter()
+        .any(|r| r.status != crate::engine::IngestStatus::Unchanged);
+    let ingest_seconds = if embedded {
+        started.elapsed().as_secs_f64()
+    } else {
+        0.0
+    };
+    engine.persist()?;
+
+    let mut ids: Vec<&String> = dataset
+        .qrels
+        .keys()
+        .filter(|q| dataset.queries.contains_key(*q))
+        .collect();
+    ids.sort();
+    let texts: Vec<&str> = ids.iter().map(|q| dataset.queries[*q].as_str()).collect();
+    let vectors = encoder.embed(&texts).map_err(EngineError::from)?;
+    let k = if options.chunked {
+        CHUNKS_PER_QUERY
+    } else {
+        DOCS_PER_QUERY
+    };
+    let mut runs: [HashMap<String, Ranking>; 2] = Default::default();
+    let mut qps = [0.0; 2];
+    for (slot, exact) in [false, true].into_iter().enumerate() {
+        let request = SearchRequest {
+            k,
+            exact,
+            ..SearchRequest::default()
+        };
+        let started = Instant::now();
+        let rankings: Vec<Result<Ranking, EngineError>> = vectors
+            .par_iter()
+            .map(|v| {
+                let hits = engine.search_vector(&v.vector, &request)?.hits;
+                Ok(best_chunk_per_document(
+                    hits.into_iter().map(|h| (h.doc_id, h.score)),
+                ))
+            })
+            .collect();
+        qps[slot] = ids.len() as f64 / started.elapsed().as_secs_f64();
+        for (qid, ranking) in ids.iter().zip(rankings) {
+            runs[slot].insert((*qid).clone(), ranking?);
+        }
+    }
+    let stats = engine.stats()?;
+    Ok(BeirReport {
+        dataset: dataset.name.clone(),
+        split: dataset.split.clone(),
+        mode: if options.chunked { "chunked" } else { "whole" }.into(),
+        documents: stats.documents,
+        chunks: stats.chunks,
+        ingest_seconds,
+        hnsw: evaluate(&dataset.qrels, &runs[0]),
+        exact: evaluate(&dataset.qrels, &runs[1]),
+        hnsw_qps: qps[0],
+        exact_qps: qps[1],
+        runs,
+    })
+}
+
+/// A document's score is its best chunk's; the top [`DOCS_PER_QUERY`] documents are kept.
+fn best_chunk_per_document(hits: impl Iterator<Item = (String, f32)>) -> Ranking {
+    let mut best: HashMap<String, f32> = HashMap::new();
+    for (doc, score) in hits {
+        let entry = best.entry(doc).or_insert(f32::NEG_INFINITY);
+        *entry = entry.max(score);
+    }
+    let mut ranking: Ranking = best.into_iter().collect();
+    super::metrics::trec_order(&mut ranking);
+    ranking.truncate(DOCS_PER_QUERY);
+    ranking
+}
+
+fn check_marker(dir: &Path, marker: &Marker) -> Result<(), BeirError> {
+    let path = dir.join("beir.json");
+    let io = |source| BeirError::Io {
+        path: path.clone(),
+        source,
+    };
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let found: Option<Marker> = serde_json::from_slice(&bytes).ok();
+            if found.as_ref() != Some(marker) {
+                return Err(BeirError::DataDirMismatch {
+                    dir: dir.to_path_buf(),
+                    found: String::from_utf8_lossy(&bytes).into_owned(),
+                });
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if dir.join(crate::store::DATABASE_FILE).exists() {
+                return Err(BeirError::DataDirMismatch {
+                    dir: dir.to_path_buf(),
+                    found: "a data directory not made by `semdex bench beir`".into(),
+                });
+            }
+            std::fs::create_dir_all(dir).map_err(io)?;
+            let json = serde_json::to_vec_pretty(marker).unwrap_or_default();
+            std::fs::write(&path, json).map_err(io)
+        }
+        Err(e) => Err(io(e)),
+    }
+}
+
+/// Writes a ranking set as a TREC run file (`qid Q0 docid rank score tag`).
+pub fn write_trec_run(
+    path: &Path,
+    runs: &HashMap<String, Ranking>,
+    tag: &str,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let mut ids: Vec<&String> = runs.keys().collect();
+    ids.sort();
+    for qid in ids {
+        for (rank, (doc, score)) in runs[qid].iter().enumerate() {
+            writeln!(out, "{qid} Q0 {doc} {} {score} {tag}", rank + 1)?;
+        }
+    }
+    out.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loads_the_beir_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("corpus.jsonl"),
+            "{\"_id\": \"d1\", \"title\": \"T\", \"text\": \"body\"}\n{\"_id\": 2, \"text\": \"no title\"}\n",
+        )
+        .unwrap();
+        std::fs::write(
+            dir.path().join("queries.jsonl"),
+            "{\"_id\": \"q1\", \"text\": \"question\"}\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("qrels")).unwrap();
+        std::fs::write(
+            dir.path().join("qrels/test.tsv"),
+            "query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\t2\t0\n",
+        )
+        .unwrap();
+        let ds = load(dir.path(), "test").unwrap();
+        assert_eq!(ds.corpus.len(), 2);
+        assert_eq!(ds.corpus[0].full_text(), "T body");
+        assert_eq!(ds.corpus[1].id, "2");
+        assert_eq!(ds.corpus[1].full_text(), "no title");
+        assert_eq!(ds.queries["q1"], "question");
+        assert_eq!(ds.qrels["q1"]["d1"], 1);
+        assert_eq!(ds.qrels["q1"]["2"], 0);
+        assert!(matches!(
+            load(dir.path(), "train"),
+            Err(BeirError::Io { .. })
+        ));
+        std::fs::write(dir.path().join("qrels/bad.tsv"), "q1\td1\n").unwrap();
+        assert!(matches!(
+            load(dir.path(), "bad"),
+            Err(BeirError::Parse { line: 1, .. })
+        ));
+    }
+
+    #[test]
+    fn best_chunk_wins_and_ranking_is_trec_ordered() {
+        let hits = vec![
+            ("a".to_string(), 0.5),
+            ("b".to_string(), 0.9),
+            ("a".to_string(), 0.95),
+            ("c".to_string(), 0.5),
+        ];
+        let r = best_chunk_per_document(hits.into_iter());
+        let order: Vec<&str> = r.iter().map(|(d, _)| d.as_str()).collect();
+        assert_eq!(order, ["a", "b", "c"]);
+        assert_eq!(r[0].1, 0.95);
+    }
+}

@@ -1,0 +1,271 @@
+//! The `semdex` binary's subcommands, end to end: embed, chunk, ingest, query, and the
+//! offline benches on small inputs.
+
+mod common;
+
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+fn semdex(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_semdex"));
+    cmd.arg("--model").arg(common::model_dir()).args(args);
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
+
+fn run_ok(cmd: &mut Command) -> String {
+    let out: Output = cmd.stderr(Stdio::piped()).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn embed_arguments_and_stdin() {
+    let out = run_ok(&mut semdex(&["embed", "Hello world", "Second text"]));
+    let lines: Vec<Vec<f32>> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0].len(), 384);
+    let direct = common::encoder().embed_one("Hello world").unwrap().vector;
+    assert!(common::cosine(&lines[0], &direct) > 0.99999);
+
+    let mut child = semdex(&["embed"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"one\ntwo\nthree\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8(out.stdout).unwrap().lines().count(), 3);
+}
+
+#[test]
+fn chunk_prints_offsets_that_slice_the_file() {
+    let out = run_ok(&mut semdex(&["chunk", "seeds/putin-kim-summit.txt"]));
+    let text = common::seed_article();
+    let mut count = 0;
+    for line in out.lines() {
+        let c: Value = serde_json::from_str(line).unwrap();
+        let (s, e) = (
+            c["start"].as_u64().unwrap() as usize,
+            c["end"].as_u64().unwrap() as usize,
+        );
+        assert_eq!(&text[s..e], c["text"].as_str().unwrap());
+        assert!(c["tokens"].as_u64().unwrap() <= 128);
+        count += 1;
+    }
+    assert!(count > 5);
+}
+
+#[test]
+fn ingest_then_query_as_table_and_json() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().to_str().unwrap();
+    let corpus = tempfile::tempdir().unwrap();
+    std::fs::write(
+        corpus.path().join("a.txt"),
+        "The aircraft plant builds fighter jets.",
+    )
+    .unwrap();
+    std::fs::write(corpus.path().join("notes.jsonl"), "{\"id\": \"n1\", \"text\": \"Trains run on rails.\", \"metadata\": {\"kind\": \"note\"}}\n").unwrap();
+    std::fs::write(corpus.path().join("skip.bin"), [0u8, 1, 2]).unwrap();
+    run_ok(&mut semdex(&[
+        "ingest",
+        "--data-dir",
+        dir,
+        corpus.path().to_str().unwrap(),
+    ]));
+    let json = run_ok(&mut semdex(&[
+        "query",
+        "--data-dir",
+        dir,
+        "--json",
+        "-k",
+        "1",
+        "railway transport",
+    ]));
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["results"][0]["doc_id"], "n1");
+    assert_eq!(v["results"][0]["metadata"]["kind"], "note");
+    let table = run_ok(&mut semdex(&[
+        "query",
+        "--data-dir",
+        dir,
+        "-k",
+        "2",
+        "--meta",
+        "kind=note",
+        "jets",
+    ]));
+    assert!(table.contains("n1") && !table.contains("a.txt"), "{table}");
+    let bad = semdex(&["query", "--data-dir", dir, "-k", "0", "x"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("k must be between 1 and 1000"));
+}
+
+#[test]
+fn missing_model_is_one_clear_line() {
+    let out = Command::new(env!("CARGO_BIN_EXE_semdex"))
+        .args(["--model", "/nonexistent/model", "embed", "x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("missing config.json") && err.contains("models/fetch.sh"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bench_qa_and_ann_on_small_inputs() {
+    let qa = run_ok(&mut semdex(&[
+        "bench",
+        "qa",
+        "--file",
+        "tests/data/seed_qa.jsonl",
+        "--json",
+    ]));
+    let report: Value = serde_json::from_str(&qa).unwrap();
+    assert_eq!(report["questions"], 26);
+    assert!(report["hit@3"].as_f64().unwrap() >= 0.85);
+
+    let plot = tempfile::tempdir().unwrap();
+    let svg = plot.path().join("ann.svg");
+    let ann = run_ok(&mut semdex(&[
+        "bench",
+        "ann",
+        "--synthetic",
+        "3000",
+        "--dim",
+        "32",
+        "--holdout",
+        "100",
+        "--ef",
+        "16,64",
+        "--json",
+        "--plot",
+        svg.to_str().unwrap(),
+    ]));
+    let report: Value = serde_json::from_str(&ann).unwrap();
+    assert_eq!(report["vectors"], 2900);
+    assert_eq!(report["rows"].as_array().unwrap().len(), 2);
+    assert!(report["rows"][1]["recall@10"].as_f64().unwrap() > 0.9);
+    let drawn = std::fs::read_to_string(&svg).unwrap();
+    assert!(drawn.starts_with("<svg") && drawn.contains("recall@10"));
+}
+
+/// A BEIR-layout folder with three obvious query/document pairs.
+fn tiny_beir(dir: &std::path::Path) {
+    let docs = [
+        (
+            "d1",
+            "Volcanoes",
+            "Magma rises through the crust and erupts as lava.",
+        ),
+        (
+            "d2",
+            "Photosynthesis",
+            "Plants turn sunlight, water and carbon dioxide into sugar.",
+        ),
+        (
+            "d3",
+            "Tides",
+            "The moon's gravity pulls the oceans and makes the tides.",
+        ),
+        (
+            "d4",
+            "Chess",
+            "Each player starts with sixteen pieces on the board.",
+        ),
+    ];
+    let corpus: String = docs
+        .iter()
+        .map(|(id, title, text)| {
+            serde_json::json!({"_id": id, "title": title, "text": text}).to_string() + "\n"
+        })
+        .collect();
+    std::fs::write(dir.join("corpus.jsonl"), corpus).unwrap();
+    let queries = [
+        ("q1", "how do plants make sugar from light"),
+        ("q2", "why does the sea level rise and fall each day"),
+        ("q3", "what comes out of an erupting volcano"),
+    ];
+    let queries: String = queries
+        .iter()
+        .map(|(id, text)| serde_json::json!({"_id": id, "text": text}).to_string() + "\n")
+        .collect();
+    std::fs::write(dir.join("queries.jsonl"), queries).unwrap();
+    std::fs::create_dir_all(dir.join("qrels")).unwrap();
+    std::fs::write(
+        dir.join("qrels/test.tsv"),
+        "query-id\tcorpus-id\tscore\nq1\td2\t1\nq2\td3\t1\nq3\td1\t1\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn bench_beir_scores_and_reuses_its_data_directory() {
+    let dataset = tempfile::tempdir().unwrap();
+    tiny_beir(dataset.path());
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().join("beir");
+    let runs = tempfile::tempdir().unwrap();
+    let bench = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "beir",
+            "--dataset",
+            dataset.path().to_str().unwrap(),
+            "--data-dir",
+            data_dir.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        semdex(&args)
+    };
+    let first: Value = serde_json::from_str(&run_ok(&mut bench(&[
+        "--runs-out",
+        runs.path().to_str().unwrap(),
+    ])))
+    .unwrap();
+    assert_eq!(first["documents"], 4);
+    assert!(first["ingest_seconds"].as_f64().unwrap() > 0.0);
+    for search in ["hnsw", "exact"] {
+        assert_eq!(first[search]["queries"], 3, "{first}");
+        assert_eq!(first[search]["ndcg@10"].as_f64().unwrap(), 1.0, "{first}");
+        assert_eq!(first[search]["recall@100"].as_f64().unwrap(), 1.0);
+    }
+    let run_file = std::fs::read_to_string(runs.path().join("exact.run")).unwrap();
+    assert!(run_file.starts_with("q1 Q0 d2 1 "), "{run_file}");
+
+    // The second run reuses the ingested corpus and gives the same figures.
+    let second: Value = serde_json::from_str(&run_ok(&mut bench(&[]))).unwrap();
+    assert_eq!(second["ingest_seconds"].as_f64().unwrap(), 0.0);
+    assert_eq!(second["exact"], first["exact"]);
+
+    // The same directory is refused for the chunked pipeline instead of mixing the two.
+    let refused = bench(&["--chunked"]).output().unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("beir"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
