@@ -295,39 +295,21 @@ def ann_section(args):
 
 
 def beir_section(args):
+    """Scores sentence-transformers + exact search (numpy) and semdex's runs with pytrec_eval,
+    for each split of --split (comma-separated); the corpus is encoded once."""
     import numpy as np
     import pytrec_eval
     from sentence_transformers import SentenceTransformer
 
     corpus = [json.loads(l) for l in open(os.path.join(args.scifact, "corpus.jsonl")) if l.strip()]
-    queries = {str(d["_id"]): d["text"] for d in map(json.loads, open(os.path.join(args.scifact, "queries.jsonl"))) if True}
-    qrels = {}
-    with open(os.path.join(args.scifact, "qrels", f"{args.split}.tsv")) as f:
-        for i, line in enumerate(f):
-            parts = line.strip().split("\t")
-            if i == 0 and parts[0] == "query-id":
-                continue
-            qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
-    qids = sorted(q for q in qrels if q in queries)
+    queries = {str(d["_id"]): d["text"] for d in map(json.loads, open(os.path.join(args.scifact, "queries.jsonl")))}
     model = SentenceTransformer(args.model, device="cpu")
     texts = [(d.get("title", "") + " " + d.get("text", "")).strip() for d in corpus]
     t = time.perf_counter()
     docs = model.encode(texts, batch_size=32, normalize_embeddings=True).astype(np.float32)
     encode_s = time.perf_counter() - t
-    qv = model.encode([queries[q] for q in qids], normalize_embeddings=True).astype(np.float32)
-    scores = qv @ docs.T
-    run = {}
-    for i, qid in enumerate(qids):
-        top = np.argsort(-scores[i])[:100]
-        run[qid] = {str(corpus[j]["_id"]): float(scores[i, j]) for j in top}
     measures = {"ndcg_cut.10", "recall.10", "recall.100", "map_cut.100", "recip_rank"}
-    evaluator = pytrec_eval.RelevanceEvaluator(qrels, measures)
-
-    def summarize(r):
-        per = evaluator.evaluate(r)
-        mean = lambda key: sum(v[key] for v in per.values()) / len(per)
-        return {"ndcg@10": mean("ndcg_cut_10"), "recall@10": mean("recall_10"),
-                "recall@100": mean("recall_100"), "map@100": mean("map_cut_100")}
+    keys = ["ndcg@10", "recall@10", "recall@100", "map@100"]
 
     def read_run(path):
         r = {}
@@ -336,22 +318,48 @@ def beir_section(args):
             r.setdefault(qid, {})[doc] = float(score)
         return r
 
-    st = summarize(run)
-    rows = {"sentence-transformers + exact": st}
-    out = subprocess.run([args.semdex, "--model", args.model, "bench", "beir", "--dataset", args.scifact,
-                          "--split", args.split, "--json", "--runs-out", tempfile.gettempdir()],
-                         check=True, capture_output=True, text=True).stdout
-    s = json.loads(out)
-    rows["semdex exact"] = {k: s["exact"][k] for k in ["ndcg@10", "recall@10", "recall@100", "map@100"]}
-    rows["semdex hnsw"] = {k: s["hnsw"][k] for k in ["ndcg@10", "recall@10", "recall@100", "map@100"]}
-    rows["pytrec_eval on semdex exact.run"] = summarize(read_run(os.path.join(tempfile.gettempdir(), "exact.run")))
-    print(f"\nbeir: {os.path.basename(os.path.normpath(args.scifact))} {args.split} split, {len(qids)} queries "
-          f"(sentence-transformers encoded the corpus in {encode_s:.0f} s)")
-    print(f"{'':<34}{'nDCG@10':>9}{'Recall@10':>11}{'Recall@100':>12}{'MAP@100':>9}")
-    for name, m in rows.items():
-        print(f"{name:<34}{m['ndcg@10']:>9.4f}{m['recall@10']:>11.4f}{m['recall@100']:>12.4f}{m['map@100']:>9.4f}")
-    print(f"semdex exact - sentence-transformers: nDCG@10 {rows['semdex exact']['ndcg@10'] - st['ndcg@10']:+.4f}")
-    return rows
+    results = {}
+    for split in args.split.split(","):
+        qrels = {}
+        with open(os.path.join(args.scifact, "qrels", f"{split}.tsv")) as f:
+            for i, line in enumerate(f):
+                parts = line.strip().split("\t")
+                if i == 0 and parts[0] == "query-id":
+                    continue
+                qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+        qids = sorted(q for q in qrels if q in queries)
+        qv = model.encode([queries[q] for q in qids], normalize_embeddings=True).astype(np.float32)
+        scores = qv @ docs.T
+        run = {}
+        for i, qid in enumerate(qids):
+            top = np.argsort(-scores[i])[:100]
+            run[qid] = {str(corpus[j]["_id"]): float(scores[i, j]) for j in top}
+        evaluator = pytrec_eval.RelevanceEvaluator(qrels, measures)
+
+        def summarize(r):
+            per = evaluator.evaluate(r)
+            mean = lambda key: sum(v[key] for v in per.values()) / len(per)
+            return {"ndcg@10": mean("ndcg_cut_10"), "recall@10": mean("recall_10"),
+                    "recall@100": mean("recall_100"), "map@100": mean("map_cut_100")}
+
+        st = summarize(run)
+        rows = {"sentence-transformers + exact": st}
+        runs_dir = tempfile.mkdtemp(prefix="semdex-runs-")
+        out = subprocess.run([args.semdex, "--model", args.model, "bench", "beir", "--dataset", args.scifact,
+                              "--split", split, "--json", "--runs-out", runs_dir],
+                             check=True, capture_output=True, text=True).stdout
+        s = json.loads(out)
+        rows["semdex exact"] = {k: s["exact"][k] for k in keys}
+        rows["semdex hnsw"] = {k: s["hnsw"][k] for k in keys}
+        rows["pytrec_eval on semdex exact.run"] = summarize(read_run(os.path.join(runs_dir, "exact.run")))
+        print(f"\nbeir: {os.path.basename(os.path.normpath(args.scifact))} {split} split, {len(qids)} queries "
+              f"(sentence-transformers encoded the corpus in {encode_s:.0f} s)")
+        print(f"{'':<34}{'nDCG@10':>9}{'Recall@10':>11}{'Recall@100':>12}{'MAP@100':>9}")
+        for name, m in rows.items():
+            print(f"{name:<34}{m['ndcg@10']:>9.4f}{m['recall@10']:>11.4f}{m['recall@100']:>12.4f}{m['map@100']:>9.4f}")
+        print(f"semdex exact - sentence-transformers: nDCG@10 {rows['semdex exact']['ndcg@10'] - st['ndcg@10']:+.4f}")
+        results[split] = rows
+    return results
 
 
 def main():
@@ -371,7 +379,7 @@ def main():
     p.add_argument("--m", type=int, default=16)
     p.add_argument("--ef-construction", type=int, default=200)
     p.add_argument("--ef", default="16,32,64,128,256")
-    p.add_argument("--split", default="test")
+    p.add_argument("--split", default="test,train", help="BEIR splits for the beir section, comma-separated")
     args = p.parse_args()
     result = {}
     if args.section in ("all", "encode"):

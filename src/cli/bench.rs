@@ -419,7 +419,7 @@ fn read_queries(global: &GlobalArgs, path: &std::path::Path) -> anyhow::Result<V
 }
 
 fn qa(global: &GlobalArgs, args: QaArgs) -> anyhow::Result<()> {
-    let items = semdex::eval::qa::load(&args.file).map_err(anyhow::Error::msg)?;
+    let items = semdex::eval::qa::load(&args.file)?;
     let scratch = std::env::temp_dir().join(format!("semdex-bench-qa-{}", std::process::id()));
     let data_dir = args.data_dir.clone().unwrap_or_else(|| scratch.clone());
     let mut options = semdex::engine::EngineOptions::new(&data_dir);

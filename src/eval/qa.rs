@@ -15,22 +15,58 @@ pub struct QaItem {
     pub answers: Vec<String>,
 }
 
+/// Why a question file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum QaError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A line is not `{"question": str, "answers": [str]}`.
+    #[error("{path}:{line}: {source}")]
+    Json {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// A line has an empty question or no answers, so it could never be scored.
+    #[error("{path}:{line}: empty question or no answers")]
+    Empty {
+        /// The file.
+        path: String,
+        /// 1-based line number.
+        line: usize,
+    },
+}
+
 /// Reads `{"question": str, "answers": [str]}` lines.
-pub fn load(path: &Path) -> Result<Vec<QaItem>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+pub fn load(path: &Path) -> Result<Vec<QaItem>, QaError> {
+    let shown = || path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| QaError::Io {
+        path: shown(),
+        source,
+    })?;
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
         .map(|(n, l)| {
-            let item: QaItem = serde_json::from_str(l)
-                .map_err(|e| format!("{}:{}: {e}", path.display(), n + 1))?;
+            let item: QaItem = serde_json::from_str(l).map_err(|source| QaError::Json {
+                path: shown(),
+                line: n + 1,
+                source,
+            })?;
             if item.answers.is_empty() || item.question.trim().is_empty() {
-                return Err(format!(
-                    "{}:{}: empty question or answers",
-                    path.display(),
-                    n + 1
-                ));
+                return Err(QaError::Empty {
+                    path: shown(),
+                    line: n + 1,
+                });
             }
             Ok(item)
         })
@@ -96,4 +132,41 @@ pub fn evaluate(engine: &Engine, items: &[QaItem]) -> Result<QaReport, EngineErr
         mrr_10: reciprocal / n,
         missed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn load_reports_the_bad_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("qa.jsonl");
+        std::fs::write(
+            &path,
+            "{\"question\": \"Who?\", \"answers\": [\"Kim\"]}\n\n{\"question\": \"Where?\", \"answers\": []}\n",
+        )
+        .unwrap();
+        let err = load(&path).unwrap_err();
+        assert!(matches!(err, QaError::Empty { line: 3, .. }), "{err}");
+        std::fs::write(
+            &path,
+            "{\"question\": \"Who?\", \"answers\": [\"Kim\"]}\nnot json\n",
+        )
+        .unwrap();
+        assert!(matches!(
+            load(&path).unwrap_err(),
+            QaError::Json { line: 2, .. }
+        ));
+        std::fs::write(
+            &path,
+            "{\"question\": \"Who?\", \"answers\": [\"Kim\", \"Putin\"]}\n",
+        )
+        .unwrap();
+        assert_eq!(load(&path).unwrap()[0].answers, ["Kim", "Putin"]);
+        assert!(matches!(
+            load(&dir.path().join("missing")).unwrap_err(),
+            QaError::Io { .. }
+        ));
+    }
 }
