@@ -9,8 +9,9 @@
 
 use std::sync::OnceLock;
 
-/// Whether the AVX2 + FMA versions can run here.
-fn fast_simd() -> bool {
+/// Whether the AVX2 + FMA versions can run here (and so whether [`panel_matmul`] is the fast
+/// path for dense layers, or gemm is).
+pub fn fast_simd() -> bool {
     static FAST: OnceLock<bool> = OnceLock::new();
     *FAST.get_or_init(|| {
         #[cfg(target_arch = "x86_64")]
@@ -190,9 +191,9 @@ pub const PANEL: usize = 16;
 /// Tokens a micro-kernel call handles at once (12 accumulators + 3 working registers).
 const TOKENS_PER_STEP: usize = 6;
 
-/// A weight matrix re-laid out for [`small_matmul`]: panels of [`PANEL`] output features,
-/// each panel holding, input by input, its 16 weights contiguously. A few-token matmul then
-/// reads the weights strictly sequentially, once, instead of striding through them.
+/// A weight matrix re-laid out for [`panel_matmul`]: panels of [`PANEL`] output features,
+/// each panel holding, input by input, its 16 weights contiguously. The kernel then reads the
+/// weights strictly sequentially, once per block of tokens, instead of striding through them.
 pub struct PanelWeights {
     data: Vec<f32>,
     inputs: usize,
@@ -229,15 +230,9 @@ impl PanelWeights {
 
 /// `dst[t, o] (+)= Σₖ x[t, k] · W[o, k]`, with `x` `[tokens, inputs]` and `dst`
 /// `[tokens, outputs]`, both row-major; panels are shared out over the current rayon pool.
-/// Returns false (doing nothing) where the CPU lacks AVX2/FMA, so that the caller falls back
-/// to gemm.
-pub fn small_matmul(
-    dst: &mut [f32],
-    x: &[f32],
-    w: &PanelWeights,
-    tokens: usize,
-    accumulate: bool,
-) -> bool {
+/// Fast where [`fast_simd`] holds; elsewhere a plain loop computes the same thing (callers use
+/// gemm there instead).
+pub fn panel_matmul(dst: &mut [f32], x: &[f32], w: &PanelWeights, tokens: usize, accumulate: bool) {
     assert!(x.len() >= tokens * w.inputs && dst.len() >= tokens * w.outputs);
     #[cfg(target_arch = "x86_64")]
     if fast_simd() {
@@ -248,7 +243,7 @@ pub fn small_matmul(
         let run = move |range: std::ops::Range<usize>| {
             // SAFETY: the CPU has AVX2 and FMA; the assert above bounds every access, and
             // tasks own disjoint panels, i.e. disjoint columns of dst.
-            unsafe { small_matmul_avx2(out.get(), x.get(), w, tokens, accumulate, range) };
+            unsafe { panel_matmul_avx2(out.get(), x.get(), w, tokens, accumulate, range) };
         };
         if threads > 1 {
             let per_task = panels.div_ceil(threads * 2);
@@ -261,10 +256,30 @@ pub fn small_matmul(
         } else {
             run(0..panels);
         }
-        return true;
+        return;
     }
-    let _ = (dst, accumulate);
-    false
+    panel_matmul_portable(dst, x, w, tokens, accumulate);
+}
+
+/// [`panel_matmul`] without SIMD, for CPUs without AVX2/FMA (and as the tests' second opinion).
+fn panel_matmul_portable(
+    dst: &mut [f32],
+    x: &[f32],
+    w: &PanelWeights,
+    tokens: usize,
+    accumulate: bool,
+) {
+    for t in 0..tokens {
+        for o in 0..w.outputs {
+            let (p, j) = (o / PANEL, o % PANEL);
+            let panel = &w.data[p * w.inputs * PANEL..];
+            let sum: f32 = (0..w.inputs)
+                .map(|k| x[t * w.inputs + k] * panel[k * PANEL + j])
+                .sum();
+            let cell = &mut dst[t * w.outputs + o];
+            *cell = if accumulate { *cell + sum } else { sum };
+        }
+    }
 }
 
 /// A raw pointer shared by tasks that touch disjoint parts of one buffer.
@@ -283,7 +298,7 @@ impl Shared {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn small_matmul_avx2(
+unsafe fn panel_matmul_avx2(
     dst: *mut f32,
     x: *const f32,
     w: &PanelWeights,
@@ -291,26 +306,42 @@ unsafe fn small_matmul_avx2(
     accumulate: bool,
     panels: std::ops::Range<usize>,
 ) {
-    for p in panels {
-        let panel = unsafe { w.data.as_ptr().add(p * w.inputs * PANEL) };
-        let full = (p + 1) * PANEL <= w.outputs;
-        let mut t = 0;
-        while t < tokens {
-            let n = (tokens - t).min(TOKENS_PER_STEP);
-            // SAFETY: rows t..t+n of x and dst, columns of panel p (guarded by `full`).
-            unsafe {
-                match n {
-                    6 => panel_step::<6>(dst, x, panel, w, t, p, accumulate, full),
-                    5 => panel_step::<5>(dst, x, panel, w, t, p, accumulate, full),
-                    4 => panel_step::<4>(dst, x, panel, w, t, p, accumulate, full),
-                    3 => panel_step::<3>(dst, x, panel, w, t, p, accumulate, full),
-                    2 => panel_step::<2>(dst, x, panel, w, t, p, accumulate, full),
-                    _ => panel_step::<1>(dst, x, panel, w, t, p, accumulate, full),
+    let block = token_block(w.inputs);
+    let mut block_start = 0;
+    while block_start < tokens {
+        let block_end = (block_start + block).min(tokens);
+        for p in panels.clone() {
+            let panel = unsafe { w.data.as_ptr().add(p * w.inputs * PANEL) };
+            let full = (p + 1) * PANEL <= w.outputs;
+            let mut t = block_start;
+            while t < block_end {
+                let n = (block_end - t).min(TOKENS_PER_STEP);
+                // SAFETY: rows t..t+n of x and dst, columns of panel p (guarded by `full`).
+                unsafe {
+                    match n {
+                        6 => panel_step::<6>(dst, x, panel, w, t, p, accumulate, full),
+                        5 => panel_step::<5>(dst, x, panel, w, t, p, accumulate, full),
+                        4 => panel_step::<4>(dst, x, panel, w, t, p, accumulate, full),
+                        3 => panel_step::<3>(dst, x, panel, w, t, p, accumulate, full),
+                        2 => panel_step::<2>(dst, x, panel, w, t, p, accumulate, full),
+                        _ => panel_step::<1>(dst, x, panel, w, t, p, accumulate, full),
+                    }
                 }
+                t += n;
             }
-            t += n;
         }
+        block_start = block_end;
     }
+}
+
+/// Bytes of input rows a token block may take, so that the block stays in L2 while every
+/// panel of the task streams past it (instead of streaming all of x once per panel).
+const TOKEN_BLOCK_BYTES: usize = 192 * 1024;
+
+/// Tokens per block for `inputs` features: a multiple of [`TOKENS_PER_STEP`].
+fn token_block(inputs: usize) -> usize {
+    let rows = TOKEN_BLOCK_BYTES / (inputs.max(1) * std::mem::size_of::<f32>());
+    (rows / TOKENS_PER_STEP).max(1) * TOKENS_PER_STEP
 }
 
 /// One panel × `N` tokens: 2·N accumulators over all inputs.
@@ -416,8 +447,9 @@ mod tests {
     }
 
     #[test]
-    fn small_matmul_matches_naive() {
-        for (tokens, inputs, outputs) in [(1, 8, 16), (7, 33, 40), (13, 384, 1152)] {
+    fn panel_matmul_matches_naive() {
+        for (tokens, inputs, outputs) in [(1, 8, 16), (7, 33, 40), (13, 384, 1152), (77, 1536, 40)]
+        {
             let x: Vec<f32> = (0..tokens * inputs)
                 .map(|i| ((i * 7) % 13) as f32 * 0.1 - 0.6)
                 .collect();
@@ -426,9 +458,7 @@ mod tests {
                 .collect();
             let packed = PanelWeights::pack(&w_t, inputs, outputs);
             let mut dst = vec![1.0f32; tokens * outputs];
-            if !small_matmul(&mut dst, &x, &packed, tokens, true) {
-                return; // no AVX2 here: the caller uses gemm
-            }
+            panel_matmul(&mut dst, &x, &packed, tokens, true);
             for t in 0..tokens {
                 for o in 0..outputs {
                     let want: f32 = 1.0
@@ -436,14 +466,19 @@ mod tests {
                             .map(|k| x[t * inputs + k] * w_t[k * outputs + o])
                             .sum::<f32>();
                     assert!(
-                        (dst[t * outputs + o] - want).abs() < 1e-3,
+                        (dst[t * outputs + o] - want).abs() < 1e-3 * want.abs().max(1.0),
                         "{tokens}x{inputs}x{outputs} at {t},{o}"
                     );
                 }
             }
             let mut fresh = vec![9.0f32; tokens * outputs];
-            small_matmul(&mut fresh, &x, &packed, tokens, false);
+            panel_matmul(&mut fresh, &x, &packed, tokens, false);
             assert!((fresh[0] + 1.0 - dst[0]).abs() < 1e-4);
+            let mut portable = vec![9.0f32; tokens * outputs];
+            panel_matmul_portable(&mut portable, &x, &packed, tokens, false);
+            for (a, b) in portable.iter().zip(&fresh) {
+                assert!((a - b).abs() < 1e-3 * a.abs().max(1.0));
+            }
         }
     }
 

@@ -21,23 +21,27 @@ use super::pooling::Pooling;
 
 /// Below this many multiply-adds a GEMM runs on one thread (fork/join costs more).
 const PARALLEL_GEMM_FROM: usize = 1 << 20;
-/// Up to this many tokens, linear layers use the panel kernel rather than gemm. Measured
-/// (best of 4 runs, 128-token passages): panel 4,291 vs gemm 3,808 tokens/s at 128 tokens,
-/// 4,303 vs 4,051 at 2,048, but 3,870 vs 4,044 at 6,144, where gemm's cache blocking wins.
-const PANEL_KERNEL_MAX_TOKENS: usize = 4096;
 /// Below this many floats an element-wise pass runs on one thread.
 const PARALLEL_ROWS_FROM: usize = 1 << 15;
 
-/// A dense layer. The weight is kept transposed, `[in, out]` row-major: that is the
-/// column-major operand gemm's micro-kernel reads directly, so a call with few tokens does not
-/// repack the whole weight matrix (which took ~60% of a short query's time).
+/// A dense layer.
 struct Linear {
-    weight_t: Vec<f32>,
-    /// The same weight in panels, for few-token batches.
-    panels: kernels::PanelWeights,
+    weights: LinearWeights,
     bias: Vec<f32>,
     inputs: usize,
     outputs: usize,
+}
+
+/// A dense layer's weight in the layout its matrix kernel reads, kept once (not both: the
+/// weights are most of the model's memory).
+enum LinearWeights {
+    /// Panels for the AVX2 kernel, which streams each weight once per block of tokens; it beat
+    /// gemm at every batch size measured, from one short query (gemm repacked the whole weight
+    /// per call: ~60% of a short query's time) to 64 passages of 240 tokens.
+    Panels(kernels::PanelWeights),
+    /// `[in, out]` row-major, the column-major operand gemm's micro-kernel reads directly; for
+    /// CPUs without AVX2/FMA.
+    Transposed(Vec<f32>),
 }
 
 struct Norm {
@@ -120,9 +124,13 @@ impl Weights {
                 weight_t[i * total + o] = weight[o * inputs + i];
             }
         }
+        let weights = if kernels::fast_simd() {
+            LinearWeights::Panels(kernels::PanelWeights::pack(&weight_t, inputs, total))
+        } else {
+            LinearWeights::Transposed(weight_t)
+        };
         Ok(Linear {
-            panels: kernels::PanelWeights::pack(&weight_t, inputs, total),
-            weight_t,
+            weights,
             bias,
             inputs,
             outputs: total,
@@ -306,11 +314,12 @@ impl PackedBert {
 fn matmul(dst: &mut [f32], x: &[f32], layer: &Linear, rows: usize, accumulate: bool) {
     let (k, n) = (layer.inputs, layer.outputs);
     debug_assert!(dst.len() >= rows * n && x.len() >= rows * k);
-    if rows <= PANEL_KERNEL_MAX_TOKENS
-        && kernels::small_matmul(dst, x, &layer.panels, rows, accumulate)
-    {
-        return;
-    }
+    let weight_t = match &layer.weights {
+        LinearWeights::Panels(panels) => {
+            return kernels::panel_matmul(dst, x, panels, rows, accumulate);
+        }
+        LinearWeights::Transposed(weight_t) => weight_t,
+    };
     let threads = rayon::current_num_threads();
     let parallelism = if threads > 1 && rows * n * k >= PARALLEL_GEMM_FROM {
         Parallelism::Rayon(threads)
@@ -323,7 +332,7 @@ fn matmul(dst: &mut [f32], x: &[f32], layer: &Linear, rows: usize, accumulate: b
         col: 1,
     };
     let w = Strided {
-        ptr: layer.weight_t.as_ptr(),
+        ptr: weight_t.as_ptr(),
         row: n,
         col: 1,
     };
