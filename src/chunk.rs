@@ -242,9 +242,19 @@ impl Chunker {
                 }
             }
         }
+        ranges.retain(|&(start, end)| !text[start..end].trim().is_empty());
+        // With overlap the splitter can step back and emit a passage that starts before the
+        // previous one and contains it: keep document order, and drop passages that lie wholly
+        // inside another (they add no text).
+        ranges.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        let mut furthest = 0;
+        ranges.retain(|&(_, end)| {
+            let adds_text = end > furthest;
+            furthest = furthest.max(end);
+            adds_text
+        });
         ranges
             .into_iter()
-            .filter(|&(start, end)| !text[start..end].trim().is_empty())
             .enumerate()
             .map(|(index, (start, end))| Chunk {
                 doc_id: doc_id.to_string(),
