@@ -308,6 +308,30 @@ impl PackedBert {
             pairs.iter().for_each(|p| run(&mut scores, p));
         }
     }
+
+    /// `out = LayerNorm(residual + input·Wᵀ + b)`, the closing step of both halves of a layer
+    /// (attention output and feed-forward): residual and bias go into `out` first, so the
+    /// matrix product accumulates onto them in place.
+    fn residual_dense_norm(
+        &self,
+        out: &mut [f32],
+        residual: &[f32],
+        input: &[f32],
+        dense: &Linear,
+        norm: &Norm,
+    ) {
+        let h = self.hidden;
+        let tokens = out.len() / h;
+        for_row_pairs(out, h, residual, h, |dst, src| {
+            for (d, s) in dst.chunks_exact_mut(h).zip(src.chunks_exact(h)) {
+                kernels::add_into(d, s, &dense.bias);
+            }
+        });
+        matmul(out, input, dense, tokens, true);
+        for_rows(out, h, |rows| {
+            kernels::layer_norm_rows(rows, &norm.weight, &norm.bias, self.eps)
+        });
+    }
 }
 
 /// `dst (+)= x · Wᵀ` for `rows` rows: accumulates into `dst` when `accumulate`, else overwrites.
@@ -487,32 +511,14 @@ impl Backend for PackedBert {
             matmul(qkv, x, &layer.qkv, tokens, true);
             self.attention(qkv, context, &spans);
             // attended = LayerNorm(x + context·Woᵀ + b)
-            for_row_pairs(attended, h, x, h, |dst, src| {
-                for (d, s) in dst.chunks_exact_mut(h).zip(src.chunks_exact(h)) {
-                    kernels::add_into(d, s, &layer.attn_out.bias);
-                }
-            });
-            matmul(attended, context, &layer.attn_out, tokens, true);
-            let norm = &layer.attn_norm;
-            for_rows(attended, h, |rows| {
-                kernels::layer_norm_rows(rows, &norm.weight, &norm.bias, self.eps)
-            });
+            self.residual_dense_norm(attended, x, context, &layer.attn_out, &layer.attn_norm);
             // inter = gelu(attended·W1ᵀ + b1)
             matmul(inter, attended, &layer.up, tokens, false);
             for_rows(inter, self.intermediate, |rows| {
                 kernels::bias_gelu(rows, &layer.up.bias)
             });
             // x = LayerNorm(attended + inter·W2ᵀ + b2)
-            for_row_pairs(x, h, attended, h, |dst, src| {
-                for (d, s) in dst.chunks_exact_mut(h).zip(src.chunks_exact(h)) {
-                    kernels::add_into(d, s, &layer.down.bias);
-                }
-            });
-            matmul(x, inter, &layer.down, tokens, true);
-            let norm = &layer.out_norm;
-            for_rows(x, h, |rows| {
-                kernels::layer_norm_rows(rows, &norm.weight, &norm.bias, self.eps)
-            });
+            self.residual_dense_norm(x, attended, inter, &layer.down, &layer.out_norm);
         }
         Ok(spans
             .iter()
