@@ -135,17 +135,13 @@ fn parse_err(path: &Path, line: usize, reason: impl ToString) -> BeirError {
 
 /// Reads `corpus.jsonl`, `queries.jsonl` and `qrels/<split>.tsv` (header row optional).
 pub fn load(dir: &Path, split: &str) -> Result<BeirDataset, BeirError> {
-    use sha2::Digest;
     let corpus_path = dir.join("corpus.jsonl");
     let bytes = std::fs::read(&corpus_path).map_err(|source| BeirError::Io {
         path: corpus_path.clone(),
         source,
     })?;
-    let corpus_sha256 = sha2::Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
     let text = String::from_utf8(bytes).map_err(|_| parse_err(&corpus_path, 0, "not UTF-8"))?;
+    let corpus_sha256 = crate::engine::content_hash(&text);
     let mut corpus = Vec::new();
     for (n, line) in text
         .lines()
@@ -288,13 +284,13 @@ pub fn run(
     let docs: Vec<DocumentInput> = dataset
         .corpus
         .iter()
-        .filter(|d| !d.full_text().is_empty())
         .map(|d| DocumentInput {
             id: d.id.clone(),
             text: d.full_text(),
             metadata: Default::default(),
             source: Some(dataset.name.clone()),
         })
+        .filter(|d| !d.text.is_empty())
         .collect();
     let reports = engine.ingest(docs, progress)?;
     let embedded = reports
