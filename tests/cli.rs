@@ -169,6 +169,25 @@ fn bench_qa_and_ann_on_small_inputs() {
     assert!(report["rows"][1]["recall@10"].as_f64().unwrap() > 0.9);
     let drawn = std::fs::read_to_string(&svg).unwrap();
     assert!(drawn.starts_with("<svg") && drawn.contains("recall@10"));
+
+    // Query vectors of the wrong length are refused, not silently scored as misses.
+    let queries = plot.path().join("queries.jsonl");
+    std::fs::write(&queries, "[0.1, 0.2, 0.3]\n").unwrap();
+    let refused = semdex(&[
+        "bench",
+        "ann",
+        "--synthetic",
+        "500",
+        "--dim",
+        "32",
+        "--queries",
+        queries.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("query 1 has 3 dimensions"), "{err}");
 }
 
 /// A BEIR-layout folder with three obvious query/document pairs.

@@ -338,6 +338,18 @@ fn ann(global: &GlobalArgs, args: AnnArgs) -> anyhow::Result<()> {
         !base.is_empty() && !queries.is_empty(),
         "no vectors or no queries"
     );
+    let dimension = base[0].1.len();
+    if let Some((i, q)) = queries
+        .iter()
+        .enumerate()
+        .find(|(_, q)| q.len() != dimension)
+    {
+        anyhow::bail!(
+            "query {} has {} dimensions; the vectors have {dimension}",
+            i + 1,
+            q.len()
+        );
+    }
     let options = ann::AnnOptions {
         params: semdex::index::HnswParams {
             m: args.m,
