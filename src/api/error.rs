@@ -72,7 +72,7 @@ impl ApiError {
         }
     }
 
-    /// 500, logged; the message given to the client stays generic.
+    /// 500, logged; the client sees the code `internal` and the cause's one-line message.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         tracing::error!(error = %err, "internal error");
         Self::new(
