@@ -12,6 +12,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use semdex::embed::{BackendKind, Encoder, EncoderOptions};
 use semdex::eval::speed::{SHORT_QUERIES, passages_of_tokens};
 
+/// As the binary does: the forward pass is measured with the allocator it runs with.
+#[global_allocator]
+static GLOBAL: semdex::alloc::CountingMimalloc = semdex::alloc::CountingMimalloc;
+
 const SEED: &str = include_str!("../seeds/putin-kim-summit.txt");
 
 fn model_dir() -> PathBuf {

@@ -1,16 +1,24 @@
-//! The global allocator: mimalloc, with a count of live heap bytes.
+//! An allocator for programs built on semdex: mimalloc, with a count of live heap bytes.
 //!
 //! mimalloc, because the forward pass and index builds allocate large short-lived buffers and
 //! the system allocator's page-fault churn measurably slowed them. The count (one relaxed
 //! atomic add per allocation) lets benchmarks report what a structure really holds, which
 //! resident-set deltas cannot: the allocator keeps and reuses freed pages.
+//!
+//! The library does not install it; a program opts in:
+//!
+//! ```ignore
+//! #[global_allocator]
+//! static GLOBAL: semdex::alloc::CountingMimalloc = semdex::alloc::CountingMimalloc;
+//! ```
 
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 
-/// Bytes currently allocated on the heap through the global allocator.
+/// Bytes currently allocated on the heap through [`CountingMimalloc`] (0 when the program's
+/// global allocator is another).
 pub fn live_bytes() -> usize {
     LIVE.load(Ordering::Relaxed)
 }

@@ -1,9 +1,15 @@
 //! semdex: chunk documents, embed them with a local sentence-transformer, index the vectors and
 //! answer nearest-passage queries.
 //!
-//! The library is organised as one module per job: [`embed`] (tokenizer, model, pooling) and
-//! [`chunk`] (token-measured, sentence-aware passages with byte offsets), [`eval`] (speed and
-//! quality measurement).
+//! One module per job, data flowing one way: [`api`] (axum routes and wire types) calls the
+//! [`service`] layer (validation, admission, the batching [`queue`], the blocking hops), which
+//! drives the [`engine`] (ingest and search orchestration) over [`embed`] (tokenizer, model,
+//! pooling), [`chunk`] (token-measured, sentence-aware passages with byte offsets), [`store`]
+//! (SQLite, the source of truth) and [`index`] (HNSW and exact search). [`eval`] measures speed
+//! and quality offline (cargo feature `eval`).
+//!
+//! The library chooses no global allocator; the `semdex` binary installs
+//! [`alloc::CountingMimalloc`] (cargo feature `mimalloc`).
 
 #![warn(missing_docs)]
 
@@ -11,14 +17,13 @@ pub mod api;
 pub mod chunk;
 pub mod embed;
 pub mod engine;
+#[cfg(feature = "eval")]
 pub mod eval;
 pub mod index;
+pub mod progress;
 pub mod queue;
+pub mod service;
 pub mod store;
 
 #[cfg(feature = "mimalloc")]
 pub mod alloc;
-
-#[cfg(feature = "mimalloc")]
-#[global_allocator]
-static GLOBAL: alloc::CountingMimalloc = alloc::CountingMimalloc;

@@ -1,10 +1,12 @@
 //! Dynamic batching of embedding requests (the design of text-embeddings-inference's core).
 //!
 //! Requests arrive already tokenized. One worker thread owns the forward passes: whenever it is
-//! free it takes every waiting request that fits a token budget and embeds them together, so
-//! 32 concurrent single-sentence requests cost about one forward pass, not 32. The queue is
-//! bounded: past its limit a request is refused at once (the API answers 429), never buffered
-//! without end.
+//! free it takes every waiting request that fits the encoder's token budget (the same budget
+//! as one forward pass) and embeds them together, so 32 concurrent single-sentence requests
+//! cost about one forward pass, not 32. The queue is bounded: past its limit a request is
+//! refused at once (the API answers 429), never buffered without end. Requests whose caller
+//! has gone (a timeout, a closed connection) are dropped unembedded, and a panic in a forward
+//! pass fails that batch's requests, not the worker.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
@@ -15,11 +17,10 @@ use tokio::sync::oneshot;
 
 use crate::embed::{Embedding, Encoder, TokenizedText};
 
-/// Queue settings.
+/// Queue settings. The token budget of a batch is the encoder's
+/// ([`crate::embed::EncoderOptions::max_batch_tokens`]), so that a batch is one forward pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueOptions {
-    /// Most tokens gathered into one batch (a single larger request still runs alone).
-    pub max_batch_tokens: usize,
     /// Most inputs waiting at once; further requests are refused.
     pub max_queued_inputs: usize,
     /// Gather concurrent requests into one batch (off: one request per batch, for comparison).
@@ -29,7 +30,6 @@ pub struct QueueOptions {
 impl Default for QueueOptions {
     fn default() -> Self {
         Self {
-            max_batch_tokens: 4096,
             max_queued_inputs: 2048,
             batching: true,
         }
@@ -85,26 +85,32 @@ impl Shared {
 pub struct EmbedQueue {
     shared: Arc<Shared>,
     options: QueueOptions,
+    max_batch_tokens: usize,
     worker: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 impl EmbedQueue {
     /// Starts the worker thread that runs `encoder`.
-    pub fn start(encoder: Arc<Encoder>, options: QueueOptions) -> Self {
+    pub fn start(encoder: Arc<Encoder>, options: QueueOptions) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::default()),
             wake: Condvar::new(),
         });
         let worker_shared = shared.clone();
+        let max_batch_tokens = encoder.options().max_batch_tokens;
+        let budget = Budget {
+            max_tokens: max_batch_tokens,
+            batching: options.batching,
+        };
         let worker = std::thread::Builder::new()
             .name("semdex-batcher".into())
-            .spawn(move || run_worker(&worker_shared, &encoder, options))
-            .expect("spawning the batching thread");
-        Self {
+            .spawn(move || run_worker(&worker_shared, &encoder, budget))?;
+        Ok(Self {
             shared,
             options,
+            max_batch_tokens,
             worker: Arc::new(Mutex::new(Some(worker))),
-        }
+        })
     }
 
     /// Embeds tokenized inputs, in order, batched with whatever else is waiting.
@@ -150,6 +156,21 @@ impl EmbedQueue {
         self.options
     }
 
+    /// Whether the worker thread is alive (it is gone after [`EmbedQueue::shutdown`], or if it
+    /// died); `/health` reports it.
+    pub fn is_running(&self) -> bool {
+        self.worker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|h| !h.is_finished())
+    }
+
+    /// Most tokens gathered into one batch: the encoder's forward-pass budget.
+    pub fn max_batch_tokens(&self) -> usize {
+        self.max_batch_tokens
+    }
+
     /// Stops taking requests, lets the worker finish what is queued, and waits for it.
     pub fn shutdown(&self) {
         self.shared.lock().closed = true;
@@ -161,13 +182,28 @@ impl EmbedQueue {
     }
 }
 
+/// How the worker packs batches.
+#[derive(Debug, Clone, Copy)]
+struct Budget {
+    max_tokens: usize,
+    batching: bool,
+}
+
 /// Takes the jobs of the next batch: the oldest, then more while they fit the token budget.
-fn next_batch(state: &mut State, options: &QueueOptions) -> Vec<Job> {
+/// Jobs whose caller has stopped waiting are dropped here, unembedded.
+fn next_batch(state: &mut State, budget: Budget) -> Vec<Job> {
     let mut batch = Vec::new();
     let mut tokens = 0;
     while let Some(job) = state.jobs.front() {
-        let fits = batch.is_empty()
-            || (options.batching && tokens + job.tokens <= options.max_batch_tokens);
+        if job.reply.is_closed() {
+            if let Some(gone) = state.jobs.pop_front() {
+                state.queued_inputs -= gone.inputs.len();
+                metrics::counter!("semdex_queue_abandoned_total").increment(1);
+            }
+            continue;
+        }
+        let fits =
+            batch.is_empty() || (budget.batching && tokens + job.tokens <= budget.max_tokens);
         if !fits {
             break;
         }
@@ -180,7 +216,7 @@ fn next_batch(state: &mut State, options: &QueueOptions) -> Vec<Job> {
     batch
 }
 
-fn run_worker(shared: &Shared, encoder: &Encoder, options: QueueOptions) {
+fn run_worker(shared: &Shared, encoder: &Encoder, budget: Budget) {
     loop {
         let batch = {
             let mut state = shared.lock();
@@ -190,10 +226,13 @@ fn run_worker(shared: &Shared, encoder: &Encoder, options: QueueOptions) {
             if state.jobs.is_empty() {
                 return;
             }
-            let batch = next_batch(&mut state, &options);
+            let batch = next_batch(&mut state, budget);
             metrics::gauge!("semdex_queue_depth").set(state.queued_inputs as f64);
             batch
         };
+        if batch.is_empty() {
+            continue;
+        }
         let started = Instant::now();
         for job in &batch {
             metrics::histogram!("semdex_queue_wait_seconds")
@@ -206,7 +245,21 @@ fn run_worker(shared: &Shared, encoder: &Encoder, options: QueueOptions) {
         metrics::histogram!("semdex_embed_batch_inputs").record(inputs.len() as f64);
         metrics::histogram!("semdex_embed_batch_tokens")
             .record(batch.iter().map(|j| j.tokens).sum::<usize>() as f64);
-        let result = encoder.embed_tokenized(&inputs);
+        // A panic in a forward pass fails this batch, not the worker (which would leave every
+        // later request waiting for a thread that is gone).
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            encoder.embed_tokenized(&inputs)
+        }))
+        .unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(crate::embed::EmbedError::Unsupported(format!(
+                "the forward pass panicked: {what}"
+            )))
+        });
         metrics::histogram!("semdex_embed_batch_seconds").record(started.elapsed().as_secs_f64());
         match result {
             Ok(mut embeddings) => {
@@ -257,16 +310,16 @@ mod tests {
             state.jobs.push_back(j);
             receivers.push(rx);
         }
-        let options = QueueOptions {
-            max_batch_tokens: 350,
-            ..QueueOptions::default()
+        let budget = Budget {
+            max_tokens: 350,
+            batching: true,
         };
-        let first = next_batch(&mut state, &options);
+        let first = next_batch(&mut state, budget);
         assert_eq!(
             first.iter().map(|j| j.tokens).collect::<Vec<_>>(),
             [100, 200]
         );
-        let second = next_batch(&mut state, &options);
+        let second = next_batch(&mut state, budget);
         assert_eq!(
             second.iter().map(|j| j.tokens).collect::<Vec<_>>(),
             [300, 50]
@@ -276,24 +329,46 @@ mod tests {
         state.jobs.push_back(big);
         state.queued_inputs += 1;
         assert_eq!(
-            next_batch(&mut state, &options).len(),
+            next_batch(&mut state, budget).len(),
             1,
             "an oversized job runs alone"
         );
     }
 
     #[test]
-    fn without_batching_one_job_per_batch() {
+    fn jobs_whose_caller_left_are_skipped() {
         let mut state = State::default();
-        for _ in 0..3 {
-            let (j, _) = job(10);
+        let (gone, rx) = job(10);
+        drop(rx);
+        let (kept, _rx) = job(20);
+        for j in [gone, kept] {
             state.jobs.push_back(j);
             state.queued_inputs += 1;
         }
-        let options = QueueOptions {
-            batching: false,
-            ..QueueOptions::default()
+        let budget = Budget {
+            max_tokens: 1000,
+            batching: true,
         };
-        assert_eq!(next_batch(&mut state, &options).len(), 1);
+        let batch = next_batch(&mut state, budget);
+        assert_eq!(batch.iter().map(|j| j.tokens).collect::<Vec<_>>(), [20]);
+        assert_eq!(state.queued_inputs, 0);
+        assert!(state.jobs.is_empty());
+    }
+
+    #[test]
+    fn without_batching_one_job_per_batch() {
+        let mut state = State::default();
+        let mut receivers = Vec::new();
+        for _ in 0..3 {
+            let (j, rx) = job(10);
+            state.jobs.push_back(j);
+            state.queued_inputs += 1;
+            receivers.push(rx);
+        }
+        let budget = Budget {
+            max_tokens: 1000,
+            batching: false,
+        };
+        assert_eq!(next_batch(&mut state, budget).len(), 1);
     }
 }

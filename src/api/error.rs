@@ -7,8 +7,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::engine::EngineError;
-use crate::queue::QueueError;
+use crate::service::ServiceError;
 
 /// An error response.
 #[derive(Debug, Clone)]
@@ -124,36 +123,24 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<EngineError> for ApiError {
-    fn from(err: EngineError) -> Self {
+impl From<ServiceError> for ApiError {
+    fn from(err: ServiceError) -> Self {
+        let message = err.to_string();
         match err {
-            EngineError::InvalidRequest(m) => Self::invalid(m),
-            EngineError::NotFound(id) => Self::not_found(format!("no document with id {id:?}")),
-            other => Self::internal(other),
-        }
-    }
-}
-
-impl From<QueueError> for ApiError {
-    fn from(err: QueueError) -> Self {
-        match err {
-            QueueError::Full { .. } => Self {
+            ServiceError::InvalidRequest(_) => Self::invalid(message),
+            ServiceError::NotFound(_) => Self::not_found(message),
+            ServiceError::InputTooLong { .. } => {
+                Self::new(StatusCode::PAYLOAD_TOO_LARGE, "input_too_long", message)
+            }
+            ServiceError::Overloaded(_) => Self {
                 retry_after: Some(1),
-                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", err.to_string())
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", message)
             },
-            QueueError::Closed => Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "shutting_down",
-                err.to_string(),
-            ),
-            QueueError::Failed(m) => Self::internal(m),
+            ServiceError::ShuttingDown => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
+            }
+            ServiceError::Internal(m) => Self::internal(m),
         }
-    }
-}
-
-impl From<tokio::task::JoinError> for ApiError {
-    fn from(err: tokio::task::JoinError) -> Self {
-        Self::internal(format!("worker task failed: {err}"))
     }
 }
 

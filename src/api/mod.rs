@@ -24,7 +24,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub use error::ApiError;
-pub use state::{ApiConfig, AppState, Services};
+pub use state::{ApiConfig, AppState};
 
 use routes::{documents, embeddings, search, system};
 

@@ -7,8 +7,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use crate::engine::{SearchHit, SearchRequest, SearchResults};
-use crate::store::ChunkFilter;
+use crate::engine::{
+    DocumentInput, IngestReport, SearchHit, SearchRequest, SearchResults, content_hash,
+};
+use crate::service::DocumentPage;
+use crate::store::{ChunkFilter, DocumentSummary, StoredDocument};
 
 fn default_k() -> usize {
     5
@@ -296,6 +299,27 @@ pub enum DocumentsBody {
     One(DocumentBody),
 }
 
+impl DocumentsBody {
+    /// The documents to ingest. A document without an id is named by its text's hash, so
+    /// that posting it again is a no-op.
+    pub fn into_inputs(self) -> Vec<DocumentInput> {
+        let docs = match self {
+            Self::Many { documents } => documents,
+            Self::One(doc) => vec![doc],
+        };
+        docs.into_iter()
+            .map(|doc| DocumentInput {
+                id: doc
+                    .id
+                    .unwrap_or_else(|| format!("doc-{}", &content_hash(&doc.text)[..16])),
+                text: doc.text,
+                metadata: doc.metadata,
+                source: Some("api".into()),
+            })
+            .collect()
+    }
+}
+
 /// What ingest did to one document.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct IngestedDocument {
@@ -314,6 +338,23 @@ pub struct IngestResponse {
     pub documents: Vec<IngestedDocument>,
     /// Server-side time.
     pub took_ms: f64,
+}
+
+impl IngestResponse {
+    /// The reports of one ingest call and the time it took.
+    pub fn new(reports: Vec<IngestReport>, took_ms: f64) -> Self {
+        Self {
+            documents: reports
+                .into_iter()
+                .map(|r| IngestedDocument {
+                    id: r.id,
+                    status: r.status.as_str().to_string(),
+                    chunks: r.chunks,
+                })
+                .collect(),
+            took_ms,
+        }
+    }
 }
 
 /// A stored document.
@@ -336,6 +377,20 @@ pub struct DocumentResponse {
     pub chunks: usize,
 }
 
+impl From<StoredDocument> for DocumentResponse {
+    fn from(d: StoredDocument) -> Self {
+        Self {
+            id: d.id,
+            source: d.source,
+            text: d.text,
+            metadata: d.metadata,
+            content_hash: d.content_hash,
+            ingested_at: d.ingested_at,
+            chunks: d.chunks,
+        }
+    }
+}
+
 /// A document in a listing (without its text).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct DocumentSummaryResponse {
@@ -352,6 +407,19 @@ pub struct DocumentSummaryResponse {
     pub chunks: usize,
     /// Length of the text in bytes.
     pub bytes: usize,
+}
+
+impl From<DocumentSummary> for DocumentSummaryResponse {
+    fn from(d: DocumentSummary) -> Self {
+        Self {
+            id: d.id,
+            source: d.source,
+            metadata: d.metadata,
+            ingested_at: d.ingested_at,
+            chunks: d.chunks,
+            bytes: d.bytes,
+        }
+    }
 }
 
 /// `GET /documents` query string.
@@ -375,6 +443,18 @@ pub struct DocumentList {
     pub offset: usize,
     /// Documents in the store.
     pub total: usize,
+}
+
+impl DocumentList {
+    /// A page as the service returned it, with the paging that was asked for.
+    pub fn new(page: DocumentPage, limit: usize, offset: usize) -> Self {
+        Self {
+            documents: page.documents.into_iter().map(Into::into).collect(),
+            limit,
+            offset,
+            total: page.total,
+        }
+    }
 }
 
 /// `DELETE /documents/{id}` response.
@@ -415,8 +495,10 @@ pub struct IndexInfo {
 /// Batching settings in `/info`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct QueueInfo {
-    /// Token budget per batch.
+    /// Token budget of one batch, which is one forward pass (`--max-batch-tokens`).
     pub max_batch_tokens: usize,
+    /// Most inputs in one forward pass.
+    pub max_batch_size: usize,
     /// Inputs that may wait.
     pub max_queued_inputs: usize,
     /// Whether concurrent requests are batched.

@@ -376,12 +376,13 @@ fn ann(global: &GlobalArgs, args: AnnArgs) -> anyhow::Result<()> {
         report.vectors, report.queries, report.dimension, report.m, report.ef_construction
     );
     println!(
-        "build {:.1} s on {} threads; index memory {:.1} MiB (raw vectors {:.1} MiB); exact search {:.0} queries/s",
+        "build {:.1} s on {} threads; index memory {:.1} MiB (raw vectors {:.1} MiB); exact search {:.0} queries/s ({:.0} over the graph's points)",
         report.build_seconds,
         rayon::current_num_threads(),
         report.index_bytes as f64 / 1048576.0,
         report.vector_bytes as f64 / 1048576.0,
-        report.exact_qps
+        report.exact_qps,
+        report.exact_graph_qps
     );
     println!(
         "{:>5} {:>9} {:>10} {:>11} {:>10}",
@@ -425,7 +426,7 @@ fn read_queries(global: &GlobalArgs, path: &std::path::Path) -> anyhow::Result<V
     if !texts.is_empty() {
         let encoder = global.encoder()?;
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
-        vectors.extend(encoder.embed(&refs)?.into_iter().map(|e| e.vector));
+        vectors.extend(encoder.embed(&refs)?.into_iter().map(|e| e.unit));
     }
     Ok(vectors)
 }
@@ -438,8 +439,7 @@ fn qa(global: &GlobalArgs, args: QaArgs) -> anyhow::Result<()> {
     options.chunk = args.chunking.options();
     let encoder = std::sync::Arc::new(global.encoder()?);
     let result = (|| -> anyhow::Result<semdex::eval::qa::QaReport> {
-        let engine =
-            semdex::engine::Engine::open(encoder, options, &indicatif::ProgressBar::hidden())?;
+        let engine = semdex::engine::Engine::open(encoder, options, &semdex::progress::NoProgress)?;
         let docs =
             semdex::engine::sources::collect(&args.corpus, std::io::stdin().lock())?.documents;
         engine.ingest(docs, &super::progress_bar("ingesting", "bytes"))?;

@@ -8,7 +8,8 @@ use super::GlobalArgs;
 
 #[derive(Args, Debug)]
 pub struct EmbedArgs {
-    /// Texts to embed; with none, one text per line is read from stdin.
+    /// Texts to embed; with none, one text per line is read from stdin. Each vector is what the
+    /// model's sentence-transformers pipeline returns (unit length for all-MiniLM-L6-v2).
     pub texts: Vec<String>,
     /// Lines of stdin embedded together (larger batches pack better).
     #[arg(long, default_value_t = 256)]
@@ -21,7 +22,7 @@ pub fn run(global: &GlobalArgs, args: EmbedArgs) -> anyhow::Result<()> {
     let mut emit = |texts: &[String]| -> anyhow::Result<()> {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         for embedding in encoder.embed(&refs)? {
-            serde_json::to_writer(&mut out, &embedding.vector)?;
+            serde_json::to_writer(&mut out, encoder.model_output(&embedding))?;
             out.write_all(b"\n")?;
         }
         out.flush()?;

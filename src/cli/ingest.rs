@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use anyhow::Context;
 use clap::Args;
 use semdex::engine::sources;
 use semdex::engine::{Engine, IngestStatus};
@@ -21,7 +22,12 @@ pub struct IngestArgs {
 pub fn run(global: &GlobalArgs, args: IngestArgs) -> anyhow::Result<()> {
     let encoder = std::sync::Arc::new(global.encoder()?);
     let rebuild = progress_bar("rebuilding index", "vectors");
-    let engine = Engine::open(encoder, args.engine.options(), &rebuild)?;
+    let engine = Engine::open(encoder, args.engine.options(), &rebuild).with_context(|| {
+        format!(
+            "cannot open data directory {}",
+            args.engine.data_dir.display()
+        )
+    })?;
     ingest_paths(&engine, &args.paths)
 }
 

@@ -16,9 +16,13 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use semdex::chunk::{ChunkOptions, Chunker};
-use semdex::embed::{BackendKind, DEFAULT_MODEL_DIR, Encoder, EncoderOptions};
-use semdex::engine::{Engine, EngineOptions};
+use semdex::embed::{
+    BackendKind, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MODEL_DIR, Encoder, EncoderOptions,
+};
+use semdex::engine::{Engine, EngineError, EngineOptions};
 use semdex::index::HnswParams;
+use semdex::progress::Progress;
+use semdex::store::StoreError;
 
 /// semdex: a semantic embedding and retrieval server (all-MiniLM-L6-v2 on candle, HNSW index).
 #[derive(Parser, Debug)]
@@ -42,6 +46,10 @@ pub struct GlobalArgs {
     /// Transformer implementation: "packed" (fast, default) or "candle" (stock, padded).
     #[arg(long, global = true, env = "SEMDEX_BACKEND", default_value = "packed")]
     pub backend: BackendKind,
+    /// Most tokens in one forward pass; the server's batching queue gathers concurrent
+    /// requests up to the same budget.
+    #[arg(long, global = true, env = "SEMDEX_MAX_BATCH_TOKENS", default_value_t = DEFAULT_MAX_BATCH_TOKENS)]
+    pub max_batch_tokens: usize,
     /// Log more (-v: debug, -vv: trace); RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -108,11 +116,40 @@ impl EngineArgs {
     /// seed documents if it is empty.
     pub fn open(&self, global: &GlobalArgs) -> anyhow::Result<Arc<Engine>> {
         let encoder = Arc::new(global.encoder()?);
+        self.open_with(encoder, self.options())
+    }
+
+    /// Like [`EngineArgs::open`], but when another process holds the data directory, opens it
+    /// read-only instead of failing (for commands that only read, such as `query`).
+    pub fn open_for_reading(&self, global: &GlobalArgs) -> anyhow::Result<Arc<Engine>> {
+        let encoder = Arc::new(global.encoder()?);
         let rebuild = progress_bar("rebuilding index", "vectors");
-        let engine = Engine::open(encoder, self.options(), &rebuild)
+        match Engine::open(encoder.clone(), self.options(), &rebuild) {
+            Err(EngineError::Store(StoreError::Locked { holder, .. })) => {
+                tracing::info!(%holder, "the data directory is in use; reading it read-only");
+                let mut options = self.options();
+                options.read_only = true;
+                self.open_with(encoder, options)
+            }
+            other => self.seeded(other),
+        }
+    }
+
+    fn open_with(
+        &self,
+        encoder: Arc<Encoder>,
+        options: EngineOptions,
+    ) -> anyhow::Result<Arc<Engine>> {
+        let rebuild = progress_bar("rebuilding index", "vectors");
+        self.seeded(Engine::open(encoder, options, &rebuild))
+    }
+
+    /// Ingests the seed documents into a freshly opened, empty, writable engine.
+    fn seeded(&self, opened: Result<Engine, EngineError>) -> anyhow::Result<Arc<Engine>> {
+        let engine = opened
             .with_context(|| format!("cannot open data directory {}", self.data_dir.display()))?;
         let engine = Arc::new(engine);
-        if engine.stats()?.documents == 0 {
+        if engine.stats()?.documents == 0 && !engine.options().read_only {
             if self.seeds.exists() {
                 tracing::info!(seeds = %self.seeds.display(), "data directory is empty: ingesting the seed documents");
                 ingest::ingest_paths(&engine, std::slice::from_ref(&self.seeds))?;
@@ -124,8 +161,26 @@ impl EngineArgs {
     }
 }
 
-/// A progress bar on stderr (hidden when stderr is not a terminal).
-pub fn progress_bar(label: &str, unit: &str) -> ProgressBar {
+/// A progress bar on stderr (hidden when stderr is not a terminal), for the library's
+/// [`Progress`] reports.
+pub struct Bar(ProgressBar);
+
+impl Progress for Bar {
+    fn set_total(&self, total: u64) {
+        self.0.set_length(total);
+    }
+
+    fn advance(&self, delta: u64) {
+        self.0.inc(delta);
+    }
+
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+/// A progress bar labelled `label`, counting `unit` ("bytes" formats sizes).
+pub fn progress_bar(label: &str, unit: &str) -> Bar {
     let bar = ProgressBar::new(0);
     let template = if unit == "bytes" {
         format!("{label} [{{bar:40}}] {{bytes}}/{{total_bytes}} ({{bytes_per_sec}}, eta {{eta}})")
@@ -136,7 +191,7 @@ pub fn progress_bar(label: &str, unit: &str) -> ProgressBar {
         bar.set_style(style.progress_chars("=> "));
     }
     bar.enable_steady_tick(Duration::from_millis(200));
-    bar
+    Bar(bar)
 }
 
 #[derive(Subcommand, Debug)]
@@ -162,6 +217,7 @@ impl GlobalArgs {
         let options = EncoderOptions {
             backend: self.backend,
             threads: self.threads,
+            max_batch_tokens: self.max_batch_tokens.max(1),
             ..EncoderOptions::default()
         };
         Ok(Encoder::load(&self.model, options)?)

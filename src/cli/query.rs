@@ -57,7 +57,7 @@ pub fn run(global: &GlobalArgs, args: QueryArgs) -> anyhow::Result<()> {
             metadata,
         },
     };
-    let engine = args.engine.open(global)?;
+    let engine = args.engine.open_for_reading(global)?;
     let started = Instant::now();
     let results = engine.search(&args.question, &request)?;
     let response = SearchResponse::new(results, started.elapsed().as_secs_f64() * 1000.0);

@@ -4,8 +4,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
-use semdex::api::{self, ApiConfig, AppState, Services};
+use semdex::api::{self, ApiConfig, AppState};
 use semdex::queue::{EmbedQueue, QueueOptions};
+use semdex::service::{Service, ServiceOptions};
 use tokio::sync::watch;
 
 use super::{EngineArgs, GlobalArgs};
@@ -29,14 +30,11 @@ pub struct ServeArgs {
     #[arg(long, env = "SEMDEX_MAX_BODY_BYTES", default_value_t = ApiConfig::default().max_body_bytes)]
     pub max_body_bytes: usize,
     /// Most inputs in one embedding request.
-    #[arg(long, env = "SEMDEX_MAX_INPUTS", default_value_t = ApiConfig::default().max_inputs)]
+    #[arg(long, env = "SEMDEX_MAX_INPUTS", default_value_t = ServiceOptions::default().max_inputs)]
     pub max_inputs: usize,
     /// Seconds a request may take before it is answered 503.
     #[arg(long, env = "SEMDEX_REQUEST_TIMEOUT", default_value_t = ApiConfig::default().request_timeout.as_secs())]
     pub request_timeout: u64,
-    /// Token budget of one dynamic batch.
-    #[arg(long, env = "SEMDEX_MAX_BATCH_TOKENS", default_value_t = QueueOptions::default().max_batch_tokens)]
-    pub max_batch_tokens: usize,
     /// Inputs that may wait for the encoder before requests are refused with 429.
     #[arg(long, env = "SEMDEX_MAX_QUEUED_INPUTS", default_value_t = QueueOptions::default().max_queued_inputs)]
     pub max_queued_inputs: usize,
@@ -60,11 +58,12 @@ async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         api_key: args.api_key.clone().filter(|k| !k.is_empty()),
         cors_origins: args.cors_origins.clone(),
         max_body_bytes: args.max_body_bytes,
-        max_inputs: args.max_inputs.max(1),
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
     };
+    let service_options = ServiceOptions {
+        max_inputs: args.max_inputs.max(1),
+    };
     let queue_options = QueueOptions {
-        max_batch_tokens: args.max_batch_tokens.max(1),
         max_queued_inputs: args.max_queued_inputs.max(1),
         batching: !args.no_batching,
     };
@@ -79,24 +78,27 @@ async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let failure = failed_tx.subscribe();
     let loader_state = state.clone();
     let engine_args = args.engine.clone();
-    let loader = tokio::task::spawn_blocking(move || match engine_args.open(&global) {
-        Ok(engine) => {
-            let queue = EmbedQueue::start(engine.encoder().clone(), queue_options);
-            let stats = engine.stats().ok();
-            loader_state.set_ready(Services {
-                engine: engine.clone(),
-                queue: queue.clone(),
-            });
-            tracing::info!(
-                documents = stats.as_ref().map_or(0, |s| s.documents),
-                chunks = stats.as_ref().map_or(0, |s| s.chunks),
-                "ready"
-            );
-            Some((engine, queue))
-        }
-        Err(e) => {
-            let _ = failed_tx.send(Some(format!("{e:#}")));
-            None
+    let loader = tokio::task::spawn_blocking(move || {
+        let loaded = engine_args.open(&global).and_then(|engine| {
+            let queue = EmbedQueue::start(engine.encoder().clone(), queue_options)
+                .context("cannot start the batching thread")?;
+            Ok((engine, queue))
+        });
+        match loaded {
+            Ok((engine, queue)) => {
+                let stats = engine.stats().ok();
+                loader_state.set_ready(Service::new(engine, queue, service_options));
+                tracing::info!(
+                    documents = stats.as_ref().map_or(0, |s| s.documents),
+                    chunks = stats.as_ref().map_or(0, |s| s.chunks),
+                    "ready"
+                );
+                true
+            }
+            Err(e) => {
+                let _ = failed_tx.send(Some(format!("{e:#}")));
+                false
+            }
         }
     });
 
@@ -116,17 +118,17 @@ async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown)
         .await?;
 
-    let Some((engine, queue)) = loader.await? else {
+    if !loader.await? {
         let reason = failure.borrow().clone().unwrap_or_default();
         anyhow::bail!("startup failed: {reason}");
-    };
-    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
-        queue.shutdown();
-        engine.persist().context("saving the index")?;
-        tracing::info!("index saved; bye");
-        Ok(())
-    })
-    .await??;
+    }
+    state
+        .service()
+        .map_err(|e| anyhow::anyhow!(e.message))?
+        .shutdown()
+        .await
+        .context("saving the index")?;
+    tracing::info!("index saved; bye");
     Ok(())
 }
 

@@ -165,17 +165,26 @@ fn pooling_from(cfg: PoolingConfig, dir: &Path, file: &str) -> Result<Pooling> {
 }
 
 /// SHA-256 over the configuration and the full weights file, so that two models with the same
-/// shape but other weights (a fine-tune) are told apart. About 60 ms for MiniLM's 90 MB.
+/// shape but other weights (a fine-tune) are told apart. The file is streamed, not read whole:
+/// about 60 ms for MiniLM's 90 MB, with no 90 MB buffer left behind in the heap.
 fn fingerprint(dir: &Path, parts: &[&[u8]]) -> Result<String> {
     use sha2::Digest;
+    use std::io::Read;
     let mut hasher = sha2::Sha256::new();
     for part in parts {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part);
     }
-    let weights = std::fs::read(dir.join("model.safetensors"))
-        .map_err(|e| bad(dir, "model.safetensors", &e.to_string()))?;
-    hasher.update(&weights);
+    let fail = |e: std::io::Error| bad(dir, "model.safetensors", &e.to_string());
+    let mut file = std::fs::File::open(dir.join("model.safetensors")).map_err(fail)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(fail)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
     let digest = hasher.finalize();
     Ok(digest.iter().take(12).map(|b| format!("{b:02x}")).collect())
 }

@@ -13,6 +13,7 @@ mod kernels;
 mod packed_bert;
 mod pooling;
 mod tokenize;
+mod weights;
 
 use std::fmt;
 use std::path::Path;
@@ -69,34 +70,63 @@ pub struct EncoderOptions {
     pub backend: BackendKind,
     /// Worker threads for the forward pass; `None` uses every available core.
     pub threads: Option<usize>,
-    /// Most tokens one forward pass may hold (padding included for padded backends).
+    /// Most tokens one forward pass may hold (padding included for padded backends). The
+    /// server's batching queue gathers concurrent requests up to this same budget: one
+    /// setting, so that a gathered batch is one forward pass.
     pub max_batch_tokens: usize,
     /// Most sequences in one forward pass.
     pub max_batch_size: usize,
 }
+
+/// Default token budget of one forward pass: 8 passages of 256 tokens, or 200 short queries.
+/// The packed backend's throughput is flat from here to 15k tokens (benches/README.md), and a
+/// larger budget only makes the first request of a batch wait longer.
+pub const DEFAULT_MAX_BATCH_TOKENS: usize = 2048;
 
 impl Default for EncoderOptions {
     fn default() -> Self {
         Self {
             backend: BackendKind::default(),
             threads: None,
-            max_batch_tokens: 2048,
+            max_batch_tokens: DEFAULT_MAX_BATCH_TOKENS,
             max_batch_size: 64,
         }
     }
 }
 
-/// One embedded input.
+/// One embedded input, in both forms callers need: what the model's pooling produced and the
+/// same direction at unit length. Which one a model's own pipeline returns depends on whether
+/// it ends with a `Normalize` module ([`Encoder::model_output`]); search and cosine similarity
+/// always use the unit vector.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Embedding {
-    /// The sentence vector: L2-normalised when the model's pipeline normalises.
-    pub vector: Vec<f32>,
-    /// The L2 norm of the pooled vector before normalisation (multiply to undo it).
-    pub norm: f32,
+    /// The pooled vector, never normalised.
+    pub raw: Vec<f32>,
+    /// `raw` scaled to length 1 (a zero vector stays zero).
+    pub unit: Vec<f32>,
     /// Tokens in the whole input, special tokens included, before truncation.
     pub tokens: usize,
     /// Whether the input was longer than the model's window and was cut.
     pub truncated: bool,
+}
+
+impl Embedding {
+    /// Builds both forms from a pooled vector.
+    pub fn from_pooled(raw: Vec<f32>, tokens: usize, truncated: bool) -> Self {
+        let mut unit = raw.clone();
+        l2_normalize(&mut unit);
+        Self {
+            raw,
+            unit,
+            tokens,
+            truncated,
+        }
+    }
+
+    /// The L2 norm of the raw vector.
+    pub fn norm(&self) -> f32 {
+        self.raw.iter().map(|v| v * v).sum::<f32>().sqrt()
+    }
 }
 
 /// A loaded sentence-transformer: tokenizer, transformer and pooling, ready to embed.
@@ -154,6 +184,16 @@ impl Encoder {
         &self.options
     }
 
+    /// What the model's own sentence-transformers pipeline returns for `embedding`: the unit
+    /// vector when the pipeline ends with `Normalize`, the raw pooled vector otherwise.
+    pub fn model_output<'a>(&self, embedding: &'a Embedding) -> &'a [f32] {
+        if self.config.normalize {
+            &embedding.unit
+        } else {
+            &embedding.raw
+        }
+    }
+
     /// The name of the transformer implementation in use.
     pub fn backend_name(&self) -> &'static str {
         self.backend.name()
@@ -205,18 +245,8 @@ impl Encoder {
             .iter()
             .zip(vectors)
             .map(|(input, vector)| {
-                let mut vector = vector.unwrap_or_else(|| vec![0.0; self.dimension()]);
-                let norm = if self.config.normalize {
-                    l2_normalize(&mut vector)
-                } else {
-                    vector.iter().map(|v| v * v).sum::<f32>().sqrt()
-                };
-                Embedding {
-                    vector,
-                    norm,
-                    tokens: input.full_len,
-                    truncated: input.truncated(),
-                }
+                let raw = vector.unwrap_or_else(|| vec![0.0; self.dimension()]);
+                Embedding::from_pooled(raw, input.full_len, input.truncated())
             })
             .collect())
     }

@@ -5,11 +5,11 @@
 //! lengths, not `count × longest`. Bias, residual and activation are fused into the passes
 //! around each GEMM ([`super::kernels`]), attention runs per (sequence, head) with no copies
 //! of Q, K or V, and the activations live in one reused workspace instead of a fresh
-//! allocation per op. Weights come from the safetensors file through candle.
+//! allocation per op. Weights are read from the memory-mapped safetensors file straight into
+//! these layouts ([`super::weights`]).
 
 use std::sync::Mutex;
 
-use candle_core::{Device, Tensor};
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
@@ -18,6 +18,7 @@ use super::config::ModelConfig;
 use super::error::{EmbedError, Result};
 use super::kernels;
 use super::pooling::Pooling;
+use super::weights::{Table, WeightFile};
 
 /// Below this many multiply-adds a GEMM runs on one thread (fork/join costs more).
 const PARALLEL_GEMM_FROM: usize = 1 << 20;
@@ -71,7 +72,8 @@ struct Workspace {
 
 /// BERT over packed sequences with fused CPU kernels.
 pub struct PackedBert {
-    word_embeddings: Vec<f32>,
+    /// Read in place from the mapped weights file when possible.
+    word_embeddings: Table,
     position_embeddings: Vec<f32>,
     token_type_embedding: Vec<f32>,
     embedding_norm: Norm,
@@ -85,44 +87,29 @@ pub struct PackedBert {
     workspace: Mutex<Workspace>,
 }
 
-struct Weights {
-    tensors: std::collections::HashMap<String, Tensor>,
-    prefix: String,
+/// Builds the forward pass's layers from the weights file.
+struct Loader<'a> {
+    file: &'a WeightFile,
 }
 
-impl Weights {
+impl Loader<'_> {
     fn get(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
-        let key = format!("{}{name}", self.prefix);
-        let tensor = self
-            .tensors
-            .get(&key)
-            .ok_or_else(|| EmbedError::Unsupported(format!("weights lack tensor {key}")))?;
-        if tensor.dims() != shape {
-            return Err(EmbedError::Unsupported(format!(
-                "tensor {key} has shape {:?}, expected {shape:?}",
-                tensor.dims()
-            )));
-        }
-        Ok(tensor
-            .to_dtype(candle_core::DType::F32)?
-            .flatten_all()?
-            .to_vec1::<f32>()?)
+        self.file.floats(name, shape)
     }
 
     /// A layer whose checkpoint weight is `[out, in]`; several stacked along `out`.
     fn linear(&self, names: &[String], inputs: usize, outputs: usize) -> Result<Linear> {
-        let mut weight = Vec::with_capacity(inputs * outputs * names.len());
-        let mut bias = Vec::with_capacity(outputs * names.len());
-        for name in names {
-            weight.extend(self.get(&format!("{name}.weight"), &[outputs, inputs])?);
-            bias.extend(self.get(&format!("{name}.bias"), &[outputs])?);
-        }
         let total = outputs * names.len();
-        let mut weight_t = vec![0.0f32; weight.len()];
-        for o in 0..total {
-            for i in 0..inputs {
-                weight_t[i * total + o] = weight[o * inputs + i];
+        let mut weight_t = vec![0.0f32; inputs * total];
+        let mut bias = Vec::with_capacity(total);
+        for (n, name) in names.iter().enumerate() {
+            let weight = self.get(&format!("{name}.weight"), &[outputs, inputs])?;
+            for o in 0..outputs {
+                for i in 0..inputs {
+                    weight_t[i * total + n * outputs + o] = weight[o * inputs + i];
+                }
             }
+            bias.extend(self.get(&format!("{name}.bias"), &[outputs])?);
         }
         let weights = if kernels::fast_simd() {
             LinearWeights::Panels(kernels::PanelWeights::pack(&weight_t, inputs, total))
@@ -148,15 +135,11 @@ impl Weights {
 impl PackedBert {
     /// Loads the weights of `config.dir`.
     pub fn load(config: &ModelConfig) -> Result<Self> {
-        let tensors =
-            candle_core::safetensors::load(config.dir.join("model.safetensors"), &Device::Cpu)?;
-        // Checkpoints saved from BertForX carry a `bert.` prefix.
-        let prefix = if tensors.contains_key("bert.embeddings.word_embeddings.weight") {
-            "bert.".to_string()
-        } else {
-            String::new()
-        };
-        let w = Weights { tensors, prefix };
+        let file = WeightFile::open(
+            &config.dir.join("model.safetensors"),
+            "embeddings.word_embeddings.weight",
+        )?;
+        let w = Loader { file: &file };
         let b = &config.bert;
         let (h, i) = (b.hidden_size, b.intermediate_size);
         if b.hidden_act != candle_transformers::models::bert::HiddenAct::Gelu {
@@ -182,8 +165,8 @@ impl PackedBert {
             "embeddings.token_type_embeddings.weight",
             &[b.type_vocab_size, h],
         )?;
-        Ok(Self {
-            word_embeddings: w.get("embeddings.word_embeddings.weight", &[b.vocab_size, h])?,
+        let bert = Self {
+            word_embeddings: file.table("embeddings.word_embeddings.weight", b.vocab_size, h)?,
             position_embeddings: w.get(
                 "embeddings.position_embeddings.weight",
                 &[b.max_position_embeddings, h],
@@ -198,17 +181,21 @@ impl PackedBert {
             max_positions: b.max_position_embeddings,
             eps: b.layer_norm_eps as f32,
             workspace: Mutex::new(Workspace::default()),
-        })
+        };
+        file.release_pages();
+        Ok(bert)
     }
 
     /// Token, position and segment embeddings, summed and normalised, into `out`.
-    fn embed_tokens(&self, batch: &[&[u32]], out: &mut [f32]) {
+    fn embed_tokens(&self, batch: &[&[u32]], out: &mut [f32]) -> Result<()> {
         let h = self.hidden;
         let mut row = 0;
         for seq in batch {
             for (position, &id) in seq.iter().enumerate() {
                 let dst = &mut out[row * h..(row + 1) * h];
-                let word = &self.word_embeddings[id as usize * h..(id as usize + 1) * h];
+                let word = self.word_embeddings.row(id as usize).ok_or_else(|| {
+                    EmbedError::Tokenizer(format!("token id {id} is outside the vocabulary"))
+                })?;
                 let pos = &self.position_embeddings[position * h..(position + 1) * h];
                 for (((d, w), p), t) in dst
                     .iter_mut()
@@ -225,6 +212,7 @@ impl PackedBert {
         for_rows(out, h, |rows| {
             kernels::layer_norm_rows(rows, &norm.weight, &norm.bias, self.eps)
         });
+        Ok(())
     }
 
     /// Multi-head self-attention of each sequence over its own tokens, from the fused
@@ -500,7 +488,7 @@ impl Backend for PackedBert {
         let attended = grow(&mut ws.attended, tokens * h);
         let inter = grow(&mut ws.intermediate, tokens * self.intermediate);
 
-        self.embed_tokens(batch, x);
+        self.embed_tokens(batch, x)?;
         for layer in &self.layers {
             // qkv = x·Wqkvᵀ + b
             for_rows(qkv, 3 * h, |rows| {

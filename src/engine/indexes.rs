@@ -1,158 +1,122 @@
-//! The engine's two indexes over the same vectors: exact (flat) and approximate (HNSW), kept in
-//! step, loaded from the dump plus the store's changes since, or rebuilt from stored vectors.
+//! Opening the engine's vector index: load the dump, catch up with the store when the dump is
+//! behind it, or rebuild from the stored vectors when there is no usable dump.
 
 use std::collections::HashSet;
 use std::path::Path;
 
-use indicatif::ProgressBar;
-
-use crate::index::{FlatIndex, HnswIndex, HnswParams, IdVectors, VectorId, VectorIndex};
+use crate::index::{HnswIndex, HnswParams, LoadMiss, VectorId, VectorIndex};
+use crate::progress::Progress;
 use crate::store::Store;
 
-use super::Result;
+use super::{EngineError, Result};
 
-/// Vectors inserted per call while building, so the progress bar moves.
+/// Vectors inserted per call while building, so progress moves.
 const BUILD_STEP: usize = 2048;
 
-/// A copy of every live vector, for rebuilding the graph off the lock.
-pub(super) type Snapshot = IdVectors;
-
-pub(super) struct Indexes {
-    pub exact: FlatIndex,
-    pub ann: HnswIndex,
-}
-
-impl Indexes {
-    /// Reads every stored vector into the exact index, then loads the graph's dump and brings
-    /// it up to date, or rebuilds the graph when there is no usable dump.
-    pub fn open(
-        store: &Store,
-        dir: &Path,
-        dimension: usize,
-        params: HnswParams,
-        progress: &ProgressBar,
-    ) -> Result<Self> {
-        let mut exact = FlatIndex::new(dimension);
-        let mut pending: IdVectors = Vec::with_capacity(BUILD_STEP);
-        let mut failure = None;
-        store.for_each_vector(|id, vector| {
-            pending.push((id, vector));
-            if pending.len() == BUILD_STEP && failure.is_none() {
-                failure = add_owned(&mut exact, &pending).err();
-                pending.clear();
-            }
-        })?;
-        if let Some(e) = failure {
-            return Err(e);
-        }
-        add_owned(&mut exact, &pending)?;
-
-        let live: HashSet<VectorId> = exact.iter().map(|(id, _)| id).collect();
-        if let Some(mut ann) = HnswIndex::load(dir, dimension, params) {
-            let missing: Vec<VectorId> = live
-                .iter()
-                .copied()
-                .filter(|id| !ann.indexed_ids().contains(id))
-                .collect();
-            let gone: Vec<VectorId> = ann
-                .indexed_ids()
-                .iter()
-                .copied()
-                .filter(|id| !live.contains(id))
-                .collect();
-            // A dump far behind the store makes a worse graph than a fresh build.
-            if missing.len() <= live.len() / 2 {
-                let items: Vec<(VectorId, &[f32])> = missing
-                    .iter()
-                    .filter_map(|&id| exact.get(id).map(|v| (id, v)))
-                    .collect();
-                ann.add(&items)?;
-                ann.remove(&gone);
-                tracing::info!(
-                    vectors = ann.len(),
-                    caught_up = missing.len(),
-                    removed = gone.len(),
-                    "loaded the HNSW index from its dump"
-                );
-                return Ok(Self { exact, ann });
-            }
-        }
-        let snapshot: Snapshot = exact.iter().map(|(id, v)| (id, v.to_vec())).collect();
-        if !snapshot.is_empty() {
+/// The index for the store behind `store`: its dump when that is current, the dump plus the
+/// store's changes since, or a fresh build.
+pub(super) fn open_vector_index(
+    store: &Store,
+    dir: &Path,
+    dimension: usize,
+    params: HnswParams,
+    progress: &dyn Progress,
+) -> Result<HnswIndex> {
+    let current = store.generation()?;
+    match HnswIndex::load(dir, dimension, params) {
+        Ok(index) if index.generation() == current => {
             tracing::info!(
-                vectors = snapshot.len(),
-                "building the HNSW index from stored vectors"
+                vectors = index.len(),
+                generation = current,
+                "loaded the HNSW index from its dump"
             );
+            return Ok(index);
         }
-        let ann = Self::build_graph(&snapshot, dimension, params, progress)?;
-        Ok(Self { exact, ann })
-    }
-
-    /// Builds a graph over `items`, advancing `progress` (its length is set here).
-    pub fn build_graph(
-        items: &[(VectorId, Vec<f32>)],
-        dimension: usize,
-        params: HnswParams,
-        progress: &ProgressBar,
-    ) -> Result<HnswIndex> {
-        let mut ann = HnswIndex::new(dimension, params, items.len())?;
-        progress.set_length(items.len() as u64);
-        for step in items.chunks(BUILD_STEP) {
-            let refs: Vec<(VectorId, &[f32])> =
-                step.iter().map(|(id, v)| (*id, v.as_slice())).collect();
-            ann.add(&refs)?;
-            progress.inc(step.len() as u64);
+        Ok(index) => {
+            if let Some(index) = catch_up(store, index)? {
+                return Ok(index);
+            }
         }
-        progress.finish_and_clear();
-        Ok(ann)
+        Err(LoadMiss::Absent) => {}
+        Err(LoadMiss::Unusable(reason)) => {
+            tracing::warn!(%reason, dir = %dir.display(), "ignoring the saved HNSW index; rebuilding it from the store");
+        }
     }
-
-    /// Every live vector, copied.
-    pub fn snapshot(&self) -> Snapshot {
-        self.exact.iter().map(|(id, v)| (id, v.to_vec())).collect()
+    let (_, ids) = store.chunk_ids()?;
+    if !ids.is_empty() {
+        tracing::info!(
+            vectors = ids.len(),
+            "building the HNSW index from stored vectors"
+        );
     }
-
-    /// Swaps in a graph built from `snapshot`, first replaying what changed since.
-    pub fn replace_graph(&mut self, mut fresh: HnswIndex, snapshot: &Snapshot) -> Result<()> {
-        let before: HashSet<VectorId> = snapshot.iter().map(|(id, _)| *id).collect();
-        let added: Vec<(VectorId, &[f32])> = self
-            .exact
-            .iter()
-            .filter(|(id, _)| !before.contains(id))
-            .collect();
-        fresh.add(&added)?;
-        let removed: Vec<VectorId> = before
-            .iter()
-            .copied()
-            .filter(|id| !self.exact.contains(*id))
-            .collect();
-        fresh.remove(&removed);
-        self.ann = fresh;
-        Ok(())
-    }
-
-    /// Adds vectors to both indexes.
-    pub fn add(&mut self, items: &[(VectorId, &[f32])]) -> Result<()> {
-        self.exact.add(items)?;
-        self.ann.add(items)?;
-        Ok(())
-    }
-
-    /// Removes vectors from both indexes.
-    pub fn remove(&mut self, ids: &[VectorId]) {
-        self.exact.remove(ids);
-        self.ann.remove(ids);
-    }
-
-    /// Writes the graph's dump.
-    pub fn save(&self, dir: &Path) -> Result<()> {
-        self.ann.save(dir)?;
-        Ok(())
-    }
+    build_from_store(store, dimension, params, ids.len(), progress)
 }
 
-fn add_owned(index: &mut FlatIndex, items: &[(VectorId, Vec<f32>)]) -> Result<()> {
-    let refs: Vec<(VectorId, &[f32])> = items.iter().map(|(id, v)| (*id, v.as_slice())).collect();
-    index.add(&refs)?;
-    Ok(())
+/// Brings a dump that is behind the store up to date, or `None` when it is so far behind that a
+/// fresh build makes a better graph.
+fn catch_up(store: &Store, mut index: HnswIndex) -> Result<Option<HnswIndex>> {
+    let (generation, ids) = store.chunk_ids()?;
+    let live: HashSet<VectorId> = ids.iter().copied().collect();
+    let missing: Vec<VectorId> = ids
+        .iter()
+        .copied()
+        .filter(|id| !index.contains(*id))
+        .collect();
+    if missing.len() > live.len() / 2 {
+        return Ok(None);
+    }
+    let gone: Vec<VectorId> = index
+        .indexed_ids()
+        .iter()
+        .copied()
+        .filter(|id| !live.contains(id))
+        .collect();
+    for step in missing.chunks(BUILD_STEP) {
+        let vectors = store.vectors_by_ids(step)?;
+        let items: Vec<(VectorId, &[f32])> =
+            vectors.iter().map(|(id, v)| (*id, v.as_slice())).collect();
+        index.add(&items)?;
+    }
+    index.remove(&gone);
+    index.set_generation(generation);
+    tracing::info!(
+        vectors = index.len(),
+        caught_up = missing.len(),
+        removed = gone.len(),
+        "loaded the HNSW index from its dump and caught up with the store"
+    );
+    Ok(Some(index))
+}
+
+/// A fresh graph over every stored vector, streamed from the store in steps (never all in
+/// memory twice), at the store's generation. `expected` sizes the graph and the progress.
+pub(super) fn build_from_store(
+    store: &Store,
+    dimension: usize,
+    params: HnswParams,
+    expected: usize,
+    progress: &dyn Progress,
+) -> Result<HnswIndex> {
+    let mut index = HnswIndex::new(dimension, params, expected)?;
+    progress.set_total(expected as u64);
+    let mut pending: Vec<(VectorId, Vec<f32>)> = Vec::with_capacity(BUILD_STEP);
+    let flush = |pending: &mut Vec<(VectorId, Vec<f32>)>, index: &mut HnswIndex| {
+        let items: Vec<(VectorId, &[f32])> =
+            pending.iter().map(|(id, v)| (*id, v.as_slice())).collect();
+        index.add(&items)?;
+        progress.advance(items.len() as u64);
+        pending.clear();
+        Ok::<_, EngineError>(())
+    };
+    let generation = store.for_each_vector(|id, vector| {
+        pending.push((id, vector));
+        if pending.len() == BUILD_STEP {
+            flush(&mut pending, &mut index)?;
+        }
+        Ok::<_, EngineError>(())
+    })?;
+    flush(&mut pending, &mut index)?;
+    index.set_generation(generation);
+    progress.finish();
+    Ok(index)
 }

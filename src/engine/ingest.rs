@@ -3,12 +3,12 @@
 
 use std::collections::HashSet;
 
-use indicatif::ProgressBar;
 use serde_json::{Map, Value};
 use sha2::Digest;
 
 use crate::chunk::Chunk;
-use crate::embed::l2_normalize;
+use crate::index::VectorIndex;
+use crate::progress::Progress;
 use crate::store::{DocumentSummary, NewChunk, NewDocument, StoredDocument};
 
 use super::{Engine, EngineError, MAX_ID_BYTES, Result};
@@ -124,8 +124,11 @@ impl Engine {
     pub fn ingest(
         &self,
         docs: Vec<DocumentInput>,
-        progress: &ProgressBar,
+        progress: &dyn Progress,
     ) -> Result<Vec<IngestReport>> {
+        if self.options.read_only {
+            return Err(EngineError::ReadOnly(self.options.data_dir.clone()));
+        }
         let mut ids = HashSet::with_capacity(docs.len());
         for doc in &docs {
             validate(doc)?;
@@ -136,7 +139,7 @@ impl Engine {
                 )));
             }
         }
-        progress.set_length(docs.iter().map(|d| d.text.len() as u64).sum());
+        progress.set_total(docs.iter().map(|d| d.text.len() as u64).sum());
         let batch = self.options.ingest_batch.max(1);
         let mut reports = Vec::with_capacity(docs.len());
         let mut pipeline = Pipeline::default();
@@ -147,11 +150,12 @@ impl Engine {
                 let status = if state.metadata == input.metadata {
                     IngestStatus::Unchanged
                 } else {
-                    self.writer().set_metadata(&input.id, &input.metadata)?;
+                    self.writer_for_update()?
+                        .set_metadata(&input.id, &input.metadata)?;
                     IngestStatus::MetadataUpdated
                 };
                 let chunks = self.chunk_count(&input.id)?;
-                progress.inc(input.text.len() as u64);
+                progress.advance(input.text.len() as u64);
                 reports.push(IngestReport {
                     id: input.id,
                     status,
@@ -177,7 +181,7 @@ impl Engine {
             self.embed_next(&mut pipeline, batch, progress)?;
         }
         reports.extend(self.commit_ready(&mut pipeline, progress)?);
-        progress.finish_and_clear();
+        progress.finish();
         Ok(reports)
     }
 
@@ -186,7 +190,7 @@ impl Engine {
         &self,
         pipeline: &mut Pipeline,
         batch: usize,
-        progress: &ProgressBar,
+        progress: &dyn Progress,
     ) -> Result<()> {
         let mut slots: Vec<(usize, usize)> = Vec::with_capacity(batch);
         for (d, p) in pipeline.queue.iter().enumerate() {
@@ -202,13 +206,9 @@ impl Engine {
             .map(|&(d, c)| pipeline.queue[d].chunks[c].text.as_str())
             .collect();
         let embeddings = self.encoder.embed(&texts)?;
-        progress.inc(texts.iter().map(|t| t.len() as u64).sum());
+        progress.advance(texts.iter().map(|t| t.len() as u64).sum());
         for (&(d, _), embedding) in slots.iter().zip(embeddings) {
-            let mut v = embedding.vector;
-            if !self.encoder.config().normalize {
-                l2_normalize(&mut v);
-            }
-            pipeline.queue[d].vectors.push(v);
+            pipeline.queue[d].vectors.push(embedding.unit);
         }
         pipeline.waiting -= slots.len();
         Ok(())
@@ -218,7 +218,7 @@ impl Engine {
     fn commit_ready(
         &self,
         pipeline: &mut Pipeline,
-        progress: &ProgressBar,
+        progress: &dyn Progress,
     ) -> Result<Vec<IngestReport>> {
         let mut reports = Vec::new();
         while pipeline.queue.front().is_some_and(Pending::complete) {
@@ -231,7 +231,7 @@ impl Engine {
     }
 
     /// Writes one document (store transaction, then index) as a unit.
-    fn commit(&self, p: Pending, progress: &ProgressBar) -> Result<IngestReport> {
+    fn commit(&self, p: Pending, progress: &dyn Progress) -> Result<IngestReport> {
         let chunks: Vec<NewChunk> = p
             .chunks
             .iter()
@@ -253,8 +253,9 @@ impl Engine {
         };
         {
             // Hold the write connection until the index reflects this commit, so that
-            // concurrent writers apply their index changes in commit order.
-            let mut writer = self.writer();
+            // concurrent writers apply their index changes in commit order and the index's
+            // generation always names a state the store was in.
+            let mut writer = self.writer_for_update()?;
             let outcome = writer.put_document(&doc, &chunks)?;
             let items: Vec<(u64, &[f32])> = outcome
                 .added
@@ -262,13 +263,14 @@ impl Engine {
                 .copied()
                 .zip(p.vectors.iter().map(Vec::as_slice))
                 .collect();
-            let mut ix = self.write_indexes();
+            let mut ix = self.write_index();
             ix.remove(&outcome.removed);
             ix.add(&items)?;
+            ix.set_generation(outcome.generation);
         }
         // Whitespace between chunks never reaches the encoder; count it now.
         let embedded: usize = p.chunks.iter().map(|c| c.text.len()).sum();
-        progress.inc(p.input.text.len().saturating_sub(embedded) as u64);
+        progress.advance(p.input.text.len().saturating_sub(embedded) as u64);
         Ok(IngestReport {
             id: p.input.id,
             status: if p.existed {
@@ -287,12 +289,14 @@ impl Engine {
     /// Deletes a document and its chunks; its vectors stop appearing in results at once.
     /// Returns how many chunks it had.
     pub fn delete(&self, id: &str) -> Result<usize> {
-        let mut writer = self.writer();
-        let removed = writer
+        let mut writer = self.writer_for_update()?;
+        let outcome = writer
             .delete_document(id)?
             .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
-        self.write_indexes().remove(&removed);
-        Ok(removed.len())
+        let mut ix = self.write_index();
+        ix.remove(&outcome.removed);
+        ix.set_generation(outcome.generation);
+        Ok(outcome.removed.len())
     }
 
     /// A whole stored document.

@@ -1,8 +1,10 @@
-//! Ingest and search orchestration: chunker, encoder, store and indexes working together.
+//! Ingest and search orchestration: chunker, encoder, store and index working together.
 //!
-//! The engine knows nothing of HTTP or JSON formatting; the CLI and the API call it. It is
-//! `Sync`: searches run concurrently under a read lock on the indexes, writers serialise on
-//! the store's write connection, and each document is committed (store, then index) as a unit.
+//! The engine knows nothing of HTTP or JSON formatting; the CLI and the service layer call it.
+//! It is `Sync`: searches run concurrently (a pool of read connections to the store, a read
+//! lock on the index), writers serialise on the store's one write connection, and each
+//! document is committed (store transaction, then index) as a unit. A data directory is open
+//! for writing in one process at a time ([`DirLock`]).
 
 mod indexes;
 mod ingest;
@@ -12,14 +14,11 @@ pub mod sources;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use indicatif::ProgressBar;
-
 use crate::chunk::{ChunkError, ChunkOptions, Chunker};
 use crate::embed::{EmbedError, Encoder};
-use crate::index::{HnswParams, IndexError, VectorIndex};
-use crate::store::{ModelIdentity, Store, StoreError};
-
-use indexes::Indexes;
+use crate::index::{HnswIndex, HnswParams, IndexError, VectorIndex};
+use crate::progress::{NoProgress, Progress};
+use crate::store::{DirLock, ModelIdentity, PooledStore, ReadPool, Store, StoreError};
 pub use ingest::{DocumentInput, IngestReport, IngestStatus, content_hash};
 pub use search::{
     SearchHit, SearchRequest, SearchResults, SearchStrategy, validate as validate_search,
@@ -53,6 +52,9 @@ pub enum EngineError {
     /// Chunking options are invalid.
     #[error(transparent)]
     Chunk(#[from] ChunkError),
+    /// A write to an engine opened read-only.
+    #[error("the data directory {0} is open read-only here (another process holds it)")]
+    ReadOnly(PathBuf),
 }
 
 /// Result alias for the engine.
@@ -74,6 +76,11 @@ pub struct EngineOptions {
     /// Chunks embedded per encoder call while ingesting; documents are committed after each
     /// such group, so a crash loses at most one group's work.
     pub ingest_batch: usize,
+    /// Read connections to the store: concurrent searches up to this many read in parallel.
+    pub read_connections: usize,
+    /// Open without the directory's write lock, for reading beside a process that holds it:
+    /// writes fail with [`EngineError::ReadOnly`] and the index is never saved.
+    pub read_only: bool,
 }
 
 impl EngineOptions {
@@ -86,6 +93,8 @@ impl EngineOptions {
             exact_below: 5_000,
             compact_ratio: 0.2,
             ingest_batch: 64,
+            read_connections: 4,
+            read_only: false,
         }
     }
 }
@@ -107,7 +116,7 @@ pub struct EngineStats {
     pub hnsw: HnswParams,
     /// Queries below this many chunks are exact.
     pub exact_below: usize,
-    /// Bytes held by the exact index's vectors.
+    /// Bytes of the vectors the index holds in memory (its only copy of them).
     pub vector_bytes: usize,
 }
 
@@ -116,28 +125,36 @@ pub struct Engine {
     encoder: Arc<Encoder>,
     chunker: Chunker,
     writer: Mutex<Store>,
-    reader: Mutex<Store>,
-    indexes: RwLock<Indexes>,
+    readers: ReadPool,
+    index: RwLock<HnswIndex>,
     compaction: Mutex<()>,
     options: EngineOptions,
+    /// Held while the engine lives (absent when read-only).
+    _lock: Option<DirLock>,
 }
 
 impl Engine {
-    /// Opens the data directory (creating it), checks it was made with this encoder's model,
-    /// and loads the index from its dump or rebuilds it from the stored vectors (never by
-    /// re-embedding). `progress` shows the rebuild.
+    /// Opens the data directory (creating it and taking its write lock), checks it was made
+    /// with this encoder's model, and loads the index from its dump — catching up with the
+    /// store if the dump is behind — or rebuilds it from the stored vectors (never by
+    /// re-embedding). `progress` shows a rebuild.
     pub fn open(
         encoder: Arc<Encoder>,
         options: EngineOptions,
-        progress: &ProgressBar,
+        progress: &dyn Progress,
     ) -> Result<Self> {
         options.hnsw.validate()?;
+        let lock = if options.read_only {
+            None
+        } else {
+            Some(DirLock::acquire(&options.data_dir)?)
+        };
         let model = model_identity(&encoder);
         let writer = Store::open(&options.data_dir, &model)?;
-        let reader = Store::open(&options.data_dir, &model)?;
+        let readers = ReadPool::open(&options.data_dir, &model, options.read_connections)?;
         let chunker = Chunker::new(encoder.tokenizer().clone(), options.chunk)?;
-        let indexes = Indexes::open(
-            &reader,
+        let index = indexes::open_vector_index(
+            &readers.get(),
             &index_dir(&options.data_dir),
             encoder.dimension(),
             options.hnsw,
@@ -147,14 +164,15 @@ impl Engine {
             encoder,
             chunker,
             writer: Mutex::new(writer),
-            reader: Mutex::new(reader),
-            indexes: RwLock::new(indexes),
+            readers,
+            index: RwLock::new(index),
             compaction: Mutex::new(()),
             options,
+            _lock: lock,
         })
     }
 
-    /// The encoder, shared with whoever else embeds (the API's batching queue).
+    /// The encoder, shared with whoever else embeds (the service's batching queue).
     pub fn encoder(&self) -> &Arc<Encoder> {
         &self.encoder
     }
@@ -167,56 +185,106 @@ impl Engine {
     /// Counts and index settings.
     pub fn stats(&self) -> Result<EngineStats> {
         let (documents, chunks) = self.reader().counts()?;
-        let ix = self.read_indexes();
+        let ix = self.read_index();
         Ok(EngineStats {
             documents,
             chunks,
-            indexed: ix.ann.len(),
-            tombstones: ix.ann.tombstones(),
-            index_kind: ix.ann.kind(),
-            hnsw: ix.ann.params(),
+            indexed: ix.len(),
+            tombstones: ix.tombstones(),
+            index_kind: ix.kind(),
+            hnsw: ix.params(),
             exact_below: self.options.exact_below,
-            vector_bytes: ix.exact.memory_bytes(),
+            vector_bytes: ix.vector_bytes(),
         })
     }
 
-    /// Writes the index dump so that the next start loads instead of rebuilding.
+    /// Writes the index dump so that the next start loads instead of rebuilding. A read-only
+    /// engine saves nothing.
     pub fn persist(&self) -> Result<()> {
-        let ix = self.read_indexes();
-        ix.save(&index_dir(&self.options.data_dir))?;
+        if self.options.read_only {
+            return Ok(());
+        }
+        self.read_index().save(&index_dir(&self.options.data_dir))?;
         Ok(())
     }
 
     /// Rebuilds the graph without its deleted vectors once they pass the configured share.
-    /// Searches go on meanwhile; returns whether a rebuild happened.
+    /// Searches and writes go on meanwhile; returns whether a rebuild happened.
+    ///
+    /// The new graph is built from the store (the old graph holds the only other copy of the
+    /// vectors, so memory peaks at two graphs, never three copies). What changed during the
+    /// build is replayed with writers paused, and the graphs are swapped.
     pub fn maintain(&self) -> Result<bool> {
         let Ok(_only_one) = self.compaction.try_lock() else {
             return Ok(false);
         };
-        let due = {
-            let ix = self.read_indexes();
-            let held = ix.ann.indexed_ids().len();
-            held > 0 && ix.ann.tombstones() as f64 > self.options.compact_ratio * held as f64
+        let (due, held) = {
+            let ix = self.read_index();
+            let held = ix.indexed_ids().len();
+            (
+                held > 0 && ix.tombstones() as f64 > self.options.compact_ratio * held as f64,
+                held,
+            )
         };
         if !due {
             return Ok(false);
         }
-        let snapshot = self.read_indexes().snapshot();
-        let fresh = Indexes::build_graph(
-            &snapshot,
+        let mut fresh = indexes::build_from_store(
+            &self.reader(),
             self.encoder.dimension(),
             self.options.hnsw,
-            &ProgressBar::hidden(),
+            held,
+            &NoProgress,
         )?;
-        self.write_indexes().replace_graph(fresh, &snapshot)?;
-        tracing::info!(vectors = snapshot.len(), "compacted the HNSW graph");
+        // Writers commit to the store and then to the index under the write connection: holding
+        // it makes the index exactly as current as the store while the difference is replayed.
+        let writer = self.writer();
+        let mut ix = self.write_index();
+        if ix.generation() != fresh.generation() {
+            let live_now: Vec<u64> = ix
+                .indexed_ids()
+                .iter()
+                .copied()
+                .filter(|&id| ix.contains(id))
+                .collect();
+            let added: Vec<u64> = live_now
+                .iter()
+                .copied()
+                .filter(|&id| !fresh.contains(id))
+                .collect();
+            let live: std::collections::HashSet<u64> = live_now.into_iter().collect();
+            let removed: Vec<u64> = fresh
+                .indexed_ids()
+                .iter()
+                .copied()
+                .filter(|id| !live.contains(id))
+                .collect();
+            let vectors = writer.vectors_by_ids(&added)?;
+            let items: Vec<(u64, &[f32])> =
+                vectors.iter().map(|(id, v)| (*id, v.as_slice())).collect();
+            fresh.add(&items)?;
+            fresh.remove(&removed);
+        }
+        fresh.set_generation(ix.generation());
+        let vectors = fresh.len();
+        *ix = fresh;
+        drop(ix);
+        drop(writer);
+        tracing::info!(vectors, "compacted the HNSW graph");
         Ok(true)
     }
 
-    fn reader(&self) -> MutexGuard<'_, Store> {
-        self.reader
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// A read connection from the pool.
+    fn reader(&self) -> PooledStore<'_> {
+        self.readers.get()
+    }
+
+    /// The write connection; fails on a read-only engine.
+    fn writer_for_update(&self) -> Result<MutexGuard<'_, Store>> {
+        if self.options.read_only {
+            return Err(EngineError::ReadOnly(self.options.data_dir.clone()));
+        }
+        Ok(self.writer())
     }
 
     fn writer(&self) -> MutexGuard<'_, Store> {
@@ -225,14 +293,14 @@ impl Engine {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn read_indexes(&self) -> RwLockReadGuard<'_, Indexes> {
-        self.indexes
+    fn read_index(&self) -> RwLockReadGuard<'_, HnswIndex> {
+        self.index
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write_indexes(&self) -> RwLockWriteGuard<'_, Indexes> {
-        self.indexes
+    fn write_index(&self) -> RwLockWriteGuard<'_, HnswIndex> {
+        self.index
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }

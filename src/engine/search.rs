@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use crate::embed::l2_normalize;
-use crate::index::{Hit, VectorIndex};
+use crate::index::{Hit, SearchParams, VectorIndex};
 use crate::store::ChunkFilter;
 
 use super::{Engine, EngineError, MAX_EF, MAX_K, Result};
@@ -120,7 +120,7 @@ impl Engine {
         }
         validate(req)?;
         let embedding = self.encoder.embed_one(query)?;
-        self.search_vector(&embedding.vector, req)
+        self.search_vector(&embedding.unit, req)
     }
 
     /// The `k` passages nearest to a query vector (normalised here if it is not unit length).
@@ -147,15 +147,20 @@ impl Engine {
             Some(self.reader().chunk_ids_matching(&req.filter)?)
         };
         let (hits, strategy) = {
-            let ix = self.read_indexes();
-            let live = ix.exact.len();
-            let ef = req.ef.unwrap_or(ix.ann.params().ef_search);
+            let ix = self.read_index();
+            let live = ix.len();
+            let ef = req.ef.unwrap_or(ix.params().ef_search);
+            let approximate = SearchParams { ef, exact: false };
+            let exact = SearchParams { ef, exact: true };
             match &allowed {
                 None if req.exact || live < self.options.exact_below => (
-                    ix.exact.search(&query, req.k, 0, None),
+                    ix.search(&query, req.k, exact, None)?,
                     SearchStrategy::Exact,
                 ),
-                None => (ix.ann.search(&query, req.k, ef, None), SearchStrategy::Hnsw),
+                None => (
+                    ix.search(&query, req.k, approximate, None)?,
+                    SearchStrategy::Hnsw,
+                ),
                 Some(ids) => {
                     // Selective filters: scoring the allowed vectors beats walking a graph
                     // whose neighbours are mostly excluded.
@@ -163,13 +168,15 @@ impl Engine {
                         ids.len() <= self.options.exact_below.max(req.k) || ids.len() * 10 < live;
                     if req.exact || selective {
                         (
-                            ix.exact.search_among(&query, ids, req.k),
+                            ix.search_among(&query, ids, req.k)?,
                             SearchStrategy::ExactFiltered,
                         )
                     } else {
                         let pass = |id: u64| ids.binary_search(&id).is_ok();
-                        let found = ix.ann.search(&query, req.k, ef, Some(&pass));
-                        (found, SearchStrategy::HnswFiltered)
+                        (
+                            ix.search(&query, req.k, approximate, Some(&pass))?,
+                            SearchStrategy::HnswFiltered,
+                        )
                     }
                 }
             }

@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use indicatif::ProgressBar;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +14,7 @@ use super::metrics::{Qrels, Ranking, RetrievalMetrics, evaluate};
 use crate::chunk::ChunkOptions;
 use crate::embed::Encoder;
 use crate::engine::{DocumentInput, Engine, EngineError, EngineOptions, SearchRequest};
+use crate::progress::{NoProgress, Progress};
 
 /// Why a BEIR run could not go on.
 #[derive(Debug, thiserror::Error)]
@@ -264,7 +264,7 @@ pub fn run(
     encoder: Arc<Encoder>,
     dataset: &BeirDataset,
     options: &BeirOptions,
-    progress: &ProgressBar,
+    progress: &dyn Progress,
 ) -> Result<BeirReport, BeirError> {
     let mut chunk = options.chunk;
     chunk.whole_documents = !options.chunked;
@@ -278,7 +278,7 @@ pub fn run(
     let mut engine_options = EngineOptions::new(&options.data_dir);
     engine_options.chunk = chunk;
     engine_options.exact_below = 0;
-    let engine = Engine::open(encoder.clone(), engine_options, &ProgressBar::hidden())?;
+    let engine = Engine::open(encoder.clone(), engine_options, &NoProgress)?;
 
     let started = Instant::now();
     let docs: Vec<DocumentInput> = dataset
@@ -328,7 +328,7 @@ pub fn run(
         let rankings: Vec<Result<Ranking, EngineError>> = vectors
             .par_iter()
             .map(|v| {
-                let hits = engine.search_vector(&v.vector, &request)?.hits;
+                let hits = engine.search_vector(&v.unit, &request)?.hits;
                 Ok(best_chunk_per_document(
                     hits.into_iter().map(|h| (h.doc_id, h.score)),
                 ))

@@ -4,11 +4,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use indicatif::ProgressBar;
-
 use crate::chunk::Chunker;
 use crate::embed::Encoder;
 use crate::engine::{DocumentInput, Engine, EngineOptions, Result};
+use crate::progress::NoProgress;
 
 /// Ingest and bare-encoder rates on the same documents.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -50,10 +49,10 @@ pub fn ingest_speed(
     }
     let encoder_seconds = started.elapsed().as_secs_f64();
 
-    let engine = Engine::open(encoder, options, &ProgressBar::hidden())?;
+    let engine = Engine::open(encoder, options, &NoProgress)?;
     let documents = docs.len();
     let started = Instant::now();
-    engine.ingest(docs, &ProgressBar::hidden())?;
+    engine.ingest(docs, &NoProgress)?;
     let ingest_seconds = started.elapsed().as_secs_f64();
     let n = chunks.len() as f64;
     let encoder_passages_per_s = n / encoder_seconds;

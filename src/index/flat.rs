@@ -1,13 +1,15 @@
 //! Exact search: every vector scored, in parallel for large sets.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use rayon::prelude::*;
 
-use super::{Filter, Hit, IndexError, Result, VectorId, VectorIndex, dot, rank};
+use super::{
+    Filter, Hit, Result, SearchParams, VectorId, VectorIndex, check_new, check_query, dot, top_k,
+};
 
-/// All vectors in one contiguous matrix; exact top-k by brute force.
+/// All vectors in one contiguous matrix; exact top-k by brute force. The ground truth of
+/// recall measurements.
 #[derive(Debug, Clone)]
 pub struct FlatIndex {
     dimension: usize,
@@ -30,11 +32,6 @@ impl FlatIndex {
         }
     }
 
-    /// The vector length.
-    pub fn dimension(&self) -> usize {
-        self.dimension
-    }
-
     /// The stored vector of `id`.
     pub fn get(&self, id: VectorId) -> Option<&[f32]> {
         self.positions
@@ -55,41 +52,10 @@ impl FlatIndex {
             .zip(self.data.chunks_exact(self.dimension.max(1)))
     }
 
-    /// Exact top-k among the given ids only (unknown ids are skipped): the fast path for
-    /// selective filters.
-    pub fn search_among(&self, query: &[f32], ids: &[VectorId], k: usize) -> Vec<Hit> {
-        let score = |&id: &VectorId| {
-            self.get(id).map(|v| Hit {
-                id,
-                score: dot(query, v),
-            })
-        };
-        let hits: Vec<Hit> = if ids.len() >= PARALLEL_FROM {
-            ids.par_iter().filter_map(score).collect()
-        } else {
-            ids.iter().filter_map(score).collect()
-        };
-        top_k(hits, k)
-    }
-
     /// Bytes held by the vectors and ids.
     pub fn memory_bytes(&self) -> usize {
         self.data.len() * 4 + self.ids.len() * (8 + 8 + 8)
     }
-}
-
-/// Top-k without sorting everything: partial selection, then a sort of the k survivors.
-fn top_k(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
-    if k == 0 {
-        return Vec::new();
-    }
-    if hits.len() > k {
-        hits.select_nth_unstable_by(k - 1, |a, b| {
-            b.score.total_cmp(&a.score).then(a.id.cmp(&b.id))
-        });
-        hits.truncate(k);
-    }
-    rank(hits, k)
 }
 
 impl VectorIndex for FlatIndex {
@@ -97,18 +63,12 @@ impl VectorIndex for FlatIndex {
         "exact"
     }
 
+    fn dimension(&self) -> usize {
+        self.dimension
+    }
+
     fn add(&mut self, items: &[(VectorId, &[f32])]) -> Result<()> {
-        for (id, v) in items {
-            if v.len() != self.dimension {
-                return Err(IndexError::Dimension {
-                    expected: self.dimension,
-                    got: v.len(),
-                });
-            }
-            if self.positions.contains_key(id) {
-                return Err(IndexError::DuplicateId(*id));
-            }
-        }
+        check_new(items, self.dimension, |id| self.positions.contains_key(&id))?;
         self.data.reserve(items.len() * self.dimension);
         for (id, v) in items {
             self.positions.insert(*id, self.ids.len());
@@ -138,7 +98,14 @@ impl VectorIndex for FlatIndex {
         removed
     }
 
-    fn search(&self, query: &[f32], k: usize, _ef: usize, filter: Option<Filter<'_>>) -> Vec<Hit> {
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        _params: SearchParams,
+        filter: Option<Filter<'_>>,
+    ) -> Result<Vec<Hit>> {
+        check_query(query, self.dimension)?;
         let d = self.dimension;
         let score = |(i, &id): (usize, &VectorId)| {
             if filter.is_some_and(|f| !f(id)) {
@@ -154,22 +121,20 @@ impl VectorIndex for FlatIndex {
         } else {
             self.ids.iter().enumerate().filter_map(score).collect()
         };
-        top_k(hits, k)
+        Ok(top_k(hits, k))
     }
 
     fn len(&self) -> usize {
         self.ids.len()
-    }
-
-    fn save(&self, _dir: &Path) -> Result<()> {
-        // The store holds every vector; the flat index is rebuilt from it on start.
-        Ok(())
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::IndexError;
+
+    const EXACT: SearchParams = SearchParams { ef: 0, exact: true };
 
     fn unit(x: f32, y: f32) -> Vec<f32> {
         let n = (x * x + y * y).sqrt();
@@ -192,7 +157,7 @@ mod tests {
             .collect();
         index.add(&items).unwrap();
         let q = unit(1.0, 0.0);
-        let hits = index.search(&q, 3, 0, None);
+        let hits = index.search(&q, 3, EXACT, None).unwrap();
         assert_eq!(
             hits.iter().map(|h| h.id).collect::<Vec<_>>(),
             [10, 13, 11],
@@ -202,19 +167,12 @@ mod tests {
         let odd = |id: VectorId| id % 2 == 1;
         assert_eq!(
             index
-                .search(&q, 5, 0, Some(&odd))
+                .search(&q, 5, EXACT, Some(&odd))
+                .unwrap()
                 .iter()
                 .map(|h| h.id)
                 .collect::<Vec<_>>(),
             [13, 11]
-        );
-        assert_eq!(
-            index
-                .search_among(&q, &[12, 11, 99], 5)
-                .iter()
-                .map(|h| h.id)
-                .collect::<Vec<_>>(),
-            [11, 12]
         );
         assert_eq!(index.remove(&[10, 99]), 1);
         assert_eq!(index.len(), 3);
@@ -223,7 +181,7 @@ mod tests {
             vs[3].as_slice(),
             "moved row still found"
         );
-        assert_eq!(index.search(&q, 1, 0, None)[0].id, 13);
+        assert_eq!(index.search(&q, 1, EXACT, None).unwrap()[0].id, 13);
         assert!(matches!(
             index.add(&[(13, &vs[0])]),
             Err(IndexError::DuplicateId(13))
@@ -232,7 +190,24 @@ mod tests {
             index.add(&[(20, &[1.0][..])]),
             Err(IndexError::Dimension { .. })
         ));
-        assert!(index.search(&q, 0, 0, None).is_empty());
+        assert!(index.search(&q, 0, EXACT, None).unwrap().is_empty());
+        assert!(matches!(
+            index.search(&[1.0], 1, EXACT, None),
+            Err(IndexError::Dimension {
+                expected: 2,
+                got: 1
+            })
+        ));
+        assert!(matches!(
+            index.search(&[f32::NAN, 0.0], 1, EXACT, None),
+            Err(IndexError::NonFinite)
+        ));
+        let len = index.len();
+        assert!(matches!(
+            index.add(&[(30, &vs[0]), (30, &vs[1])]),
+            Err(IndexError::DuplicateId(30))
+        ));
+        assert_eq!(index.len(), len, "a rejected batch adds nothing");
     }
 
     #[test]

@@ -1,18 +1,17 @@
 //! Nearest-neighbour indexes over unit-length vectors, scored by cosine similarity.
 //!
 //! The index is derived data: the store holds every vector and the index can always be rebuilt
-//! from it. Implementations sit behind [`VectorIndex`] so that a remote engine can take the
-//! approximate role later; [`HnswIndex`] (hnsw_rs) is the embedded default and [`FlatIndex`]
-//! is the exact search beside it — ground truth for recall, the fast path for small corpora
-//! and selective filters.
+//! from it. Implementations sit behind [`VectorIndex`]: [`HnswIndex`] (hnsw_rs) is what the
+//! engine serves from — it owns the only in-memory copy of each vector and answers exact
+//! queries too (small corpora, selective filters) by scoring its own points; [`FlatIndex`] is
+//! a plain matrix, the ground truth of recall benchmarks.
 
+mod dump;
 mod flat;
 mod hnsw;
 
-use std::path::Path;
-
 pub use flat::FlatIndex;
-pub use hnsw::{HnswIndex, HnswParams};
+pub use hnsw::{HnswIndex, HnswParams, LoadMiss};
 
 /// Identifies an indexed vector (a chunk id).
 pub type VectorId = u64;
@@ -32,6 +31,15 @@ pub struct Hit {
 /// Which vectors a search may return.
 pub type Filter<'a> = &'a (dyn Fn(VectorId) -> bool + Sync);
 
+/// How one query is searched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SearchParams {
+    /// Candidate list size of approximate indexes (exact search ignores it).
+    pub ef: usize,
+    /// Score every vector instead of walking a graph.
+    pub exact: bool,
+}
+
 /// Index failures.
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -46,6 +54,9 @@ pub enum IndexError {
     /// An id already in the index.
     #[error("vector id {0} is already indexed")]
     DuplicateId(VectorId),
+    /// A query vector with a value that is not a finite number.
+    #[error("query vector has a non-finite value")]
+    NonFinite,
     /// Invalid parameters.
     #[error("invalid index parameters: {0}")]
     Params(String),
@@ -62,21 +73,32 @@ pub enum IndexError {
 /// Result alias for indexes.
 pub type Result<T, E = IndexError> = std::result::Result<T, E>;
 
-/// The operations every index offers. Scores are cosine similarities; results are sorted by
+/// The operations every index offers (the contract of Qdrant's vector-index traits: fallible
+/// wherever a caller can pass bad data). Scores are cosine similarities; results are sorted by
 /// score, best first, ties broken by ascending id.
 pub trait VectorIndex: Send + Sync {
     /// A short name for logs and `/info`.
     fn kind(&self) -> &'static str;
 
-    /// Adds vectors (unit length); ids must be new.
+    /// The length of the vectors held.
+    fn dimension(&self) -> usize;
+
+    /// Adds vectors (unit length). Every id must be new, to the index and within `items`;
+    /// on any error nothing is added.
     fn add(&mut self, items: &[(VectorId, &[f32])]) -> Result<()>;
 
     /// Removes vectors; unknown ids are ignored. Returns how many were removed.
     fn remove(&mut self, ids: &[VectorId]) -> usize;
 
-    /// The `k` nearest live vectors that pass `filter`. `ef` is the search breadth of
-    /// approximate indexes (exact ones ignore it).
-    fn search(&self, query: &[f32], k: usize, ef: usize, filter: Option<Filter<'_>>) -> Vec<Hit>;
+    /// The `k` nearest live vectors that pass `filter`. A query of the wrong length, or with
+    /// a value that is not finite, is an error.
+    fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        params: SearchParams,
+        filter: Option<Filter<'_>>,
+    ) -> Result<Vec<Hit>>;
 
     /// Live vectors.
     fn len(&self) -> usize;
@@ -85,9 +107,55 @@ pub trait VectorIndex: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
 
-    /// Writes the index to `dir` so that it can be loaded instead of rebuilt.
-    fn save(&self, dir: &Path) -> Result<()>;
+/// Checks a query against an index's dimension.
+pub(crate) fn check_query(query: &[f32], dimension: usize) -> Result<()> {
+    if query.len() != dimension {
+        return Err(IndexError::Dimension {
+            expected: dimension,
+            got: query.len(),
+        });
+    }
+    if query.iter().any(|v| !v.is_finite()) {
+        return Err(IndexError::NonFinite);
+    }
+    Ok(())
+}
+
+/// Checks a batch to add: lengths, and ids new to the index (`known`) and to the batch.
+pub(crate) fn check_new(
+    items: &[(VectorId, &[f32])],
+    dimension: usize,
+    known: impl Fn(VectorId) -> bool,
+) -> Result<()> {
+    let mut seen = std::collections::HashSet::with_capacity(items.len());
+    for (id, v) in items {
+        if v.len() != dimension {
+            return Err(IndexError::Dimension {
+                expected: dimension,
+                got: v.len(),
+            });
+        }
+        if known(*id) || !seen.insert(*id) {
+            return Err(IndexError::DuplicateId(*id));
+        }
+    }
+    Ok(())
+}
+
+/// Top-k without sorting everything: partial selection, then a sort of the k survivors.
+pub(crate) fn top_k(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
+    if k == 0 {
+        return Vec::new();
+    }
+    if hits.len() > k {
+        hits.select_nth_unstable_by(k - 1, |a, b| {
+            b.score.total_cmp(&a.score).then(a.id.cmp(&b.id))
+        });
+        hits.truncate(k);
+    }
+    rank(hits, k)
 }
 
 /// Sorts hits best first, ties by ascending id, and keeps `k`.

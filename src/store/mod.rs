@@ -5,6 +5,8 @@
 //! documents only. The store records the model that made its vectors and refuses to open with
 //! another one.
 
+mod lock;
+mod pool;
 mod schema;
 mod vectors;
 
@@ -14,6 +16,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde_json::{Map, Value};
 
+pub use lock::DirLock;
+pub use pool::{PooledStore, ReadPool};
 pub use vectors::{blob_to_vector, vector_to_blob};
 
 /// Identifies chunks everywhere: in the store, in the index and in results. Never reused.
@@ -61,6 +65,14 @@ pub enum StoreError {
     /// A stored value is not what the schema promises.
     #[error("corrupt record: {0}")]
     Corrupt(String),
+    /// Another process holds the data directory.
+    #[error("data directory {dir} is in use by {holder}; stop it first, or use another --data-dir")]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// Who holds it, as well as can be told ("process 1234").
+        holder: String,
+    },
 }
 
 /// Result alias for the store.
@@ -171,13 +183,15 @@ pub struct ChunkRecord {
     pub metadata: Map<String, Value>,
 }
 
-/// What writing a document changed, for the index.
+/// What writing a document changed, for the derived indexes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
     /// Ids of the chunks written, in chunk order.
     pub added: Vec<ChunkId>,
     /// Ids of the chunks of the previous version, now gone.
     pub removed: Vec<ChunkId>,
+    /// The store's generation after this write (see [`Store::generation`]).
+    pub generation: u64,
 }
 
 /// The stored state of a document, for change detection.
@@ -249,7 +263,10 @@ impl Store {
             dir: dir.to_path_buf(),
         };
         let mut out = Vec::new();
-        store.for_each_vector(|id, v| out.push((id, v)))?;
+        store.for_each_vector(|id, v| {
+            out.push((id, v));
+            Ok::<_, StoreError>(())
+        })?;
         Ok(out)
     }
 
@@ -306,14 +323,25 @@ impl Store {
         Ok(())
     }
 
-    /// A counter bumped by every committed change; the index dump records the one it matches.
+    /// A counter bumped by every commit that adds or removes chunks. Derived indexes record
+    /// the generation they reflect, so that a restart knows whether a saved index is current
+    /// or must catch up with the store.
     pub fn generation(&self) -> Result<u64> {
-        let g: i64 = self.conn.query_row(
-            "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'",
-            [],
-            |r| r.get(0),
-        )?;
-        Ok(g as u64)
+        read_generation(&self.conn)
+    }
+
+    /// The generation and the ids of every stored chunk, read in one transaction so that
+    /// they agree.
+    pub fn chunk_ids(&self) -> Result<(u64, Vec<ChunkId>)> {
+        let tx = self.conn.unchecked_transaction()?;
+        let generation = read_generation(&tx)?;
+        let ids = tx
+            .prepare("SELECT id FROM chunks ORDER BY id")?
+            .query_map([], |r| r.get::<_, i64>(0))?
+            .map(|r| r.map(|i| i as ChunkId))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        tx.commit()?;
+        Ok((generation, ids))
     }
 
     /// The stored hash and metadata of a document, if it exists.
@@ -367,35 +395,40 @@ impl Store {
                 added.push(tx.last_insert_rowid() as ChunkId);
             }
         }
-        bump_generation(&tx)?;
+        let generation = bump_generation(&tx)?;
         tx.commit()?;
-        Ok(WriteOutcome { added, removed })
+        Ok(WriteOutcome {
+            added,
+            removed,
+            generation,
+        })
     }
 
-    /// Replaces a document's metadata (its text and vectors are unchanged).
+    /// Replaces a document's metadata (its text and vectors are unchanged, and so is the
+    /// generation: no chunk moved).
     pub fn set_metadata(&mut self, id: &str, metadata: &Map<String, Value>) -> Result<bool> {
-        let tx = self.conn.transaction()?;
-        let n = tx.execute(
+        let n = self.conn.execute(
             "UPDATE documents SET metadata = ?2, ingested_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')
              WHERE id = ?1",
             params![id, Value::Object(metadata.clone()).to_string()],
         )?;
-        if n > 0 {
-            bump_generation(&tx)?;
-        }
-        tx.commit()?;
         Ok(n > 0)
     }
 
-    /// Deletes a document; returns the ids of its chunks, or `None` if it did not exist.
-    pub fn delete_document(&mut self, id: &str) -> Result<Option<Vec<ChunkId>>> {
+    /// Deletes a document; returns the ids of its chunks (as `removed`), or `None` if it did
+    /// not exist.
+    pub fn delete_document(&mut self, id: &str) -> Result<Option<WriteOutcome>> {
         let tx = self.conn.transaction()?;
-        let removed = delete_in(&tx, id)?;
-        if removed.is_some() {
-            bump_generation(&tx)?;
-        }
+        let Some(removed) = delete_in(&tx, id)? else {
+            return Ok(None);
+        };
+        let generation = bump_generation(&tx)?;
         tx.commit()?;
-        Ok(removed)
+        Ok(Some(WriteOutcome {
+            added: Vec::new(),
+            removed,
+            generation,
+        }))
     }
 
     /// A whole document.
@@ -474,21 +507,46 @@ impl Store {
         )?)
     }
 
-    /// Calls `f` with every stored vector, in chunk-id order (for rebuilding the index).
-    pub fn for_each_vector(&self, mut f: impl FnMut(ChunkId, Vec<f32>)) -> Result<()> {
-        let mut stmt = self
+    /// Calls `f` with every stored vector, in chunk-id order (for rebuilding an index), and
+    /// returns the generation they belong to (read in the same transaction). An error from
+    /// `f` stops the scan and is returned.
+    pub fn for_each_vector<E: From<StoreError>>(
+        &self,
+        mut f: impl FnMut(ChunkId, Vec<f32>) -> std::result::Result<(), E>,
+    ) -> std::result::Result<u64, E> {
+        let tx = self
             .conn
-            .prepare("SELECT id, embedding FROM chunks ORDER BY id")?;
-        let mut rows = stmt.query([])?;
-        while let Some(row) = rows.next()? {
-            let id: i64 = row.get(0)?;
-            let blob = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
-            let vector = blob_to_vector(blob).ok_or_else(|| {
-                StoreError::Corrupt(format!("chunk {id}: embedding of {} bytes", blob.len()))
-            })?;
-            f(id as ChunkId, vector);
+            .unchecked_transaction()
+            .map_err(StoreError::from)?;
+        let generation = read_generation(&tx)?;
+        {
+            let mut stmt = tx
+                .prepare("SELECT id, embedding FROM chunks ORDER BY id")
+                .map_err(StoreError::from)?;
+            let mut rows = stmt.query([]).map_err(StoreError::from)?;
+            while let Some(row) = rows.next().map_err(StoreError::from)? {
+                let (id, vector) = vector_row(row)?;
+                f(id, vector)?;
+            }
         }
-        Ok(())
+        tx.commit().map_err(StoreError::from)?;
+        Ok(generation)
+    }
+
+    /// The stored vectors of these chunks (missing ids are skipped), in id order.
+    pub fn vectors_by_ids(&self, ids: &[ChunkId]) -> Result<Vec<(ChunkId, Vec<f32>)>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for group in ids.chunks(500) {
+            let marks = vec!["?"; group.len()].join(",");
+            let sql = format!("SELECT id, embedding FROM chunks WHERE id IN ({marks}) ORDER BY id");
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params_from_iter(group.iter().map(|&i| i as i64)))?;
+            while let Some(row) = rows.next()? {
+                out.push(vector_row(row)?);
+            }
+        }
+        out.sort_unstable_by_key(|(id, _)| *id);
+        Ok(out)
     }
 
     /// The chunks with these ids (missing ids are absent from the map).
@@ -598,12 +656,32 @@ fn delete_in(tx: &rusqlite::Transaction<'_>, id: &str) -> Result<Option<Vec<Chun
     Ok(Some(ids))
 }
 
-fn bump_generation(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+/// Bumps the generation inside `tx` and returns the new value.
+fn bump_generation(tx: &rusqlite::Transaction<'_>) -> Result<u64> {
     tx.execute(
         "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'",
         [],
     )?;
-    Ok(())
+    read_generation(tx)
+}
+
+fn read_generation(conn: &Connection) -> Result<u64> {
+    let g: i64 = conn.query_row(
+        "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'generation'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(g as u64)
+}
+
+/// An `(id, embedding)` row as a chunk id and its vector.
+fn vector_row(row: &rusqlite::Row<'_>) -> Result<(ChunkId, Vec<f32>)> {
+    let id: i64 = row.get(0)?;
+    let blob = row.get_ref(1)?.as_blob().map_err(rusqlite::Error::from)?;
+    let vector = blob_to_vector(blob).ok_or_else(|| {
+        StoreError::Corrupt(format!("chunk {id}: embedding of {} bytes", blob.len()))
+    })?;
+    Ok((id as ChunkId, vector))
 }
 
 #[cfg(test)]

@@ -70,9 +70,30 @@ fn documents_round_trip_and_replace() {
     assert_eq!(chunks[&second.added[1]].doc_id, "a");
 
     let mut seen = Vec::new();
-    store.for_each_vector(|id, v| seen.push((id, v))).unwrap();
+    let generation = store
+        .for_each_vector(|id, v| {
+            seen.push((id, v));
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
     assert_eq!(seen.len(), 2);
     assert_eq!(seen[1].1, vec![1.0, 1.0, 0.0]);
+    assert_eq!(generation, second.generation);
+    assert_eq!(store.generation().unwrap(), second.generation);
+    assert_eq!(
+        store.chunk_ids().unwrap(),
+        (second.generation, second.added.clone())
+    );
+    let picked = store
+        .vectors_by_ids(&[second.added[1], 999_999, second.added[0]])
+        .unwrap();
+    assert_eq!(
+        picked,
+        vec![
+            (second.added[0], vec![0.0, 1.0, 0.0]),
+            (second.added[1], vec![1.0, 1.0, 0.0])
+        ]
+    );
 }
 
 #[test]
@@ -88,8 +109,16 @@ fn delete_and_list() {
     );
     assert_eq!(list[0].bytes, 4);
     assert_eq!(store.list_documents(1, 1).unwrap()[0].id, "b");
-    assert_eq!(store.delete_document("a").unwrap(), Some(a.added));
+    let deleted = store.delete_document("a").unwrap().unwrap();
+    assert_eq!(deleted.removed, a.added);
+    assert!(deleted.added.is_empty());
+    assert_eq!(deleted.generation, a.generation + 1);
     assert_eq!(store.delete_document("a").unwrap(), None);
+    assert_eq!(
+        store.generation().unwrap(),
+        deleted.generation,
+        "no-op deletes do not count"
+    );
     assert!(store.get_document("a").unwrap().is_none());
     assert_eq!(store.counts().unwrap(), (1, 1));
 }
@@ -169,6 +198,11 @@ fn metadata_update_keeps_chunks() {
     let mut store = Store::open(dir.path(), &model()).unwrap();
     let a = put(&mut store, "a", "abc", json!({"v": 1}), 2);
     assert!(store.set_metadata("a", &metadata(json!({"v": 2}))).unwrap());
+    assert_eq!(
+        store.generation().unwrap(),
+        a.generation,
+        "no chunk moved: derived indexes stay current"
+    );
     assert!(!store.set_metadata("nope", &metadata(json!({}))).unwrap());
     let state = store.document_state("a").unwrap().unwrap();
     assert_eq!(state.metadata["v"], 2);

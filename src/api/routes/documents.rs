@@ -4,20 +4,12 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Path, State};
-use tokio::task;
 
 use crate::api::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::api::state::AppState;
 use crate::api::types::{
-    DeleteResponse, DocumentBody, DocumentList, DocumentResponse, DocumentSummaryResponse,
-    DocumentsBody, IngestResponse, IngestedDocument, ListParams,
+    DeleteResponse, DocumentList, DocumentResponse, DocumentsBody, IngestResponse, ListParams,
 };
-use crate::engine::{DocumentInput, content_hash};
-
-/// Most documents in one request.
-const MAX_DOCUMENTS: usize = 10_000;
-/// Largest page of a listing.
-const MAX_PAGE: usize = 1000;
 
 /// Ingests one document or `{"documents": [...]}`; each is committed whole, unchanged ones are
 /// skipped, changed ones replaced.
@@ -37,58 +29,11 @@ pub async fn ingest(
     ApiJson(body): ApiJson<DocumentsBody>,
 ) -> Result<Json<IngestResponse>, ApiError> {
     let started = Instant::now();
-    let docs = match body {
-        DocumentsBody::Many { documents } => documents,
-        DocumentsBody::One(doc) => vec![doc],
-    };
-    if docs.is_empty() {
-        return Err(ApiError::invalid("documents must not be empty"));
-    }
-    if docs.len() > MAX_DOCUMENTS {
-        return Err(ApiError::invalid(format!(
-            "{} documents in one request; the limit is {MAX_DOCUMENTS}",
-            docs.len()
-        )));
-    }
-    let inputs: Vec<DocumentInput> = docs.into_iter().map(to_input).collect();
-    let engine = state.services()?.engine.clone();
-    let writer = engine.clone();
-    let reports =
-        task::spawn_blocking(move || writer.ingest(inputs, &indicatif::ProgressBar::hidden()))
-            .await??;
-    compact_in_background(engine);
-    Ok(Json(IngestResponse {
-        documents: reports
-            .into_iter()
-            .map(|r| IngestedDocument {
-                id: r.id,
-                status: r.status.as_str().to_string(),
-                chunks: r.chunks,
-            })
-            .collect(),
-        took_ms: started.elapsed().as_secs_f64() * 1000.0,
-    }))
-}
-
-fn to_input(doc: DocumentBody) -> DocumentInput {
-    // Without an id, the text's hash names the document: posting it again is a no-op.
-    let id = doc
-        .id
-        .unwrap_or_else(|| format!("doc-{}", &content_hash(&doc.text)[..16]));
-    DocumentInput {
-        id,
-        text: doc.text,
-        metadata: doc.metadata,
-        source: Some("api".into()),
-    }
-}
-
-fn compact_in_background(engine: std::sync::Arc<crate::engine::Engine>) {
-    task::spawn_blocking(move || {
-        if let Err(e) = engine.maintain() {
-            tracing::warn!(error = %e, "index compaction failed");
-        }
-    });
+    let reports = state.service()?.ingest(body.into_inputs()).await?;
+    Ok(Json(IngestResponse::new(
+        reports,
+        started.elapsed().as_secs_f64() * 1000.0,
+    )))
 }
 
 /// Documents in id order, without their text.
@@ -104,36 +49,9 @@ pub async fn list(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<DocumentList>, ApiError> {
     let limit = params.limit.unwrap_or(100);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::invalid(format!(
-            "limit must be between 1 and {MAX_PAGE}"
-        )));
-    }
     let offset = params.offset.unwrap_or(0);
-    let engine = state.services()?.engine.clone();
-    let (docs, total) = task::spawn_blocking(move || {
-        Ok::<_, crate::engine::EngineError>((
-            engine.documents(limit, offset)?,
-            engine.stats()?.documents,
-        ))
-    })
-    .await??;
-    Ok(Json(DocumentList {
-        documents: docs
-            .into_iter()
-            .map(|d| DocumentSummaryResponse {
-                id: d.id,
-                source: d.source,
-                metadata: d.metadata,
-                ingested_at: d.ingested_at,
-                chunks: d.chunks,
-                bytes: d.bytes,
-            })
-            .collect(),
-        limit,
-        offset,
-        total,
-    }))
+    let page = state.service()?.documents(limit, offset).await?;
+    Ok(Json(DocumentList::new(page, limit, offset)))
 }
 
 /// One whole document.
@@ -151,17 +69,8 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<DocumentResponse>, ApiError> {
-    let engine = state.services()?.engine.clone();
-    let d = task::spawn_blocking(move || engine.document(&id)).await??;
-    Ok(Json(DocumentResponse {
-        id: d.id,
-        source: d.source,
-        text: d.text,
-        metadata: d.metadata,
-        content_hash: d.content_hash,
-        ingested_at: d.ingested_at,
-        chunks: d.chunks,
-    }))
+    let document = state.service()?.document(id).await?;
+    Ok(Json(DocumentResponse::from(document)))
 }
 
 /// Deletes a document; its passages stop appearing in results at once.
@@ -179,10 +88,6 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<DeleteResponse>, ApiError> {
-    let engine = state.services()?.engine.clone();
-    let writer = engine.clone();
-    let doc_id = id.clone();
-    let deleted_chunks = task::spawn_blocking(move || writer.delete(&doc_id)).await??;
-    compact_in_background(engine);
+    let deleted_chunks = state.service()?.delete(id.clone()).await?;
     Ok(Json(DeleteResponse { id, deleted_chunks }))
 }

@@ -40,17 +40,14 @@ pub async fn embed(
             "only truncation_direction \"Right\" is supported",
         ));
     }
-    let embeddings = state.embed(body.inputs.into_vec(), body.truncate).await?;
+    let embeddings = state
+        .service()?
+        .embed(body.inputs.into_vec(), body.truncate)
+        .await?;
     Ok(Json(
         embeddings
             .into_iter()
-            .map(|e| {
-                if body.normalize {
-                    e.vector
-                } else {
-                    e.vector.iter().map(|v| v * e.norm).collect()
-                }
-            })
+            .map(|e| if body.normalize { e.unit } else { e.raw })
             .collect(),
     ))
 }
@@ -77,10 +74,11 @@ pub async fn similarity(
     texts.push(body.inputs.source_sentence);
     texts.extend(body.inputs.sentences);
     let mut embeddings = state
+        .service()?
         .embed(texts, true)
         .await?
         .into_iter()
-        .map(|e| e.vector);
+        .map(|e| e.unit);
     let source = embeddings
         .next()
         .ok_or_else(|| ApiError::internal("no embedding returned"))?;
@@ -88,7 +86,8 @@ pub async fn similarity(
 }
 
 /// OpenAI-compatible embeddings: works with the official `openai` client and its base64
-/// default. Inputs longer than the model's window are truncated, as sentence-transformers does.
+/// default. Vectors are unit length, as OpenAI's are, whatever the model's own pipeline does.
+/// Inputs longer than the model's window are truncated, as sentence-transformers does.
 #[utoipa::path(
     post,
     path = "/v1/embeddings",
@@ -121,8 +120,8 @@ pub async fn openai(
             )));
         }
     };
-    let services = state.services()?;
-    let config = services.engine.encoder().config().clone();
+    let service = state.service()?;
+    let config = service.engine().encoder().config().clone();
     let dimension = config.dimension();
     let keep = match body.dimensions {
         None => dimension,
@@ -133,14 +132,14 @@ pub async fn openai(
             )));
         }
     };
-    let max_tokens = services.engine.encoder().max_tokens();
-    let embeddings = state.embed(texts, true).await?;
+    let max_tokens = service.engine().encoder().max_tokens();
+    let embeddings = service.embed(texts, true).await?;
     let prompt_tokens = embeddings.iter().map(|e| e.tokens.min(max_tokens)).sum();
     let data = embeddings
         .into_iter()
         .enumerate()
         .map(|(index, e)| {
-            let mut v = e.vector;
+            let mut v = e.unit;
             if keep < dimension {
                 v.truncate(keep);
                 l2_normalize(&mut v);

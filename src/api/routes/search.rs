@@ -4,12 +4,11 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::State;
-use tokio::task;
 
 use crate::api::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::api::state::AppState;
 use crate::api::types::{SearchBody, SearchParams, SearchResponse};
-use crate::engine::{SearchRequest, validate_search};
+use crate::engine::SearchRequest;
 
 /// Top-k passages for a query, with scores, document ids, offsets and metadata.
 #[utoipa::path(
@@ -61,19 +60,7 @@ async fn run(
     request: SearchRequest,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let started = Instant::now();
-    if query.trim().is_empty() {
-        return Err(ApiError::invalid("query must not be empty"));
-    }
-    // Fail fast, before spending a forward pass.
-    validate_search(&request)?;
-    let vector = state
-        .embed(vec![query], true)
-        .await?
-        .pop()
-        .ok_or_else(|| ApiError::internal("no embedding returned"))?
-        .vector;
-    let engine = state.services()?.engine.clone();
-    let results = task::spawn_blocking(move || engine.search_vector(&vector, &request)).await??;
+    let results = state.service()?.search(query, request).await?;
     Ok(Json(SearchResponse::new(
         results,
         started.elapsed().as_secs_f64() * 1000.0,

@@ -4,24 +4,30 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use tokio::task;
 
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::state::AppState;
 use crate::api::types::{HealthResponse, IndexInfo, InfoResponse, QueueInfo};
 
-/// 200 once the model and index are loaded, 503 before. Never needs an API key.
+/// 200 once the model and index are loaded and the batching worker runs; 503 before, or if
+/// the worker is gone. Never needs an API key.
 #[utoipa::path(
     get,
     path = "/health",
     tag = "system",
     responses(
         (status = 200, description = "Ready", body = HealthResponse),
-        (status = 503, description = "Still loading", body = ErrorBody),
+        (status = 503, description = "Still loading, or unable to embed", body = ErrorBody),
     )
 )]
 pub async fn health(State(state): State<AppState>) -> Result<Json<HealthResponse>, ApiError> {
-    state.services()?;
+    if !state.service()?.is_healthy() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "unhealthy",
+            "the embedding worker has stopped",
+        ));
+    }
     Ok(Json(HealthResponse {
         status: "ok".into(),
     }))
@@ -35,13 +41,12 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<HealthResponse
     responses((status = 200, description = "Server information", body = InfoResponse))
 )]
 pub async fn info(State(state): State<AppState>) -> Result<Json<InfoResponse>, ApiError> {
-    let services = state.services()?;
-    let engine = services.engine.clone();
-    let stats = task::spawn_blocking(move || engine.stats()).await??;
-    let encoder = services.engine.encoder();
+    let service = state.service()?;
+    let stats = service.stats().await?;
+    let encoder = service.engine().encoder();
     let config = encoder.config();
-    let options = services.engine.options();
-    let queue = services.queue.options();
+    let options = service.engine().options();
+    let queue = service.queue();
     Ok(Json(InfoResponse {
         version: env!("CARGO_PKG_VERSION").into(),
         model: config.name.clone(),
@@ -65,10 +70,11 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<InfoResponse>, A
             exact_below: stats.exact_below,
         },
         queue: QueueInfo {
-            max_batch_tokens: queue.max_batch_tokens,
-            max_queued_inputs: queue.max_queued_inputs,
-            batching: queue.batching,
-            depth: services.queue.depth(),
+            max_batch_tokens: queue.max_batch_tokens(),
+            max_batch_size: encoder.options().max_batch_size,
+            max_queued_inputs: queue.options().max_queued_inputs,
+            batching: queue.options().batching,
+            depth: queue.depth(),
         },
     }))
 }
@@ -82,15 +88,14 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<InfoResponse>, A
     responses((status = 200, description = "Prometheus exposition format", content_type = "text/plain"))
 )]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    if let Ok(services) = state.services() {
-        let engine = services.engine.clone();
-        if let Ok(Ok(stats)) = task::spawn_blocking(move || engine.stats()).await {
+    if let Ok(service) = state.service() {
+        if let Ok(stats) = service.stats().await {
             metrics::gauge!("semdex_documents").set(stats.documents as f64);
             metrics::gauge!("semdex_chunks").set(stats.chunks as f64);
             metrics::gauge!("semdex_index_vectors").set(stats.indexed as f64);
             metrics::gauge!("semdex_index_tombstones").set(stats.tombstones as f64);
         }
-        metrics::gauge!("semdex_queue_depth").set(services.queue.depth() as f64);
+        metrics::gauge!("semdex_queue_depth").set(service.queue().depth() as f64);
     }
     (
         [(

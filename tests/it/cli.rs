@@ -1,15 +1,15 @@
 //! The `semdex` binary's subcommands, end to end: embed, chunk, ingest, query, and the
 //! offline benches on small inputs.
 
-mod common;
-
 use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
 fn semdex(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_semdex"));
-    cmd.arg("--model").arg(common::model_dir()).args(args);
+    cmd.arg("--model")
+        .arg(crate::common::model_dir())
+        .args(args);
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"));
     cmd
 }
@@ -33,8 +33,11 @@ fn embed_arguments_and_stdin() {
         .collect();
     assert_eq!(lines.len(), 2);
     assert_eq!(lines[0].len(), 384);
-    let direct = common::encoder().embed_one("Hello world").unwrap().vector;
-    assert!(common::cosine(&lines[0], &direct) > 0.99999);
+    let direct = crate::common::encoder()
+        .embed_one("Hello world")
+        .unwrap()
+        .unit;
+    assert!(crate::common::cosine(&lines[0], &direct) > 0.99999);
 
     let mut child = semdex(&["embed"])
         .stdin(Stdio::piped())
@@ -56,7 +59,7 @@ fn embed_arguments_and_stdin() {
 #[test]
 fn chunk_prints_offsets_that_slice_the_file() {
     let out = run_ok(&mut semdex(&["chunk", "seeds/putin-kim-summit.txt"]));
-    let text = common::seed_article();
+    let text = crate::common::seed_article();
     let mut count = 0;
     for line in out.lines() {
         let c: Value = serde_json::from_str(line).unwrap();
@@ -112,6 +115,31 @@ fn ingest_then_query_as_table_and_json() {
         "jets",
     ]));
     assert!(table.contains("n1") && !table.contains("a.txt"), "{table}");
+
+    // While another process holds the directory (a running `semdex serve`), a second writer
+    // fails at once naming it, and `query` still answers, read-only.
+    let held = semdex::store::DirLock::acquire(data.path()).unwrap();
+    let refused = semdex(&["ingest", "--data-dir", dir, corpus.path().to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains(&format!("in use by process {}", std::process::id())),
+        "{stderr}"
+    );
+    let json = run_ok(&mut semdex(&[
+        "query",
+        "--data-dir",
+        dir,
+        "--json",
+        "-k",
+        "1",
+        "railway transport",
+    ]));
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["results"][0]["doc_id"], "n1");
+    drop(held);
     let bad = semdex(&["query", "--data-dir", dir, "-k", "0", "x"])
         .output()
         .unwrap();

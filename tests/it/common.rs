@@ -56,7 +56,7 @@ pub fn seed_article() -> String {
 
 /// Opens an engine on `dir` with the shared real encoder.
 pub fn engine_with(options: EngineOptions) -> Engine {
-    Engine::open(encoder(), options, &indicatif::ProgressBar::hidden()).unwrap()
+    Engine::open(encoder(), options, &semdex::progress::NoProgress).unwrap()
 }
 
 /// A plain document without metadata.
@@ -84,8 +84,9 @@ pub fn seed_windows(count: usize, words_per_window: usize) -> Vec<String> {
         .collect()
 }
 
-use semdex::api::{ApiConfig, AppState, Services};
+use semdex::api::{ApiConfig, AppState};
 use semdex::queue::{EmbedQueue, QueueOptions};
+use semdex::service::{Service, ServiceOptions};
 
 /// A real HTTP server (the full router) on an ephemeral loopback port, in this process.
 pub struct TestServer {
@@ -106,12 +107,29 @@ impl TestServer {
 
 /// Starts a server over a fresh data directory holding the seed article.
 pub fn start_server(config: ApiConfig, queue: QueueOptions) -> TestServer {
+    start_server_with(config, queue, ServiceOptions::default(), encoder())
+}
+
+/// Starts a server with explicit service limits and encoder (another model folder, say).
+pub fn start_server_with(
+    config: ApiConfig,
+    queue: QueueOptions,
+    service: ServiceOptions,
+    encoder: Arc<Encoder>,
+) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
-    let engine = std::sync::Arc::new(engine_with(EngineOptions::new(dir.path())));
+    let engine = std::sync::Arc::new(
+        Engine::open(
+            encoder.clone(),
+            EngineOptions::new(dir.path()),
+            &semdex::progress::NoProgress,
+        )
+        .unwrap(),
+    );
     engine
         .ingest(
             vec![doc("seed", &seed_article())],
-            &indicatif::ProgressBar::hidden(),
+            &semdex::progress::NoProgress,
         )
         .unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -124,10 +142,11 @@ pub fn start_server(config: ApiConfig, queue: QueueOptions) -> TestServer {
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let state = AppState::new(config);
-    state.set_ready(Services {
-        engine: engine.clone(),
-        queue: EmbedQueue::start(encoder(), queue),
-    });
+    state.set_ready(Service::new(
+        engine.clone(),
+        EmbedQueue::start(encoder, queue).unwrap(),
+        service,
+    ));
     let app = semdex::api::router(state);
     runtime.spawn(async move { axum::serve(listener, app).await });
     TestServer {

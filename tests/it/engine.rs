@@ -1,22 +1,20 @@
 //! The engine through its public API, on the real model and a real SQLite store.
 
-mod common;
-
 use std::collections::HashSet;
 
-use indicatif::ProgressBar;
 use semdex::engine::{
     Engine, EngineError, EngineOptions, IngestStatus, SearchRequest, SearchStrategy,
 };
+use semdex::progress::NoProgress;
 use semdex::store::{ChunkFilter, ModelIdentity, Store, StoreError};
 use serde_json::{Value, json};
 
-fn hidden() -> ProgressBar {
-    ProgressBar::hidden()
+fn hidden() -> NoProgress {
+    NoProgress
 }
 
 fn with_meta(id: &str, text: &str, meta: Value) -> semdex::engine::DocumentInput {
-    let mut d = common::doc(id, text);
+    let mut d = crate::common::doc(id, text);
     d.metadata = meta.as_object().unwrap().clone();
     d
 }
@@ -31,14 +29,14 @@ fn req(k: usize) -> SearchRequest {
 #[test]
 fn seed_article_questions_hit_at_3() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = common::engine_with(EngineOptions::new(dir.path()));
+    let engine = crate::common::engine_with(EngineOptions::new(dir.path()));
     engine
         .ingest(
-            vec![common::doc("seed", &common::seed_article())],
+            vec![crate::common::doc("seed", &crate::common::seed_article())],
             &hidden(),
         )
         .unwrap();
-    let items = semdex::eval::qa::load(&common::data("seed_qa.jsonl")).unwrap();
+    let items = semdex::eval::qa::load(&crate::common::data("seed_qa.jsonl")).unwrap();
     assert!(items.len() >= 20);
     let report = semdex::eval::qa::evaluate(&engine, &items).unwrap();
     println!(
@@ -54,10 +52,10 @@ fn restart_gives_identical_results_with_and_without_a_dump() {
     let dir = tempfile::tempdir().unwrap();
     let mut options = EngineOptions::new(dir.path());
     options.exact_below = 0; // answer with HNSW so that the graph itself is tested
-    let docs: Vec<_> = common::seed_windows(60, 40)
+    let docs: Vec<_> = crate::common::seed_windows(60, 40)
         .iter()
         .enumerate()
-        .map(|(i, t)| common::doc(&format!("w{i}"), t))
+        .map(|(i, t)| crate::common::doc(&format!("w{i}"), t))
         .collect();
     let queries = [
         "Who visited the cosmodrome?",
@@ -75,20 +73,57 @@ fn restart_gives_identical_results_with_and_without_a_dump() {
             .collect()
     };
     let before = {
-        let engine = common::engine_with(options.clone());
+        let engine = crate::common::engine_with(options.clone());
         engine.ingest(docs.clone(), &hidden()).unwrap();
         engine.persist().unwrap();
         run(&engine)
     };
-    let reopened = common::engine_with(options.clone());
+    // A damaged dump (a power cut mid-write, a full disk) is refused before hnsw_rs reads it
+    // (hnsw_rs would end the process) and the graph is rebuilt from the store.
+    let data_file = std::fs::read_dir(dir.path().join("index"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .expect("a dump folder")
+        .join("hnsw.hnsw.data");
+    let intact = std::fs::read(&data_file).unwrap();
+    std::fs::write(&data_file, &intact[..intact.len() / 3]).unwrap();
+    {
+        let rebuilt = crate::common::engine_with(options.clone());
+        assert_eq!(rebuilt.stats().unwrap().indexed, 60);
+        assert_eq!(run(&rebuilt)[0][0], before[0][0], "rebuilt from the store");
+    }
+    std::fs::write(&data_file, &intact).unwrap();
+    let reopened = crate::common::engine_with(options.clone());
     assert_eq!(run(&reopened), before, "loaded from the dump");
-    let extra = common::doc(
+    // One writer per data directory: a second open fails at once and names the holder;
+    // a read-only open works beside it.
+    let err = Engine::open(crate::common::encoder(), options.clone(), &hidden())
+        .err()
+        .expect("the directory is locked");
+    assert!(
+        matches!(err, EngineError::Store(StoreError::Locked { .. })),
+        "{err}"
+    );
+    assert!(err.to_string().contains("in use by this process"), "{err}");
+    {
+        let mut read_only = options.clone();
+        read_only.read_only = true;
+        let reader = crate::common::engine_with(read_only);
+        assert_eq!(run(&reader), before);
+        assert!(matches!(
+            reader.ingest(vec![crate::common::doc("x", "text")], &hidden()),
+            Err(EngineError::ReadOnly(_))
+        ));
+        assert!(matches!(reader.delete("w1"), Err(EngineError::ReadOnly(_))));
+    }
+    let extra = crate::common::doc(
         "late",
         "A late document about submarines and the Pacific fleet.",
     );
     reopened.ingest(vec![extra], &hidden()).unwrap();
     drop(reopened); // no persist: the dump is now one document behind the store
-    let caught_up = common::engine_with(options.clone());
+    let caught_up = crate::common::engine_with(options.clone());
     assert_eq!(
         caught_up.stats().unwrap().indexed,
         caught_up.stats().unwrap().chunks
@@ -99,7 +134,7 @@ fn restart_gives_identical_results_with_and_without_a_dump() {
     assert_eq!(late.hits[0].doc_id, "late");
     drop(caught_up);
     std::fs::remove_dir_all(dir.path().join("index")).unwrap();
-    let rebuilt = common::engine_with(options);
+    let rebuilt = crate::common::engine_with(options);
     assert_eq!(
         rebuilt.stats().unwrap().indexed,
         61,
@@ -110,7 +145,7 @@ fn restart_gives_identical_results_with_and_without_a_dump() {
 #[test]
 fn dedup_update_metadata_and_delete() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = common::engine_with(EngineOptions::new(dir.path()));
+    let engine = crate::common::engine_with(EngineOptions::new(dir.path()));
     let text = "The cosmodrome meeting lasted several hours. Artillery shells were discussed.";
     let r = engine
         .ingest(vec![with_meta("a", text, json!({"v": 1}))], &hidden())
@@ -131,7 +166,10 @@ fn dedup_update_metadata_and_delete() {
 
     let r = engine
         .ingest(
-            vec![common::doc("a", "Completely new text about satellites.")],
+            vec![crate::common::doc(
+                "a",
+                "Completely new text about satellites.",
+            )],
             &hidden(),
         )
         .unwrap();
@@ -146,7 +184,10 @@ fn dedup_update_metadata_and_delete() {
     );
 
     engine
-        .ingest(vec![common::doc("b", "Another document.")], &hidden())
+        .ingest(
+            vec![crate::common::doc("b", "Another document.")],
+            &hidden(),
+        )
         .unwrap();
     assert_eq!(engine.delete("a").unwrap(), 1);
     assert!(matches!(engine.delete("a"), Err(EngineError::NotFound(_))));
@@ -164,11 +205,11 @@ fn deleted_chunks_vanish_from_hnsw_results_and_compaction_keeps_k() {
     let dir = tempfile::tempdir().unwrap();
     let mut options = EngineOptions::new(dir.path());
     options.exact_below = 0;
-    let engine = common::engine_with(options);
-    let docs: Vec<_> = common::seed_windows(80, 30)
+    let engine = crate::common::engine_with(options);
+    let docs: Vec<_> = crate::common::seed_windows(80, 30)
         .iter()
         .enumerate()
-        .map(|(i, t)| common::doc(&format!("w{i}"), t))
+        .map(|(i, t)| crate::common::doc(&format!("w{i}"), t))
         .collect();
     engine.ingest(docs, &hidden()).unwrap();
     let first = engine
@@ -209,8 +250,8 @@ fn filters_by_document_and_metadata_still_return_k() {
     let dir = tempfile::tempdir().unwrap();
     let mut options = EngineOptions::new(dir.path());
     options.exact_below = 0;
-    let engine = common::engine_with(options);
-    let docs: Vec<_> = common::seed_windows(60, 30)
+    let engine = crate::common::engine_with(options);
+    let docs: Vec<_> = crate::common::seed_windows(60, 30)
         .iter()
         .enumerate()
         .map(|(i, t)| {
@@ -268,9 +309,13 @@ fn another_model_is_refused() {
         },
     )
     .unwrap();
-    let err = Engine::open(common::encoder(), EngineOptions::new(dir.path()), &hidden())
-        .err()
-        .unwrap();
+    let err = Engine::open(
+        crate::common::encoder(),
+        EngineOptions::new(dir.path()),
+        &hidden(),
+    )
+    .err()
+    .unwrap();
     assert!(
         matches!(err, EngineError::Store(StoreError::ModelMismatch { .. })),
         "{err}"
@@ -281,7 +326,7 @@ fn another_model_is_refused() {
 #[test]
 fn empty_store_and_invalid_requests() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = common::engine_with(EngineOptions::new(dir.path()));
+    let engine = crate::common::engine_with(EngineOptions::new(dir.path()));
     let empty = engine.search("anything at all", &req(5)).unwrap();
     assert!(empty.hits.is_empty());
     assert_eq!(engine.stats().unwrap().documents, 0);
@@ -304,13 +349,16 @@ fn empty_store_and_invalid_requests() {
     assert!(invalid(engine.search("q", &object_filter)));
     assert!(invalid(engine.search_vector(&[1.0, 2.0], &req(5))));
     assert!(invalid(
-        engine.ingest(vec![common::doc("x", "  ")], &hidden())
+        engine.ingest(vec![crate::common::doc("x", "  ")], &hidden())
     ));
     assert!(invalid(
-        engine.ingest(vec![common::doc("", "text")], &hidden())
+        engine.ingest(vec![crate::common::doc("", "text")], &hidden())
     ));
     assert!(invalid(engine.ingest(
-        vec![common::doc("d", "one"), common::doc("d", "two")],
+        vec![
+            crate::common::doc("d", "one"),
+            crate::common::doc("d", "two")
+        ],
         &hidden()
     )));
     assert_eq!(
@@ -326,15 +374,15 @@ fn hnsw_recall_against_exact_on_real_vectors() {
     let mut options = EngineOptions::new(dir.path());
     options.exact_below = 0;
     options.ingest_batch = 256;
-    let engine = common::engine_with(options);
-    let windows = common::seed_windows(1200, 12);
+    let engine = crate::common::engine_with(options);
+    let windows = crate::common::seed_windows(1200, 12);
     let docs: Vec<_> = windows
         .iter()
         .enumerate()
-        .map(|(i, t)| common::doc(&format!("w{i}"), t))
+        .map(|(i, t)| crate::common::doc(&format!("w{i}"), t))
         .collect();
     engine.ingest(docs, &hidden()).unwrap();
-    let queries = common::seed_windows(1300, 9);
+    let queries = crate::common::seed_windows(1300, 9);
     let (mut found, mut wanted) = (0, 0);
     for q in &queries[1200..] {
         let approx = engine.search(q, &req(10)).unwrap().hits;

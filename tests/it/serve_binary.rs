@@ -2,8 +2,6 @@
 //! serves the seed article from a fresh data directory, honours SEMDEX_API_KEY, and on SIGTERM
 //! finishes in-flight requests and saves the index.
 
-mod common;
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -18,7 +16,7 @@ fn serve_seed_article_then_shut_down_gracefully() {
     let data = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_semdex"))
         .arg("--model")
-        .arg(common::model_dir())
+        .arg(crate::common::model_dir())
         .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
         .arg(data.path())
         // As the README runs it: from the repository, with the default `--seeds seeds`.

@@ -1,13 +1,11 @@
 //! Chunker invariants: offsets always slice the original text, no text is lost, budgets hold.
 
-mod common;
-
 use proptest::prelude::*;
 use semdex::chunk::{ChunkError, ChunkOptions, Chunker};
 
 fn chunker(max_tokens: usize, overlap: usize) -> Chunker {
     Chunker::new(
-        common::encoder().tokenizer().clone(),
+        crate::common::encoder().tokenizer().clone(),
         ChunkOptions {
             max_tokens,
             overlap,
@@ -21,7 +19,7 @@ fn chunker(max_tokens: usize, overlap: usize) -> Chunker {
 fn check_invariants(text: &str, max_tokens: usize, overlap: usize) {
     let chunker = chunker(max_tokens, overlap);
     let chunks = chunker.chunk("doc", text);
-    let tokenizer = common::encoder().tokenizer().clone();
+    let tokenizer = crate::common::encoder().tokenizer().clone();
     let mut covered = vec![false; text.len()];
     for (i, c) in chunks.iter().enumerate() {
         assert_eq!(c.index, i);
@@ -146,7 +144,7 @@ fn five_megabyte_document() {
 #[test]
 fn whole_document_mode_keeps_one_trimmed_passage() {
     let chunker = Chunker::new(
-        common::encoder().tokenizer().clone(),
+        crate::common::encoder().tokenizer().clone(),
         ChunkOptions {
             whole_documents: true,
             ..ChunkOptions::default()
@@ -163,7 +161,7 @@ fn whole_document_mode_keeps_one_trimmed_passage() {
 
 #[test]
 fn bad_options_are_errors() {
-    let tokenizer = common::encoder().tokenizer().clone();
+    let tokenizer = crate::common::encoder().tokenizer().clone();
     let err = Chunker::new(
         tokenizer.clone(),
         ChunkOptions {

@@ -1,14 +1,12 @@
 //! kill -9 in the middle of an ingest leaves a store that opens cleanly, holds whole documents
 //! only, and loses nothing that was committed.
 
-mod common;
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use indicatif::ProgressBar;
 use semdex::chunk::{ChunkOptions, Chunker};
 use semdex::engine::{EngineOptions, IngestStatus};
+use semdex::progress::NoProgress;
 
 const DOCS: usize = 150;
 
@@ -26,13 +24,13 @@ fn committed_documents(db: &std::path::Path) -> usize {
 fn sigkill_mid_ingest_leaves_whole_documents_only() {
     let corpus = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();
-    let windows = common::seed_windows(DOCS, 60);
+    let windows = crate::common::seed_windows(DOCS, 60);
     for (i, w) in windows.iter().enumerate() {
         std::fs::write(corpus.path().join(format!("doc{i:03}.txt")), w).unwrap();
     }
     let mut child = Command::new(env!("CARGO_BIN_EXE_semdex"))
         .arg("--model")
-        .arg(common::model_dir())
+        .arg(crate::common::model_dir())
         .args(["ingest", "--ingest-batch", "4", "--data-dir"])
         .arg(data.path())
         .arg(corpus.path())
@@ -57,7 +55,7 @@ fn sigkill_mid_ingest_leaves_whole_documents_only() {
     child.wait().unwrap();
 
     // The store opens cleanly; nothing committed was lost; every document is whole.
-    let engine = common::engine_with(EngineOptions::new(data.path()));
+    let engine = crate::common::engine_with(EngineOptions::new(data.path()));
     let stats = engine.stats().unwrap();
     assert!(
         stats.documents >= seen,
@@ -67,7 +65,7 @@ fn sigkill_mid_ingest_leaves_whole_documents_only() {
     assert!(stats.documents < DOCS, "the kill came mid-ingest");
     assert_eq!(stats.indexed, stats.chunks, "index rebuilt from the store");
     let chunker = Chunker::new(
-        common::encoder().tokenizer().clone(),
+        crate::common::encoder().tokenizer().clone(),
         ChunkOptions::default(),
     )
     .unwrap();
@@ -108,7 +106,7 @@ fn sigkill_mid_ingest_leaves_whole_documents_only() {
     let docs = semdex::engine::sources::collect(&[corpus.path().to_path_buf()], std::io::empty())
         .unwrap()
         .documents;
-    let reports = engine.ingest(docs, &ProgressBar::hidden()).unwrap();
+    let reports = engine.ingest(docs, &NoProgress).unwrap();
     let unchanged = reports
         .iter()
         .filter(|r| r.status == IngestStatus::Unchanged)

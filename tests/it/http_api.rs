@@ -1,8 +1,6 @@
 //! Every route over real HTTP on a real socket, with the real model: good input, bad input,
 //! limits, auth, and concurrent writers and readers.
 
-mod common;
-
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -19,8 +17,8 @@ fn client() -> Client {
         .unwrap()
 }
 
-fn server() -> common::TestServer {
-    common::start_server(ApiConfig::default(), QueueOptions::default())
+fn server() -> crate::common::TestServer {
+    crate::common::start_server(ApiConfig::default(), QueueOptions::default())
 }
 
 /// Asserts an error response: the status, a JSON body with a code and a message.
@@ -40,7 +38,7 @@ fn assert_error(response: Response, status: StatusCode, code: &str) -> String {
     message
 }
 
-fn post(s: &common::TestServer, path: &str, body: Value) -> Response {
+fn post(s: &crate::common::TestServer, path: &str, body: Value) -> Response {
     client().post(s.url(path)).json(&body).send().unwrap()
 }
 
@@ -345,8 +343,11 @@ fn tei_embed_and_similarity() {
     let v = floats(&one[0]);
     assert_eq!(v.len(), 384);
     assert!((norm(&v) - 1.0).abs() < 1e-4);
-    let direct = common::encoder().embed_one("Hello world").unwrap().vector;
-    assert!(common::cosine(&v, &direct) > 0.99999);
+    let direct = crate::common::encoder()
+        .embed_one("Hello world")
+        .unwrap()
+        .unit;
+    assert!(crate::common::cosine(&v, &direct) > 0.99999);
 
     let many: Value = post(
         &s,
@@ -525,6 +526,16 @@ fn health_info_metrics_openapi() {
     assert_eq!(info["documents"], 1);
     assert_eq!(info["index"]["kind"], "hnsw");
     assert_eq!(info["pooling"], "mean");
+    // One batch budget: the queue gathers what one forward pass of the encoder takes.
+    let encoder = crate::common::encoder();
+    assert_eq!(
+        info["queue"]["max_batch_tokens"],
+        encoder.options().max_batch_tokens
+    );
+    assert_eq!(
+        info["queue"]["max_batch_size"],
+        encoder.options().max_batch_size
+    );
     post(&s, "/embed", json!({"inputs": "warm the metrics"}));
     let metrics = c.get(s.url("/metrics")).send().unwrap().text().unwrap();
     for name in [
@@ -563,7 +574,7 @@ fn health_info_metrics_openapi() {
 
 #[test]
 fn api_key_and_cors() {
-    let s = common::start_server(
+    let s = crate::common::start_server(
         ApiConfig {
             api_key: Some("sekret".into()),
             cors_origins: vec!["https://app.example".into()],
@@ -607,7 +618,7 @@ fn api_key_and_cors() {
 
 #[test]
 fn body_limit_and_timeout() {
-    let s = common::start_server(
+    let s = crate::common::start_server(
         ApiConfig {
             max_body_bytes: 64 * 1024,
             request_timeout: Duration::from_millis(100),
@@ -633,7 +644,7 @@ fn body_limit_and_timeout() {
 
 #[test]
 fn a_full_queue_answers_429_with_retry_after() {
-    let s = common::start_server(
+    let s = crate::common::start_server(
         ApiConfig::default(),
         QueueOptions {
             max_queued_inputs: 8,
@@ -746,4 +757,113 @@ fn concurrent_writers_and_readers() {
             .iter()
             .all(|h| shared.text[h.start..h.end] == h.text)
     );
+}
+
+/// A copy of the model folder whose pipeline has no Normalize step (the same weights, linked):
+/// the shape of many sentence-transformers models.
+fn model_without_normalize() -> (tempfile::TempDir, std::path::PathBuf) {
+    let source = crate::common::model_dir();
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("no-normalize");
+    std::fs::create_dir(&copy).unwrap();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_owned();
+        if name != "modules.json" {
+            std::os::unix::fs::symlink(&path, copy.join(name)).unwrap();
+        }
+    }
+    let modules: Vec<Value> =
+        serde_json::from_str(&std::fs::read_to_string(source.join("modules.json")).unwrap())
+            .unwrap();
+    let kept: Vec<Value> = modules
+        .into_iter()
+        .filter(|m| !m["type"].as_str().unwrap().ends_with("Normalize"))
+        .collect();
+    assert_eq!(kept.len(), 2);
+    std::fs::write(
+        copy.join("modules.json"),
+        serde_json::to_vec(&kept).unwrap(),
+    )
+    .unwrap();
+    (dir, copy)
+}
+
+#[test]
+fn embeddings_are_right_for_a_model_without_normalize() {
+    let (_dir, folder) = model_without_normalize();
+    let encoder = std::sync::Arc::new(
+        semdex::embed::Encoder::load(&folder, semdex::embed::EncoderOptions::default()).unwrap(),
+    );
+    assert!(!encoder.config().normalize);
+    let s = crate::common::start_server_with(
+        ApiConfig::default(),
+        QueueOptions::default(),
+        semdex::service::ServiceOptions::default(),
+        encoder,
+    );
+    // The normalising model's unit vector is the reference direction; the pooled vector is the
+    // same direction with its own length.
+    let reference = crate::common::encoder().embed_one("Hello world").unwrap();
+
+    let raw: Value = post(
+        &s,
+        "/embed",
+        json!({"inputs": "Hello world", "normalize": false}),
+    )
+    .json()
+    .unwrap();
+    let raw = floats(&raw[0]);
+    assert!(
+        (norm(&raw) - reference.norm()).abs() < 1e-3,
+        "normalize: false returns the pooled vector ({} vs {})",
+        norm(&raw),
+        reference.norm()
+    );
+    let unit: Value = post(&s, "/embed", json!({"inputs": "Hello world"}))
+        .json()
+        .unwrap();
+    let unit = floats(&unit[0]);
+    assert!(
+        (norm(&unit) - 1.0).abs() < 1e-4,
+        "normalize: true is unit length"
+    );
+    assert!(crate::common::cosine(&unit, &reference.unit) > 0.99999);
+
+    let scores: Vec<f32> = post(
+        &s,
+        "/similarity",
+        json!({"inputs": {"source_sentence": "Hello world", "sentences": ["Hello world", "Goodbye moon"]}}),
+    )
+    .json()
+    .unwrap();
+    assert!(
+        (scores[0] - 1.0).abs() < 1e-4,
+        "cosine, not a raw dot product: {scores:?}"
+    );
+    assert!(scores[1] < 0.9 && scores[1] > -1.0);
+
+    let openai: Value = post(
+        &s,
+        "/v1/embeddings",
+        json!({"input": "Hello world", "encoding_format": "float"}),
+    )
+    .json()
+    .unwrap();
+    let v = floats(&openai["data"][0]["embedding"]);
+    assert!(
+        (norm(&v) - 1.0).abs() < 1e-4,
+        "OpenAI vectors are unit length"
+    );
+
+    // Search works on unit vectors too: a passage that is the query scores ~1.
+    let hits: Value = post(
+        &s,
+        "/search",
+        json!({"query": "Putin and Kim held a summit at the Vostochny Cosmodrome", "k": 1}),
+    )
+    .json()
+    .unwrap();
+    let score = hits["results"][0]["score"].as_f64().unwrap();
+    assert!(score > 0.3 && score <= 1.0001, "{score}");
 }

@@ -1,0 +1,293 @@
+//! The service layer: the one place a request becomes work, between the HTTP routes and the
+//! engine (the role of text-embeddings-inference's `core::infer::Infer`).
+//!
+//! It validates what a caller asks for before any expensive step, tokenizes and queues
+//! embedding work on the batching queue, and makes every blocking hop (SQLite, the index, the
+//! encoder outside the queue) off the async runtime. A route extracts its wire type, makes one
+//! call here and formats the answer; it never touches the engine or the queue itself. The
+//! service speaks engine types, never HTTP ones.
+
+use std::sync::Arc;
+
+use tokio::task;
+
+use crate::embed::{Embedding, TokenizedText};
+use crate::engine::{
+    DocumentInput, Engine, EngineError, EngineStats, IngestReport, SearchRequest, SearchResults,
+    validate_search,
+};
+use crate::progress::NoProgress;
+use crate::queue::{EmbedQueue, QueueError};
+use crate::store::{DocumentSummary, StoredDocument};
+
+/// Largest page of a document listing.
+pub const MAX_PAGE: usize = 1000;
+/// Most documents in one ingest call.
+pub const MAX_DOCUMENTS: usize = 10_000;
+
+/// Limits of what one call may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceOptions {
+    /// Most inputs in one embedding call.
+    pub max_inputs: usize,
+}
+
+impl Default for ServiceOptions {
+    fn default() -> Self {
+        Self { max_inputs: 512 }
+    }
+}
+
+/// Why a call failed. The first four are the caller's doing; the API maps each variant to a
+/// status once.
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The request's values are not acceptable.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// A document id that does not exist.
+    #[error("no document with id {0:?}")]
+    NotFound(String),
+    /// An input is longer than the model's window and the caller did not allow truncation.
+    #[error(
+        "input {index} has {tokens} tokens; the model takes at most {max}. Shorten it, or send \"truncate\": true"
+    )]
+    InputTooLong {
+        /// Position of the input in the request.
+        index: usize,
+        /// Its length in model tokens.
+        tokens: usize,
+        /// The model's window.
+        max: usize,
+    },
+    /// Too much work is waiting; retry shortly.
+    #[error("{0}")]
+    Overloaded(String),
+    /// The server is stopping.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+    /// Something failed on our side.
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Result alias for the service.
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
+
+impl From<EngineError> for ServiceError {
+    fn from(err: EngineError) -> Self {
+        match err {
+            EngineError::InvalidRequest(m) => Self::InvalidRequest(m),
+            EngineError::NotFound(id) => Self::NotFound(id),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<QueueError> for ServiceError {
+    fn from(err: QueueError) -> Self {
+        match err {
+            QueueError::Full { .. } => Self::Overloaded(err.to_string()),
+            QueueError::Closed => Self::ShuttingDown,
+            QueueError::Failed(m) => Self::Internal(format!("embedding failed: {m}")),
+        }
+    }
+}
+
+impl From<task::JoinError> for ServiceError {
+    fn from(err: task::JoinError) -> Self {
+        Self::Internal(format!("worker task failed: {err}"))
+    }
+}
+
+/// A page of documents and the corpus size.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentPage {
+    /// This page, in id order.
+    pub documents: Vec<DocumentSummary>,
+    /// Documents in the store.
+    pub total: usize,
+}
+
+/// The engine and the batching queue, behind one set of async calls.
+pub struct Service {
+    engine: Arc<Engine>,
+    queue: EmbedQueue,
+    options: ServiceOptions,
+}
+
+impl Service {
+    /// A service over a loaded engine and a started queue.
+    pub fn new(engine: Arc<Engine>, queue: EmbedQueue, options: ServiceOptions) -> Self {
+        Self {
+            engine,
+            queue,
+            options,
+        }
+    }
+
+    /// The engine (for settings and counts in `/info`).
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    /// The batching queue (for its settings and depth).
+    pub fn queue(&self) -> &EmbedQueue {
+        &self.queue
+    }
+
+    /// The limits in force.
+    pub fn options(&self) -> ServiceOptions {
+        self.options
+    }
+
+    /// Whether the service can do its work: the batching worker is alive.
+    pub fn is_healthy(&self) -> bool {
+        self.queue.is_running()
+    }
+
+    /// Embeds texts through the batching queue, in order. Unless `truncate`, an input longer
+    /// than the model's window is refused rather than silently cut.
+    pub async fn embed(&self, texts: Vec<String>, truncate: bool) -> Result<Vec<Embedding>> {
+        let max_inputs = self.options.max_inputs;
+        if texts.is_empty() {
+            return Err(ServiceError::InvalidRequest(
+                "inputs must not be empty".into(),
+            ));
+        }
+        if texts.len() > max_inputs {
+            return Err(ServiceError::InvalidRequest(format!(
+                "{} inputs in one request; the limit is {max_inputs}",
+                texts.len()
+            )));
+        }
+        let encoder = self.engine.encoder().clone();
+        let max = encoder.max_tokens();
+        let tokenized: Vec<TokenizedText> = self
+            .blocking(move || {
+                texts
+                    .iter()
+                    .map(|t| encoder.tokenizer().encode(t))
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(|e| ServiceError::Internal(e.to_string()))
+            })
+            .await?;
+        let too_long = tokenized.iter().enumerate().find(|(_, t)| t.truncated());
+        if let Some((index, t)) = too_long.filter(|_| !truncate) {
+            return Err(ServiceError::InputTooLong {
+                index,
+                tokens: t.full_len,
+                max,
+            });
+        }
+        Ok(self.queue.embed(tokenized).await?)
+    }
+
+    /// The passages nearest to `query`: validated first, then embedded through the queue
+    /// (batched with concurrent requests), then searched.
+    pub async fn search(&self, query: String, request: SearchRequest) -> Result<SearchResults> {
+        if query.trim().is_empty() {
+            return Err(ServiceError::InvalidRequest(
+                "query must not be empty".into(),
+            ));
+        }
+        // Fail fast, before spending a forward pass.
+        validate_search(&request)?;
+        let vector = self
+            .embed(vec![query], true)
+            .await?
+            .pop()
+            .ok_or_else(|| ServiceError::Internal("no embedding returned".into()))?
+            .unit;
+        let engine = self.engine.clone();
+        self.blocking(move || Ok(engine.search_vector(&vector, &request)?))
+            .await
+    }
+
+    /// Ingests documents (each committed whole), then compacts the index in the background if
+    /// enough of it is deleted vectors.
+    pub async fn ingest(&self, docs: Vec<DocumentInput>) -> Result<Vec<IngestReport>> {
+        if docs.is_empty() {
+            return Err(ServiceError::InvalidRequest(
+                "documents must not be empty".into(),
+            ));
+        }
+        if docs.len() > MAX_DOCUMENTS {
+            return Err(ServiceError::InvalidRequest(format!(
+                "{} documents in one request; the limit is {MAX_DOCUMENTS}",
+                docs.len()
+            )));
+        }
+        let engine = self.engine.clone();
+        let reports = self
+            .blocking(move || Ok(engine.ingest(docs, &NoProgress)?))
+            .await?;
+        self.compact_in_background();
+        Ok(reports)
+    }
+
+    /// Deletes a document; returns how many passages went with it.
+    pub async fn delete(&self, id: String) -> Result<usize> {
+        let engine = self.engine.clone();
+        let removed = self.blocking(move || Ok(engine.delete(&id)?)).await?;
+        self.compact_in_background();
+        Ok(removed)
+    }
+
+    /// One whole document.
+    pub async fn document(&self, id: String) -> Result<StoredDocument> {
+        let engine = self.engine.clone();
+        self.blocking(move || Ok(engine.document(&id)?)).await
+    }
+
+    /// A page of documents in id order (`limit` in 1..=[`MAX_PAGE`]).
+    pub async fn documents(&self, limit: usize, offset: usize) -> Result<DocumentPage> {
+        if limit == 0 || limit > MAX_PAGE {
+            return Err(ServiceError::InvalidRequest(format!(
+                "limit must be between 1 and {MAX_PAGE}"
+            )));
+        }
+        let engine = self.engine.clone();
+        self.blocking(move || {
+            Ok(DocumentPage {
+                documents: engine.documents(limit, offset)?,
+                total: engine.stats()?.documents,
+            })
+        })
+        .await
+    }
+
+    /// Corpus counts and index settings.
+    pub async fn stats(&self) -> Result<EngineStats> {
+        let engine = self.engine.clone();
+        self.blocking(move || Ok(engine.stats()?)).await
+    }
+
+    /// Stops the queue (finishing what is queued) and saves the index.
+    pub async fn shutdown(&self) -> Result<()> {
+        let queue = self.queue.clone();
+        let engine = self.engine.clone();
+        self.blocking(move || {
+            queue.shutdown();
+            Ok(engine.persist()?)
+        })
+        .await
+    }
+
+    /// Runs blocking work (SQLite, the index, the tokenizer) on tokio's blocking pool.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        task::spawn_blocking(work).await?
+    }
+
+    fn compact_in_background(&self) {
+        let engine = self.engine.clone();
+        task::spawn_blocking(move || {
+            if let Err(e) = engine.maintain() {
+                tracing::warn!(error = %e, "index compaction failed");
+            }
+        });
+    }
+}

@@ -1,0 +1,21 @@
+//! semdex's integration tests, in one binary (as ripgrep does): the real model, real sockets,
+//! real child processes. One binary links candle and axum once instead of once per file.
+//!
+//! Tests that need the shared data sets beside the repository (`../shared/data`) are
+//! `#[ignore]`d so that a fresh clone reports them as ignored, not passed; `.ci/run` runs them
+//! with `--ignored` where the data is present.
+
+/// The allocator the binary uses, so that the forward passes run as they do in production.
+#[global_allocator]
+static GLOBAL: semdex::alloc::CountingMimalloc = semdex::alloc::CountingMimalloc;
+
+mod common;
+
+mod ann_scifact;
+mod chunk_props;
+mod cli;
+mod crash;
+mod encoder_reference;
+mod engine;
+mod http_api;
+mod serve_binary;
