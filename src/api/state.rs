@@ -11,6 +11,7 @@ use crate::engine::Engine;
 use crate::queue::EmbedQueue;
 
 use super::error::ApiError;
+use super::openai_tokens::TokenEncoding;
 
 /// Limits and access settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -25,6 +26,8 @@ pub struct ApiConfig {
     pub max_inputs: usize,
     /// Longest time a request may take (503 after).
     pub request_timeout: Duration,
+    /// The tiktoken encoding that token-id inputs of `/v1/embeddings` are read in.
+    pub openai_token_encoding: TokenEncoding,
 }
 
 impl Default for ApiConfig {
@@ -35,6 +38,7 @@ impl Default for ApiConfig {
             max_body_bytes: 16 * 1024 * 1024,
             max_inputs: 512,
             request_timeout: Duration::from_secs(60),
+            openai_token_encoding: TokenEncoding::default(),
         }
     }
 }

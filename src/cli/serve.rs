@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use semdex::api::openai_tokens::TokenEncoding;
 use semdex::api::{self, ApiConfig, AppState, Services};
 use semdex::queue::{EmbedQueue, QueueOptions};
 use tokio::sync::watch;
@@ -40,6 +41,10 @@ pub struct ServeArgs {
     /// Inputs that may wait for the encoder before requests are refused with 429.
     #[arg(long, env = "SEMDEX_MAX_QUEUED_INPUTS", default_value_t = QueueOptions::default().max_queued_inputs)]
     pub max_queued_inputs: usize,
+    /// tiktoken encoding of token-id inputs to /v1/embeddings: "cl100k_base" (what LangChain
+    /// sends for an unknown model name) or "o200k_base".
+    #[arg(long, env = "SEMDEX_OPENAI_TOKEN_ENCODING", default_value_t = TokenEncoding::default())]
+    pub openai_token_encoding: TokenEncoding,
     /// Embed each request on its own instead of batching concurrent ones (for comparison).
     #[arg(long)]
     pub no_batching: bool,
@@ -62,6 +67,7 @@ async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         max_inputs: args.max_inputs.max(1),
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
+        openai_token_encoding: args.openai_token_encoding,
     };
     let queue_options = QueueOptions {
         max_batch_tokens: args.max_batch_tokens.max(1),

@@ -4,8 +4,10 @@
 use axum::Json;
 use axum::extract::State;
 use base64::Engine as _;
+use tokio::task;
 
 use crate::api::error::{ApiError, ApiJson, ErrorBody};
+use crate::api::openai_tokens;
 use crate::api::state::AppState;
 use crate::api::types::{
     EmbedBody, OpenAiEmbedding, OpenAiEmbeddingsBody, OpenAiEmbeddingsResponse, OpenAiInput,
@@ -89,6 +91,8 @@ pub async fn similarity(
 
 /// OpenAI-compatible embeddings: works with the official `openai` client and its base64
 /// default. Inputs longer than the model's window are truncated, as sentence-transformers does.
+/// Token-id inputs (LangChain's default) are decoded with the configured tiktoken encoding
+/// and embedded as the text they encode.
 #[utoipa::path(
     post,
     path = "/v1/embeddings",
@@ -96,7 +100,7 @@ pub async fn similarity(
     request_body = OpenAiEmbeddingsBody,
     responses(
         (status = 200, description = "One vector per input", body = OpenAiEmbeddingsResponse),
-        (status = 422, description = "Token arrays, unknown encoding_format, bad dimensions", body = ErrorBody),
+        (status = 422, description = "Ids that are not tokens of the encoding, unknown encoding_format, bad dimensions", body = ErrorBody),
     )
 )]
 pub async fn openai(
@@ -106,10 +110,9 @@ pub async fn openai(
     let texts = match body.input {
         OpenAiInput::One(s) => vec![s],
         OpenAiInput::Many(v) => v,
-        OpenAiInput::Tokens(_) => {
-            return Err(ApiError::invalid(
-                "input must be a string or an array of strings; token arrays belong to another model's tokenizer",
-            ));
+        OpenAiInput::Tokens(ids) => {
+            let encoding = state.config().openai_token_encoding;
+            task::spawn_blocking(move || openai_tokens::decode_input(encoding, &ids)).await??
         }
     };
     let base64 = match body.encoding_format.as_deref() {
