@@ -7,6 +7,7 @@
 pub mod error;
 mod metrics;
 mod middleware;
+pub mod openai_tokens;
 pub mod routes;
 pub mod state;
 pub mod types;

@@ -8,6 +8,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use crate::service::Service;
 
 use super::error::ApiError;
+use super::openai_tokens::TokenEncoding;
 
 /// Limits and access settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -20,6 +21,8 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Longest time a request may take (503 after).
     pub request_timeout: Duration,
+    /// The tiktoken encoding that token-id inputs of `/v1/embeddings` are read in.
+    pub openai_token_encoding: TokenEncoding,
 }
 
 impl Default for ApiConfig {
@@ -29,6 +32,7 @@ impl Default for ApiConfig {
             cors_origins: Vec::new(),
             max_body_bytes: 16 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
+            openai_token_encoding: TokenEncoding::default(),
         }
     }
 }

@@ -181,7 +181,8 @@ pub struct EmbedBody {
     pub truncation_direction: Option<String>,
 }
 
-/// OpenAI's `input`: text(s), or token arrays (refused: they are another model's tokens).
+/// OpenAI's `input`: text(s), or tiktoken token ids (decoded to text, see
+/// [`crate::api::openai_tokens`]).
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub enum OpenAiInput {
@@ -189,7 +190,7 @@ pub enum OpenAiInput {
     One(String),
     /// Several texts.
     Many(Vec<String>),
-    /// Token ids (not supported).
+    /// Token ids of the configured tiktoken encoding: one array, or an array of arrays.
     Tokens(Vec<Value>),
 }
 
@@ -538,4 +539,6 @@ pub struct InfoResponse {
     pub index: IndexInfo,
     /// Batching settings.
     pub queue: QueueInfo,
+    /// The tiktoken encoding that token-id inputs of `/v1/embeddings` are read in.
+    pub openai_token_encoding: String,
 }

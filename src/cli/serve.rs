@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use semdex::api::openai_tokens::TokenEncoding;
 use semdex::api::{self, ApiConfig, AppState};
 use semdex::queue::{EmbedQueue, QueueOptions};
 use semdex::service::{Service, ServiceOptions};
@@ -38,6 +39,10 @@ pub struct ServeArgs {
     /// Inputs that may wait for the encoder before requests are refused with 429.
     #[arg(long, env = "SEMDEX_MAX_QUEUED_INPUTS", default_value_t = QueueOptions::default().max_queued_inputs)]
     pub max_queued_inputs: usize,
+    /// tiktoken encoding of token-id inputs to /v1/embeddings: "cl100k_base" (what LangChain
+    /// sends for an unknown model name) or "o200k_base".
+    #[arg(long, env = "SEMDEX_OPENAI_TOKEN_ENCODING", default_value_t = TokenEncoding::default())]
+    pub openai_token_encoding: TokenEncoding,
     /// Embed each request on its own instead of batching concurrent ones (for comparison).
     #[arg(long)]
     pub no_batching: bool,
@@ -59,6 +64,7 @@ async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         cors_origins: args.cors_origins.clone(),
         max_body_bytes: args.max_body_bytes,
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
+        openai_token_encoding: args.openai_token_encoding,
     };
     let service_options = ServiceOptions {
         max_inputs: args.max_inputs.max(1),
@@ -78,7 +84,9 @@ async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let failure = failed_tx.subscribe();
     let loader_state = state.clone();
     let engine_args = args.engine.clone();
+    let encoding = args.openai_token_encoding;
     let loader = tokio::task::spawn_blocking(move || {
+        encoding.warm();
         let loaded = engine_args.open(&global).and_then(|engine| {
             let queue = EmbedQueue::start(engine.encoder().clone(), queue_options)
                 .context("cannot start the batching thread")?;

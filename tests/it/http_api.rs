@@ -479,7 +479,7 @@ fn openai_embeddings_float_and_base64() {
     assert!((norm(&v) - 1.0).abs() < 1e-4);
 
     assert_error(
-        post(&s, "/v1/embeddings", json!({"input": [[1, 2, 3]]})),
+        post(&s, "/v1/embeddings", json!({"input": [[1, 2, -3]]})),
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_request",
     );

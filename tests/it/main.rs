@@ -18,4 +18,5 @@ mod crash;
 mod encoder_reference;
 mod engine;
 mod http_api;
+mod openai_tokens;
 mod serve_binary;

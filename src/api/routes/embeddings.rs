@@ -6,6 +6,7 @@ use axum::extract::State;
 use base64::Engine as _;
 
 use crate::api::error::{ApiError, ApiJson, ErrorBody};
+use crate::api::openai_tokens;
 use crate::api::state::AppState;
 use crate::api::types::{
     EmbedBody, OpenAiEmbedding, OpenAiEmbeddingsBody, OpenAiEmbeddingsResponse, OpenAiInput,
@@ -88,6 +89,8 @@ pub async fn similarity(
 /// OpenAI-compatible embeddings: works with the official `openai` client and its base64
 /// default. Vectors are unit length, as OpenAI's are, whatever the model's own pipeline does.
 /// Inputs longer than the model's window are truncated, as sentence-transformers does.
+/// Token-id inputs (LangChain's default) are decoded with the configured tiktoken encoding
+/// and embedded as the text they encode.
 #[utoipa::path(
     post,
     path = "/v1/embeddings",
@@ -95,7 +98,7 @@ pub async fn similarity(
     request_body = OpenAiEmbeddingsBody,
     responses(
         (status = 200, description = "One vector per input", body = OpenAiEmbeddingsResponse),
-        (status = 422, description = "Token arrays, unknown encoding_format, bad dimensions", body = ErrorBody),
+        (status = 422, description = "Ids that are not tokens of the encoding, unknown encoding_format, bad dimensions", body = ErrorBody),
     )
 )]
 pub async fn openai(
@@ -105,10 +108,9 @@ pub async fn openai(
     let texts = match body.input {
         OpenAiInput::One(s) => vec![s],
         OpenAiInput::Many(v) => v,
-        OpenAiInput::Tokens(_) => {
-            return Err(ApiError::invalid(
-                "input must be a string or an array of strings; token arrays belong to another model's tokenizer",
-            ));
+        // Decoding is wire translation and fast (the tables are built at start).
+        OpenAiInput::Tokens(ids) => {
+            openai_tokens::decode_input(state.config().openai_token_encoding, &ids)?
         }
     };
     let base64 = match body.encoding_format.as_deref() {

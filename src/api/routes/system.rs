@@ -76,6 +76,7 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<InfoResponse>, A
             batching: queue.options().batching,
             depth: queue.depth(),
         },
+        openai_token_encoding: state.config().openai_token_encoding.to_string(),
     }))
 }
 
