@@ -49,6 +49,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(search::search_post, search::search_get))
         .routes(routes!(documents::ingest, documents::list))
         .routes(routes!(documents::get, documents::delete))
+        .routes(routes!(documents::chunks))
         .routes(routes!(embeddings::embed))
         .routes(routes!(embeddings::similarity))
         .routes(routes!(embeddings::openai))

@@ -6,6 +6,7 @@
 //! another one.
 
 mod schema;
+mod spans;
 mod vectors;
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde_json::{Map, Value};
 
+pub use spans::ChunkSpan;
 pub use vectors::{blob_to_vector, vector_to_blob};
 
 /// Identifies chunks everywhere: in the store, in the index and in results. Never reused.

@@ -9,8 +9,9 @@ use tokio::task;
 use crate::api::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::api::state::AppState;
 use crate::api::types::{
-    DeleteResponse, DocumentBody, DocumentList, DocumentResponse, DocumentSummaryResponse,
-    DocumentsBody, IngestResponse, IngestedDocument, ListParams,
+    ChunkSpanResponse, DeleteResponse, DocumentBody, DocumentChunksResponse, DocumentList,
+    DocumentResponse, DocumentSummaryResponse, DocumentsBody, IngestResponse, IngestedDocument,
+    ListParams,
 };
 use crate::engine::{DocumentInput, content_hash};
 
@@ -185,4 +186,36 @@ pub async fn delete(
     let deleted_chunks = task::spawn_blocking(move || writer.delete(&doc_id)).await??;
     compact_in_background(engine);
     Ok(Json(DeleteResponse { id, deleted_chunks }))
+}
+
+/// Where a document's passages lie: chunk ids and UTF-8 byte offsets into its text, in order.
+#[utoipa::path(
+    get,
+    path = "/documents/{id}/chunks",
+    tag = "documents",
+    params(("id" = String, Path, description = "Document id")),
+    responses(
+        (status = 200, description = "The document's passages", body = DocumentChunksResponse),
+        (status = 404, description = "No such document", body = ErrorBody),
+    )
+)]
+pub async fn chunks(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DocumentChunksResponse>, ApiError> {
+    let engine = state.services()?.engine.clone();
+    let doc_id = id.clone();
+    let spans = task::spawn_blocking(move || engine.document_chunks(&doc_id)).await??;
+    Ok(Json(DocumentChunksResponse {
+        id,
+        chunks: spans
+            .into_iter()
+            .map(|s| ChunkSpanResponse {
+                chunk_id: s.chunk_id,
+                index: s.index,
+                start: s.start,
+                end: s.end,
+            })
+            .collect(),
+    }))
 }
