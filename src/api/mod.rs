@@ -26,7 +26,7 @@ use utoipa_axum::routes;
 pub use error::ApiError;
 pub use state::{ApiConfig, AppState, Services};
 
-use routes::{documents, embeddings, search, system};
+use routes::{documents, embeddings, page, search, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -78,6 +78,7 @@ pub fn router(state: AppState) -> Router {
                 async move { axum::Json(spec.as_ref().clone()) }
             }),
         )
+        .merge(page::router())
         .fallback(middleware::not_found)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
