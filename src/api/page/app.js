@@ -22,6 +22,8 @@
     viewSeq: 0,
     listOffset: 0,
     lastSearchUrl: null,
+    memoryKey: '', // the API key, when sessionStorage is unavailable
+    keyDeclined: false, // the person cancelled the key dialog; background calls do not reopen it
   };
 
   // ---------------------------------------------------------------------------------------
@@ -321,7 +323,6 @@
       parent.append(document.createTextNode(text));
       return;
     }
-    pattern.lastIndex = 0;
     let at = 0;
     for (const m of text.matchAll(pattern)) {
       if (m.index > at) parent.append(document.createTextNode(text.slice(at, m.index)));
@@ -860,7 +861,7 @@
       status.textContent = chunks.length
         ? `Passages are shaded in turn${hitIndex !== null ? '; the one found is outlined' : ''}.`
         : '';
-      const target = text.querySelector('.block.hit');
+      const target = text.querySelector('.block.found');
       if (target) {
         target.scrollIntoView({ block: 'center' });
         target.focus({ preventScroll: true });
@@ -887,9 +888,9 @@
       .filter((c) => c.start >= 0 && c.end <= bytes.length && c.start < c.end)
       .sort((a, b) => a.start - b.start || a.index - b.index);
     if (!spans.length) {
-      const block = el('div', { className: 'block plain' });
-      appendMarked(block, fromUtf8.decode(bytes), pattern);
-      out.replaceChildren(block);
+      const body = el('div', { className: 'block-text' });
+      appendMarked(body, fromUtf8.decode(bytes), pattern);
+      out.replaceChildren(el('div', { className: 'block plain' }, body));
       return;
     }
     const points = new Set([0, bytes.length]);
@@ -929,7 +930,7 @@
       const isHit = blk.owner && blk.owner.index === hitIndex;
       const n = blk.owner ? blk.owner.index + 1 : null;
       const block = el('div', {
-        className: `block${blk.owner ? (blk.owner.index % 2 ? ' odd' : ' even') : ' plain'}${isHit ? ' hit' : ''}`,
+        className: `block${blk.owner ? (blk.owner.index % 2 ? ' odd' : ' even') : ' plain'}${isHit ? ' found' : ''}`,
         tabindex: isHit ? '-1' : null,
         'aria-label': isHit ? `Passage ${n}, the one found` : null,
         role: isHit ? 'region' : null,
@@ -1059,8 +1060,11 @@
     notify('');
     let added = 0;
     let failed = 0;
-    for (const job of jobs) {
-      const row = progressRow(job.name);
+    // Every file is listed at once, waiting its turn: one request each, in order.
+    const rows = jobs.map((job) => progressRow(job.name));
+    $('add-progress').scrollIntoView({ block: 'nearest' });
+    for (const [i, job] of jobs.entries()) {
+      const row = rows[i];
       try {
         if (job.file && !/\.(txt|md|markdown)$/i.test(job.file.name) && !/^text\//.test(job.file.type)) {
           throw new Error('only .txt and .md files can be added');
@@ -1073,6 +1077,8 @@
         forgetDocument(d.id);
         row.done(`${STATUS_WORDS[d.status] || d.status} as “${d.id}”, ${plural(d.chunks, 'passage')}.`, urlWith({ doc: d.id }));
         added += 1;
+        refreshCounts();
+        listDocuments(state.listOffset);
       } catch (err) {
         failed += 1;
         row.fail(err instanceof ApiError ? describe(err) : `Not added: ${err.message || err}.`);
@@ -1083,8 +1089,6 @@
       textField.value = '';
       filesField.value = '';
       $('add-id').value = '';
-      refreshCounts();
-      listDocuments(state.listOffset);
     }
     if (failed) notify(`${plural(failed, 'document')} could not be added; see the list under the form.`, 'error');
   });
