@@ -199,10 +199,10 @@ def check_document(page, rank):
     link.focus()
     page.keyboard.press("Enter")
     expect(page.locator("#document-heading")).to_have_text(SEED_ID)
-    hit = page.locator(".block.hit")
+    hit = page.locator(".block.found")
     expect(hit).to_have_count(1)
     expect(hit).to_contain_text("Vostochny")
-    assert page.evaluate("document.activeElement.classList.contains('hit')"), "found passage has focus"
+    assert page.evaluate("document.activeElement.classList.contains('found')"), "found passage has focus"
     assert "doc=" in page.url
     blocks = page.locator(".document-text .block")
     expect(page.locator("#document-facts")).to_contain_text("passage")
@@ -254,6 +254,7 @@ def check_add_find_delete(page, server, tmp):
     page.get_by_role("button", name="Add", exact=True).click()
     rows = page.locator(".progress-row")
     expect(rows).to_have_count(2)
+    shot(page, "documents-uploading-desktop")
     expect(rows.nth(0)).to_contain_text("quokka.md")
     expect(rows.nth(1)).to_contain_text(re.compile("Uploading|Indexing|Waiting|Added"))
     expect(rows.nth(1)).to_contain_text("Added as “ledger.txt”", timeout=180_000)
@@ -292,7 +293,7 @@ def check_add_find_delete(page, server, tmp):
     # Its document, with the passages marked.
     first.locator(".doc-link").click()
     expect(page.locator("#document-heading")).to_have_text(CJK_ID)
-    expect(page.locator(".block.hit")).to_contain_text("permanently shadowed craters")
+    expect(page.locator(".block.found")).to_contain_text("permanently shadowed craters")
     shown = "".join(page.locator(".document-text .block-text").all_inner_texts())
     assert "".join(shown.split()) == "".join(CJK_TEXT.split()), "the whole text, in order"
     expect(page.locator("#document-metadata")).to_contain_text("space")
@@ -390,6 +391,39 @@ def check_future_api(page, server):
     page.unroute_all()
 
 
+def check_document_variants(page, server):
+    """Overlapping passages (--chunk-overlap) and a server without the chunks route: the
+    whole text is shown once, in order, either way."""
+    doc_path = "/documents/" + urllib.parse.quote(SEED_ID, safe="")
+    seed = server.api(doc_path)["text"]
+    raw = seed.encode()
+    chunks = server.api(doc_path + "/chunks")["chunks"]
+    overlapping = []
+    for i, c in enumerate(chunks):
+        start = c["start"] if i == 0 else max(0, chunks[i - 1]["end"] - 60)
+        while start > 0 and (raw[start] & 0xC0) == 0x80:
+            start -= 1
+        overlapping.append({**c, "start": start})
+    words = "".join(seed.split())
+
+    page.route("**/chunks", lambda route: route.fulfill(json={"id": SEED_ID, "chunks": overlapping}))
+    page.goto(server.base + "/?doc=" + urllib.parse.quote(SEED_ID, safe="") + "&passage=2")
+    expect(page.locator(".block.found")).to_have_count(1)
+    expect(page.locator(".document-text .block")).to_have_count(len(chunks))
+    assert page.locator(".document-text .shared").count() >= len(chunks) - 1
+    shown = "".join(page.locator(".document-text .block-text").all_inner_texts())
+    assert "".join(shown.split()) == words, "overlaps are shown once"
+    page.unroute("**/chunks")
+
+    page.route("**/chunks", failing(404, "not_found", "no route for GET"))
+    page.goto(server.base + "/?doc=" + urllib.parse.quote(SEED_ID, safe=""))
+    expect(page.locator(".document-text .block.plain")).to_have_count(1)
+    shown = page.locator(".document-text .block-text").inner_text()
+    assert "".join(shown.split()) == words, "without the chunks route, the plain text"
+    expect(page.locator("#notice")).to_be_empty()
+    page.unroute("**/chunks")
+
+
 def check_phone(browser, server, problems):
     context = browser.new_context(**PHONE)
     page = context.new_page()
@@ -400,7 +434,7 @@ def check_phone(browser, server, problems):
     no_horizontal_scroll(page)
     shot(page, "search-phone")
     page.locator(".hit .doc-link").first.click()
-    expect(page.locator(".block.hit")).to_have_count(1)
+    expect(page.locator(".block.found")).to_have_count(1)
     no_horizontal_scroll(page)
     shot(page, "document-phone")
     page.get_by_role("link", name="Documents").click()
@@ -454,6 +488,8 @@ def check_api_key(browser, server, problems):
 
 
 def main():
+    # Shared CI machines can be slow: give every expectation time before it fails.
+    expect.set_options(timeout=20_000)
     binary = os.path.abspath(sys.argv[1] if len(sys.argv) > 1 else os.path.join(REPO, "target/release/semdex"))
     problems = []
     with sync_playwright() as p, tempfile.TemporaryDirectory() as tmp:
@@ -478,6 +514,8 @@ def main():
             check_api_errors(page, server)
             print("- modes, score parts, collections")
             check_future_api(page, server)
+            print("- overlapping passages, and no chunks route")
+            check_document_variants(page, server)
             context.close()
             print("- phone width")
             check_phone(browser, server, problems)
