@@ -18,7 +18,7 @@ use crate::engine::{
 };
 use crate::progress::NoProgress;
 use crate::queue::{EmbedQueue, QueueError};
-use crate::store::{DocumentSummary, StoredDocument};
+use crate::store::{ChunkSpan, DocumentSummary, StoredDocument};
 
 /// Largest page of a document listing.
 pub const MAX_PAGE: usize = 1000;
@@ -238,6 +238,13 @@ impl Service {
     pub async fn document(&self, id: String) -> Result<StoredDocument> {
         let engine = self.engine.clone();
         self.blocking(move || Ok(engine.document(&id)?)).await
+    }
+
+    /// Where a document's passages lie, in order.
+    pub async fn document_chunks(&self, id: String) -> Result<Vec<ChunkSpan>> {
+        let engine = self.engine.clone();
+        self.blocking(move || Ok(engine.document_chunks(&id)?))
+            .await
     }
 
     /// A page of documents in id order (`limit` in 1..=[`MAX_PAGE`]).

@@ -42,13 +42,16 @@ pub async fn observe(req: Request, next: Next) -> Response {
     response
 }
 
-/// Requires `Authorization: Bearer <key>` on every route but `/health` when a key is set.
-/// Keys are compared through their SHA-256 digests in constant time.
+/// Requires `Authorization: Bearer <key>` on every route but `/health` and the browser page
+/// (`/`, `/assets/*`) when a key is set. Keys are compared through their SHA-256 digests in
+/// constant time.
 pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(key) = state.config().api_key.as_deref() else {
         return next.run(req).await;
     };
-    if req.uri().path() == "/health" || req.method() == Method::OPTIONS {
+    let path = req.uri().path();
+    if path == "/health" || super::routes::page::is_public(path) || req.method() == Method::OPTIONS
+    {
         return next.run(req).await;
     }
     let presented = req

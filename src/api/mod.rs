@@ -27,7 +27,7 @@ use utoipa_axum::routes;
 pub use error::ApiError;
 pub use state::{ApiConfig, AppState};
 
-use routes::{documents, embeddings, search, system};
+use routes::{documents, embeddings, page, search, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -50,6 +50,7 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(search::search_post, search::search_get))
         .routes(routes!(documents::ingest, documents::list))
         .routes(routes!(documents::get, documents::delete))
+        .routes(routes!(documents::chunks))
         .routes(routes!(embeddings::embed))
         .routes(routes!(embeddings::similarity))
         .routes(routes!(embeddings::openai))
@@ -78,6 +79,7 @@ pub fn router(state: AppState) -> Router {
                 async move { axum::Json(spec.as_ref().clone()) }
             }),
         )
+        .merge(page::router())
         .fallback(middleware::not_found)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(

@@ -13,7 +13,8 @@ use super::openai_tokens::TokenEncoding;
 /// Limits and access settings of the HTTP layer.
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
-    /// When set, every route but `/health` needs `Authorization: Bearer <key>`.
+    /// When set, every route but `/health` and the browser page needs
+    /// `Authorization: Bearer <key>`.
     pub api_key: Option<String>,
     /// Origins allowed by CORS (`*` for any); empty: no CORS headers.
     pub cors_origins: Vec<String>,

@@ -467,6 +467,28 @@ pub struct DeleteResponse {
     pub deleted_chunks: usize,
 }
 
+/// Where one passage lies in its document.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ChunkSpanResponse {
+    /// The chunk's id (as in search results).
+    pub chunk_id: u64,
+    /// Its position in the document, from 0.
+    pub index: usize,
+    /// Byte offset of the passage in the document's text.
+    pub start: usize,
+    /// Byte offset one past the passage's end.
+    pub end: usize,
+}
+
+/// `GET /documents/{id}/chunks` response.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DocumentChunksResponse {
+    /// The document's id.
+    pub id: String,
+    /// Its passages in order; `start..end` are UTF-8 byte offsets into its text.
+    pub chunks: Vec<ChunkSpanResponse>,
+}
+
 /// `GET /health` response.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct HealthResponse {

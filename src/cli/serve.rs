@@ -17,7 +17,7 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, env = "SEMDEX_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: String,
-    /// Require `Authorization: Bearer KEY` on every route but /health.
+    /// Require `Authorization: Bearer KEY` on every route but /health and the browser page.
     #[arg(long, env = "SEMDEX_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Allowed CORS origin (repeatable or comma-separated; `*` for any).

@@ -9,7 +9,7 @@ use sha2::Digest;
 use crate::chunk::Chunk;
 use crate::index::VectorIndex;
 use crate::progress::Progress;
-use crate::store::{DocumentSummary, NewChunk, NewDocument, StoredDocument};
+use crate::store::{ChunkSpan, DocumentSummary, NewChunk, NewDocument, StoredDocument};
 
 use super::{Engine, EngineError, MAX_ID_BYTES, Result};
 
@@ -309,5 +309,12 @@ impl Engine {
     /// Documents in id order, without their text.
     pub fn documents(&self, limit: usize, offset: usize) -> Result<Vec<DocumentSummary>> {
         Ok(self.reader().list_documents(limit, offset)?)
+    }
+
+    /// Where a stored document's passages lie (byte offsets), in order.
+    pub fn document_chunks(&self, id: &str) -> Result<Vec<ChunkSpan>> {
+        self.reader()
+            .document_chunks(id)?
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))
     }
 }

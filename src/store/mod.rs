@@ -8,6 +8,7 @@
 mod lock;
 mod pool;
 mod schema;
+mod spans;
 mod vectors;
 
 use std::collections::HashMap;
@@ -18,6 +19,7 @@ use serde_json::{Map, Value};
 
 pub use lock::DirLock;
 pub use pool::{PooledStore, ReadPool};
+pub use spans::ChunkSpan;
 pub use vectors::{blob_to_vector, vector_to_blob};
 
 /// Identifies chunks everywhere: in the store, in the index and in results. Never reused.

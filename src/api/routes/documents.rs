@@ -8,7 +8,8 @@ use axum::extract::{Path, State};
 use crate::api::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::api::state::AppState;
 use crate::api::types::{
-    DeleteResponse, DocumentList, DocumentResponse, DocumentsBody, IngestResponse, ListParams,
+    ChunkSpanResponse, DeleteResponse, DocumentChunksResponse, DocumentList, DocumentResponse,
+    DocumentsBody, IngestResponse, ListParams,
 };
 
 /// Ingests one document or `{"documents": [...]}`; each is committed whole, unchanged ones are
@@ -90,4 +91,34 @@ pub async fn delete(
 ) -> Result<Json<DeleteResponse>, ApiError> {
     let deleted_chunks = state.service()?.delete(id.clone()).await?;
     Ok(Json(DeleteResponse { id, deleted_chunks }))
+}
+
+/// Where a document's passages lie: chunk ids and UTF-8 byte offsets into its text, in order.
+#[utoipa::path(
+    get,
+    path = "/documents/{id}/chunks",
+    tag = "documents",
+    params(("id" = String, Path, description = "Document id")),
+    responses(
+        (status = 200, description = "The document's passages", body = DocumentChunksResponse),
+        (status = 404, description = "No such document", body = ErrorBody),
+    )
+)]
+pub async fn chunks(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<DocumentChunksResponse>, ApiError> {
+    let spans = state.service()?.document_chunks(id.clone()).await?;
+    Ok(Json(DocumentChunksResponse {
+        id,
+        chunks: spans
+            .into_iter()
+            .map(|s| ChunkSpanResponse {
+                chunk_id: s.chunk_id,
+                index: s.index,
+                start: s.start,
+                end: s.end,
+            })
+            .collect(),
+    }))
 }

@@ -2,5 +2,6 @@
 
 pub mod documents;
 pub mod embeddings;
+pub mod page;
 pub mod search;
 pub mod system;
