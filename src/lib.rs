@@ -13,7 +13,9 @@
 
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod api;
+pub mod cancel;
 pub mod chunk;
 pub mod embed;
 pub mod engine;

@@ -139,6 +139,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::ShuttingDown => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }
+            ServiceError::Abandoned => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "abandoned", message)
+            }
             ServiceError::Internal(m) => Self::internal(m),
         }
     }

@@ -30,13 +30,20 @@ pub struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, env = "SEMDEX_MAX_BODY_BYTES", default_value_t = ApiConfig::default().max_body_bytes)]
     pub max_body_bytes: usize,
+    /// Bytes of documents being ingested at once before ingest requests are refused with 429.
+    #[arg(long, env = "SEMDEX_MAX_INGEST_BYTES", default_value_t = ServiceOptions::default().max_ingest_bytes)]
+    pub max_ingest_bytes: usize,
+    /// Ingest requests running at once before more are refused with 429.
+    #[arg(long, env = "SEMDEX_MAX_INGEST_REQUESTS", default_value_t = ServiceOptions::default().max_ingest_requests)]
+    pub max_ingest_requests: usize,
     /// Most inputs in one embedding request.
     #[arg(long, env = "SEMDEX_MAX_INPUTS", default_value_t = ServiceOptions::default().max_inputs)]
     pub max_inputs: usize,
     /// Seconds a request may take before it is answered 503.
     #[arg(long, env = "SEMDEX_REQUEST_TIMEOUT", default_value_t = ApiConfig::default().request_timeout.as_secs())]
     pub request_timeout: u64,
-    /// Inputs that may wait for the encoder before requests are refused with 429.
+    /// Embedding inputs admitted at once (being tokenized, waiting for the encoder or in a
+    /// forward pass) before requests are refused with 429.
     #[arg(long, env = "SEMDEX_MAX_QUEUED_INPUTS", default_value_t = QueueOptions::default().max_queued_inputs)]
     pub max_queued_inputs: usize,
     /// tiktoken encoding of token-id inputs to /v1/embeddings: "cl100k_base" (what LangChain
@@ -68,6 +75,8 @@ async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     };
     let service_options = ServiceOptions {
         max_inputs: args.max_inputs.max(1),
+        max_ingest_bytes: args.max_ingest_bytes.max(1),
+        max_ingest_requests: args.max_ingest_requests.max(1),
     };
     let queue_options = QueueOptions {
         max_queued_inputs: args.max_queued_inputs.max(1),

@@ -19,7 +19,9 @@ use crate::embed::{EmbedError, Encoder};
 use crate::index::{HnswIndex, HnswParams, IndexError, VectorIndex};
 use crate::progress::{NoProgress, Progress};
 use crate::store::{DirLock, ModelIdentity, PooledStore, ReadPool, Store, StoreError};
-pub use ingest::{DocumentInput, IngestReport, IngestStatus, content_hash};
+pub use ingest::{
+    DocumentInput, IngestReport, IngestStatus, content_hash, validate as validate_document,
+};
 pub use search::{
     SearchHit, SearchRequest, SearchResults, SearchStrategy, validate as validate_search,
 };

@@ -11,6 +11,7 @@ static GLOBAL: semdex::alloc::CountingMimalloc = semdex::alloc::CountingMimalloc
 
 mod common;
 
+mod admission;
 mod ann_scifact;
 mod chunk_props;
 mod cli;
