@@ -5,6 +5,7 @@
 //! handlers the router serves and cannot drift from them.
 
 pub mod error;
+mod limits;
 mod metrics;
 mod middleware;
 pub mod openai_tokens;
@@ -44,10 +45,15 @@ use routes::{documents, embeddings, page, search, system};
 )]
 struct ApiDoc;
 
-/// The routes and their OpenAPI description, before state and middleware.
-fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// The routes and their OpenAPI description, before state and middleware; routes with a body
+/// limit of their own get it here.
+fn routes(config: &ApiConfig) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let search = limits::limit_body(
+        OpenApiRouter::new().routes(routes!(search::search_post, search::search_get)),
+        config.max_search_body_bytes,
+    );
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(search::search_post, search::search_get))
+        .merge(search)
         .routes(routes!(documents::ingest, documents::list))
         .routes(routes!(documents::get, documents::delete))
         .routes(routes!(documents::chunks))
@@ -62,15 +68,15 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// The OpenAPI document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().1
+    routes(&ApiConfig::default()).1
 }
 
 /// The complete application: routes, `/openapi.json`, limits, auth, CORS, logging, metrics and
 /// JSON errors everywhere.
 pub fn router(state: AppState) -> Router {
-    let (routes, spec) = routes();
-    let spec = Arc::new(spec);
     let config = state.config().clone();
+    let (routes, spec) = routes(&config);
+    let spec = Arc::new(spec);
     let app = routes
         .route(
             "/openapi.json",
@@ -82,6 +88,10 @@ pub fn router(state: AppState) -> Router {
         .merge(page::router())
         .fallback(middleware::not_found)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            config.max_body_bytes,
+            limits::reject_declared_oversize,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::timeout,

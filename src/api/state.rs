@@ -20,6 +20,8 @@ pub struct ApiConfig {
     pub cors_origins: Vec<String>,
     /// Largest request body, in bytes (413 above).
     pub max_body_bytes: usize,
+    /// Largest body of `POST /search`, in bytes (413 above): a question and a filter.
+    pub max_search_body_bytes: usize,
     /// Longest time a request may take (503 after).
     pub request_timeout: Duration,
     /// The tiktoken encoding that token-id inputs of `/v1/embeddings` are read in.
@@ -32,6 +34,7 @@ impl Default for ApiConfig {
             api_key: None,
             cors_origins: Vec::new(),
             max_body_bytes: 16 * 1024 * 1024,
+            max_search_body_bytes: 64 * 1024,
             request_timeout: Duration::from_secs(60),
             openai_token_encoding: TokenEncoding::default(),
         }

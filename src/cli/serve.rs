@@ -30,6 +30,9 @@ pub struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, env = "SEMDEX_MAX_BODY_BYTES", default_value_t = ApiConfig::default().max_body_bytes)]
     pub max_body_bytes: usize,
+    /// Largest body of POST /search in bytes.
+    #[arg(long, env = "SEMDEX_MAX_SEARCH_BODY_BYTES", default_value_t = ApiConfig::default().max_search_body_bytes)]
+    pub max_search_body_bytes: usize,
     /// Bytes of documents being ingested at once before ingest requests are refused with 429.
     #[arg(long, env = "SEMDEX_MAX_INGEST_BYTES", default_value_t = ServiceOptions::default().max_ingest_bytes)]
     pub max_ingest_bytes: usize,
@@ -70,6 +73,7 @@ async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         api_key: args.api_key.clone().filter(|k| !k.is_empty()),
         cors_origins: args.cors_origins.clone(),
         max_body_bytes: args.max_body_bytes,
+        max_search_body_bytes: args.max_search_body_bytes,
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
         openai_token_encoding: args.openai_token_encoding,
     };

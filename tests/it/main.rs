@@ -13,6 +13,7 @@ mod common;
 
 mod admission;
 mod ann_scifact;
+mod bad_inputs;
 mod chunk_props;
 mod cli;
 mod crash;
@@ -20,6 +21,7 @@ mod document_chunks;
 mod encoder_reference;
 mod engine;
 mod http_api;
+mod http_hardening;
 mod openai_tokens;
 mod page_routes;
 mod serve_binary;

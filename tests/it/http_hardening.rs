@@ -1,0 +1,56 @@
+//! The HTTP layer's edges: request ids and what a 500 tells, the `Bearer` scheme's case, the
+//! `/metrics` label set, per-route body limits, and how much metadata a search answer carries.
+
+use std::time::Duration;
+
+use reqwest::blocking::{Client, Response};
+use reqwest::{Method, StatusCode};
+use semdex::api::ApiConfig;
+use semdex::queue::QueueOptions;
+use serde_json::{Value, json};
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+fn server(config: ApiConfig) -> crate::common::TestServer {
+    crate::common::start_server(config, QueueOptions::default())
+}
+
+fn post(s: &crate::common::TestServer, path: &str, body: &Value) -> Response {
+    client().post(s.url(path)).json(body).send().unwrap()
+}
+
+fn request_id(r: &Response) -> String {
+    r.headers()
+        .get("x-request-id")
+        .expect("every response has x-request-id")
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn search_has_a_small_body_limit_and_documents_the_global_one() {
+    let s = server(ApiConfig {
+        max_search_body_bytes: 4 * 1024,
+        ..ApiConfig::default()
+    });
+    let padding = "pad ".repeat(5_000); // 20 KB
+    let r = post(&s, "/search", &json!({"query": padding}));
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        r.json::<Value>().unwrap()["error"]["code"],
+        "payload_too_large"
+    );
+    let r = post(&s, "/documents", &json!({"id": "big", "text": padding}));
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "documents keep the global limit"
+    );
+}
+
