@@ -14,10 +14,11 @@ use super::error::ApiError;
 use super::state::AppState;
 
 /// One log line and the Prometheus counters per request, labelled by route template (not raw
-/// path, so unknown URLs cannot blow up the label set).
+/// path) and by method name only for the standard methods, so that requests (before any key
+/// is checked) cannot blow up the label set.
 pub async fn observe(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -77,6 +78,22 @@ pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) 
     }
 }
 
+/// The `method` label of a request: the standard methods by name, anything else `other`.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// Bounds how long a request may take.
 pub async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let limit = state.config().request_timeout;
@@ -133,4 +150,19 @@ pub async fn not_found(req: Request<Body>) -> ApiError {
         req.method(),
         req.uri().path()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for name in ["FOO", "get", "X-ATTACK-1", "BREW"] {
+            let method = Method::from_bytes(name.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "other", "{name}");
+        }
+    }
 }

@@ -34,6 +34,20 @@ fn request_id(r: &Response) -> String {
 }
 
 #[test]
+fn unknown_methods_do_not_grow_the_metrics_label_set() {
+    let s = server(ApiConfig::default());
+    let c = client();
+    for i in 0..5 {
+        let method = Method::from_bytes(format!("XMETHOD{i}").as_bytes()).unwrap();
+        let r = c.request(method, s.url("/search")).send().unwrap();
+        assert!(r.status().is_client_error(), "{}", r.status());
+    }
+    let metrics = c.get(s.url("/metrics")).send().unwrap().text().unwrap();
+    assert!(!metrics.contains("XMETHOD"), "raw methods became labels");
+    assert!(metrics.contains("method=\"other\""), "{metrics}");
+}
+
+#[test]
 fn search_has_a_small_body_limit_and_documents_the_global_one() {
     let s = server(ApiConfig {
         max_search_body_bytes: 4 * 1024,
