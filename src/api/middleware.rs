@@ -1,4 +1,5 @@
-//! Cross-cutting request handling: logging and metrics, API keys, timeouts, JSON error bodies.
+//! Cross-cutting request handling: logging and metrics, timeouts, JSON error bodies. (API keys
+//! are [`super::auth`]'s.)
 
 use std::time::Instant;
 
@@ -7,8 +8,6 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::state::AppState;
@@ -41,41 +40,6 @@ pub async fn observe(req: Request, next: Next) -> Response {
         "request"
     );
     response
-}
-
-/// Requires `Authorization: Bearer <key>` on every route but `/health` and the browser page
-/// (`/`, `/assets/*`) when a key is set. Keys are compared through their SHA-256 digests in
-/// constant time.
-pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(key) = state.config().api_key.as_deref() else {
-        return next.run(req).await;
-    };
-    let path = req.uri().path();
-    if path == "/health" || super::routes::page::is_public(path) || req.method() == Method::OPTIONS
-    {
-        return next.run(req).await;
-    }
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let valid = presented.is_some_and(|p| {
-        let a = Sha256::digest(p.as_bytes());
-        let b = Sha256::digest(key.as_bytes());
-        bool::from(a.as_slice().ct_eq(b.as_slice()))
-    });
-    if valid {
-        next.run(req).await
-    } else {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong API key: send Authorization: Bearer <key>",
-        )
-        .into_response()
-    }
 }
 
 /// The `method` label of a request: the standard methods by name, anything else `other`.

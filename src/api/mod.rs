@@ -4,6 +4,7 @@
 //! Routes are registered through utoipa-axum, so `/openapi.json` is generated from the same
 //! handlers the router serves and cannot drift from them.
 
+mod auth;
 pub mod error;
 mod limits;
 mod metrics;
@@ -98,7 +99,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            middleware::authorize,
+            auth::authorize,
         ))
         .with_state(state);
     let app = match cors(&config.cors_origins) {

@@ -1,5 +1,6 @@
 //! Argument parsing and dispatch; each subcommand lives in its own file.
 
+mod api_key;
 mod bench;
 mod chunk;
 mod embed;

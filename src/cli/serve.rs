@@ -1,5 +1,6 @@
 //! `semdex serve`: the HTTP server over the data directory (the seed article on a fresh one).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -10,7 +11,7 @@ use semdex::queue::{EmbedQueue, QueueOptions};
 use semdex::service::{Service, ServiceOptions};
 use tokio::sync::watch;
 
-use super::{EngineArgs, GlobalArgs};
+use super::{EngineArgs, GlobalArgs, api_key};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -18,8 +19,13 @@ pub struct ServeArgs {
     #[arg(long, env = "SEMDEX_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: String,
     /// Require `Authorization: Bearer KEY` on every route but /health and the browser page.
+    /// An empty key is refused (it would leave the server open).
     #[arg(long, env = "SEMDEX_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Read the API key from this file (its trailing newline removed), so that it does not
+    /// show in `ps`.
+    #[arg(long, env = "SEMDEX_API_KEY_FILE", conflicts_with = "api_key")]
+    pub api_key_file: Option<PathBuf>,
     /// Allowed CORS origin (repeatable or comma-separated; `*` for any).
     #[arg(
         long = "cors-origin",
@@ -70,7 +76,7 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let config = ApiConfig {
-        api_key: args.api_key.clone().filter(|k| !k.is_empty()),
+        api_key: api_key::resolve(args.api_key.as_deref(), args.api_key_file.as_deref())?,
         cors_origins: args.cors_origins.clone(),
         max_body_bytes: args.max_body_bytes,
         max_search_body_bytes: args.max_search_body_bytes,

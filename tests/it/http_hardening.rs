@@ -34,6 +34,37 @@ fn request_id(r: &Response) -> String {
 }
 
 #[test]
+fn the_bearer_scheme_is_case_insensitive() {
+    let s = server(ApiConfig {
+        api_key: Some("sekret".into()),
+        ..ApiConfig::default()
+    });
+    let c = client();
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let r = c
+            .get(s.url("/info"))
+            .header("authorization", format!("{scheme} sekret"))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{scheme}");
+    }
+    for wrong in [
+        "Basic sekret",
+        "Bearer",
+        "Bearer  ",
+        "sekret",
+        "Bearer sekret2",
+    ] {
+        let r = c
+            .get(s.url("/info"))
+            .header("authorization", wrong)
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{wrong:?}");
+    }
+}
+
+#[test]
 fn unknown_methods_do_not_grow_the_metrics_label_set() {
     let s = server(ApiConfig::default());
     let c = client();
