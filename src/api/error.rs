@@ -71,14 +71,21 @@ impl ApiError {
         }
     }
 
-    /// 500, logged; the client sees the code `internal` and the cause's one-line message.
+    /// 500. The cause (SQL, paths, a panic's text) goes to the log, under the request's id;
+    /// the client sees the code `internal`, a generic message and that id (also in the
+    /// `x-request-id` header) to quote when reporting it.
     pub fn internal(err: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %err, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("internal error: {err}"),
-        )
+        let message = match super::request_id::current() {
+            Some(id) => {
+                tracing::error!(error = %err, request_id = %id, "internal error");
+                format!("internal error (request id {id}); the details are in the server's log")
+            }
+            None => {
+                tracing::error!(error = %err, "internal error");
+                "internal error; the details are in the server's log".to_string()
+            }
+        };
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
     /// The code conventionally used for a status without a more specific one.

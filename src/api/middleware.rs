@@ -1,5 +1,5 @@
 //! Cross-cutting request handling: logging and metrics, timeouts, JSON error bodies. (API keys
-//! are [`super::auth`]'s.)
+//! are [`super::auth`]'s, request ids [`super::request_id`]'s.)
 
 use std::time::Instant;
 
@@ -98,7 +98,13 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         .and_then(|b| String::from_utf8(b.to_vec()).ok())
         .filter(|t| !t.trim().is_empty())
         .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
-    let mut fixed = ApiError::new(status, ApiError::code_for(status), text).into_response();
+    // A 500 made elsewhere may carry internal detail too: the log gets it, the client does not.
+    let error = if status == StatusCode::INTERNAL_SERVER_ERROR {
+        ApiError::internal(text)
+    } else {
+        ApiError::new(status, ApiError::code_for(status), text)
+    };
+    let mut fixed = error.into_response();
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             fixed.headers_mut().insert(name.clone(), value.clone());

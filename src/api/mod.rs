@@ -10,6 +10,7 @@ mod limits;
 mod metrics;
 mod middleware;
 pub mod openai_tokens;
+pub mod request_id;
 pub mod routes;
 pub mod state;
 pub mod types;
@@ -72,8 +73,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     routes(&ApiConfig::default()).1
 }
 
-/// The complete application: routes, `/openapi.json`, limits, auth, CORS, logging, metrics and
-/// JSON errors everywhere.
+/// The complete application: routes, `/openapi.json`, limits, auth, CORS, logging, metrics,
+/// request ids and JSON errors everywhere.
 pub fn router(state: AppState) -> Router {
     let config = state.config().clone();
     let (routes, spec) = routes(&config);
@@ -108,9 +109,17 @@ pub fn router(state: AppState) -> Router {
     };
     app.layer(axum::middleware::from_fn(middleware::observe))
         .layer(axum::middleware::from_fn(middleware::json_errors))
-        .layer(CatchPanicLayer::custom(|_panic| {
-            ApiError::internal("the handler panicked").into_response_owned()
-        }))
+        .layer(CatchPanicLayer::custom(
+            |panic: Box<dyn std::any::Any + Send>| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                ApiError::internal(format!("the handler panicked: {what}")).into_response_owned()
+            },
+        ))
+        .layer(axum::middleware::from_fn(request_id::assign))
 }
 
 fn cors(origins: &[String]) -> Option<CorsLayer> {
@@ -126,7 +135,12 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
         CorsLayer::new()
             .allow_origin(allow)
             .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                request_id::HEADER.clone(),
+            ])
+            .expose_headers([request_id::HEADER.clone(), header::RETRY_AFTER]),
     )
 }
 

@@ -34,6 +34,79 @@ fn request_id(r: &Response) -> String {
 }
 
 #[test]
+fn every_response_has_a_request_id_and_a_sane_incoming_one_is_kept() {
+    let s = server(ApiConfig {
+        api_key: Some("k".into()),
+        ..ApiConfig::default()
+    });
+    let c = client();
+    let mut seen = std::collections::HashSet::new();
+    for r in [
+        c.get(s.url("/health")).send().unwrap(),
+        c.get(s.url("/info")).send().unwrap(),
+        c.get(s.url("/info")).bearer_auth("k").send().unwrap(),
+        c.get(s.url("/nope")).bearer_auth("k").send().unwrap(),
+        c.get(s.url("/")).send().unwrap(),
+    ] {
+        assert!(seen.insert(request_id(&r)), "ids are fresh");
+    }
+    let r = c
+        .get(s.url("/health"))
+        .header("x-request-id", "proxy-7f3a:1")
+        .send()
+        .unwrap();
+    assert_eq!(request_id(&r), "proxy-7f3a:1");
+    for insane in ["has space", &"x".repeat(200), "quote\"d"] {
+        let r = c
+            .get(s.url("/health"))
+            .header("x-request-id", insane)
+            .send()
+            .unwrap();
+        let id = request_id(&r);
+        assert_ne!(id, insane);
+        assert!(!id.is_empty() && id.len() <= 64, "{id}");
+    }
+}
+
+#[test]
+fn a_500_tells_the_client_a_request_id_not_the_cause() {
+    let s = server(ApiConfig::default());
+    // Break the store under the running server: every read of the documents table fails.
+    let db = rusqlite::Connection::open(
+        s.engine
+            .options()
+            .data_dir
+            .join(semdex::store::DATABASE_FILE),
+    )
+    .unwrap();
+    db.execute_batch("ALTER TABLE documents RENAME TO documents_gone")
+        .unwrap();
+    let r = client()
+        .get(s.url("/documents"))
+        .header("x-request-id", "trace-500")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(request_id(&r), "trace-500");
+    let body: Value = r.json().unwrap();
+    assert_eq!(body["error"]["code"], "internal");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("trace-500"), "{message}");
+    for leak in ["documents", "SQL", "sqlite", "no such table", "/tmp"] {
+        assert!(
+            !message.to_lowercase().contains(&leak.to_lowercase()),
+            "{leak:?} leaked: {message}"
+        );
+    }
+    db.execute_batch("ALTER TABLE documents_gone RENAME TO documents")
+        .unwrap();
+    assert_eq!(
+        client().get(s.url("/documents")).send().unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+#[test]
 fn the_bearer_scheme_is_case_insensitive() {
     let s = server(ApiConfig {
         api_key: Some("sekret".into()),
