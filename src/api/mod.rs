@@ -7,6 +7,7 @@
 mod auth;
 pub mod error;
 mod limits;
+mod metadata_budget;
 mod metrics;
 mod middleware;
 pub mod openai_tokens;

@@ -22,6 +22,9 @@ pub struct ApiConfig {
     pub max_body_bytes: usize,
     /// Largest body of `POST /search`, in bytes (413 above): a question and a filter.
     pub max_search_body_bytes: usize,
+    /// Most bytes of document metadata in one search response; hits past it carry none
+    /// (`metadata_omitted`), so that `k` hits of large metadata cannot make a huge answer.
+    pub max_response_metadata_bytes: usize,
     /// Longest time a request may take (503 after).
     pub request_timeout: Duration,
     /// The tiktoken encoding that token-id inputs of `/v1/embeddings` are read in.
@@ -35,6 +38,7 @@ impl Default for ApiConfig {
             cors_origins: Vec::new(),
             max_body_bytes: 16 * 1024 * 1024,
             max_search_body_bytes: 64 * 1024,
+            max_response_metadata_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(60),
             openai_token_encoding: TokenEncoding::default(),
         }

@@ -35,6 +35,10 @@ pub struct SearchBody {
     /// Restrict to documents or metadata values.
     #[serde(default)]
     pub filter: Option<FilterBody>,
+    /// Send each hit's document metadata (default true). Either way a response holds at most
+    /// the server's `--max-response-metadata-bytes` of metadata; see `metadata_omitted`.
+    #[serde(default = "yes")]
+    pub include_metadata: bool,
 }
 
 /// A search filter.
@@ -83,9 +87,14 @@ pub struct SearchResult {
     pub start: usize,
     /// Byte offset one past the passage's end.
     pub end: usize,
-    /// The document's metadata.
+    /// The document's metadata (`{}` when `metadata_omitted`).
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
+    /// Present and true when this hit's metadata was left out: the request said
+    /// `include_metadata: false`, or the response's metadata budget was spent on better hits.
+    /// `GET /documents/{doc_id}` has it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub metadata_omitted: bool,
 }
 
 impl From<SearchHit> for SearchResult {
@@ -99,6 +108,7 @@ impl From<SearchHit> for SearchResult {
             start: h.start,
             end: h.end,
             metadata: h.metadata,
+            metadata_omitted: false,
         }
     }
 }
@@ -139,6 +149,9 @@ pub struct SearchParams {
     /// Exact search.
     #[serde(default)]
     pub exact: bool,
+    /// Send each hit's document metadata (default true).
+    #[serde(default = "yes")]
+    pub include_metadata: bool,
 }
 
 /// One text or many.

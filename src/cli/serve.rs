@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// Largest body of POST /search in bytes.
     #[arg(long, env = "SEMDEX_MAX_SEARCH_BODY_BYTES", default_value_t = ApiConfig::default().max_search_body_bytes)]
     pub max_search_body_bytes: usize,
+    /// Most bytes of document metadata in one search response (hits past it carry none and
+    /// say `metadata_omitted`).
+    #[arg(long, env = "SEMDEX_MAX_RESPONSE_METADATA_BYTES", default_value_t = ApiConfig::default().max_response_metadata_bytes)]
+    pub max_response_metadata_bytes: usize,
     /// Bytes of documents being ingested at once before ingest requests are refused with 429.
     #[arg(long, env = "SEMDEX_MAX_INGEST_BYTES", default_value_t = ServiceOptions::default().max_ingest_bytes)]
     pub max_ingest_bytes: usize,
@@ -80,6 +84,7 @@ async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         cors_origins: args.cors_origins.clone(),
         max_body_bytes: args.max_body_bytes,
         max_search_body_bytes: args.max_search_body_bytes,
+        max_response_metadata_bytes: args.max_response_metadata_bytes,
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
         openai_token_encoding: args.openai_token_encoding,
     };

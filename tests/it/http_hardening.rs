@@ -172,3 +172,73 @@ fn search_has_a_small_body_limit_and_documents_the_global_one() {
     );
 }
 
+#[test]
+fn search_answers_carry_a_bounded_amount_of_metadata() {
+    let s = server(ApiConfig {
+        max_response_metadata_bytes: 25_000,
+        ..ApiConfig::default()
+    });
+    let blob = "m".repeat(10_000);
+    let docs: Vec<Value> = (0..4)
+        .map(|i| {
+            json!({
+                "id": format!("meta-{i}"),
+                "text": format!("Artillery shells for the front, shipment {i}."),
+                "metadata": {"blob": blob, "n": i},
+            })
+        })
+        .collect();
+    assert_eq!(
+        post(&s, "/documents", &json!({ "documents": docs })).status(),
+        StatusCode::OK
+    );
+    let filter = json!({"doc_ids": ["meta-0", "meta-1", "meta-2", "meta-3"]});
+    let r: Value = post(
+        &s,
+        "/search",
+        &json!({"query": "artillery shells shipment", "k": 4, "filter": filter}),
+    )
+    .json()
+    .unwrap();
+    let hits = r["results"].as_array().unwrap();
+    assert_eq!(hits.len(), 4);
+    let kept: Vec<bool> = hits
+        .iter()
+        .map(|h| h.get("metadata_omitted").is_none())
+        .collect();
+    assert_eq!(kept, [true, true, false, false], "two fit in 25 kB: {r}");
+    assert_eq!(hits[0]["metadata"]["blob"], blob.as_str());
+    assert_eq!(hits[2]["metadata"], json!({}));
+    assert_eq!(hits[2]["metadata_omitted"], true);
+    let size = serde_json::to_vec(&r).unwrap().len();
+    assert!(size < 30_000, "the answer is {size} bytes");
+
+    let r: Value = post(
+        &s,
+        "/search",
+        &json!({"query": "artillery", "k": 4, "filter": filter, "include_metadata": false}),
+    )
+    .json()
+    .unwrap();
+    assert!(
+        r["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["metadata"] == json!({}) && h["metadata_omitted"] == true)
+    );
+    let r: Value = client()
+        .get(s.url("/search?q=artillery&k=2&include_metadata=false"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r["results"][0]["metadata_omitted"], true);
+    let r: Value = client()
+        .get(s.url("/search?q=artillery%20shipment&k=1"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(r["results"][0].get("metadata_omitted").is_none(), "{r}");
+}

@@ -6,6 +6,7 @@ use axum::Json;
 use axum::extract::State;
 
 use crate::api::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::api::metadata_budget;
 use crate::api::state::AppState;
 use crate::api::types::{SearchBody, SearchParams, SearchResponse};
 use crate::engine::SearchRequest;
@@ -27,7 +28,7 @@ pub async fn search_post(
     ApiJson(body): ApiJson<SearchBody>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let request = body.to_request();
-    run(state, body.query, request).await
+    run(state, body.query, request, body.include_metadata).await
 }
 
 /// The same as `POST /search`, for curl and browsers: `/search?q=...&k=5`.
@@ -51,18 +52,22 @@ pub async fn search_get(
         exact: params.exact,
         ..SearchRequest::default()
     };
-    run(state, params.q, request).await
+    run(state, params.q, request, params.include_metadata).await
 }
 
 async fn run(
     state: AppState,
     query: String,
     request: SearchRequest,
+    include_metadata: bool,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let started = Instant::now();
     let results = state.service()?.search(query, request).await?;
-    Ok(Json(SearchResponse::new(
-        results,
-        started.elapsed().as_secs_f64() * 1000.0,
-    )))
+    let mut response = SearchResponse::new(results, started.elapsed().as_secs_f64() * 1000.0);
+    metadata_budget::apply(
+        &mut response.results,
+        include_metadata,
+        state.config().max_response_metadata_bytes,
+    );
+    Ok(Json(response))
 }
