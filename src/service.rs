@@ -359,6 +359,12 @@ impl Service {
                 "limit must be between 1 and {MAX_PAGE}"
             )));
         }
+        if i64::try_from(offset).is_err() {
+            return Err(ServiceError::InvalidRequest(format!(
+                "offset must be at most {}",
+                i64::MAX
+            )));
+        }
         let engine = self.engine.clone();
         self.blocking(move || {
             Ok(DocumentPage {

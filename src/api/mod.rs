@@ -6,13 +6,17 @@
 
 mod auth;
 pub mod error;
+mod integers;
 mod limits;
 mod metadata_budget;
 mod metrics;
 mod middleware;
+mod objects;
 pub mod openai_tokens;
 pub mod request_id;
+pub mod responses;
 pub mod routes;
+mod schemas;
 pub mod state;
 pub mod types;
 
@@ -83,10 +87,18 @@ pub fn router(state: AppState) -> Router {
     let app = routes
         .route(
             "/openapi.json",
-            get(move || {
-                let spec = spec.clone();
-                async move { axum::Json(spec.as_ref().clone()) }
-            }),
+            get(
+                move |axum::extract::State(state): axum::extract::State<AppState>| {
+                    let spec = spec.clone();
+                    async move {
+                        let dimension = state
+                            .service()
+                            .ok()
+                            .map(|s| s.engine().encoder().dimension());
+                        axum::Json(schemas::for_model(&spec, dimension))
+                    }
+                },
+            ),
         )
         .merge(page::router())
         .fallback(middleware::not_found)

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use super::{integers, objects};
 use crate::engine::{
     DocumentInput, IngestReport, SearchHit, SearchRequest, SearchResults, content_hash,
 };
@@ -21,19 +22,22 @@ fn default_k() -> usize {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchBody {
-    /// The question or text to find passages for.
+    /// The question or text to find passages for (not blank).
+    #[schema(pattern = r"\S")]
     pub query: String,
     /// How many passages (1..=1000).
-    #[serde(default = "default_k")]
+    #[serde(default = "default_k", deserialize_with = "integers::usize")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub k: usize,
-    /// HNSW search breadth for this query.
-    #[serde(default)]
+    /// HNSW search breadth for this query (1..=10000).
+    #[serde(default, deserialize_with = "integers::option_usize")]
+    #[schema(minimum = 1, maximum = 10000)]
     pub ef: Option<usize>,
     /// Exact (brute-force) search instead of HNSW.
     #[serde(default)]
     pub exact: bool,
     /// Restrict to documents or metadata values.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "objects::option_object")]
     pub filter: Option<FilterBody>,
     /// Send each hit's document metadata (default true). Either way a response holds at most
     /// the server's `--max-response-metadata-bytes` of metadata; see `metadata_omitted`.
@@ -139,12 +143,16 @@ impl SearchResponse {
 #[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
-    /// The question.
+    /// The question (not blank).
+    #[param(pattern = r"\S")]
     pub q: String,
-    /// How many passages.
-    #[serde(default = "default_k")]
+    /// How many passages (1..=1000).
+    #[serde(default = "default_k", deserialize_with = "integers::query_usize")]
+    #[param(minimum = 1, maximum = 1000)]
     pub k: usize,
-    /// HNSW search breadth.
+    /// HNSW search breadth (1..=10000).
+    #[serde(default, deserialize_with = "integers::query_option_usize")]
+    #[param(minimum = 1, maximum = 10000)]
     pub ef: Option<usize>,
     /// Exact search.
     #[serde(default)]
@@ -154,13 +162,13 @@ pub struct SearchParams {
     pub include_metadata: bool,
 }
 
-/// One text or many.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+/// One text or many (schema in [`super::schemas`]).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Inputs {
     /// A single text.
     One(String),
-    /// Several texts.
+    /// Several texts (at least one).
     Many(Vec<String>),
 }
 
@@ -189,19 +197,20 @@ pub struct EmbedBody {
     /// Cut inputs longer than the model's window instead of refusing them (413).
     #[serde(default)]
     pub truncate: bool,
-    /// Which end to cut; only "Right" is supported.
+    /// Which end to cut; only "Right" is supported (in any case).
     #[serde(default)]
+    #[schema(pattern = "^[Rr][Ii][Gg][Hh][Tt]$")]
     pub truncation_direction: Option<String>,
 }
 
 /// OpenAI's `input`: text(s), or tiktoken token ids (decoded to text, see
-/// [`crate::api::openai_tokens`]).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+/// [`crate::api::openai_tokens`]; schema in [`super::schemas`]).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum OpenAiInput {
     /// One text.
     One(String),
-    /// Several texts.
+    /// Several texts (at least one).
     Many(Vec<String>),
     /// Token ids of the configured tiktoken encoding: one array, or an array of arrays.
     Tokens(Vec<Value>),
@@ -217,9 +226,11 @@ pub struct OpenAiEmbeddingsBody {
     pub model: Option<String>,
     /// "float" (default) or "base64" (little-endian f32).
     #[serde(default)]
+    #[schema(pattern = "^(float|base64)$")]
     pub encoding_format: Option<String>,
-    /// Shorten vectors to this many dimensions (re-normalised).
-    #[serde(default)]
+    /// Shorten vectors to this many dimensions (re-normalised; at most the model's dimension).
+    #[serde(default, deserialize_with = "integers::option_usize")]
+    #[schema(minimum = 1)]
     pub dimensions: Option<usize>,
     /// Accepted and ignored.
     #[serde(default)]
@@ -274,7 +285,8 @@ pub struct OpenAiEmbeddingsResponse {
 pub struct SimilarityInputs {
     /// The sentence to compare against.
     pub source_sentence: String,
-    /// Sentences to score.
+    /// Sentences to score (at least one).
+    #[schema(min_items = 1)]
     pub sentences: Vec<String>,
 }
 
@@ -282,6 +294,7 @@ pub struct SimilarityInputs {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct SimilarityBody {
     /// The sentences.
+    #[serde(deserialize_with = "objects::object")]
     pub inputs: SimilarityInputs,
 }
 
@@ -289,10 +302,13 @@ pub struct SimilarityBody {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentBody {
-    /// Stable id; when absent, one is derived from the text's hash.
+    /// Stable id (not blank, at most 512 bytes of UTF-8, unique within a request); when absent,
+    /// one is derived from the text's hash.
     #[serde(default)]
+    #[schema(pattern = r"\S")]
     pub id: Option<String>,
-    /// The text.
+    /// The text (not blank).
+    #[schema(pattern = r"\S")]
     pub text: String,
     /// Metadata to filter on.
     #[serde(default)]
@@ -306,7 +322,9 @@ pub struct DocumentBody {
 pub enum DocumentsBody {
     /// Several documents.
     Many {
-        /// The documents.
+        /// The documents (1..=10000).
+        #[serde(deserialize_with = "objects::objects")]
+        #[schema(min_items = 1, max_items = 10000)]
         documents: Vec<DocumentBody>,
     },
     /// One document.
@@ -441,8 +459,12 @@ impl From<DocumentSummary> for DocumentSummaryResponse {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Page size (1..=1000, default 100).
+    #[serde(default, deserialize_with = "integers::query_option_usize")]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Documents to skip.
+    #[serde(default, deserialize_with = "integers::query_option_usize")]
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub offset: Option<usize>,
 }
 

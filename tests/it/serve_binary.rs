@@ -216,7 +216,13 @@ fn the_api_key_can_come_from_a_file() {
         .build()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(120);
-    while client.get(format!("{base}/health")).send().unwrap().status() != StatusCode::OK {
+    while client
+        .get(format!("{base}/health"))
+        .send()
+        .unwrap()
+        .status()
+        != StatusCode::OK
+    {
         assert!(Instant::now() < deadline, "never became ready");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -5,7 +5,8 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::{Path, State};
 
-use crate::api::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::api::error::{ApiError, ApiJson, ApiQuery};
+use crate::api::responses::{Common, JsonBody, Overloaded, QueryString, UnknownId};
 use crate::api::state::AppState;
 use crate::api::types::{
     ChunkSpanResponse, DeleteResponse, DocumentChunksResponse, DocumentList, DocumentResponse,
@@ -21,8 +22,9 @@ use crate::api::types::{
     request_body = DocumentsBody,
     responses(
         (status = 200, description = "What happened to each document", body = IngestResponse),
-        (status = 422, description = "Empty text, bad id, duplicate ids; nothing was written", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
+        JsonBody,
+        Overloaded,
+        Common,
     )
 )]
 pub async fn ingest(
@@ -43,7 +45,11 @@ pub async fn ingest(
     path = "/documents",
     tag = "documents",
     params(ListParams),
-    responses((status = 200, description = "A page of documents", body = DocumentList))
+    responses(
+        (status = 200, description = "A page of documents", body = DocumentList),
+        QueryString,
+        Common,
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -63,7 +69,8 @@ pub async fn list(
     params(("id" = String, Path, description = "Document id")),
     responses(
         (status = 200, description = "The document", body = DocumentResponse),
-        (status = 404, description = "No such document", body = ErrorBody),
+        UnknownId,
+        Common,
     )
 )]
 pub async fn get(
@@ -82,7 +89,8 @@ pub async fn get(
     params(("id" = String, Path, description = "Document id")),
     responses(
         (status = 200, description = "Deleted", body = DeleteResponse),
-        (status = 404, description = "No such document", body = ErrorBody),
+        UnknownId,
+        Common,
     )
 )]
 pub async fn delete(
@@ -101,7 +109,8 @@ pub async fn delete(
     params(("id" = String, Path, description = "Document id")),
     responses(
         (status = 200, description = "The document's passages", body = DocumentChunksResponse),
-        (status = 404, description = "No such document", body = ErrorBody),
+        UnknownId,
+        Common,
     )
 )]
 pub async fn chunks(

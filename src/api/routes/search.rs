@@ -5,8 +5,9 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::State;
 
-use crate::api::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::api::error::{ApiError, ApiJson, ApiQuery};
 use crate::api::metadata_budget;
+use crate::api::responses::{Common, JsonBody, Overloaded, QueryString};
 use crate::api::state::AppState;
 use crate::api::types::{SearchBody, SearchParams, SearchResponse};
 use crate::engine::SearchRequest;
@@ -19,8 +20,9 @@ use crate::engine::SearchRequest;
     request_body = SearchBody,
     responses(
         (status = 200, description = "Passages, best first", body = SearchResponse),
-        (status = 422, description = "Empty query, k or ef out of range, bad filter", body = ErrorBody),
-        (status = 429, description = "Embedding queue full", body = ErrorBody),
+        JsonBody,
+        Overloaded,
+        Common,
     )
 )]
 pub async fn search_post(
@@ -39,7 +41,9 @@ pub async fn search_post(
     params(SearchParams),
     responses(
         (status = 200, description = "Passages, best first", body = SearchResponse),
-        (status = 422, description = "Empty query, k or ef out of range", body = ErrorBody),
+        QueryString,
+        Overloaded,
+        Common,
     )
 )]
 pub async fn search_get(

@@ -6,6 +6,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::responses::Common;
 use crate::api::state::AppState;
 use crate::api::types::{HealthResponse, IndexInfo, InfoResponse, QueueInfo};
 
@@ -18,6 +19,7 @@ use crate::api::types::{HealthResponse, IndexInfo, InfoResponse, QueueInfo};
     responses(
         (status = 200, description = "Ready", body = HealthResponse),
         (status = 503, description = "Still loading, or unable to embed", body = ErrorBody),
+        (status = 500, description = "A failure on the server's side", body = ErrorBody),
     )
 )]
 pub async fn health(State(state): State<AppState>) -> Result<Json<HealthResponse>, ApiError> {
@@ -38,7 +40,10 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<HealthResponse
     get,
     path = "/info",
     tag = "system",
-    responses((status = 200, description = "Server information", body = InfoResponse))
+    responses(
+        (status = 200, description = "Server information", body = InfoResponse),
+        Common,
+    )
 )]
 pub async fn info(State(state): State<AppState>) -> Result<Json<InfoResponse>, ApiError> {
     let service = state.service()?;
@@ -86,7 +91,10 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<InfoResponse>, A
     get,
     path = "/metrics",
     tag = "system",
-    responses((status = 200, description = "Prometheus exposition format", content_type = "text/plain"))
+    responses(
+        (status = 200, description = "Prometheus exposition format", content_type = "text/plain"),
+        Common,
+    )
 )]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Ok(service) = state.service() {
