@@ -17,6 +17,7 @@ mod bad_inputs;
 mod chunk_props;
 mod cli;
 mod crash;
+mod crash_http;
 mod document_chunks;
 mod encoder_reference;
 mod engine;
