@@ -13,8 +13,8 @@ use tokio::task;
 
 use crate::embed::{Embedding, TokenizedText};
 use crate::engine::{
-    DocumentInput, Engine, EngineError, EngineStats, IngestReport, SearchRequest, SearchResults,
-    validate_search,
+    DocumentInput, Engine, EngineError, EngineStats, IngestReport, Query, SearchRequest,
+    SearchResults, validate_search,
 };
 use crate::progress::NoProgress;
 use crate::queue::{EmbedQueue, QueueError};
@@ -183,8 +183,8 @@ impl Service {
         Ok(self.queue.embed(tokenized).await?)
     }
 
-    /// The passages nearest to `query`: validated first, then embedded through the queue
-    /// (batched with concurrent requests), then searched.
+    /// The passages that best answer `query`: validated first, then (unless the mode is
+    /// lexical) embedded through the queue, batched with concurrent requests, then searched.
     pub async fn search(&self, query: String, request: SearchRequest) -> Result<SearchResults> {
         if query.trim().is_empty() {
             return Err(ServiceError::InvalidRequest(
@@ -193,15 +193,25 @@ impl Service {
         }
         // Fail fast, before spending a forward pass.
         validate_search(&request)?;
-        let vector = self
-            .embed(vec![query], true)
-            .await?
-            .pop()
-            .ok_or_else(|| ServiceError::Internal("no embedding returned".into()))?
-            .unit;
+        let vector = if request.mode.needs_vector() {
+            let embedding = self
+                .embed(vec![query.clone()], true)
+                .await?
+                .pop()
+                .ok_or_else(|| ServiceError::Internal("no embedding returned".into()))?;
+            Some(embedding.unit)
+        } else {
+            None
+        };
         let engine = self.engine.clone();
-        self.blocking(move || Ok(engine.search_vector(&vector, &request)?))
-            .await
+        self.blocking(move || {
+            let query = Query {
+                text: &query,
+                vector: vector.as_deref(),
+            };
+            Ok(engine.search_query(&query, &request)?)
+        })
+        .await
     }
 
     /// Ingests documents (each committed whole), then compacts the index in the background if

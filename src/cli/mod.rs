@@ -69,6 +69,28 @@ pub struct ChunkArgs {
     pub whole_documents: bool,
 }
 
+/// How hybrid search fuses its lists (for `query` and the benchmarks).
+#[derive(Args, Debug, Clone)]
+pub struct HybridArgs {
+    /// Hybrid fusion: "convex" (normalised scores) or "rrf" (reciprocal rank).
+    #[arg(long, default_value = "convex")]
+    pub fusion: semdex::engine::Fusion,
+    /// Weight of the dense list in hybrid fusion, 0..=1.
+    #[arg(long, default_value_t = semdex::engine::DEFAULT_DENSE_WEIGHT)]
+    pub dense_weight: f32,
+}
+
+impl HybridArgs {
+    /// A search request with these fusion settings and defaults for the rest.
+    pub fn request(&self) -> semdex::engine::SearchRequest {
+        semdex::engine::SearchRequest {
+            fusion: self.fusion,
+            dense_weight: Some(self.dense_weight),
+            ..Default::default()
+        }
+    }
+}
+
 /// Options of the subcommands that open a data directory.
 #[derive(Args, Debug, Clone)]
 pub struct EngineArgs {

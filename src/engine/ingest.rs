@@ -62,6 +62,9 @@ pub struct IngestReport {
     pub chunks: usize,
 }
 
+/// How often a long ingest commits the lexical index (each commit costs a segment flush).
+const LEXICAL_COMMIT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A document chunked and waiting for its vectors.
 struct Pending {
     input: DocumentInput,
@@ -141,6 +144,7 @@ impl Engine {
         }
         progress.set_total(docs.iter().map(|d| d.text.len() as u64).sum());
         let batch = self.options.ingest_batch.max(1);
+        let mut lexical_committed = std::time::Instant::now();
         let mut reports = Vec::with_capacity(docs.len());
         let mut pipeline = Pipeline::default();
         for input in docs {
@@ -175,12 +179,18 @@ impl Engine {
             while pipeline.waiting >= batch {
                 self.embed_next(&mut pipeline, batch, progress)?;
                 reports.extend(self.commit_ready(&mut pipeline, progress)?);
+                // A long ingest makes its passages searchable by words as it goes.
+                if lexical_committed.elapsed() >= LEXICAL_COMMIT_EVERY {
+                    self.commit_lexical()?;
+                    lexical_committed = std::time::Instant::now();
+                }
             }
         }
         while pipeline.waiting > 0 {
             self.embed_next(&mut pipeline, batch, progress)?;
         }
         reports.extend(self.commit_ready(&mut pipeline, progress)?);
+        self.commit_lexical()?;
         progress.finish();
         Ok(reports)
     }
@@ -267,6 +277,18 @@ impl Engine {
             ix.remove(&outcome.removed);
             ix.add(&items)?;
             ix.set_generation(outcome.generation);
+            drop(ix);
+            // The lexical index takes the same changes; they become searchable at its next
+            // commit (the end of this ingest call), and a crash before that is caught up
+            // from the store on the next start.
+            let passages: Vec<(u64, &str)> = outcome
+                .added
+                .iter()
+                .copied()
+                .zip(p.chunks.iter().map(|c| c.text.as_str()))
+                .collect();
+            self.lexical.remove(&outcome.removed)?;
+            self.lexical.add(&passages)?;
         }
         // Whitespace between chunks never reaches the encoder; count it now.
         let embedded: usize = p.chunks.iter().map(|c| c.text.len()).sum();
@@ -296,7 +318,21 @@ impl Engine {
         let mut ix = self.write_index();
         ix.remove(&outcome.removed);
         ix.set_generation(outcome.generation);
+        drop(ix);
+        self.lexical.remove(&outcome.removed)?;
+        self.lexical.commit(outcome.generation)?;
         Ok(outcome.removed.len())
+    }
+
+    /// Makes the lexical index's pending writes searchable. The write connection is held so
+    /// that the generation recorded is exactly the one whose passages the index holds.
+    fn commit_lexical(&self) -> Result<()> {
+        if !self.lexical.has_uncommitted() {
+            return Ok(());
+        }
+        let writer = self.writer_for_update()?;
+        self.lexical.commit(writer.generation()?)?;
+        Ok(())
     }
 
     /// A whole stored document.

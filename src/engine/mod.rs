@@ -6,6 +6,7 @@
 //! document is committed (store transaction, then index) as a unit. A data directory is open
 //! for writing in one process at a time ([`DirLock`]).
 
+pub mod fusion;
 mod indexes;
 mod ingest;
 mod search;
@@ -17,11 +18,14 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use crate::chunk::{ChunkError, ChunkOptions, Chunker};
 use crate::embed::{EmbedError, Encoder};
 use crate::index::{HnswIndex, HnswParams, IndexError, VectorIndex};
+use crate::lexical::{LexicalError, LexicalIndex, LexicalStats};
 use crate::progress::{NoProgress, Progress};
 use crate::store::{DirLock, ModelIdentity, PooledStore, ReadPool, Store, StoreError};
+pub use fusion::Fusion;
 pub use ingest::{DocumentInput, IngestReport, IngestStatus, content_hash};
 pub use search::{
-    SearchHit, SearchRequest, SearchResults, SearchStrategy, validate as validate_search,
+    DEFAULT_DENSE_WEIGHT, HYBRID_CANDIDATES, HitScores, Query, SearchHit, SearchMode,
+    SearchRequest, SearchResults, SearchStrategy, validate as validate_search,
 };
 
 /// Largest `k` a query may ask for.
@@ -49,6 +53,9 @@ pub enum EngineError {
     /// The index failed.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// The lexical index failed.
+    #[error(transparent)]
+    Lexical(#[from] LexicalError),
     /// Chunking options are invalid.
     #[error(transparent)]
     Chunk(#[from] ChunkError),
@@ -118,6 +125,8 @@ pub struct EngineStats {
     pub exact_below: usize,
     /// Bytes of the vectors the index holds in memory (its only copy of them).
     pub vector_bytes: usize,
+    /// The lexical index's passages and size.
+    pub lexical: LexicalStats,
 }
 
 /// The retrieval engine over one data directory.
@@ -127,6 +136,7 @@ pub struct Engine {
     writer: Mutex<Store>,
     readers: ReadPool,
     index: RwLock<HnswIndex>,
+    lexical: LexicalIndex,
     compaction: Mutex<()>,
     options: EngineOptions,
     /// Held while the engine lives (absent when read-only).
@@ -160,12 +170,19 @@ impl Engine {
             options.hnsw,
             progress,
         )?;
+        let lexical = indexes::open_lexical_index(
+            &readers.get(),
+            &lexical_dir(&options.data_dir),
+            !options.read_only,
+            progress,
+        )?;
         Ok(Self {
             encoder,
             chunker,
             writer: Mutex::new(writer),
             readers,
             index: RwLock::new(index),
+            lexical,
             compaction: Mutex::new(()),
             options,
             _lock: lock,
@@ -195,6 +212,7 @@ impl Engine {
             hnsw: ix.params(),
             exact_below: self.options.exact_below,
             vector_bytes: ix.vector_bytes(),
+            lexical: self.lexical.stats(),
         })
     }
 
@@ -319,4 +337,9 @@ pub fn model_identity(encoder: &Encoder) -> ModelIdentity {
 /// Where the index dump lives inside a data directory.
 pub fn index_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("index")
+}
+
+/// Where the lexical index lives inside a data directory.
+pub fn lexical_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("lexical")
 }

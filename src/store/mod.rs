@@ -535,6 +535,51 @@ impl Store {
         Ok(generation)
     }
 
+    /// Calls `f` with every stored passage's id and text, in chunk-id order (for rebuilding the
+    /// lexical index), and returns the generation they belong to (read in the same
+    /// transaction). An error from `f` stops the scan and is returned.
+    pub fn for_each_passage<E: From<StoreError>>(
+        &self,
+        mut f: impl FnMut(ChunkId, String) -> std::result::Result<(), E>,
+    ) -> std::result::Result<u64, E> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(StoreError::from)?;
+        let generation = read_generation(&tx)?;
+        {
+            let mut stmt = tx
+                .prepare("SELECT id, text FROM chunks ORDER BY id")
+                .map_err(StoreError::from)?;
+            let mut rows = stmt.query([]).map_err(StoreError::from)?;
+            while let Some(row) = rows.next().map_err(StoreError::from)? {
+                let id: i64 = row.get(0).map_err(StoreError::from)?;
+                let text: String = row.get(1).map_err(StoreError::from)?;
+                f(id as ChunkId, text)?;
+            }
+        }
+        tx.commit().map_err(StoreError::from)?;
+        Ok(generation)
+    }
+
+    /// The texts of these chunks (missing ids are skipped), in id order.
+    pub fn passages_by_ids(&self, ids: &[ChunkId]) -> Result<Vec<(ChunkId, String)>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for group in ids.chunks(500) {
+            let marks = vec!["?"; group.len()].join(",");
+            let sql = format!("SELECT id, text FROM chunks WHERE id IN ({marks})");
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(group.iter().map(|&i| i as i64)), |r| {
+                Ok((r.get::<_, i64>(0)? as ChunkId, r.get::<_, String>(1)?))
+            })?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        out.sort_unstable_by_key(|(id, _)| *id);
+        Ok(out)
+    }
+
     /// The stored vectors of these chunks (missing ids are skipped), in id order.
     pub fn vectors_by_ids(&self, ids: &[ChunkId]) -> Result<Vec<(ChunkId, Vec<f32>)>> {
         let mut out = Vec::with_capacity(ids.len());

@@ -26,7 +26,7 @@ pub async fn search_post(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SearchBody>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    let request = body.to_request();
+    let request = body.to_request()?;
     run(state, body.query, request).await
 }
 
@@ -45,12 +45,7 @@ pub async fn search_get(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    let request = SearchRequest {
-        k: params.k,
-        ef: params.ef,
-        exact: params.exact,
-        ..SearchRequest::default()
-    };
+    let request = params.to_request()?;
     run(state, params.q, request).await
 }
 
