@@ -20,6 +20,7 @@ pub mod engine;
 #[cfg(feature = "eval")]
 pub mod eval;
 pub mod index;
+pub mod late;
 pub mod lexical;
 pub mod progress;
 pub mod queue;

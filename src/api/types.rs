@@ -45,6 +45,9 @@ pub struct SearchBody {
     /// Weight of the dense list in hybrid mode, 0..=1 (default 0.5).
     #[serde(default)]
     pub dense_weight: Option<f32>,
+    /// Whether hybrid mode rescores its best candidates by late interaction (default true).
+    #[serde(default)]
+    pub rerank: Option<bool>,
 }
 
 /// The search options shared by `POST /search` and `GET /search`, checked: an unknown mode or
@@ -93,6 +96,7 @@ impl SearchBody {
             mode,
             fusion,
             dense_weight: self.dense_weight,
+            rerank: self.rerank.unwrap_or(true),
         })
     }
 }
@@ -127,8 +131,12 @@ pub struct SearchResult {
 pub struct ScoresBody {
     /// Cosine similarity of the query and passage embeddings.
     pub dense: Option<f32>,
-    /// BM25 score of the passage's words, if it was among the lexical candidates.
+    /// BM25 score of the passage's words, if it was among the lexical candidates (or was
+    /// rescored).
     pub lexical: Option<f32>,
+    /// Late-interaction score (MaxSim over the model's token vectors), if the passage was
+    /// rescored in hybrid mode.
+    pub rerank: Option<f32>,
 }
 
 impl From<HitScores> for ScoresBody {
@@ -136,6 +144,7 @@ impl From<HitScores> for ScoresBody {
         Self {
             dense: s.dense,
             lexical: s.lexical,
+            rerank: s.late,
         }
     }
 }
@@ -202,6 +211,8 @@ pub struct SearchParams {
     pub fusion: Option<String>,
     /// Weight of the dense list in hybrid mode, 0..=1.
     pub dense_weight: Option<f32>,
+    /// Whether hybrid mode rescores by late interaction (default true).
+    pub rerank: Option<bool>,
 }
 
 impl SearchParams {
@@ -215,6 +226,7 @@ impl SearchParams {
             mode,
             fusion,
             dense_weight: self.dense_weight,
+            rerank: self.rerank.unwrap_or(true),
             ..SearchRequest::default()
         })
     }

@@ -269,16 +269,21 @@ fn beir(global: &GlobalArgs, args: BeirArgs) -> anyhow::Result<()> {
     use semdex::eval::beir;
     let dataset = beir::load(&args.dataset, &args.split)?;
     let mode = if args.chunked { "chunked" } else { "whole" };
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("data").join(format!("beir-{}-{mode}", dataset.name)));
+    let titled = if args.chunking.title_context {
+        "-titled"
+    } else {
+        ""
+    };
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| {
+        PathBuf::from("data").join(format!("beir-{}-{mode}{titled}", dataset.name))
+    });
     let encoder = std::sync::Arc::new(global.encoder()?);
     let options = beir::BeirOptions {
         data_dir: data_dir.clone(),
         chunked: args.chunked,
         chunk: args.chunking.options(),
         runs: beir_runs(&args.mode, &args.hybrid),
+        title_context: args.chunking.title_context,
     };
     tracing::info!(
         dataset = %dataset.name,
@@ -501,6 +506,7 @@ fn qa(global: &GlobalArgs, args: QaArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(|| scratch.clone());
     let mut options = semdex::engine::EngineOptions::new(&data_dir);
     options.chunk = args.chunking.options();
+    options.title_context = args.chunking.title_context;
     let encoder = std::sync::Arc::new(global.encoder()?);
     let result = (|| -> anyhow::Result<semdex::eval::qa::QaReport> {
         let engine = semdex::engine::Engine::open(encoder, options, &semdex::progress::NoProgress)?;

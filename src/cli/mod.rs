@@ -67,6 +67,10 @@ pub struct ChunkArgs {
     /// Keep each document whole as one passage (embedded up to the model's 256 tokens).
     #[arg(long, env = "SEMDEX_WHOLE_DOCUMENTS")]
     pub whole_documents: bool,
+    /// Embed and index each passage after its document's title (the `title` metadata field,
+    /// or a heading first line), so that passages that never name their subject still match it.
+    #[arg(long, env = "SEMDEX_TITLE_CONTEXT")]
+    pub title_context: bool,
 }
 
 /// How hybrid search fuses its lists (for `query` and the benchmarks).
@@ -131,6 +135,7 @@ impl EngineArgs {
         options.exact_below = self.exact_below;
         options.ingest_batch = self.ingest_batch.max(1);
         options.chunk = self.chunking.options();
+        options.title_context = self.chunking.title_context;
         options
     }
 

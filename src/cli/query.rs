@@ -79,7 +79,7 @@ pub fn run(global: &GlobalArgs, args: QueryArgs) -> anyhow::Result<()> {
         |name: &str, v: Option<f32>| v.map(|v| format!(" {name} {v:.3}")).unwrap_or_default();
     for (rank, r) in response.results.iter().enumerate() {
         println!(
-            "{:>2}. {:.4}  {} #{} [{}..{}]{}{}",
+            "{:>2}. {:.4}  {} #{} [{}..{}]{}{}{}",
             rank + 1,
             r.score,
             r.doc_id,
@@ -88,6 +88,7 @@ pub fn run(global: &GlobalArgs, args: QueryArgs) -> anyhow::Result<()> {
             r.end,
             part("dense", r.scores.dense),
             part("lexical", r.scores.lexical),
+            part("rerank", r.scores.rerank),
         );
         for line in textwrap(&r.text, 96) {
             println!("      {line}");

@@ -8,7 +8,7 @@ use std::path::Path;
 use crate::index::{HnswIndex, HnswParams, LoadMiss, VectorId, VectorIndex};
 use crate::lexical::{LexicalIndex, Opened};
 use crate::progress::{NoProgress, Progress};
-use crate::store::Store;
+use crate::store::{Passage, Store};
 
 use super::{EngineError, Result};
 
@@ -157,9 +157,7 @@ pub(super) fn open_lexical_index(
             index.remove(&gone)?;
             for step in missing.chunks(BUILD_STEP) {
                 let passages = store.passages_by_ids(step)?;
-                let refs: Vec<(VectorId, &str)> =
-                    passages.iter().map(|(id, t)| (*id, t.as_str())).collect();
-                index.add(&refs)?;
+                add_passages(&index, &passages)?;
             }
             index.commit(generation)?;
             tracing::info!(
@@ -201,16 +199,15 @@ fn fill_lexical(
     progress: &dyn Progress,
 ) -> Result<()> {
     progress.set_total(expected as u64);
-    let mut pending: Vec<(VectorId, String)> = Vec::with_capacity(BUILD_STEP);
-    let flush = |pending: &mut Vec<(VectorId, String)>| {
-        let refs: Vec<(VectorId, &str)> = pending.iter().map(|(id, t)| (*id, t.as_str())).collect();
-        index.add(&refs)?;
-        progress.advance(refs.len() as u64);
+    let mut pending: Vec<Passage> = Vec::with_capacity(BUILD_STEP);
+    let flush = |pending: &mut Vec<Passage>| {
+        add_passages(index, pending)?;
+        progress.advance(pending.len() as u64);
         pending.clear();
         Ok::<_, EngineError>(())
     };
-    let generation = store.for_each_passage(|id, text| {
-        pending.push((id, text));
+    let generation = store.for_each_passage(|passage| {
+        pending.push(passage);
         if pending.len() == BUILD_STEP {
             flush(&mut pending)?;
         }
@@ -219,5 +216,20 @@ fn fill_lexical(
     flush(&mut pending)?;
     index.commit(generation)?;
     progress.finish();
+    Ok(())
+}
+
+/// Indexes stored passages by their words, each after its document's title, as ingest does.
+fn add_passages(index: &LexicalIndex, passages: &[Passage]) -> Result<()> {
+    let texts: Vec<std::borrow::Cow<'_, str>> = passages
+        .iter()
+        .map(|p| crate::chunk::with_title(p.title.as_deref(), &p.text))
+        .collect();
+    let refs: Vec<(VectorId, &str)> = passages
+        .iter()
+        .zip(&texts)
+        .map(|(p, t)| (p.id, t.as_ref()))
+        .collect();
+    index.add(&refs)?;
     Ok(())
 }

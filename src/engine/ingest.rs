@@ -68,9 +68,13 @@ const LEXICAL_COMMIT_EVERY: std::time::Duration = std::time::Duration::from_secs
 /// A document chunked and waiting for its vectors.
 struct Pending {
     input: DocumentInput,
+    /// The document's title, embedded with each of its passages for context.
+    title: Option<String>,
     hash: String,
     chunks: Vec<Chunk>,
     vectors: Vec<Vec<f32>>,
+    /// Each embedded chunk's token vectors, packed for the store.
+    tokens: Vec<Vec<u8>>,
     existed: bool,
 }
 
@@ -169,8 +173,15 @@ impl Engine {
             }
             let chunks = self.chunker.chunk(&input.id, &input.text);
             pipeline.waiting += chunks.len();
+            let title = self
+                .options
+                .title_context
+                .then(|| crate::chunk::document_title(&input.text, &input.metadata))
+                .flatten();
             pipeline.queue.push_back(Pending {
+                title,
                 vectors: Vec::with_capacity(chunks.len()),
+                tokens: Vec::with_capacity(chunks.len()),
                 input,
                 hash,
                 chunks,
@@ -211,14 +222,26 @@ impl Engine {
                 slots.push((d, c));
             }
         }
-        let texts: Vec<&str> = slots
+        let texts: Vec<std::borrow::Cow<'_, str>> = slots
             .iter()
-            .map(|&(d, c)| pipeline.queue[d].chunks[c].text.as_str())
+            .map(|&(d, c)| {
+                let p = &pipeline.queue[d];
+                crate::chunk::with_title(p.title.as_deref(), &p.chunks[c].text)
+            })
             .collect();
-        let embeddings = self.encoder.embed(&texts)?;
-        progress.advance(texts.iter().map(|t| t.len() as u64).sum());
+        let refs: Vec<&str> = texts.iter().map(|t| t.as_ref()).collect();
+        let embeddings = self.encoder.embed_with_tokens(&refs)?;
+        progress.advance(
+            slots
+                .iter()
+                .map(|&(d, c)| pipeline.queue[d].chunks[c].text.len() as u64)
+                .sum(),
+        );
+        drop(texts);
         for (&(d, _), embedding) in slots.iter().zip(embeddings) {
+            let tokens = self.pack_tokens(&embedding);
             pipeline.queue[d].vectors.push(embedding.unit);
+            pipeline.queue[d].tokens.push(tokens);
         }
         pipeline.waiting -= slots.len();
         Ok(())
@@ -246,12 +269,14 @@ impl Engine {
             .chunks
             .iter()
             .zip(&p.vectors)
-            .map(|(c, v)| NewChunk {
+            .zip(&p.tokens)
+            .map(|((c, v), t)| NewChunk {
                 index: c.index,
                 start: c.start,
                 end: c.end,
                 text: &c.text,
                 vector: v,
+                tokens: Some(t),
             })
             .collect();
         let doc = NewDocument {
@@ -260,6 +285,7 @@ impl Engine {
             text: &p.input.text,
             metadata: &p.input.metadata,
             content_hash: &p.hash,
+            title: p.title.as_deref(),
         };
         {
             // Hold the write connection until the index reflects this commit, so that
@@ -281,11 +307,16 @@ impl Engine {
             // The lexical index takes the same changes; they become searchable at its next
             // commit (the end of this ingest call), and a crash before that is caught up
             // from the store on the next start.
+            let texts: Vec<std::borrow::Cow<'_, str>> = p
+                .chunks
+                .iter()
+                .map(|c| crate::chunk::with_title(p.title.as_deref(), &c.text))
+                .collect();
             let passages: Vec<(u64, &str)> = outcome
                 .added
                 .iter()
                 .copied()
-                .zip(p.chunks.iter().map(|c| c.text.as_str()))
+                .zip(texts.iter().map(|t| t.as_ref()))
                 .collect();
             self.lexical.remove(&outcome.removed)?;
             self.lexical.add(&passages)?;
@@ -322,6 +353,47 @@ impl Engine {
         self.lexical.remove(&outcome.removed)?;
         self.lexical.commit(outcome.generation)?;
         Ok(outcome.removed.len())
+    }
+
+    /// A passage's token vectors in their stored form (empty when the embedding has none).
+    fn pack_tokens(&self, embedding: &crate::embed::Embedding) -> Vec<u8> {
+        let matrix = self
+            .query_tokens(embedding)
+            .unwrap_or_else(|| crate::late::TokenMatrix::from_states(&Default::default(), &self.token_filter));
+        crate::late::PackedTokens::pack(&matrix).to_bytes()
+    }
+
+    /// Gives every stored passage that has no token vectors (stored before they existed) its
+    /// token vectors, by embedding it again; `progress` counts passages.
+    pub(super) fn fill_token_vectors(&self, progress: &dyn Progress) -> Result<()> {
+        let missing = self.reader().count_without_token_vectors()?;
+        if missing == 0 || self.options.read_only {
+            return Ok(());
+        }
+        tracing::info!(
+            passages = missing,
+            "computing token vectors for passages stored before late interaction existed"
+        );
+        progress.set_total(missing as u64);
+        let batch = self.options.ingest_batch.max(1);
+        loop {
+            let passages = self.reader().passages_without_token_vectors(batch)?;
+            if passages.is_empty() {
+                break;
+            }
+            let texts: Vec<&str> = passages.iter().map(|(_, t)| t.as_str()).collect();
+            let packed: Vec<(u64, Vec<u8>)> = self
+                .encoder
+                .embed_with_tokens(&texts)?
+                .iter()
+                .zip(&passages)
+                .map(|(e, (id, _))| (*id, self.pack_tokens(e)))
+                .collect();
+            self.writer_for_update()?.put_token_vectors(&packed)?;
+            progress.advance(packed.len() as u64);
+        }
+        progress.finish();
+        Ok(())
     }
 
     /// Makes the lexical index's pending writes searchable. The write connection is held so

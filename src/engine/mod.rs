@@ -18,14 +18,16 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use crate::chunk::{ChunkError, ChunkOptions, Chunker};
 use crate::embed::{EmbedError, Encoder};
 use crate::index::{HnswIndex, HnswParams, IndexError, VectorIndex};
+use crate::late::TokenFilter;
 use crate::lexical::{LexicalError, LexicalIndex, LexicalStats};
 use crate::progress::{NoProgress, Progress};
 use crate::store::{DirLock, ModelIdentity, PooledStore, ReadPool, Store, StoreError};
 pub use fusion::Fusion;
 pub use ingest::{DocumentInput, IngestReport, IngestStatus, content_hash};
 pub use search::{
-    DEFAULT_DENSE_WEIGHT, HYBRID_CANDIDATES, HitScores, Query, SearchHit, SearchMode,
-    SearchRequest, SearchResults, SearchStrategy, validate as validate_search,
+    DEFAULT_DENSE_WEIGHT, HYBRID_CANDIDATES, HitScores, MAX_RESCORED, Query, RESCORED_CANDIDATES,
+    SearchHit, SearchMode, SearchRequest, SearchResults, SearchStrategy,
+    validate as validate_search,
 };
 
 /// Largest `k` a query may ask for.
@@ -85,6 +87,11 @@ pub struct EngineOptions {
     pub ingest_batch: usize,
     /// Read connections to the store: concurrent searches up to this many read in parallel.
     pub read_connections: usize,
+    /// Embed and index each passage with its document's title before it
+    /// ([`crate::chunk::document_title`]), so that a passage that never names its subject
+    /// still carries it. Off by default: on a one-document corpus it only adds the same words
+    /// to every passage (benches/README.md).
+    pub title_context: bool,
     /// Open without the directory's write lock, for reading beside a process that holds it:
     /// writes fail with [`EngineError::ReadOnly`] and the index is never saved.
     pub read_only: bool,
@@ -101,6 +108,7 @@ impl EngineOptions {
             compact_ratio: 0.2,
             ingest_batch: 64,
             read_connections: 4,
+            title_context: false,
             read_only: false,
         }
     }
@@ -137,6 +145,8 @@ pub struct Engine {
     readers: ReadPool,
     index: RwLock<HnswIndex>,
     lexical: LexicalIndex,
+    /// Which tokens late interaction ignores.
+    token_filter: TokenFilter,
     compaction: Mutex<()>,
     options: EngineOptions,
     /// Held while the engine lives (absent when read-only).
@@ -176,17 +186,21 @@ impl Engine {
             !options.read_only,
             progress,
         )?;
-        Ok(Self {
+        let token_filter = TokenFilter::new(encoder.tokenizer());
+        let engine = Self {
             encoder,
             chunker,
             writer: Mutex::new(writer),
             readers,
             index: RwLock::new(index),
             lexical,
+            token_filter,
             compaction: Mutex::new(()),
             options,
             _lock: lock,
-        })
+        };
+        engine.fill_token_vectors(progress)?;
+        Ok(engine)
     }
 
     /// The encoder, shared with whoever else embeds (the service's batching queue).

@@ -214,7 +214,17 @@ struct Marker {
     whole_documents: bool,
     chunk_tokens: usize,
     chunk_overlap: usize,
+    /// Whether passages were embedded after their document's title.
+    #[serde(default)]
+    title_context: bool,
+    /// The layout of what the engine stores (token vectors, titles): a directory made by
+    /// another is re-made rather than half-used.
+    #[serde(default)]
+    layout: u32,
 }
+
+/// What [`Marker::layout`] this build writes: 2 stores token vectors and document titles.
+const LAYOUT: u32 = 2;
 
 /// Settings of a run.
 #[derive(Debug, Clone)]
@@ -228,6 +238,8 @@ pub struct BeirOptions {
     pub chunk: ChunkOptions,
     /// The retrievals to score, each under its name.
     pub runs: Vec<NamedRun>,
+    /// Embed and index each passage after its document's title (chunked mode).
+    pub title_context: bool,
 }
 
 /// One retrieval configuration of a run, scored under its name (`dense`, `hybrid`, ...).
@@ -292,10 +304,13 @@ pub fn run(
         whole_documents: chunk.whole_documents,
         chunk_tokens: chunk.max_tokens,
         chunk_overlap: chunk.overlap,
+        title_context: options.title_context,
+        layout: LAYOUT,
     };
     check_marker(&options.data_dir, &marker)?;
     let mut engine_options = EngineOptions::new(&options.data_dir);
     engine_options.chunk = chunk;
+    engine_options.title_context = options.title_context;
     engine_options.exact_below = 0;
     let engine = Engine::open(encoder.clone(), engine_options, &NoProgress)?;
 
@@ -303,11 +318,17 @@ pub fn run(
     let docs: Vec<DocumentInput> = dataset
         .corpus
         .iter()
-        .map(|d| DocumentInput {
-            id: d.id.clone(),
-            text: d.full_text(),
-            metadata: Default::default(),
-            source: Some(dataset.name.clone()),
+        .map(|d| {
+            let mut metadata = serde_json::Map::new();
+            if options.title_context && !d.title.trim().is_empty() {
+                metadata.insert("title".into(), d.title.clone().into());
+            }
+            DocumentInput {
+                id: d.id.clone(),
+                text: d.full_text(),
+                metadata,
+                source: Some(dataset.name.clone()),
+            }
         })
         .filter(|d| !d.text.is_empty())
         .collect();
@@ -329,7 +350,10 @@ pub fn run(
         .collect();
     ids.sort();
     let texts: Vec<&str> = ids.iter().map(|q| dataset.queries[*q].as_str()).collect();
-    let vectors = encoder.embed(&texts).map_err(EngineError::from)?;
+    let vectors = encoder
+        .embed_with_tokens(&texts)
+        .map_err(EngineError::from)?;
+    let tokens: Vec<_> = vectors.iter().map(|e| engine.query_tokens(e)).collect();
     let k = if options.chunked {
         CHUNKS_PER_QUERY
     } else {
@@ -346,10 +370,12 @@ pub fn run(
         let found: Vec<Result<Ranking, EngineError>> = texts
             .par_iter()
             .zip(vectors.par_iter())
-            .map(|(text, v)| {
+            .zip(tokens.par_iter())
+            .map(|((text, v), tokens)| {
                 let query = Query {
                     text,
                     vector: Some(&v.unit),
+                    tokens: tokens.as_ref(),
                 };
                 let SearchResults { hits, .. } = engine.search_query(&query, &request)?;
                 Ok(best_chunk_per_document(

@@ -13,17 +13,26 @@ use tantivy::tokenizer::{
 
 /// The analyzer's name in tantivy's registry, with a version: an index made by another version
 /// is rebuilt.
-pub const ANALYZER: &str = "semdex_en_v1";
+pub const ANALYZER: &str = "semdex_en_v2";
+
+/// Words that carry no meaning of their own in a passage or a question: Lucene's English stop
+/// words, plus the question words and auxiliaries a question is built from ("where did ...",
+/// "how could ..."), which would otherwise reward passages for sharing the question's grammar
+/// rather than its subject. Late interaction ignores the same words.
+pub const STOP_WORDS: [&str; 55] = [
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it",
+    "no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these",
+    "they", "this", "to", "was", "will", "with", "what", "which", "who", "whom", "whose", "where",
+    "when", "why", "how", "did", "does", "do", "has", "have", "had", "were", "can", "could",
+    "would", "should", "may", "might",
+];
 
 /// Terms longer than this many bytes are dropped (base64 blobs, URLs run together).
 const MAX_TERM_BYTES: usize = 40;
 
 /// The analyzer every lexical field and query uses.
 pub fn analyzer() -> TextAnalyzer {
-    let stop_words = StopWordFilter::new(Language::English).unwrap_or_else(|| {
-        // Only reachable if tantivy is built without its `stopwords` feature.
-        StopWordFilter::remove(Vec::<String>::new())
-    });
+    let stop_words = StopWordFilter::remove(STOP_WORDS.iter().map(|w| w.to_string()));
     TextAnalyzer::builder(WordsAndCjkPairs::default())
         .filter(RemoveLongFilter::limit(MAX_TERM_BYTES))
         .filter(LowerCaser)
