@@ -24,7 +24,10 @@ const MAX_TITLE_CHARS: usize = 160;
 /// `title` metadata field when it is a non-empty string, else the first line when it reads as
 /// a heading (a markdown `#` line, or a short line with no sentence-ending full stop followed
 /// by more text).
-pub fn document_title(text: &str, metadata: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
+pub fn document_title(
+    text: &str,
+    metadata: &serde_json::Map<String, serde_json::Value>,
+) -> Option<String> {
     if let Some(title) = metadata.get("title").and_then(|t| t.as_str()) {
         let title = title.trim();
         return (!title.is_empty()).then(|| title.to_string());
@@ -47,7 +50,13 @@ pub fn document_title(text: &str, metadata: &serde_json::Map<String, serde_json:
 /// passage already begins with it.
 pub fn with_title<'a>(title: Option<&str>, passage: &'a str) -> std::borrow::Cow<'a, str> {
     match title {
-        Some(t) if !passage.trim_start().trim_start_matches('#').trim_start().starts_with(t) => {
+        Some(t)
+            if !passage
+                .trim_start()
+                .trim_start_matches('#')
+                .trim_start()
+                .starts_with(t) =>
+        {
             std::borrow::Cow::Owned(format!("{t}\n\n{passage}"))
         }
         _ => std::borrow::Cow::Borrowed(passage),
@@ -324,7 +333,10 @@ mod title_tests {
         );
         assert_eq!(document_title("A sentence.\nAnother.", &none), None);
         assert_eq!(document_title("Only one line", &none), None);
-        assert_eq!(document_title(&"x".repeat(200).replace('x', "word "), &none), None);
+        assert_eq!(
+            document_title(&"x".repeat(200).replace('x', "word "), &none),
+            None
+        );
         assert_eq!(with_title(Some("T"), "body"), "T\n\nbody");
         assert_eq!(with_title(Some("T"), "T and body"), "T and body");
         assert_eq!(with_title(None, "body"), "body");

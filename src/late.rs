@@ -26,7 +26,11 @@ impl TokenFilter {
     /// The filter for a model's vocabulary.
     pub fn new(tokenizer: &TextTokenizer) -> Self {
         let vocabulary = tokenizer.vocabulary();
-        let size = vocabulary.iter().map(|(id, _, _)| *id as usize + 1).max().unwrap_or(0);
+        let size = vocabulary
+            .iter()
+            .map(|(id, _, _)| *id as usize + 1)
+            .max()
+            .unwrap_or(0);
         let mut drop = vec![false; size];
         for (id, text, special) in vocabulary {
             // WordPiece marks a word's continuation with "##"; the rest is the text.
@@ -59,7 +63,11 @@ impl TokenMatrix {
     pub fn from_states(states: &TokenStates, filter: &TokenFilter) -> Self {
         let dimension = states.states.len() / states.ids.len().max(1);
         let mut rows = Vec::with_capacity(states.states.len());
-        for (id, row) in states.ids.iter().zip(states.states.chunks_exact(dimension.max(1))) {
+        for (id, row) in states
+            .ids
+            .iter()
+            .zip(states.states.chunks_exact(dimension.max(1)))
+        {
             if filter.keep(*id) {
                 let start = rows.len();
                 rows.extend_from_slice(row);
@@ -237,7 +245,9 @@ mod tests {
 
     #[test]
     fn int8_codes_stay_close_to_the_vectors() {
-        let row: Vec<f32> = (0..384).map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0).collect();
+        let row: Vec<f32> = (0..384)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 50.0)
+            .collect();
         let m = matrix(&[&row]);
         let packed = PackedTokens::pack(&m);
         let q = matrix(&[&row]);

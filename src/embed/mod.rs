@@ -261,10 +261,9 @@ impl Encoder {
         let mut outputs: Vec<Option<Output>> = vec![None; inputs.len()];
         for batch in self.plan_batches(&order, inputs) {
             let seqs: Vec<&[u32]> = batch.iter().map(|&i| inputs[i].ids.as_slice()).collect();
-            let done = self.pool.install(|| {
-                self.backend
-                    .embed(&seqs, self.config.pooling, keep_tokens)
-            })?;
+            let done = self
+                .pool
+                .install(|| self.backend.embed(&seqs, self.config.pooling, keep_tokens))?;
             for (&i, output) in batch.iter().zip(done) {
                 outputs[i] = Some(output);
             }

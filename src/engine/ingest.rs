@@ -357,9 +357,9 @@ impl Engine {
 
     /// A passage's token vectors in their stored form (empty when the embedding has none).
     fn pack_tokens(&self, embedding: &crate::embed::Embedding) -> Vec<u8> {
-        let matrix = self
-            .query_tokens(embedding)
-            .unwrap_or_else(|| crate::late::TokenMatrix::from_states(&Default::default(), &self.token_filter));
+        let matrix = self.query_tokens(embedding).unwrap_or_else(|| {
+            crate::late::TokenMatrix::from_states(&Default::default(), &self.token_filter)
+        });
         crate::late::PackedTokens::pack(&matrix).to_bytes()
     }
 

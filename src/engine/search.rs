@@ -340,7 +340,9 @@ impl Engine {
         text: &str,
         tokens: &TokenMatrix,
     ) -> Result<()> {
-        let depth = k.clamp(RESCORED_CANDIDATES, MAX_RESCORED).min(ranking.len());
+        let depth = k
+            .clamp(RESCORED_CANDIDATES, MAX_RESCORED)
+            .min(ranking.len());
         let mut tail = ranking.split_off(depth);
         let head = ranking;
         let ids = |head: &[Fused], f: fn(&Fused) -> bool| -> Vec<u64> {

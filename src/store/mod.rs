@@ -391,7 +391,14 @@ impl Store {
         tx.execute(
             "INSERT INTO documents (id, source, text, metadata, content_hash, title, ingested_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
-            params![doc.id, doc.source, doc.text, metadata, doc.content_hash, doc.title],
+            params![
+                doc.id,
+                doc.source,
+                doc.text,
+                metadata,
+                doc.content_hash,
+                doc.title
+            ],
         )?;
         let doc_row = tx.last_insert_rowid();
         let mut added = Vec::with_capacity(chunks.len());
@@ -594,8 +601,10 @@ impl Store {
                  JOIN documents d ON d.row = c.doc_row WHERE c.id IN ({marks})"
             );
             let mut stmt = self.conn.prepare_cached(&sql)?;
-            let rows =
-                stmt.query_map(params_from_iter(group.iter().map(|&i| i as i64)), passage_row)?;
+            let rows = stmt.query_map(
+                params_from_iter(group.iter().map(|&i| i as i64)),
+                passage_row,
+            )?;
             for row in rows {
                 out.push(row?);
             }
@@ -609,7 +618,8 @@ impl Store {
         let mut out = HashMap::with_capacity(ids.len());
         for group in ids.chunks(500) {
             let marks = vec!["?"; group.len()].join(",");
-            let sql = format!("SELECT chunk_id, data FROM token_vectors WHERE chunk_id IN ({marks})");
+            let sql =
+                format!("SELECT chunk_id, data FROM token_vectors WHERE chunk_id IN ({marks})");
             let mut stmt = self.conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(params_from_iter(group.iter().map(|&i| i as i64)), |r| {
                 Ok((r.get::<_, i64>(0)? as ChunkId, r.get::<_, Vec<u8>>(1)?))
