@@ -156,9 +156,9 @@ mod tests {
     fn english_words_are_stemmed_and_stop_words_dropped() {
         assert_eq!(
             terms("Where did Putin and Kim meet? The meetings were held..."),
-            [
-                "where", "did", "putin", "kim", "meet", "meet", "were", "held"
-            ]
+            // Question words and auxiliaries are on the stop list: they match every
+            // question and no answer.
+            ["putin", "kim", "meet", "meet", "held"]
         );
         assert!(terms("the of and").is_empty());
         assert!(terms("  ...  ").is_empty());
