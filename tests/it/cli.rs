@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output, Stdio};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn semdex(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_semdex"));
@@ -115,6 +115,51 @@ fn ingest_then_query_as_table_and_json() {
         "jets",
     ]));
     assert!(table.contains("n1") && !table.contains("a.txt"), "{table}");
+    let filtered = run_ok(&mut semdex(&[
+        "query",
+        "--data-dir",
+        dir,
+        "--json",
+        "--filter",
+        r#"{"kind": {"$in": ["note", "memo"]}}"#,
+        "jets",
+    ]));
+    let v: Value = serde_json::from_str(&filtered).unwrap();
+    assert_eq!(v["results"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["results"][0]["doc_id"], "n1");
+    let none = run_ok(&mut semdex(&[
+        "query",
+        "--data-dir",
+        dir,
+        "--json",
+        "--filter",
+        r#"{"kind": {"$ne": "note"}}"#,
+        "--meta",
+        "kind=note",
+        "jets",
+    ]));
+    let v: Value = serde_json::from_str(&none).unwrap();
+    assert_eq!(
+        v["results"],
+        json!([]),
+        "--filter and --meta must both hold"
+    );
+    let bad = semdex(&[
+        "query",
+        "--data-dir",
+        dir,
+        "--filter",
+        r#"{"kind": {"$like": "n%"}}"#,
+        "x",
+    ])
+    .output()
+    .unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("--filter: kind: unknown operator $like"),
+        "{stderr}"
+    );
 
     // While another process holds the directory (a running `semdex serve`), a second writer
     // fails at once naming it, and `query` still answers, read-only.
