@@ -363,6 +363,43 @@ mod tests {
         assert!(admitted.is_empty());
     }
 
+    #[test]
+    fn filters_read_indexes_not_rows() {
+        let f = fixture();
+        let plan = |filter: ChunkFilter| -> String {
+            let (sql, params) = crate::store::matching_sql(&filter).unwrap();
+            let mut stmt = f
+                .store
+                .conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap();
+            let rows = stmt
+                .query_map(rusqlite::params_from_iter(params), |r| {
+                    r.get::<_, String>(3)
+                })
+                .unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+        };
+        let by_metadata = plan(ChunkFilter {
+            doc_ids: None,
+            metadata: MetadataFilter::parse(&json!({"year": {"$gte": 2020}})).unwrap(),
+        });
+        assert!(
+            by_metadata.contains("SCAN d USING COVERING INDEX documents_by_metadata")
+                && by_metadata.contains("USING COVERING INDEX chunks_by_document"),
+            "{by_metadata}"
+        );
+        let by_id = plan(ChunkFilter {
+            doc_ids: Some(vec!["a".into()]),
+            metadata: MetadataFilter::parse(&json!({"lang": "en"})).unwrap(),
+        });
+        assert!(
+            by_id.contains("SEARCH d USING INDEX sqlite_autoindex_documents_1 (id=?)")
+                && by_id.contains("USING COVERING INDEX chunks_by_document"),
+            "{by_id}"
+        );
+    }
+
     /// Scalars and containers that make type mix-ups visible.
     fn value() -> impl Strategy<Value = Value> {
         prop_oneof![

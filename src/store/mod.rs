@@ -598,37 +598,51 @@ impl Store {
 
     /// Ids of the chunks a filter lets through, ascending. The filter is evaluated once per
     /// document; its values are bound parameters (a bounded number of them: `doc_ids` is one
-    /// JSON parameter, `$in` lists one per type).
+    /// JSON parameter, an `$in` list one per type of value).
     pub fn chunk_ids_matching(&self, filter: &ChunkFilter) -> Result<Vec<ChunkId>> {
-        let mut params = Params::new(filter_sql::placeholder);
-        let mut conditions = Vec::new();
-        if let Some(ids) = &filter.doc_ids {
-            if ids.is_empty() {
-                return Ok(Vec::new());
-            }
-            let list = params.bind(Value::from(ids.as_slice()).to_string().into());
-            conditions.push(format!("d.id IN (SELECT value FROM json_each({list}))"));
-        }
-        if !filter.metadata.is_empty() {
-            let dialect = filter_sql::Sqlite::new("d.metadata");
-            conditions.push(to_sql(&dialect, &filter.metadata, &mut params));
-        }
-        let documents = if conditions.is_empty() {
-            "1".to_string()
-        } else {
-            conditions.join(" AND ")
+        let Some((sql, params)) = matching_sql(filter) else {
+            return Ok(Vec::new());
         };
-        let sql = format!(
-            "SELECT c.id FROM chunks c
-             WHERE c.doc_row IN (SELECT d.row FROM documents d WHERE {documents})
-             ORDER BY c.id"
-        );
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params_from_iter(params.into_values()), |r| {
-            r.get::<_, i64>(0)
-        })?;
-        rows.map(|r| Ok(r? as ChunkId)).collect()
+        let rows = stmt.query_map(params_from_iter(params), |r| r.get::<_, i64>(0))?;
+        let mut ids = rows
+            .map(|r| r.map(|id| id as ChunkId))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        // Cheaper here than as SQLite's temporary B-tree.
+        ids.sort_unstable();
+        Ok(ids)
     }
+}
+
+/// The statement selecting the chunk ids a filter admits (in no order), and its parameters;
+/// `None` when it admits nothing (an empty `doc_ids`).
+///
+/// Documents come first, their metadata read from `documents_by_metadata` rather than from
+/// rows that also hold the texts, then their chunks from `chunks_by_document`: neither
+/// table's rows are read.
+fn matching_sql(filter: &ChunkFilter) -> Option<(String, Vec<rusqlite::types::Value>)> {
+    let mut params = Params::new(filter_sql::placeholder);
+    let mut conditions = Vec::new();
+    if let Some(ids) = &filter.doc_ids {
+        if ids.is_empty() {
+            return None;
+        }
+        let list = params.bind(Value::from(ids.as_slice()).to_string().into());
+        conditions.push(format!("d.id IN (SELECT value FROM json_each({list}))"));
+    }
+    if !filter.metadata.is_empty() {
+        let dialect = filter_sql::Sqlite::new("d.metadata");
+        conditions.push(to_sql(&dialect, &filter.metadata, &mut params));
+    }
+    let documents = if conditions.is_empty() {
+        "1".to_string()
+    } else {
+        conditions.join(" AND ")
+    };
+    let sql = format!(
+        "SELECT c.id FROM documents d CROSS JOIN chunks c ON c.doc_row = d.row WHERE {documents}"
+    );
+    Some((sql, params.into_values()))
 }
 
 fn parse_metadata(text: &str) -> Result<Map<String, Value>> {
