@@ -22,6 +22,8 @@ pub mod engine;
 pub mod eval;
 pub mod filter;
 pub mod index;
+pub mod late;
+pub mod lexical;
 pub mod progress;
 pub mod queue;
 pub mod service;

@@ -13,8 +13,8 @@ use tokio::task;
 
 use crate::embed::{Embedding, TokenizedText};
 use crate::engine::{
-    DocumentInput, Engine, EngineError, EngineStats, IngestReport, SearchRequest, SearchResults,
-    validate_search,
+    DocumentInput, Engine, EngineError, EngineStats, IngestReport, Query, SearchMode,
+    SearchRequest, SearchResults, validate_search,
 };
 use crate::progress::NoProgress;
 use crate::queue::{EmbedQueue, QueueError};
@@ -149,6 +149,15 @@ impl Service {
     /// Embeds texts through the batching queue, in order. Unless `truncate`, an input longer
     /// than the model's window is refused rather than silently cut.
     pub async fn embed(&self, texts: Vec<String>, truncate: bool) -> Result<Vec<Embedding>> {
+        self.embed_inner(texts, truncate, false).await
+    }
+
+    async fn embed_inner(
+        &self,
+        texts: Vec<String>,
+        truncate: bool,
+        keep_tokens: bool,
+    ) -> Result<Vec<Embedding>> {
         let max_inputs = self.options.max_inputs;
         if texts.is_empty() {
             return Err(ServiceError::InvalidRequest(
@@ -180,11 +189,15 @@ impl Service {
                 max,
             });
         }
-        Ok(self.queue.embed(tokenized).await?)
+        Ok(if keep_tokens {
+            self.queue.embed_with_tokens(tokenized).await?
+        } else {
+            self.queue.embed(tokenized).await?
+        })
     }
 
-    /// The passages nearest to `query`: validated first, then embedded through the queue
-    /// (batched with concurrent requests), then searched.
+    /// The passages that best answer `query`: validated first, then (unless the mode is
+    /// lexical) embedded through the queue, batched with concurrent requests, then searched.
     pub async fn search(&self, query: String, request: SearchRequest) -> Result<SearchResults> {
         if query.trim().is_empty() {
             return Err(ServiceError::InvalidRequest(
@@ -193,15 +206,28 @@ impl Service {
         }
         // Fail fast, before spending a forward pass.
         validate_search(&request)?;
-        let vector = self
-            .embed(vec![query], true)
-            .await?
-            .pop()
-            .ok_or_else(|| ServiceError::Internal("no embedding returned".into()))?
-            .unit;
+        let embedding = if request.mode.needs_vector() {
+            let rescores = request.mode == SearchMode::Hybrid && request.rerank;
+            let embedding = self
+                .embed_inner(vec![query.clone()], true, rescores)
+                .await?
+                .pop()
+                .ok_or_else(|| ServiceError::Internal("no embedding returned".into()))?;
+            Some(embedding)
+        } else {
+            None
+        };
         let engine = self.engine.clone();
-        self.blocking(move || Ok(engine.search_vector(&vector, &request)?))
-            .await
+        self.blocking(move || {
+            let tokens = embedding.as_ref().and_then(|e| engine.query_tokens(e));
+            let query = Query {
+                text: &query,
+                vector: embedding.as_ref().map(|e| e.unit.as_slice()),
+                tokens: tokens.as_ref(),
+            };
+            Ok(engine.search_query(&query, &request)?)
+        })
+        .await
     }
 
     /// Ingests documents (each committed whole), then compacts the index in the background if

@@ -37,6 +37,11 @@ pub struct QueryArgs {
     /// (all of --filter, --meta and --doc must hold).
     #[arg(long, value_name = "JSON")]
     pub filter: Option<String>,
+    /// Which retrievers answer: hybrid (embeddings and BM25, fused), dense or lexical.
+    #[arg(long, default_value = "hybrid")]
+    pub mode: semdex::engine::SearchMode,
+    #[command(flatten)]
+    pub hybrid: super::HybridArgs,
     /// Print JSON (the shape of POST /search) instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -53,6 +58,8 @@ pub fn run(global: &GlobalArgs, args: QueryArgs) -> anyhow::Result<()> {
             doc_ids: (!args.doc_ids.is_empty()).then(|| args.doc_ids.clone()),
             metadata: metadata_filter(&args)?,
         },
+        mode: args.mode,
+        ..args.hybrid.request()
     };
     let engine = args.engine.open_for_reading(global)?;
     let started = Instant::now();
@@ -65,24 +72,30 @@ pub fn run(global: &GlobalArgs, args: QueryArgs) -> anyhow::Result<()> {
     if response.results.is_empty() {
         println!("no passages (is the data directory empty?)");
     }
+    let part =
+        |name: &str, v: Option<f32>| v.map(|v| format!(" {name} {v:.3}")).unwrap_or_default();
     for (rank, r) in response.results.iter().enumerate() {
         println!(
-            "{:>2}. {:.4}  {} #{} [{}..{}]",
+            "{:>2}. {:.4}  {} #{} [{}..{}]{}{}{}",
             rank + 1,
             r.score,
             r.doc_id,
             r.chunk_index,
             r.start,
-            r.end
+            r.end,
+            part("dense", r.scores.dense),
+            part("lexical", r.scores.lexical),
+            part("rerank", r.scores.rerank),
         );
         for line in textwrap(&r.text, 96) {
             println!("      {line}");
         }
     }
     println!(
-        "({} results in {:.1} ms, {})",
+        "({} results in {:.1} ms, {} mode, {})",
         response.results.len(),
         response.took_ms,
+        response.mode,
         response.strategy
     );
     Ok(())

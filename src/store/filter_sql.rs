@@ -171,6 +171,7 @@ mod tests {
                     end: 1,
                     text: "x",
                     vector: &[1.0, 0.0, 0.0],
+                    tokens: None,
                 };
                 let doc = NewDocument {
                     id,
@@ -178,6 +179,7 @@ mod tests {
                     text: "x",
                     metadata: &meta,
                     content_hash: "h",
+                    title: None,
                 };
                 let out = store.put_document(&doc, &[chunk]).unwrap();
                 ids.push((out.added[0], id.clone()));

@@ -117,6 +117,8 @@ pub struct NewChunk<'a> {
     pub text: &'a str,
     /// Its unit-length embedding.
     pub vector: &'a [f32],
+    /// Its token vectors for late interaction, in their stored form.
+    pub tokens: Option<&'a [u8]>,
 }
 
 /// A document to store.
@@ -132,6 +134,8 @@ pub struct NewDocument<'a> {
     pub metadata: &'a Map<String, Value>,
     /// Hash of the text, for change detection.
     pub content_hash: &'a str,
+    /// The title its passages were embedded and indexed after, if any.
+    pub title: Option<&'a str>,
 }
 
 /// What a stored document looks like when read back.
@@ -187,6 +191,17 @@ pub struct ChunkRecord {
     pub text: String,
     /// Its document's metadata.
     pub metadata: Map<String, Value>,
+}
+
+/// A stored passage with the title of its document, as derived indexes take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passage {
+    /// The chunk's id.
+    pub id: ChunkId,
+    /// The passage.
+    pub text: String,
+    /// Its document's title, if the passage was embedded after one.
+    pub title: Option<String>,
 }
 
 /// What writing a document changed, for the derived indexes.
@@ -378,9 +393,16 @@ impl Store {
         let removed = delete_in(&tx, doc.id)?.unwrap_or_default();
         let metadata = Value::Object(doc.metadata.clone()).to_string();
         tx.execute(
-            "INSERT INTO documents (id, source, text, metadata, content_hash, ingested_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
-            params![doc.id, doc.source, doc.text, metadata, doc.content_hash],
+            "INSERT INTO documents (id, source, text, metadata, content_hash, title, ingested_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+            params![
+                doc.id,
+                doc.source,
+                doc.text,
+                metadata,
+                doc.content_hash,
+                doc.title
+            ],
         )?;
         let doc_row = tx.last_insert_rowid();
         let mut added = Vec::with_capacity(chunks.len());
@@ -389,6 +411,8 @@ impl Store {
                 "INSERT INTO chunks (doc_row, idx, start, end, text, embedding)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
+            let mut insert_tokens =
+                tx.prepare_cached("INSERT INTO token_vectors (chunk_id, data) VALUES (?1, ?2)")?;
             for c in chunks {
                 insert.execute(params![
                     doc_row,
@@ -398,7 +422,11 @@ impl Store {
                     c.text,
                     vector_to_blob(c.vector)
                 ])?;
-                added.push(tx.last_insert_rowid() as ChunkId);
+                let id = tx.last_insert_rowid();
+                if let Some(tokens) = c.tokens {
+                    insert_tokens.execute(params![id, tokens])?;
+                }
+                added.push(id as ChunkId);
             }
         }
         let generation = bump_generation(&tx)?;
@@ -537,6 +565,114 @@ impl Store {
         }
         tx.commit().map_err(StoreError::from)?;
         Ok(generation)
+    }
+
+    /// Calls `f` with every stored passage, in chunk-id order (for rebuilding the lexical
+    /// index), and returns the generation they belong to (read in the same transaction). An
+    /// error from `f` stops the scan and is returned.
+    pub fn for_each_passage<E: From<StoreError>>(
+        &self,
+        mut f: impl FnMut(Passage) -> std::result::Result<(), E>,
+    ) -> std::result::Result<u64, E> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(StoreError::from)?;
+        let generation = read_generation(&tx)?;
+        {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT c.id, c.text, d.title FROM chunks c
+                     JOIN documents d ON d.row = c.doc_row ORDER BY c.id",
+                )
+                .map_err(StoreError::from)?;
+            let mut rows = stmt.query([]).map_err(StoreError::from)?;
+            while let Some(row) = rows.next().map_err(StoreError::from)? {
+                f(passage_row(row).map_err(StoreError::from)?)?;
+            }
+        }
+        tx.commit().map_err(StoreError::from)?;
+        Ok(generation)
+    }
+
+    /// These chunks' passages (missing ids are skipped), in id order.
+    pub fn passages_by_ids(&self, ids: &[ChunkId]) -> Result<Vec<Passage>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for group in ids.chunks(500) {
+            let marks = vec!["?"; group.len()].join(",");
+            let sql = format!(
+                "SELECT c.id, c.text, d.title FROM chunks c
+                 JOIN documents d ON d.row = c.doc_row WHERE c.id IN ({marks})"
+            );
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params_from_iter(group.iter().map(|&i| i as i64)),
+                passage_row,
+            )?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        out.sort_unstable_by_key(|p| p.id);
+        Ok(out)
+    }
+
+    /// The stored token vectors of these chunks (chunks without any are absent).
+    pub fn token_vectors_by_ids(&self, ids: &[ChunkId]) -> Result<HashMap<ChunkId, Vec<u8>>> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for group in ids.chunks(500) {
+            let marks = vec!["?"; group.len()].join(",");
+            let sql =
+                format!("SELECT chunk_id, data FROM token_vectors WHERE chunk_id IN ({marks})");
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(group.iter().map(|&i| i as i64)), |r| {
+                Ok((r.get::<_, i64>(0)? as ChunkId, r.get::<_, Vec<u8>>(1)?))
+            })?;
+            for row in rows {
+                let (id, data) = row?;
+                out.insert(id, data);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` passages that have no token vectors yet (stored before they existed).
+    pub fn passages_without_token_vectors(&self, limit: usize) -> Result<Vec<(ChunkId, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT c.id, c.text FROM chunks c
+             WHERE NOT EXISTS (SELECT 1 FROM token_vectors t WHERE t.chunk_id = c.id)
+             ORDER BY c.id LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as ChunkId, r.get::<_, String>(1)?))
+        })?;
+        rows.map(|r| Ok(r?)).collect()
+    }
+
+    /// How many passages have no token vectors yet.
+    pub fn count_without_token_vectors(&self) -> Result<usize> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM chunks c
+             WHERE NOT EXISTS (SELECT 1 FROM token_vectors t WHERE t.chunk_id = c.id)",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as usize)
+    }
+
+    /// Stores token vectors for existing passages (a chunk deleted meanwhile is skipped).
+    pub fn put_token_vectors(&mut self, items: &[(ChunkId, Vec<u8>)]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO token_vectors (chunk_id, data)
+                 SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM chunks WHERE id = ?1)",
+            )?;
+            for (id, data) in items {
+                insert.execute(params![*id as i64, data])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// The stored vectors of these chunks (missing ids are skipped), in id order.
@@ -687,6 +823,15 @@ fn read_generation(conn: &Connection) -> Result<u64> {
         |r| r.get(0),
     )?;
     Ok(g as u64)
+}
+
+/// A `(chunk id, text, document title)` row.
+fn passage_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Passage> {
+    Ok(Passage {
+        id: row.get::<_, i64>(0)? as ChunkId,
+        text: row.get(1)?,
+        title: row.get(2)?,
+    })
 }
 
 /// An `(id, embedding)` row as a chunk id and its vector.

@@ -24,6 +24,7 @@ fn put(store: &mut Store, id: &str, text: &str, meta: Value, n_chunks: usize) ->
             end: i + 1,
             text: &text[i..i + 1],
             vector: &vectors[i],
+            tokens: None,
         })
         .collect();
     store
@@ -34,6 +35,7 @@ fn put(store: &mut Store, id: &str, text: &str, meta: Value, n_chunks: usize) ->
                 text,
                 metadata: &meta,
                 content_hash: &format!("hash-{text}"),
+                title: None,
             },
             &chunks,
         )

@@ -396,18 +396,34 @@ fn bench_beir_scores_and_reuses_its_data_directory() {
     .unwrap();
     assert_eq!(first["documents"], 4);
     assert!(first["ingest_seconds"].as_f64().unwrap() > 0.0);
-    for search in ["hnsw", "exact"] {
+    for search in ["dense", "dense_exact"] {
         assert_eq!(first[search]["queries"], 3, "{first}");
         assert_eq!(first[search]["ndcg@10"].as_f64().unwrap(), 1.0, "{first}");
         assert_eq!(first[search]["recall@100"].as_f64().unwrap(), 1.0);
     }
-    let run_file = std::fs::read_to_string(runs.path().join("exact.run")).unwrap();
+    // Every mode is reported under its name; q2 shares no word with its answer, so the
+    // lexical run misses it and the fused runs still find it.
+    for search in ["lexical", "hybrid", "hybrid_rrf"] {
+        assert_eq!(first[search]["queries"], 3, "{first}");
+        assert!(first[search]["qps"].as_f64().unwrap() > 0.0);
+    }
+    assert!(
+        first["lexical"]["ndcg@10"].as_f64().unwrap() < 1.0,
+        "{first}"
+    );
+    assert_eq!(first["hybrid"]["recall@100"].as_f64().unwrap(), 1.0);
+    let run_file = std::fs::read_to_string(runs.path().join("dense_exact.run")).unwrap();
     assert!(run_file.starts_with("q1 Q0 d2 1 "), "{run_file}");
+    assert!(runs.path().join("hybrid.run").is_file());
 
     // The second run reuses the ingested corpus and gives the same figures.
-    let second: Value = serde_json::from_str(&run_ok(&mut bench(&[]))).unwrap();
+    let second: Value = serde_json::from_str(&run_ok(&mut bench(&["--mode", "dense"]))).unwrap();
     assert_eq!(second["ingest_seconds"].as_f64().unwrap(), 0.0);
-    assert_eq!(second["exact"], first["exact"]);
+    assert_eq!(
+        second["dense_exact"]["ndcg@10"],
+        first["dense_exact"]["ndcg@10"]
+    );
+    assert!(second.get("hybrid").is_none(), "only the modes asked for");
 
     // The same directory is refused for the chunked pipeline instead of mixing the two.
     let refused = bench(&["--chunked"]).output().unwrap();

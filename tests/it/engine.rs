@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use semdex::engine::{
-    Engine, EngineError, EngineOptions, IngestStatus, SearchRequest, SearchStrategy,
+    Engine, EngineError, EngineOptions, IngestStatus, SearchMode, SearchRequest, SearchStrategy,
 };
 use semdex::filter::MetadataFilter;
 use semdex::progress::NoProgress;
@@ -20,9 +20,11 @@ fn with_meta(id: &str, text: &str, meta: Value) -> semdex::engine::DocumentInput
     d
 }
 
+/// A dense-only request: these tests are about the vector index.
 fn req(k: usize) -> SearchRequest {
     SearchRequest {
         k,
+        mode: SearchMode::Dense,
         ..SearchRequest::default()
     }
 }
@@ -39,7 +41,7 @@ fn seed_article_questions_hit_at_3() {
         .unwrap();
     let items = semdex::eval::qa::load(&crate::common::data("seed_qa.jsonl")).unwrap();
     assert!(items.len() >= 20);
-    let report = semdex::eval::qa::evaluate(&engine, &items).unwrap();
+    let report = semdex::eval::qa::evaluate(&engine, &items, &SearchRequest::default()).unwrap();
     println!(
         "hit@1 {:.3} hit@3 {:.3} hit@5 {:.3} MRR@10 {:.3}; missed: {:?}",
         report.hit_1, report.hit_3, report.hit_5, report.mrr_10, report.missed

@@ -26,9 +26,7 @@ pub async fn search_post(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SearchBody>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    let request = body
-        .to_request()
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let request = body.to_request()?;
     run(state, body.query, request).await
 }
 
@@ -49,9 +47,7 @@ pub async fn search_get(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    let request = params
-        .to_request()
-        .map_err(|e| ApiError::invalid(e.to_string()))?;
+    let request = params.to_request()?;
     run(state, params.q, request).await
 }
 
