@@ -11,6 +11,7 @@ use crate::engine::{
     DocumentInput, Fusion, HitScores, IngestReport, SearchHit, SearchMode, SearchRequest,
     SearchResults, content_hash,
 };
+use crate::filter::{FilterError, FilterErrorKind, MetadataFilter};
 use crate::service::DocumentPage;
 use crate::store::{ChunkFilter, DocumentSummary, StoredDocument};
 
@@ -67,31 +68,58 @@ fn search_options(
     Ok((mode, fusion))
 }
 
-/// A search filter.
+/// A search filter: `{"doc_ids"?, "metadata"?}`, in a POST body or JSON-encoded in GET's
+/// `filter` parameter.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterBody {
-    /// Only passages of these documents.
+    /// Only passages of these documents (at most 10,000 ids).
     #[serde(default)]
     pub doc_ids: Option<Vec<String>>,
-    /// Only passages of documents whose metadata has each key equal to the value.
+    /// Only passages of documents whose metadata passes this filter: `{"KEY": VALUE}` for
+    /// equality, `{"KEY": {"$op": OPERAND}}` with `$eq $ne $gt $gte $lt $lte $in $nin $exists`,
+    /// and `"$and"` / `"$or"` lists of such objects. Types never coerce; at most 64 clauses and
+    /// 1,000 values per `$in` (README, "Filters").
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Object, example = json!({"year": {"$gte": 2020}, "lang": {"$in": ["en", "de"]}}))]
     pub metadata: Map<String, Value>,
 }
 
+impl FilterBody {
+    /// The engine's filter, the metadata parsed and checked once here; errors name their
+    /// place in the request (`filter.metadata.year: ...`).
+    pub fn to_filter(&self) -> Result<ChunkFilter, FilterError> {
+        Ok(ChunkFilter {
+            doc_ids: self.doc_ids.clone(),
+            metadata: MetadataFilter::parse_object(&self.metadata)
+                .map_err(|e| e.within("filter.metadata"))?,
+        })
+    }
+
+    /// A filter sent as JSON text (GET /search's `filter` parameter).
+    pub fn from_json(text: &str) -> Result<Self, FilterError> {
+        serde_json::from_str(text).map_err(|e| {
+            FilterErrorKind::Malformed(format!(
+                "expected a JSON object {{\"doc_ids\"?: [...], \"metadata\"?: {{...}}}}: {e}"
+            ))
+            .at("filter")
+        })
+    }
+}
+
 impl SearchBody {
-    /// The engine request this body asks for (422 for an unknown mode or fusion).
+    /// The engine request this body asks for (422 for an unknown mode or fusion, or a bad filter).
     pub fn to_request(&self) -> Result<SearchRequest, crate::api::ApiError> {
-        let filter = self.filter.clone().unwrap_or_default();
         let (mode, fusion) = search_options(self.mode.as_deref(), self.fusion.as_deref())?;
         Ok(SearchRequest {
             k: self.k,
             ef: self.ef,
             exact: self.exact,
-            filter: ChunkFilter {
-                doc_ids: filter.doc_ids,
-                metadata: filter.metadata,
+            filter: match &self.filter {
+                Some(filter) => filter
+                    .to_filter()
+                    .map_err(|e| crate::api::ApiError::invalid(e.to_string()))?,
+                None => ChunkFilter::default(),
             },
             mode,
             fusion,
@@ -205,6 +233,10 @@ pub struct SearchParams {
     /// Exact search.
     #[serde(default)]
     pub exact: bool,
+    /// A filter as JSON text, URL-encoded: the shape of POST's `filter`,
+    /// `{"doc_ids"?: [...], "metadata"?: {...}}`.
+    #[param(example = r#"{"metadata": {"year": {"$gte": 2020}}}"#)]
+    pub filter: Option<String>,
     /// "hybrid" (default), "dense" or "lexical".
     pub mode: Option<String>,
     /// "convex" (default) or "rrf".
@@ -216,18 +248,25 @@ pub struct SearchParams {
 }
 
 impl SearchParams {
-    /// The engine request this query string asks for (422 for an unknown mode or fusion).
+    /// The engine request this query string asks for (422 for an unknown mode or fusion, or a
+    /// bad filter).
     pub fn to_request(&self) -> Result<SearchRequest, crate::api::ApiError> {
         let (mode, fusion) = search_options(self.mode.as_deref(), self.fusion.as_deref())?;
+        let filter = match self.filter.as_deref().map(str::trim) {
+            Some(text) if !text.is_empty() => FilterBody::from_json(text)
+                .and_then(|f| f.to_filter())
+                .map_err(|e| crate::api::ApiError::invalid(e.to_string()))?,
+            _ => ChunkFilter::default(),
+        };
         Ok(SearchRequest {
             k: self.k,
             ef: self.ef,
             exact: self.exact,
+            filter,
             mode,
             fusion,
             dense_weight: self.dense_weight,
             rerank: self.rerank.unwrap_or(true),
-            ..SearchRequest::default()
         })
     }
 }

@@ -23,6 +23,32 @@ pub enum BenchCommand {
     /// Retrieval quality on a BEIR dataset: nDCG@10, MRR@10, Recall@10/100, MAP@100 for HNSW
     /// and exact search.
     Beir(BeirArgs),
+    /// Filtered search: latency and recall@k against exact search for metadata filters
+    /// admitting about 100 %, 10 %, 1 % and 0.1 % of the passages.
+    Filter(FilterArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FilterArgs {
+    /// Query texts: BEIR queries.jsonl (its "text") or one per line.
+    #[arg(long)]
+    pub queries: PathBuf,
+    /// Use the first N queries.
+    #[arg(long, default_value_t = 300)]
+    pub limit: usize,
+    /// The numeric metadata field, spread over 0..999 across the documents, that the filters
+    /// select on.
+    #[arg(long, default_value = "bucket")]
+    pub field: String,
+    /// Results per query.
+    #[arg(short, default_value_t = 10)]
+    pub k: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// The data directory to search (read, never written) and its search settings.
+    #[command(flatten)]
+    pub engine: super::EngineArgs,
 }
 
 #[derive(Args, Debug)]
@@ -162,6 +188,7 @@ pub fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Beir(args) => beir(global, args),
         BenchCommand::Ann(args) => ann(global, args),
         BenchCommand::Qa(args) => qa(global, args),
+        BenchCommand::Filter(args) => filter(global, args),
     }
 }
 
@@ -533,6 +560,80 @@ fn qa(global: &GlobalArgs, args: QaArgs) -> anyhow::Result<()> {
     );
     for q in &report.missed {
         println!("  no answer in the top 5: {q}");
+    }
+    Ok(())
+}
+
+fn filter(global: &GlobalArgs, args: FilterArgs) -> anyhow::Result<()> {
+    use semdex::eval::filter;
+    let text = std::fs::read_to_string(&args.queries)
+        .with_context(|| format!("cannot read {}", args.queries.display()))?;
+    let texts: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(
+            |line| match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(serde_json::Value::Object(o)) => o
+                    .get("text")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                _ => line.to_string(),
+            },
+        )
+        .take(args.limit)
+        .collect();
+    anyhow::ensure!(
+        !texts.is_empty(),
+        "no queries in {}",
+        args.queries.display()
+    );
+    let engine = args.engine.open_for_reading(global)?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let queries: Vec<Vec<f32>> = engine
+        .encoder()
+        .embed(&refs)?
+        .into_iter()
+        .map(|e| e.unit)
+        .collect();
+    let store = semdex::store::Store::open(
+        &args.engine.data_dir,
+        &semdex::engine::model_identity(engine.encoder()),
+    )?;
+    let cases = filter::selectivity_cases(&args.field);
+    let report = filter::benchmark(&engine, &store, &queries, &cases, args.k)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{} passages, {} queries, k={}; latencies in ms (p50 / p90)",
+        report.passages, report.queries, report.k
+    );
+    println!(
+        "{:<6} {:>9} {:>7} {:<15} {:>15} {:>15} {:>15} {:>10}",
+        "filter",
+        "admitted",
+        "share",
+        "strategy",
+        "filter (SQL)",
+        "search",
+        "exact",
+        format!("recall@{}", report.k)
+    );
+    let pair = |l: &semdex::eval::speed::Latency| format!("{:.2} / {:.2}", l.p50_ms, l.p90_ms);
+    for r in &report.rows {
+        println!(
+            "{:<6} {:>9} {:>6.2}% {:<15} {:>15} {:>15} {:>15} {:>10.4}",
+            r.label,
+            r.admitted,
+            r.share * 100.0,
+            r.strategy,
+            pair(&r.filter_only),
+            pair(&r.search),
+            pair(&r.exact),
+            r.recall
+        );
     }
     Ok(())
 }

@@ -6,8 +6,9 @@ use anyhow::Context;
 use clap::Args;
 use semdex::api::types::SearchResponse;
 use semdex::engine::SearchRequest;
+use semdex::filter::MetadataFilter;
 use semdex::store::ChunkFilter;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::{EngineArgs, GlobalArgs};
 
@@ -31,6 +32,11 @@ pub struct QueryArgs {
     /// as a string; repeatable).
     #[arg(long = "meta", value_name = "KEY=VALUE")]
     pub metadata: Vec<String>,
+    /// Only documents whose metadata passes this filter, written as POST /search's
+    /// `filter.metadata`, e.g. '{"year": {"$gte": 2020}, "lang": {"$in": ["en", "de"]}}'
+    /// (all of --filter, --meta and --doc must hold).
+    #[arg(long, value_name = "JSON")]
+    pub filter: Option<String>,
     /// Which retrievers answer: hybrid (embeddings and BM25, fused), dense or lexical.
     #[arg(long, default_value = "hybrid")]
     pub mode: semdex::engine::SearchMode,
@@ -44,22 +50,13 @@ pub struct QueryArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: QueryArgs) -> anyhow::Result<()> {
-    let mut metadata = Map::new();
-    for pair in &args.metadata {
-        let (key, value) = pair
-            .split_once('=')
-            .with_context(|| format!("--meta {pair:?}: expected KEY=VALUE"))?;
-        let value =
-            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
-        metadata.insert(key.to_string(), value);
-    }
     let request = SearchRequest {
         k: args.k,
         ef: args.ef,
         exact: args.exact,
         filter: ChunkFilter {
             doc_ids: (!args.doc_ids.is_empty()).then(|| args.doc_ids.clone()),
-            metadata,
+            metadata: metadata_filter(&args)?,
         },
         mode: args.mode,
         ..args.hybrid.request()
@@ -102,6 +99,31 @@ pub fn run(global: &GlobalArgs, args: QueryArgs) -> anyhow::Result<()> {
         response.strategy
     );
     Ok(())
+}
+
+/// The metadata filter of `--filter` and `--meta`, parsed once: both must hold.
+fn metadata_filter(args: &QueryArgs) -> anyhow::Result<MetadataFilter> {
+    let mut pairs = Map::new();
+    for pair in &args.metadata {
+        let (key, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--meta {pair:?}: expected KEY=VALUE"))?;
+        let value =
+            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+        pairs.insert(key.to_string(), value);
+    }
+    let pairs = Value::Object(pairs);
+    let meta = MetadataFilter::parse(&pairs).map_err(|e| anyhow::anyhow!("--meta: {e}"))?;
+    let Some(text) = &args.filter else {
+        return Ok(meta);
+    };
+    let given: Value = serde_json::from_str(text).context("--filter: not valid JSON")?;
+    let filter = MetadataFilter::parse(&given).map_err(|e| anyhow::anyhow!("--filter: {e}"))?;
+    if meta.is_empty() {
+        return Ok(filter);
+    }
+    MetadataFilter::parse(&json!({"$and": [given, pairs]}))
+        .map_err(|e| anyhow::anyhow!("--filter and --meta together: {e}"))
 }
 
 /// Greedy word wrap for the terminal table.

@@ -121,6 +121,8 @@ pub fn validate(doc: &DocumentInput) -> Result<()> {
             "document {id:?} has no text"
         )));
     }
+    crate::filter::check_metadata(&doc.metadata)
+        .map_err(|e| EngineError::InvalidRequest(format!("document {id:?}: {e}")))?;
     Ok(())
 }
 

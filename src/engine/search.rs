@@ -213,12 +213,10 @@ pub fn validate(req: &SearchRequest) -> Result<()> {
             "dense_weight must be between 0 and 1, got {w}"
         )));
     }
-    for (key, value) in &req.filter.metadata {
-        if matches!(value, Value::Array(_) | Value::Object(_)) {
-            return Err(EngineError::InvalidRequest(format!(
-                "metadata filter on {key:?}: only strings, numbers, booleans and null can be matched"
-            )));
-        }
+    // The metadata filter was checked when it was parsed; the id list is bounded here.
+    if let Some(ids) = &req.filter.doc_ids {
+        crate::filter::check_doc_ids(ids)
+            .map_err(|e| EngineError::InvalidRequest(e.within("filter.doc_ids").to_string()))?;
     }
     Ok(())
 }

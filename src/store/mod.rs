@@ -5,6 +5,7 @@
 //! documents only. The store records the model that made its vectors and refuses to open with
 //! another one.
 
+mod filter_sql;
 mod lock;
 mod pool;
 mod schema;
@@ -16,6 +17,9 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde_json::{Map, Value};
+
+use crate::filter::MetadataFilter;
+use crate::filter::sql::{Params, to_sql};
 
 pub use lock::DirLock;
 pub use pool::{PooledStore, ReadPool};
@@ -225,8 +229,8 @@ pub struct DocumentState {
 pub struct ChunkFilter {
     /// Only chunks of these documents.
     pub doc_ids: Option<Vec<String>>,
-    /// Only chunks of documents whose metadata has each key equal to the value (scalars).
-    pub metadata: Map<String, Value>,
+    /// Only chunks of documents whose metadata passes this (parsed, validated) filter.
+    pub metadata: MetadataFilter,
 }
 
 impl ChunkFilter {
@@ -728,44 +732,53 @@ impl Store {
         Ok(out)
     }
 
-    /// Ids of the chunks a filter lets through, ascending.
+    /// Ids of the chunks a filter lets through, ascending. The filter is evaluated once per
+    /// document; its values are bound parameters (a bounded number of them: `doc_ids` is one
+    /// JSON parameter, an `$in` list one per type of value).
     pub fn chunk_ids_matching(&self, filter: &ChunkFilter) -> Result<Vec<ChunkId>> {
-        let mut sql =
-            String::from("SELECT c.id FROM chunks c JOIN documents d ON d.row = c.doc_row WHERE 1");
-        let mut values: Vec<rusqlite::types::Value> = Vec::new();
-        if let Some(ids) = &filter.doc_ids {
-            if ids.is_empty() {
-                return Ok(Vec::new());
-            }
-            sql.push_str(" AND d.id IN (SELECT value FROM json_each(?))");
-            values.push(Value::from(ids.clone()).to_string().into());
-        }
-        for (key, value) in &filter.metadata {
-            // json_extract yields SQL scalars: text, integer, real, or 1/0 for true/false.
-            sql.push_str(" AND json_extract(d.metadata, ?) IS ?");
-            values.push(json_path(key).into());
-            values.push(match value {
-                Value::Null => rusqlite::types::Value::Null,
-                Value::Bool(b) => rusqlite::types::Value::Integer(i64::from(*b)),
-                Value::Number(n) => match n.as_i64() {
-                    Some(i) => rusqlite::types::Value::Integer(i),
-                    None => rusqlite::types::Value::Real(n.as_f64().unwrap_or(f64::NAN)),
-                },
-                Value::String(s) => rusqlite::types::Value::Text(s.clone()),
-                // Callers reject non-scalar values; compare structurally as JSON text.
-                other => rusqlite::types::Value::Text(other.to_string()),
-            });
-        }
-        sql.push_str(" ORDER BY c.id");
+        let Some((sql, params)) = matching_sql(filter) else {
+            return Ok(Vec::new());
+        };
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params_from_iter(values), |r| r.get::<_, i64>(0))?;
-        rows.map(|r| Ok(r? as ChunkId)).collect()
+        let rows = stmt.query_map(params_from_iter(params), |r| r.get::<_, i64>(0))?;
+        let mut ids = rows
+            .map(|r| r.map(|id| id as ChunkId))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        // Cheaper here than as SQLite's temporary B-tree.
+        ids.sort_unstable();
+        Ok(ids)
     }
 }
 
-/// A JSON path selecting one top-level key, quoted so that dots and spaces are literal.
-fn json_path(key: &str) -> String {
-    format!("$.\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\""))
+/// The statement selecting the chunk ids a filter admits (in no order), and its parameters;
+/// `None` when it admits nothing (an empty `doc_ids`).
+///
+/// Documents come first, their metadata read from `documents_by_metadata` rather than from
+/// rows that also hold the texts, then their chunks from `chunks_by_document`: neither
+/// table's rows are read.
+fn matching_sql(filter: &ChunkFilter) -> Option<(String, Vec<rusqlite::types::Value>)> {
+    let mut params = Params::new(filter_sql::placeholder);
+    let mut conditions = Vec::new();
+    if let Some(ids) = &filter.doc_ids {
+        if ids.is_empty() {
+            return None;
+        }
+        let list = params.bind(Value::from(ids.as_slice()).to_string().into());
+        conditions.push(format!("d.id IN (SELECT value FROM json_each({list}))"));
+    }
+    if !filter.metadata.is_empty() {
+        let dialect = filter_sql::Sqlite::new("d.metadata");
+        conditions.push(to_sql(&dialect, &filter.metadata, &mut params));
+    }
+    let documents = if conditions.is_empty() {
+        "1".to_string()
+    } else {
+        conditions.join(" AND ")
+    };
+    let sql = format!(
+        "SELECT c.id FROM documents d CROSS JOIN chunks c ON c.doc_row = d.row WHERE {documents}"
+    );
+    Some((sql, params.into_values()))
 }
 
 fn parse_metadata(text: &str) -> Result<Map<String, Value>> {

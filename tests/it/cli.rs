@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output, Stdio};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn semdex(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_semdex"));
@@ -115,6 +115,51 @@ fn ingest_then_query_as_table_and_json() {
         "jets",
     ]));
     assert!(table.contains("n1") && !table.contains("a.txt"), "{table}");
+    let filtered = run_ok(&mut semdex(&[
+        "query",
+        "--data-dir",
+        dir,
+        "--json",
+        "--filter",
+        r#"{"kind": {"$in": ["note", "memo"]}}"#,
+        "jets",
+    ]));
+    let v: Value = serde_json::from_str(&filtered).unwrap();
+    assert_eq!(v["results"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["results"][0]["doc_id"], "n1");
+    let none = run_ok(&mut semdex(&[
+        "query",
+        "--data-dir",
+        dir,
+        "--json",
+        "--filter",
+        r#"{"kind": {"$ne": "note"}}"#,
+        "--meta",
+        "kind=note",
+        "jets",
+    ]));
+    let v: Value = serde_json::from_str(&none).unwrap();
+    assert_eq!(
+        v["results"],
+        json!([]),
+        "--filter and --meta must both hold"
+    );
+    let bad = semdex(&[
+        "query",
+        "--data-dir",
+        dir,
+        "--filter",
+        r#"{"kind": {"$like": "n%"}}"#,
+        "x",
+    ])
+    .output()
+    .unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("--filter: kind: unknown operator $like"),
+        "{stderr}"
+    );
 
     // While another process holds the directory (a running `semdex serve`), a second writer
     // fails at once naming it, and `query` still answers, read-only.
@@ -159,6 +204,63 @@ fn missing_model_is_one_clear_line() {
         err.contains("missing config.json") && err.contains("models/fetch.sh"),
         "{err}"
     );
+}
+
+#[test]
+fn bench_filter_reports_every_selectivity() {
+    let data = tempfile::tempdir().unwrap();
+    let corpus = data.path().join("corpus.jsonl");
+    let words = crate::common::seed_windows(40, 12);
+    let lines: Vec<String> = words
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            json!({"id": format!("w{i}"), "text": text, "metadata": {"bucket": i * 25}}).to_string()
+        })
+        .collect();
+    std::fs::write(&corpus, lines.join("\n")).unwrap();
+    let queries = data.path().join("queries.txt");
+    std::fs::write(
+        &queries,
+        "Where did they meet?\nartillery shells\nspace launch\n",
+    )
+    .unwrap();
+    let store = data.path().join("store");
+    let store = store.to_str().unwrap();
+    run_ok(&mut semdex(&[
+        "ingest",
+        "--data-dir",
+        store,
+        corpus.to_str().unwrap(),
+    ]));
+    let out = run_ok(&mut semdex(&[
+        "bench",
+        "filter",
+        "--data-dir",
+        store,
+        "--queries",
+        queries.to_str().unwrap(),
+        "--json",
+    ]));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["passages"], 40);
+    assert_eq!(report["queries"], 3);
+    let rows = report["rows"].as_array().unwrap();
+    let admitted: Vec<u64> = rows
+        .iter()
+        .map(|r| r["admitted"].as_u64().unwrap())
+        .collect();
+    // bucket = 25 i: all 40, the 4 under 100, and bucket 0 alone for the last two.
+    assert_eq!(admitted, [40, 40, 4, 1, 1], "{report}");
+    for r in rows {
+        assert_eq!(r["recall"], 1.0, "{r}");
+        assert!(r["search"]["p50_ms"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(
+        rows[0]["strategy"], "exact",
+        "a small corpus is searched exactly"
+    );
+    assert_eq!(rows[4]["strategy"], "exact_filtered");
 }
 
 #[test]

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use semdex::engine::{
     Engine, EngineError, EngineOptions, IngestStatus, SearchMode, SearchRequest, SearchStrategy,
 };
+use semdex::filter::MetadataFilter;
 use semdex::progress::NoProgress;
 use semdex::store::{ChunkFilter, ModelIdentity, Store, StoreError};
 use serde_json::{Value, json};
@@ -268,7 +269,7 @@ fn filters_by_document_and_metadata_still_return_k() {
     let mut r = req(10);
     r.filter = ChunkFilter {
         doc_ids: None,
-        metadata: json!({"parity": "odd"}).as_object().unwrap().clone(),
+        metadata: MetadataFilter::parse(&json!({"parity": "odd"})).unwrap(),
     };
     let odd = engine.search("military aircraft plant", &r).unwrap();
     assert_eq!(odd.hits.len(), 10);
@@ -295,7 +296,7 @@ fn filters_by_document_and_metadata_still_return_k() {
     let ids: HashSet<&str> = few.hits.iter().map(|h| h.doc_id.as_str()).collect();
     assert_eq!(ids, HashSet::from(["w3", "w4"]));
 
-    r.filter.metadata = json!({"i": 4}).as_object().unwrap().clone();
+    r.filter.metadata = MetadataFilter::parse(&json!({"i": 4})).unwrap();
     assert_eq!(engine.search("anything", &r).unwrap().hits.len(), 1);
 }
 
@@ -346,9 +347,10 @@ fn empty_store_and_invalid_requests() {
             ..req(5)
         }
     )));
-    let mut object_filter = req(5);
-    object_filter.filter.metadata = json!({"k": {"nested": 1}}).as_object().unwrap().clone();
-    assert!(invalid(engine.search("q", &object_filter)));
+    assert!(
+        MetadataFilter::parse(&json!({"k": {"nested": 1}})).is_err(),
+        "a bad filter cannot even be built"
+    );
     assert!(invalid(engine.search_vector(&[1.0, 2.0], &req(5))));
     assert!(invalid(
         engine.ingest(vec![crate::common::doc("x", "  ")], &hidden())

@@ -18,6 +18,7 @@ mod crash;
 mod document_chunks;
 mod encoder_reference;
 mod engine;
+mod filters;
 mod http_api;
 mod openai_tokens;
 mod page_routes;

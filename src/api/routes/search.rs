@@ -18,7 +18,7 @@ use crate::engine::SearchRequest;
     request_body = SearchBody,
     responses(
         (status = 200, description = "Passages, best first", body = SearchResponse),
-        (status = 422, description = "Empty query, k or ef out of range, bad filter", body = ErrorBody),
+        (status = 422, description = "Empty query, k or ef out of range, bad filter (unknown operator, wrong operand type, over 64 clauses, 1,000 $in values or 10,000 doc_ids)", body = ErrorBody),
         (status = 429, description = "Embedding queue full", body = ErrorBody),
     )
 )]
@@ -30,7 +30,8 @@ pub async fn search_post(
     run(state, body.query, request).await
 }
 
-/// The same as `POST /search`, for curl and browsers: `/search?q=...&k=5`.
+/// The same as `POST /search`, for curl and browsers: `/search?q=...&k=5`, with the filter as
+/// URL-encoded JSON: `&filter={"metadata":{"year":{"$gte":2020}}}`.
 #[utoipa::path(
     get,
     path = "/search",
@@ -38,7 +39,8 @@ pub async fn search_post(
     params(SearchParams),
     responses(
         (status = 200, description = "Passages, best first", body = SearchResponse),
-        (status = 422, description = "Empty query, k or ef out of range", body = ErrorBody),
+        (status = 422, description = "Empty query, k or ef out of range, bad filter (not JSON, or as for POST)", body = ErrorBody),
+        (status = 429, description = "Embedding queue full", body = ErrorBody),
     )
 )]
 pub async fn search_get(
