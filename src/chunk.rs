@@ -17,6 +17,52 @@ pub const DEFAULT_OVERLAP: usize = 0;
 /// Smallest budget accepted: room for the two special tokens and a few words.
 pub const MIN_MAX_TOKENS: usize = 8;
 
+/// Longest first line, in characters, that still reads as a title.
+const MAX_TITLE_CHARS: usize = 160;
+
+/// The title of a document, to give each of its passages context when embedded: the
+/// `title` metadata field when it is a non-empty string, else the first line when it reads as
+/// a heading (a markdown `#` line, or a short line with no sentence-ending full stop followed
+/// by more text).
+pub fn document_title(
+    text: &str,
+    metadata: &serde_json::Map<String, serde_json::Value>,
+) -> Option<String> {
+    if let Some(title) = metadata.get("title").and_then(|t| t.as_str()) {
+        let title = title.trim();
+        return (!title.is_empty()).then(|| title.to_string());
+    }
+    let trimmed = text.trim_start();
+    let (first, rest) = trimmed.split_once('\n')?;
+    let first = first.trim();
+    if rest.trim().is_empty() || first.is_empty() {
+        return None;
+    }
+    let heading = first.trim_start_matches('#').trim();
+    let looks_like_title = first.starts_with('#')
+        || (first.chars().count() <= MAX_TITLE_CHARS
+            && !first.ends_with('.')
+            && !first.ends_with(':'));
+    (looks_like_title && !heading.is_empty()).then(|| heading.to_string())
+}
+
+/// What gets embedded for a passage: the passage, preceded by its document's title unless the
+/// passage already begins with it.
+pub fn with_title<'a>(title: Option<&str>, passage: &'a str) -> std::borrow::Cow<'a, str> {
+    match title {
+        Some(t)
+            if !passage
+                .trim_start()
+                .trim_start_matches('#')
+                .trim_start()
+                .starts_with(t) =>
+        {
+            std::borrow::Cow::Owned(format!("{t}\n\n{passage}"))
+        }
+        _ => std::borrow::Cow::Borrowed(passage),
+    }
+}
+
 /// A passage of a document.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Chunk {
@@ -264,6 +310,36 @@ impl Chunker {
                 text: text[start..end].to_string(),
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod title_tests {
+    use super::*;
+
+    #[test]
+    fn titles_from_metadata_headings_and_short_first_lines() {
+        let none = serde_json::Map::new();
+        let mut meta = serde_json::Map::new();
+        meta.insert("title".into(), "Given".into());
+        assert_eq!(document_title("Body.", &meta).as_deref(), Some("Given"));
+        assert_eq!(
+            document_title("# Summit\n\nThey met.", &none).as_deref(),
+            Some("Summit")
+        );
+        assert_eq!(
+            document_title("North Korea Says Putin May Visit\n\nText.", &none).as_deref(),
+            Some("North Korea Says Putin May Visit")
+        );
+        assert_eq!(document_title("A sentence.\nAnother.", &none), None);
+        assert_eq!(document_title("Only one line", &none), None);
+        assert_eq!(
+            document_title(&"x".repeat(200).replace('x', "word "), &none),
+            None
+        );
+        assert_eq!(with_title(Some("T"), "body"), "T\n\nbody");
+        assert_eq!(with_title(Some("T"), "T and body"), "T and body");
+        assert_eq!(with_title(None, "body"), "body");
     }
 }
 

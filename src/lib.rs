@@ -5,8 +5,9 @@
 //! [`service`] layer (validation, admission, the batching [`queue`], the blocking hops), which
 //! drives the [`engine`] (ingest and search orchestration) over [`embed`] (tokenizer, model,
 //! pooling), [`chunk`] (token-measured, sentence-aware passages with byte offsets), [`store`]
-//! (SQLite, the source of truth) and [`index`] (HNSW and exact search). [`eval`] measures speed
-//! and quality offline (cargo feature `eval`).
+//! (SQLite, the source of truth) and [`index`] (HNSW and exact search); [`filter`] is the
+//! metadata filter language they share. [`eval`] measures speed and quality offline (cargo
+//! feature `eval`).
 //!
 //! The library chooses no global allocator; the `semdex` binary installs
 //! [`alloc::CountingMimalloc`] (cargo feature `mimalloc`).
@@ -21,7 +22,10 @@ pub mod embed;
 pub mod engine;
 #[cfg(feature = "eval")]
 pub mod eval;
+pub mod filter;
 pub mod index;
+pub mod late;
+pub mod lexical;
 pub mod progress;
 pub mod queue;
 pub mod service;

@@ -56,6 +56,8 @@ pub enum QueueError {
 struct Job {
     inputs: Vec<TokenizedText>,
     tokens: usize,
+    /// Whether the caller wants each input's token states (late interaction).
+    keep_tokens: bool,
     reply: oneshot::Sender<Result<Vec<Embedding>, QueueError>>,
     enqueued: Instant,
 }
@@ -115,6 +117,22 @@ impl EmbedQueue {
 
     /// Embeds tokenized inputs, in order, batched with whatever else is waiting.
     pub async fn embed(&self, inputs: Vec<TokenizedText>) -> Result<Vec<Embedding>, QueueError> {
+        self.submit(inputs, false).await
+    }
+
+    /// [`EmbedQueue::embed`], keeping each input's token states (for late interaction).
+    pub async fn embed_with_tokens(
+        &self,
+        inputs: Vec<TokenizedText>,
+    ) -> Result<Vec<Embedding>, QueueError> {
+        self.submit(inputs, true).await
+    }
+
+    async fn submit(
+        &self,
+        inputs: Vec<TokenizedText>,
+        keep_tokens: bool,
+    ) -> Result<Vec<Embedding>, QueueError> {
         if inputs.is_empty() {
             return Ok(Vec::new());
         }
@@ -137,6 +155,7 @@ impl EmbedQueue {
             state.jobs.push_back(Job {
                 inputs,
                 tokens,
+                keep_tokens,
                 reply,
                 enqueued: Instant::now(),
             });
@@ -247,8 +266,9 @@ fn run_worker(shared: &Shared, encoder: &Encoder, budget: Budget) {
             .record(batch.iter().map(|j| j.tokens).sum::<usize>() as f64);
         // A panic in a forward pass fails this batch, not the worker (which would leave every
         // later request waiting for a thread that is gone).
+        let keep_tokens = batch.iter().any(|j| j.keep_tokens);
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            encoder.embed_tokenized(&inputs)
+            encoder.embed_tokenized_with(&inputs, keep_tokens)
         }))
         .unwrap_or_else(|panic| {
             let what = panic
@@ -264,7 +284,10 @@ fn run_worker(shared: &Shared, encoder: &Encoder, budget: Budget) {
         match result {
             Ok(mut embeddings) => {
                 for job in batch.into_iter().rev() {
-                    let own = embeddings.split_off(embeddings.len() - job.inputs.len());
+                    let mut own = embeddings.split_off(embeddings.len() - job.inputs.len());
+                    if !job.keep_tokens {
+                        own.iter_mut().for_each(|e| e.token_states = None);
+                    }
                     let _ = job.reply.send(Ok(own));
                 }
             }
@@ -293,6 +316,7 @@ mod tests {
             Job {
                 inputs: vec![input],
                 tokens,
+                keep_tokens: false,
                 reply,
                 enqueued: Instant::now(),
             },

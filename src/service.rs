@@ -19,8 +19,8 @@ use crate::admission::{Admission, AdmissionLimits, Permit, Refused};
 use crate::cancel::{CancelOnDrop, Cancellation};
 use crate::embed::{Embedding, TokenizedText};
 use crate::engine::{
-    DocumentInput, Engine, EngineError, EngineStats, IngestReport, SearchRequest, SearchResults,
-    validate_document, validate_search,
+    DocumentInput, Engine, EngineError, EngineStats, IngestReport, Query, SearchMode,
+    SearchRequest, SearchResults, validate_document, validate_search,
 };
 use crate::progress::NoProgress;
 use crate::queue::{EmbedQueue, QueueError};
@@ -197,6 +197,15 @@ impl Service {
     /// than the model's window is refused rather than silently cut. Admitted before any input
     /// is tokenized; refused at once (overloaded) when the embedding budget is spent.
     pub async fn embed(&self, texts: Vec<String>, truncate: bool) -> Result<Vec<Embedding>> {
+        self.embed_inner(texts, truncate, false).await
+    }
+
+    async fn embed_inner(
+        &self,
+        texts: Vec<String>,
+        truncate: bool,
+        keep_tokens: bool,
+    ) -> Result<Vec<Embedding>> {
         let max_inputs = self.options.max_inputs;
         if texts.is_empty() {
             return Err(ServiceError::InvalidRequest(
@@ -210,16 +219,20 @@ impl Service {
             )));
         }
         let permit = self.admission.admit_inputs(texts.len())?;
-        let (embeddings, _permit) = self.embed_admitted(texts, truncate, permit).await?;
+        let (embeddings, _permit) = self
+            .embed_admitted(texts, truncate, keep_tokens, permit)
+            .await?;
         Ok(embeddings)
     }
 
     /// Tokenizes (only as much of each input as the window holds) and embeds admitted inputs;
-    /// hands the permit back for work that follows.
+    /// hands the permit back for work that follows. `keep_tokens` keeps each input's token
+    /// vectors (for late interaction).
     async fn embed_admitted(
         &self,
         texts: Vec<String>,
         truncate: bool,
+        keep_tokens: bool,
         permit: Permit,
     ) -> Result<(Vec<Embedding>, Permit)> {
         let encoder = self.engine.encoder().clone();
@@ -250,13 +263,18 @@ impl Service {
                 Ok((tokenized, permit))
             })
             .await?;
-        let embeddings = self.queue.embed(tokenized).await?;
+        let embeddings = if keep_tokens {
+            self.queue.embed_with_tokens(tokenized).await?
+        } else {
+            self.queue.embed(tokenized).await?
+        };
         guard.disarm();
         Ok((embeddings, permit))
     }
 
-    /// The passages nearest to `query`: validated first, then admitted, embedded through the
-    /// queue (batched with concurrent requests), then searched.
+    /// The passages that best answer `query`: validated first, then admitted, then (unless the
+    /// mode is lexical) embedded through the queue, batched with concurrent requests, then
+    /// searched.
     pub async fn search(&self, query: String, request: SearchRequest) -> Result<SearchResults> {
         if query.trim().is_empty() {
             return Err(ServiceError::InvalidRequest(
@@ -266,11 +284,18 @@ impl Service {
         // Fail fast, before spending a forward pass.
         validate_search(&request)?;
         let permit = self.admission.admit_inputs(1)?;
-        let (mut embeddings, permit) = self.embed_admitted(vec![query], true, permit).await?;
-        let vector = embeddings
-            .pop()
-            .ok_or_else(|| ServiceError::Internal("no embedding returned".into()))?
-            .unit;
+        let (embedding, permit) = if request.mode.needs_vector() {
+            let rescores = request.mode == SearchMode::Hybrid && request.rerank;
+            let (mut embeddings, permit) = self
+                .embed_admitted(vec![query.clone()], true, rescores, permit)
+                .await?;
+            let embedding = embeddings
+                .pop()
+                .ok_or_else(|| ServiceError::Internal("no embedding returned".into()))?;
+            (Some(embedding), permit)
+        } else {
+            (None, permit)
+        };
         let engine = self.engine.clone();
         let guard = CancelOnDrop::new();
         let cancel = guard.cancellation();
@@ -280,7 +305,13 @@ impl Service {
                 if cancel.is_cancelled() {
                     return Err(ServiceError::Abandoned);
                 }
-                Ok(engine.search_vector(&vector, &request)?)
+                let tokens = embedding.as_ref().and_then(|e| engine.query_tokens(e));
+                let query = Query {
+                    text: &query,
+                    vector: embedding.as_ref().map(|e| e.unit.as_slice()),
+                    tokens: tokens.as_ref(),
+                };
+                Ok(engine.search_query(&query, &request)?)
             })
             .await?;
         guard.disarm();

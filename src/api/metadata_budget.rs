@@ -48,6 +48,11 @@ mod tests {
             chunk_index: 0,
             text: String::new(),
             score: 1.0,
+            scores: crate::api::types::ScoresBody {
+                dense: Some(1.0),
+                lexical: None,
+                rerank: None,
+            },
             start: 0,
             end: 0,
             metadata: metadata.as_object().unwrap().clone(),

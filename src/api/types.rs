@@ -9,8 +9,10 @@ use utoipa::ToSchema;
 
 use super::{integers, objects};
 use crate::engine::{
-    DocumentInput, IngestReport, SearchHit, SearchRequest, SearchResults, content_hash,
+    DocumentInput, Fusion, HitScores, IngestReport, SearchHit, SearchMode, SearchRequest,
+    SearchResults, content_hash,
 };
+use crate::filter::{FilterError, FilterErrorKind, MetadataFilter};
 use crate::service::DocumentPage;
 use crate::store::{ChunkFilter, DocumentSummary, StoredDocument};
 
@@ -43,34 +45,95 @@ pub struct SearchBody {
     /// the server's `--max-response-metadata-bytes` of metadata; see `metadata_omitted`.
     #[serde(default = "yes")]
     pub include_metadata: bool,
+    /// "hybrid" (default: embeddings and BM25, fused), "dense" or "lexical".
+    #[serde(default)]
+    pub mode: Option<String>,
+    /// How hybrid mode merges its lists: "convex" (default; normalised scores) or "rrf".
+    #[serde(default)]
+    pub fusion: Option<String>,
+    /// Weight of the dense list in hybrid mode, 0..=1 (default 0.5).
+    #[serde(default)]
+    pub dense_weight: Option<f32>,
+    /// Whether hybrid mode rescores its best candidates by late interaction (default true).
+    #[serde(default)]
+    pub rerank: Option<bool>,
 }
 
-/// A search filter.
+/// The search options shared by `POST /search` and `GET /search`, checked: an unknown mode or
+/// fusion is a 422 that lists the allowed values.
+fn search_options(
+    mode: Option<&str>,
+    fusion: Option<&str>,
+) -> Result<(SearchMode, Fusion), crate::api::ApiError> {
+    let mode = match mode {
+        None => SearchMode::default(),
+        Some(m) => m.parse().map_err(crate::api::ApiError::invalid)?,
+    };
+    let fusion = match fusion {
+        None => Fusion::default(),
+        Some(f) => f.parse().map_err(crate::api::ApiError::invalid)?,
+    };
+    Ok((mode, fusion))
+}
+
+/// A search filter: `{"doc_ids"?, "metadata"?}`, in a POST body or JSON-encoded in GET's
+/// `filter` parameter.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct FilterBody {
-    /// Only passages of these documents.
+    /// Only passages of these documents (at most 10,000 ids).
     #[serde(default)]
     pub doc_ids: Option<Vec<String>>,
-    /// Only passages of documents whose metadata has each key equal to the value.
+    /// Only passages of documents whose metadata passes this filter: `{"KEY": VALUE}` for
+    /// equality, `{"KEY": {"$op": OPERAND}}` with `$eq $ne $gt $gte $lt $lte $in $nin $exists`,
+    /// and `"$and"` / `"$or"` lists of such objects. Types never coerce; at most 64 clauses and
+    /// 1,000 values per `$in` (README, "Filters").
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = Object, example = json!({"year": {"$gte": 2020}, "lang": {"$in": ["en", "de"]}}))]
     pub metadata: Map<String, Value>,
 }
 
+impl FilterBody {
+    /// The engine's filter, the metadata parsed and checked once here; errors name their
+    /// place in the request (`filter.metadata.year: ...`).
+    pub fn to_filter(&self) -> Result<ChunkFilter, FilterError> {
+        Ok(ChunkFilter {
+            doc_ids: self.doc_ids.clone(),
+            metadata: MetadataFilter::parse_object(&self.metadata)
+                .map_err(|e| e.within("filter.metadata"))?,
+        })
+    }
+
+    /// A filter sent as JSON text (GET /search's `filter` parameter).
+    pub fn from_json(text: &str) -> Result<Self, FilterError> {
+        serde_json::from_str(text).map_err(|e| {
+            FilterErrorKind::Malformed(format!(
+                "expected a JSON object {{\"doc_ids\"?: [...], \"metadata\"?: {{...}}}}: {e}"
+            ))
+            .at("filter")
+        })
+    }
+}
+
 impl SearchBody {
-    /// The engine request this body asks for.
-    pub fn to_request(&self) -> SearchRequest {
-        let filter = self.filter.clone().unwrap_or_default();
-        SearchRequest {
+    /// The engine request this body asks for (422 for an unknown mode or fusion, or a bad filter).
+    pub fn to_request(&self) -> Result<SearchRequest, crate::api::ApiError> {
+        let (mode, fusion) = search_options(self.mode.as_deref(), self.fusion.as_deref())?;
+        Ok(SearchRequest {
             k: self.k,
             ef: self.ef,
             exact: self.exact,
-            filter: ChunkFilter {
-                doc_ids: filter.doc_ids,
-                metadata: filter.metadata,
+            filter: match &self.filter {
+                Some(filter) => filter
+                    .to_filter()
+                    .map_err(|e| crate::api::ApiError::invalid(e.to_string()))?,
+                None => ChunkFilter::default(),
             },
-        }
+            mode,
+            fusion,
+            dense_weight: self.dense_weight,
+            rerank: self.rerank.unwrap_or(true),
+        })
     }
 }
 
@@ -85,8 +148,11 @@ pub struct SearchResult {
     pub chunk_index: usize,
     /// The passage.
     pub text: String,
-    /// Cosine similarity with the query.
+    /// The ranking score: cosine similarity (dense), BM25 (lexical) or the fused score
+    /// (hybrid).
     pub score: f32,
+    /// What the score was made of.
+    pub scores: ScoresBody,
     /// Byte offset of the passage in its document.
     pub start: usize,
     /// Byte offset one past the passage's end.
@@ -101,6 +167,29 @@ pub struct SearchResult {
     pub metadata_omitted: bool,
 }
 
+/// A hit's score from each retriever that saw it (`null` where one did not).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub struct ScoresBody {
+    /// Cosine similarity of the query and passage embeddings.
+    pub dense: Option<f32>,
+    /// BM25 score of the passage's words, if it was among the lexical candidates (or was
+    /// rescored).
+    pub lexical: Option<f32>,
+    /// Late-interaction score (MaxSim over the model's token vectors), if the passage was
+    /// rescored in hybrid mode.
+    pub rerank: Option<f32>,
+}
+
+impl From<HitScores> for ScoresBody {
+    fn from(s: HitScores) -> Self {
+        Self {
+            dense: s.dense,
+            lexical: s.lexical,
+            rerank: s.late,
+        }
+    }
+}
+
 impl From<SearchHit> for SearchResult {
     fn from(h: SearchHit) -> Self {
         Self {
@@ -109,6 +198,7 @@ impl From<SearchHit> for SearchResult {
             chunk_index: h.chunk_index,
             text: h.text,
             score: h.score,
+            scores: h.scores.into(),
             start: h.start,
             end: h.end,
             metadata: h.metadata,
@@ -124,7 +214,10 @@ pub struct SearchResponse {
     pub results: Vec<SearchResult>,
     /// Server-side time, embedding included.
     pub took_ms: f64,
-    /// How the query was answered: exact, exact_filtered, hnsw or hnsw_filtered.
+    /// Which retrievers answered: hybrid, dense or lexical.
+    pub mode: String,
+    /// How the dense part was answered: exact, exact_filtered, hnsw, hnsw_filtered, or
+    /// lexical when there was none.
     pub strategy: String,
 }
 
@@ -134,6 +227,7 @@ impl SearchResponse {
         Self {
             results: results.hits.into_iter().map(SearchResult::from).collect(),
             took_ms,
+            mode: results.mode.as_str().to_string(),
             strategy: results.strategy.as_str().to_string(),
         }
     }
@@ -160,6 +254,42 @@ pub struct SearchParams {
     /// Send each hit's document metadata (default true).
     #[serde(default = "yes")]
     pub include_metadata: bool,
+    /// A filter as JSON text, URL-encoded: the shape of POST's `filter`,
+    /// `{"doc_ids"?: [...], "metadata"?: {...}}`.
+    #[param(example = r#"{"metadata": {"year": {"$gte": 2020}}}"#)]
+    pub filter: Option<String>,
+    /// "hybrid" (default), "dense" or "lexical".
+    pub mode: Option<String>,
+    /// "convex" (default) or "rrf".
+    pub fusion: Option<String>,
+    /// Weight of the dense list in hybrid mode, 0..=1.
+    pub dense_weight: Option<f32>,
+    /// Whether hybrid mode rescores by late interaction (default true).
+    pub rerank: Option<bool>,
+}
+
+impl SearchParams {
+    /// The engine request this query string asks for (422 for an unknown mode or fusion, or a
+    /// bad filter).
+    pub fn to_request(&self) -> Result<SearchRequest, crate::api::ApiError> {
+        let (mode, fusion) = search_options(self.mode.as_deref(), self.fusion.as_deref())?;
+        let filter = match self.filter.as_deref().map(str::trim) {
+            Some(text) if !text.is_empty() => FilterBody::from_json(text)
+                .and_then(|f| f.to_filter())
+                .map_err(|e| crate::api::ApiError::invalid(e.to_string()))?,
+            _ => ChunkFilter::default(),
+        };
+        Ok(SearchRequest {
+            k: self.k,
+            ef: self.ef,
+            exact: self.exact,
+            filter,
+            mode,
+            fusion,
+            dense_weight: self.dense_weight,
+            rerank: self.rerank.unwrap_or(true),
+        })
+    }
 }
 
 /// One text or many (schema in [`super::schemas`]).
@@ -550,6 +680,34 @@ pub struct IndexInfo {
     pub exact_below: usize,
 }
 
+/// The lexical index in `/info`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct LexicalInfo {
+    /// "tantivy (BM25)".
+    pub kind: String,
+    /// Passages indexed.
+    pub passages: u64,
+    /// Bytes on disk.
+    pub bytes: u64,
+    /// The analyzer (tokenizer, stop words, stemmer) and its version.
+    pub analyzer: String,
+}
+
+/// Search modes in `/info`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SearchInfo {
+    /// The accepted values of `mode`.
+    pub modes: Vec<String>,
+    /// The mode used when a request names none.
+    pub default_mode: String,
+    /// The default fusion of hybrid mode.
+    pub fusion: String,
+    /// The default weight of the dense list in hybrid mode.
+    pub dense_weight: f32,
+    /// Candidates each retriever contributes to a hybrid query.
+    pub hybrid_candidates: usize,
+}
+
 /// Batching settings in `/info`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct QueueInfo {
@@ -594,6 +752,10 @@ pub struct InfoResponse {
     pub chunk_overlap: usize,
     /// Index settings.
     pub index: IndexInfo,
+    /// The lexical (BM25) index.
+    pub lexical: LexicalInfo,
+    /// Search modes and their defaults.
+    pub search: SearchInfo,
     /// Batching settings.
     pub queue: QueueInfo,
     /// The tiktoken encoding that token-id inputs of `/v1/embeddings` are read in.

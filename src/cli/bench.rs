@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use semdex::embed::{Encoder, EncoderOptions};
+use semdex::engine::{Fusion, SearchMode, SearchRequest};
 use semdex::eval::speed;
 
 use super::GlobalArgs;
@@ -22,6 +23,32 @@ pub enum BenchCommand {
     /// Retrieval quality on a BEIR dataset: nDCG@10, MRR@10, Recall@10/100, MAP@100 for HNSW
     /// and exact search.
     Beir(BeirArgs),
+    /// Filtered search: latency and recall@k against exact search for metadata filters
+    /// admitting about 100 %, 10 %, 1 % and 0.1 % of the passages.
+    Filter(FilterArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FilterArgs {
+    /// Query texts: BEIR queries.jsonl (its "text") or one per line.
+    #[arg(long)]
+    pub queries: PathBuf,
+    /// Use the first N queries.
+    #[arg(long, default_value_t = 300)]
+    pub limit: usize,
+    /// The numeric metadata field, spread over 0..999 across the documents, that the filters
+    /// select on.
+    #[arg(long, default_value = "bucket")]
+    pub field: String,
+    /// Results per query.
+    #[arg(short, default_value_t = 10)]
+    pub k: usize,
+    /// Print one JSON object.
+    #[arg(long)]
+    pub json: bool,
+    /// The data directory to search (read, never written) and its search settings.
+    #[command(flatten)]
+    pub engine: super::EngineArgs,
 }
 
 #[derive(Args, Debug)]
@@ -73,6 +100,11 @@ pub struct QaArgs {
     /// Data directory (default: a fresh temporary one, removed afterwards).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Which retrievers answer.
+    #[arg(long, default_value = "hybrid")]
+    pub mode: SearchMode,
+    #[command(flatten)]
+    pub hybrid: super::HybridArgs,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -96,9 +128,15 @@ pub struct BeirArgs {
     /// documents truncated at 256 tokens.
     #[arg(long)]
     pub chunked: bool,
-    /// Write TREC run files (hnsw.run, exact.run) into this folder, e.g. for pytrec_eval.
+    /// Write a TREC run file per retrieval (NAME.run) into this folder, e.g. for pytrec_eval.
     #[arg(long)]
     pub runs_out: Option<PathBuf>,
+    /// Retrievals to score: dense (by HNSW, and exactly as dense_exact), lexical, hybrid (by
+    /// the chosen fusion, and by the other one for comparison).
+    #[arg(long, value_delimiter = ',', default_value = "dense,lexical,hybrid")]
+    pub mode: Vec<SearchMode>,
+    #[command(flatten)]
+    pub hybrid: super::HybridArgs,
     /// Print one JSON object.
     #[arg(long)]
     pub json: bool,
@@ -150,6 +188,7 @@ pub fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Beir(args) => beir(global, args),
         BenchCommand::Ann(args) => ann(global, args),
         BenchCommand::Qa(args) => qa(global, args),
+        BenchCommand::Filter(args) => filter(global, args),
     }
 }
 
@@ -257,15 +296,21 @@ fn beir(global: &GlobalArgs, args: BeirArgs) -> anyhow::Result<()> {
     use semdex::eval::beir;
     let dataset = beir::load(&args.dataset, &args.split)?;
     let mode = if args.chunked { "chunked" } else { "whole" };
-    let data_dir = args
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("data").join(format!("beir-{}-{mode}", dataset.name)));
+    let titled = if args.chunking.title_context {
+        "-titled"
+    } else {
+        ""
+    };
+    let data_dir = args.data_dir.clone().unwrap_or_else(|| {
+        PathBuf::from("data").join(format!("beir-{}-{mode}{titled}", dataset.name))
+    });
     let encoder = std::sync::Arc::new(global.encoder()?);
     let options = beir::BeirOptions {
         data_dir: data_dir.clone(),
         chunked: args.chunked,
         chunk: args.chunking.options(),
+        runs: beir_runs(&args.mode, &args.hybrid),
+        title_context: args.chunking.title_context,
     };
     tracing::info!(
         dataset = %dataset.name,
@@ -280,18 +325,24 @@ fn beir(global: &GlobalArgs, args: BeirArgs) -> anyhow::Result<()> {
     let report = beir::run(encoder, &dataset, &options, &bar)?;
     if let Some(dir) = &args.runs_out {
         std::fs::create_dir_all(dir)?;
-        beir::write_trec_run(&dir.join("hnsw.run"), &report.runs[0], "semdex-hnsw")?;
-        beir::write_trec_run(&dir.join("exact.run"), &report.runs[1], "semdex-exact")?;
+        for (name, rankings) in &report.rankings {
+            beir::write_trec_run(
+                &dir.join(format!("{name}.run")),
+                rankings,
+                &format!("semdex-{name}"),
+            )?;
+        }
     }
     if args.json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
+    let queries = report.runs.values().next().map_or(0, |r| r.metrics.queries);
     println!(
         "{} ({} split, {} queries), {} documents as {} chunks, mode {}{}",
         report.dataset,
         report.split,
-        report.exact.queries,
+        queries,
         report.documents,
         report.chunks,
         report.mode,
@@ -302,19 +353,64 @@ fn beir(global: &GlobalArgs, args: BeirArgs) -> anyhow::Result<()> {
         }
     );
     println!(
-        "{:<8} {:>9} {:>8} {:>10} {:>11} {:>8} {:>9}",
-        "search", "nDCG@10", "MRR@10", "Recall@10", "Recall@100", "MAP@100", "queries/s"
+        "{:<14} {:>9} {:>8} {:>10} {:>11} {:>8} {:>9}",
+        "retrieval", "nDCG@10", "MRR@10", "Recall@10", "Recall@100", "MAP@100", "queries/s"
     );
-    for (name, m, qps) in [
-        ("hnsw", &report.hnsw, report.hnsw_qps),
-        ("exact", &report.exact, report.exact_qps),
-    ] {
+    for (name, run) in &report.runs {
+        let m = &run.metrics;
         println!(
-            "{name:<8} {:>9.4} {:>8.4} {:>10.4} {:>11.4} {:>8.4} {:>9.0}",
-            m.ndcg_10, m.mrr_10, m.recall_10, m.recall_100, m.map_100, qps
+            "{name:<14} {:>9.4} {:>8.4} {:>10.4} {:>11.4} {:>8.4} {:>9.0}",
+            m.ndcg_10, m.mrr_10, m.recall_10, m.recall_100, m.map_100, run.qps
         );
     }
     Ok(())
+}
+
+/// The named retrievals `--mode` asks for.
+fn beir_runs(
+    modes: &[SearchMode],
+    hybrid: &super::HybridArgs,
+) -> Vec<semdex::eval::beir::NamedRun> {
+    use semdex::eval::beir::NamedRun;
+    let named = |name: &str, request: SearchRequest| NamedRun {
+        name: name.to_string(),
+        request,
+    };
+    let mut runs = Vec::new();
+    for mode in modes {
+        let base = SearchRequest {
+            mode: *mode,
+            ..hybrid.request()
+        };
+        match mode {
+            SearchMode::Dense => {
+                runs.push(named("dense", base.clone()));
+                runs.push(named(
+                    "dense_exact",
+                    SearchRequest {
+                        exact: true,
+                        ..base
+                    },
+                ));
+            }
+            SearchMode::Lexical => runs.push(named("lexical", base)),
+            SearchMode::Hybrid => {
+                let other = match base.fusion {
+                    Fusion::Convex => Fusion::Rrf,
+                    Fusion::Rrf => Fusion::Convex,
+                };
+                runs.push(named("hybrid", base.clone()));
+                runs.push(named(
+                    &format!("hybrid_{}", other.as_str()),
+                    SearchRequest {
+                        fusion: other,
+                        ..base
+                    },
+                ));
+            }
+        }
+    }
+    runs
 }
 
 fn ann(global: &GlobalArgs, args: AnnArgs) -> anyhow::Result<()> {
@@ -437,13 +533,18 @@ fn qa(global: &GlobalArgs, args: QaArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(|| scratch.clone());
     let mut options = semdex::engine::EngineOptions::new(&data_dir);
     options.chunk = args.chunking.options();
+    options.title_context = args.chunking.title_context;
     let encoder = std::sync::Arc::new(global.encoder()?);
     let result = (|| -> anyhow::Result<semdex::eval::qa::QaReport> {
         let engine = semdex::engine::Engine::open(encoder, options, &semdex::progress::NoProgress)?;
         let docs =
             semdex::engine::sources::collect(&args.corpus, std::io::stdin().lock())?.documents;
         engine.ingest(docs, &super::progress_bar("ingesting", "bytes"))?;
-        Ok(semdex::eval::qa::evaluate(&engine, &items)?)
+        let request = SearchRequest {
+            mode: args.mode,
+            ..args.hybrid.request()
+        };
+        Ok(semdex::eval::qa::evaluate(&engine, &items, &request)?)
     })();
     if args.data_dir.is_none() {
         let _ = std::fs::remove_dir_all(&scratch);
@@ -454,11 +555,85 @@ fn qa(global: &GlobalArgs, args: QaArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{} questions: hit@1 {:.3}, hit@3 {:.3}, hit@5 {:.3}, MRR@10 {:.3}",
-        report.questions, report.hit_1, report.hit_3, report.hit_5, report.mrr_10
+        "{} questions, mode {}: hit@1 {:.3}, hit@3 {:.3}, hit@5 {:.3}, MRR@10 {:.3}",
+        report.questions, report.mode, report.hit_1, report.hit_3, report.hit_5, report.mrr_10
     );
     for q in &report.missed {
         println!("  no answer in the top 5: {q}");
+    }
+    Ok(())
+}
+
+fn filter(global: &GlobalArgs, args: FilterArgs) -> anyhow::Result<()> {
+    use semdex::eval::filter;
+    let text = std::fs::read_to_string(&args.queries)
+        .with_context(|| format!("cannot read {}", args.queries.display()))?;
+    let texts: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(
+            |line| match serde_json::from_str::<serde_json::Value>(line) {
+                Ok(serde_json::Value::Object(o)) => o
+                    .get("text")
+                    .and_then(|t| t.as_str())
+                    .unwrap_or_default()
+                    .to_string(),
+                _ => line.to_string(),
+            },
+        )
+        .take(args.limit)
+        .collect();
+    anyhow::ensure!(
+        !texts.is_empty(),
+        "no queries in {}",
+        args.queries.display()
+    );
+    let engine = args.engine.open_for_reading(global)?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let queries: Vec<Vec<f32>> = engine
+        .encoder()
+        .embed(&refs)?
+        .into_iter()
+        .map(|e| e.unit)
+        .collect();
+    let store = semdex::store::Store::open(
+        &args.engine.data_dir,
+        &semdex::engine::model_identity(engine.encoder()),
+    )?;
+    let cases = filter::selectivity_cases(&args.field);
+    let report = filter::benchmark(&engine, &store, &queries, &cases, args.k)?;
+    if args.json {
+        println!("{}", serde_json::to_string(&report)?);
+        return Ok(());
+    }
+    println!(
+        "{} passages, {} queries, k={}; latencies in ms (p50 / p90)",
+        report.passages, report.queries, report.k
+    );
+    println!(
+        "{:<6} {:>9} {:>7} {:<15} {:>15} {:>15} {:>15} {:>10}",
+        "filter",
+        "admitted",
+        "share",
+        "strategy",
+        "filter (SQL)",
+        "search",
+        "exact",
+        format!("recall@{}", report.k)
+    );
+    let pair = |l: &semdex::eval::speed::Latency| format!("{:.2} / {:.2}", l.p50_ms, l.p90_ms);
+    for r in &report.rows {
+        println!(
+            "{:<6} {:>9} {:>6.2}% {:<15} {:>15} {:>15} {:>15} {:>10.4}",
+            r.label,
+            r.admitted,
+            r.share * 100.0,
+            r.strategy,
+            pair(&r.filter_only),
+            pair(&r.search),
+            pair(&r.exact),
+            r.recall
+        );
     }
     Ok(())
 }

@@ -68,6 +68,32 @@ pub struct ChunkArgs {
     /// Keep each document whole as one passage (embedded up to the model's 256 tokens).
     #[arg(long, env = "SEMDEX_WHOLE_DOCUMENTS")]
     pub whole_documents: bool,
+    /// Embed and index each passage after its document's title (the `title` metadata field,
+    /// or a heading first line), so that passages that never name their subject still match it.
+    #[arg(long, env = "SEMDEX_TITLE_CONTEXT")]
+    pub title_context: bool,
+}
+
+/// How hybrid search fuses its lists (for `query` and the benchmarks).
+#[derive(Args, Debug, Clone)]
+pub struct HybridArgs {
+    /// Hybrid fusion: "convex" (normalised scores) or "rrf" (reciprocal rank).
+    #[arg(long, default_value = "convex")]
+    pub fusion: semdex::engine::Fusion,
+    /// Weight of the dense list in hybrid fusion, 0..=1.
+    #[arg(long, default_value_t = semdex::engine::DEFAULT_DENSE_WEIGHT)]
+    pub dense_weight: f32,
+}
+
+impl HybridArgs {
+    /// A search request with these fusion settings and defaults for the rest.
+    pub fn request(&self) -> semdex::engine::SearchRequest {
+        semdex::engine::SearchRequest {
+            fusion: self.fusion,
+            dense_weight: Some(self.dense_weight),
+            ..Default::default()
+        }
+    }
 }
 
 /// Options of the subcommands that open a data directory.
@@ -110,6 +136,7 @@ impl EngineArgs {
         options.exact_below = self.exact_below;
         options.ingest_batch = self.ingest_batch.max(1);
         options.chunk = self.chunking.options();
+        options.title_context = self.chunking.title_context;
         options
     }
 

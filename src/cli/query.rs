@@ -6,8 +6,9 @@ use anyhow::Context;
 use clap::Args;
 use semdex::api::types::SearchResponse;
 use semdex::engine::SearchRequest;
+use semdex::filter::MetadataFilter;
 use semdex::store::ChunkFilter;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::{EngineArgs, GlobalArgs};
 
@@ -31,6 +32,16 @@ pub struct QueryArgs {
     /// as a string; repeatable).
     #[arg(long = "meta", value_name = "KEY=VALUE")]
     pub metadata: Vec<String>,
+    /// Only documents whose metadata passes this filter, written as POST /search's
+    /// `filter.metadata`, e.g. '{"year": {"$gte": 2020}, "lang": {"$in": ["en", "de"]}}'
+    /// (all of --filter, --meta and --doc must hold).
+    #[arg(long, value_name = "JSON")]
+    pub filter: Option<String>,
+    /// Which retrievers answer: hybrid (embeddings and BM25, fused), dense or lexical.
+    #[arg(long, default_value = "hybrid")]
+    pub mode: semdex::engine::SearchMode,
+    #[command(flatten)]
+    pub hybrid: super::HybridArgs,
     /// Print JSON (the shape of POST /search) instead of a table.
     #[arg(long)]
     pub json: bool,
@@ -39,23 +50,16 @@ pub struct QueryArgs {
 }
 
 pub fn run(global: &GlobalArgs, args: QueryArgs) -> anyhow::Result<()> {
-    let mut metadata = Map::new();
-    for pair in &args.metadata {
-        let (key, value) = pair
-            .split_once('=')
-            .with_context(|| format!("--meta {pair:?}: expected KEY=VALUE"))?;
-        let value =
-            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
-        metadata.insert(key.to_string(), value);
-    }
     let request = SearchRequest {
         k: args.k,
         ef: args.ef,
         exact: args.exact,
         filter: ChunkFilter {
             doc_ids: (!args.doc_ids.is_empty()).then(|| args.doc_ids.clone()),
-            metadata,
+            metadata: metadata_filter(&args)?,
         },
+        mode: args.mode,
+        ..args.hybrid.request()
     };
     let engine = args.engine.open_for_reading(global)?;
     let started = Instant::now();
@@ -68,27 +72,58 @@ pub fn run(global: &GlobalArgs, args: QueryArgs) -> anyhow::Result<()> {
     if response.results.is_empty() {
         println!("no passages (is the data directory empty?)");
     }
+    let part =
+        |name: &str, v: Option<f32>| v.map(|v| format!(" {name} {v:.3}")).unwrap_or_default();
     for (rank, r) in response.results.iter().enumerate() {
         println!(
-            "{:>2}. {:.4}  {} #{} [{}..{}]",
+            "{:>2}. {:.4}  {} #{} [{}..{}]{}{}{}",
             rank + 1,
             r.score,
             r.doc_id,
             r.chunk_index,
             r.start,
-            r.end
+            r.end,
+            part("dense", r.scores.dense),
+            part("lexical", r.scores.lexical),
+            part("rerank", r.scores.rerank),
         );
         for line in textwrap(&r.text, 96) {
             println!("      {line}");
         }
     }
     println!(
-        "({} results in {:.1} ms, {})",
+        "({} results in {:.1} ms, {} mode, {})",
         response.results.len(),
         response.took_ms,
+        response.mode,
         response.strategy
     );
     Ok(())
+}
+
+/// The metadata filter of `--filter` and `--meta`, parsed once: both must hold.
+fn metadata_filter(args: &QueryArgs) -> anyhow::Result<MetadataFilter> {
+    let mut pairs = Map::new();
+    for pair in &args.metadata {
+        let (key, value) = pair
+            .split_once('=')
+            .with_context(|| format!("--meta {pair:?}: expected KEY=VALUE"))?;
+        let value =
+            serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+        pairs.insert(key.to_string(), value);
+    }
+    let pairs = Value::Object(pairs);
+    let meta = MetadataFilter::parse(&pairs).map_err(|e| anyhow::anyhow!("--meta: {e}"))?;
+    let Some(text) = &args.filter else {
+        return Ok(meta);
+    };
+    let given: Value = serde_json::from_str(text).context("--filter: not valid JSON")?;
+    let filter = MetadataFilter::parse(&given).map_err(|e| anyhow::anyhow!("--filter: {e}"))?;
+    if meta.is_empty() {
+        return Ok(filter);
+    }
+    MetadataFilter::parse(&json!({"$and": [given, pairs]}))
+        .map_err(|e| anyhow::anyhow!("--filter and --meta together: {e}"))
 }
 
 /// Greedy word wrap for the terminal table.

@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::BertModel;
 
-use super::backend::Backend;
+use super::backend::{Backend, Output};
 use super::config::ModelConfig;
 use super::error::Result;
 use super::pooling::Pooling;
@@ -42,10 +42,16 @@ impl Backend for CandleBert {
         "candle-padded"
     }
 
-    fn embed(&self, batch: &[&[u32]], pooling: Pooling) -> Result<Vec<Vec<f32>>> {
+    fn embed(&self, batch: &[&[u32]], pooling: Pooling, keep_tokens: bool) -> Result<Vec<Output>> {
         let longest = batch.iter().map(|s| s.len()).max().unwrap_or(0);
         if longest == 0 {
-            return Ok(batch.iter().map(|_| vec![0.0; self.hidden]).collect());
+            return Ok(batch
+                .iter()
+                .map(|_| Output {
+                    pooled: vec![0.0; self.hidden],
+                    tokens: keep_tokens.then(Vec::new),
+                })
+                .collect());
         }
         let mut ids = Vec::with_capacity(batch.len() * longest);
         let mut mask = Vec::with_capacity(batch.len() * longest);
@@ -67,7 +73,11 @@ impl Backend for CandleBert {
             .enumerate()
             .map(|(i, seq)| {
                 let start = i * per_seq;
-                pooling.pool(&states[start..start + seq.len() * self.hidden], self.hidden)
+                let rows = &states[start..start + seq.len() * self.hidden];
+                Output {
+                    pooled: pooling.pool(rows, self.hidden),
+                    tokens: keep_tokens.then(|| rows.to_vec()),
+                }
             })
             .collect())
     }

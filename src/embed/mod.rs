@@ -20,7 +20,7 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 
-pub use backend::Backend;
+pub use backend::{Backend, Output};
 pub use candle_bert::CandleBert;
 pub use config::{BertConfig, ModelConfig};
 pub use error::{EmbedError, Result};
@@ -110,6 +110,17 @@ pub struct Embedding {
     pub tokens: usize,
     /// Whether the input was longer than the model's window and was cut.
     pub truncated: bool,
+    /// Every token's final hidden state, when asked for (late interaction).
+    pub token_states: Option<TokenStates>,
+}
+
+/// The final hidden state of each token of an input: what late interaction (MaxSim) scores.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TokenStates {
+    /// The token ids, special tokens included, as the model saw them (after truncation).
+    pub ids: Vec<u32>,
+    /// One row of `dimension` floats per id, row-major.
+    pub states: Vec<f32>,
 }
 
 impl Embedding {
@@ -122,6 +133,7 @@ impl Embedding {
             unit,
             tokens,
             truncated,
+            token_states: None,
         }
     }
 
@@ -228,27 +240,50 @@ impl Encoder {
         Ok(out.remove(0))
     }
 
+    /// Embeds texts and keeps every token's final state too (for late interaction).
+    pub fn embed_with_tokens(&self, texts: &[&str]) -> Result<Vec<Embedding>> {
+        let tokenized = self.tokenize(texts)?;
+        self.embed_tokenized_with(&tokenized, true)
+    }
+
     /// Embeds already tokenized inputs, in input order. Inputs are sorted by length and packed
     /// into batches under the token budget, so that little work goes to padding.
     pub fn embed_tokenized(&self, inputs: &[TokenizedText]) -> Result<Vec<Embedding>> {
+        self.embed_tokenized_with(inputs, false)
+    }
+
+    /// [`Encoder::embed_tokenized`], keeping each input's token states when `keep_tokens`.
+    pub fn embed_tokenized_with(
+        &self,
+        inputs: &[TokenizedText],
+        keep_tokens: bool,
+    ) -> Result<Vec<Embedding>> {
         let mut order: Vec<usize> = (0..inputs.len()).collect();
         order.sort_by_key(|&i| inputs[i].ids.len());
-        let mut vectors: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
+        let mut outputs: Vec<Option<Output>> = vec![None; inputs.len()];
         for batch in self.plan_batches(&order, inputs) {
             let seqs: Vec<&[u32]> = batch.iter().map(|&i| inputs[i].ids.as_slice()).collect();
-            let pooled = self
+            let done = self
                 .pool
-                .install(|| self.backend.embed(&seqs, self.config.pooling))?;
-            for (&i, v) in batch.iter().zip(pooled) {
-                vectors[i] = Some(v);
+                .install(|| self.backend.embed(&seqs, self.config.pooling, keep_tokens))?;
+            for (&i, output) in batch.iter().zip(done) {
+                outputs[i] = Some(output);
             }
         }
         Ok(inputs
             .iter()
-            .zip(vectors)
-            .map(|(input, vector)| {
-                let raw = vector.unwrap_or_else(|| vec![0.0; self.dimension()]);
-                Embedding::from_pooled(raw, input.full_len, input.truncated())
+            .zip(outputs)
+            .map(|(input, output)| {
+                let (raw, states) = match output {
+                    Some(o) => (o.pooled, o.tokens),
+                    None => (vec![0.0; self.dimension()], None),
+                };
+                let mut embedding = Embedding::from_pooled(raw, input.full_len, input.truncated());
+                embedding.token_states = states.map(|states| TokenStates {
+                    ids: input.ids.clone(),
+                    states,
+                });
+                embedding
             })
             .collect())
     }

@@ -13,7 +13,7 @@ use std::sync::Mutex;
 use gemm::{Parallelism, gemm};
 use rayon::prelude::*;
 
-use super::backend::Backend;
+use super::backend::{Backend, Output};
 use super::config::ModelConfig;
 use super::error::{EmbedError, Result};
 use super::kernels;
@@ -449,11 +449,17 @@ impl Backend for PackedBert {
         "packed"
     }
 
-    fn embed(&self, batch: &[&[u32]], pooling: Pooling) -> Result<Vec<Vec<f32>>> {
+    fn embed(&self, batch: &[&[u32]], pooling: Pooling, keep_tokens: bool) -> Result<Vec<Output>> {
         let h = self.hidden;
         let tokens: usize = batch.iter().map(|s| s.len()).sum();
         if tokens == 0 {
-            return Ok(batch.iter().map(|_| vec![0.0; h]).collect());
+            return Ok(batch
+                .iter()
+                .map(|_| Output {
+                    pooled: vec![0.0; h],
+                    tokens: keep_tokens.then(Vec::new),
+                })
+                .collect());
         }
         if let Some(seq) = batch.iter().find(|s| s.len() > self.max_positions) {
             return Err(EmbedError::Unsupported(format!(
@@ -510,7 +516,13 @@ impl Backend for PackedBert {
         }
         Ok(spans
             .iter()
-            .map(|&(start, len)| pooling.pool(&x[start * h..(start + len) * h], h))
+            .map(|&(start, len)| {
+                let rows = &x[start * h..(start + len) * h];
+                Output {
+                    pooled: pooling.pool(rows, h),
+                    tokens: keep_tokens.then(|| rows.to_vec()),
+                }
+            })
             .collect())
     }
 

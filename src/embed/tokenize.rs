@@ -141,6 +141,20 @@ impl TextTokenizer {
             .collect())
     }
 
+    /// Every token of the vocabulary with its id, and whether it is a special token ([CLS],
+    /// [SEP], [PAD], ...): what late interaction needs to decide which tokens carry meaning.
+    pub fn vocabulary(&self) -> Vec<(u32, String, bool)> {
+        let specials = self.inner.get_added_tokens_decoder();
+        self.inner
+            .get_vocab(true)
+            .into_iter()
+            .map(|(text, id)| {
+                let special = specials.get(&id).is_some_and(|t| t.special);
+                (id, text, special)
+            })
+            .collect()
+    }
+
     /// How many special tokens the model adds around one input (2 for BERT).
     pub fn special_tokens(&self) -> usize {
         self.inner

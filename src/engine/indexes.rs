@@ -1,12 +1,14 @@
-//! Opening the engine's vector index: load the dump, catch up with the store when the dump is
-//! behind it, or rebuild from the stored vectors when there is no usable dump.
+//! Opening the engine's derived indexes: load the vector index's dump (or the lexical index),
+//! catch up with the store when it is behind, or rebuild from the store when there is nothing
+//! usable.
 
 use std::collections::HashSet;
 use std::path::Path;
 
 use crate::index::{HnswIndex, HnswParams, LoadMiss, VectorId, VectorIndex};
-use crate::progress::Progress;
-use crate::store::Store;
+use crate::lexical::{LexicalIndex, Opened};
+use crate::progress::{NoProgress, Progress};
+use crate::store::{Passage, Store};
 
 use super::{EngineError, Result};
 
@@ -119,4 +121,115 @@ pub(super) fn build_from_store(
     index.set_generation(generation);
     progress.finish();
     Ok(index)
+}
+
+/// The lexical index for the store behind `store`, brought up to date: as is when current,
+/// caught up by chunk id when behind, filled from every stored passage when new or replaced.
+/// A read-only engine cannot bring an on-disk index up to date and uses it as it is.
+pub(super) fn open_lexical_index(
+    store: &Store,
+    dir: &Path,
+    writable: bool,
+    progress: &dyn Progress,
+) -> Result<LexicalIndex> {
+    let current = store.generation()?;
+    let (index, opened) = LexicalIndex::open(dir, writable)?;
+    match opened {
+        Opened::At(generation) if generation == current => Ok(index),
+        Opened::At(generation) if !writable => {
+            tracing::warn!(
+                generation,
+                current,
+                "the lexical index is behind the store and this process may not update it"
+            );
+            Ok(index)
+        }
+        Opened::At(_) => {
+            let (generation, ids) = store.chunk_ids()?;
+            let indexed = index.ids()?;
+            let live: HashSet<VectorId> = ids.iter().copied().collect();
+            let missing: Vec<VectorId> =
+                ids.into_iter().filter(|id| !indexed.contains(id)).collect();
+            let gone: Vec<VectorId> = indexed
+                .into_iter()
+                .filter(|id| !live.contains(id))
+                .collect();
+            index.remove(&gone)?;
+            for step in missing.chunks(BUILD_STEP) {
+                let passages = store.passages_by_ids(step)?;
+                add_passages(&index, &passages)?;
+            }
+            index.commit(generation)?;
+            tracing::info!(
+                added = missing.len(),
+                removed = gone.len(),
+                "the lexical index caught up with the store"
+            );
+            Ok(index)
+        }
+        Opened::Empty => {
+            let (_, ids) = store.chunk_ids()?;
+            if !ids.is_empty() {
+                tracing::info!(
+                    passages = ids.len(),
+                    "building the lexical index from the store"
+                );
+            }
+            fill_lexical(
+                store,
+                &index,
+                ids.len(),
+                if ids.len() > BUILD_STEP {
+                    progress
+                } else {
+                    &NoProgress
+                },
+            )?;
+            Ok(index)
+        }
+    }
+}
+
+/// Adds every stored passage to an empty lexical index and commits it at the store's
+/// generation.
+fn fill_lexical(
+    store: &Store,
+    index: &LexicalIndex,
+    expected: usize,
+    progress: &dyn Progress,
+) -> Result<()> {
+    progress.set_total(expected as u64);
+    let mut pending: Vec<Passage> = Vec::with_capacity(BUILD_STEP);
+    let flush = |pending: &mut Vec<Passage>| {
+        add_passages(index, pending)?;
+        progress.advance(pending.len() as u64);
+        pending.clear();
+        Ok::<_, EngineError>(())
+    };
+    let generation = store.for_each_passage(|passage| {
+        pending.push(passage);
+        if pending.len() == BUILD_STEP {
+            flush(&mut pending)?;
+        }
+        Ok::<_, EngineError>(())
+    })?;
+    flush(&mut pending)?;
+    index.commit(generation)?;
+    progress.finish();
+    Ok(())
+}
+
+/// Indexes stored passages by their words, each after its document's title, as ingest does.
+fn add_passages(index: &LexicalIndex, passages: &[Passage]) -> Result<()> {
+    let texts: Vec<std::borrow::Cow<'_, str>> = passages
+        .iter()
+        .map(|p| crate::chunk::with_title(p.title.as_deref(), &p.text))
+        .collect();
+    let refs: Vec<(VectorId, &str)> = passages
+        .iter()
+        .zip(&texts)
+        .map(|(p, t)| (p.id, t.as_ref()))
+        .collect();
+    index.add(&refs)?;
+    Ok(())
 }

@@ -62,12 +62,19 @@ pub struct IngestReport {
     pub chunks: usize,
 }
 
+/// How often a long ingest commits the lexical index (each commit costs a segment flush).
+const LEXICAL_COMMIT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// A document chunked and waiting for its vectors.
 struct Pending {
     input: DocumentInput,
+    /// The document's title, embedded with each of its passages for context.
+    title: Option<String>,
     hash: String,
     chunks: Vec<Chunk>,
     vectors: Vec<Vec<f32>>,
+    /// Each embedded chunk's token vectors, packed for the store.
+    tokens: Vec<Vec<u8>>,
     existed: bool,
 }
 
@@ -114,6 +121,8 @@ pub fn validate(doc: &DocumentInput) -> Result<()> {
             "document {id:?} has no text"
         )));
     }
+    crate::filter::check_metadata(&doc.metadata)
+        .map_err(|e| EngineError::InvalidRequest(format!("document {id:?}: {e}")))?;
     Ok(())
 }
 
@@ -141,6 +150,7 @@ impl Engine {
         }
         progress.set_total(docs.iter().map(|d| d.text.len() as u64).sum());
         let batch = self.options.ingest_batch.max(1);
+        let mut lexical_committed = std::time::Instant::now();
         let mut reports = Vec::with_capacity(docs.len());
         let mut pipeline = Pipeline::default();
         for input in docs {
@@ -165,8 +175,15 @@ impl Engine {
             }
             let chunks = self.chunker.chunk(&input.id, &input.text);
             pipeline.waiting += chunks.len();
+            let title = self
+                .options
+                .title_context
+                .then(|| crate::chunk::document_title(&input.text, &input.metadata))
+                .flatten();
             pipeline.queue.push_back(Pending {
+                title,
                 vectors: Vec::with_capacity(chunks.len()),
+                tokens: Vec::with_capacity(chunks.len()),
                 input,
                 hash,
                 chunks,
@@ -175,12 +192,18 @@ impl Engine {
             while pipeline.waiting >= batch {
                 self.embed_next(&mut pipeline, batch, progress)?;
                 reports.extend(self.commit_ready(&mut pipeline, progress)?);
+                // A long ingest makes its passages searchable by words as it goes.
+                if lexical_committed.elapsed() >= LEXICAL_COMMIT_EVERY {
+                    self.commit_lexical()?;
+                    lexical_committed = std::time::Instant::now();
+                }
             }
         }
         while pipeline.waiting > 0 {
             self.embed_next(&mut pipeline, batch, progress)?;
         }
         reports.extend(self.commit_ready(&mut pipeline, progress)?);
+        self.commit_lexical()?;
         progress.finish();
         Ok(reports)
     }
@@ -201,14 +224,26 @@ impl Engine {
                 slots.push((d, c));
             }
         }
-        let texts: Vec<&str> = slots
+        let texts: Vec<std::borrow::Cow<'_, str>> = slots
             .iter()
-            .map(|&(d, c)| pipeline.queue[d].chunks[c].text.as_str())
+            .map(|&(d, c)| {
+                let p = &pipeline.queue[d];
+                crate::chunk::with_title(p.title.as_deref(), &p.chunks[c].text)
+            })
             .collect();
-        let embeddings = self.encoder.embed(&texts)?;
-        progress.advance(texts.iter().map(|t| t.len() as u64).sum());
+        let refs: Vec<&str> = texts.iter().map(|t| t.as_ref()).collect();
+        let embeddings = self.encoder.embed_with_tokens(&refs)?;
+        progress.advance(
+            slots
+                .iter()
+                .map(|&(d, c)| pipeline.queue[d].chunks[c].text.len() as u64)
+                .sum(),
+        );
+        drop(texts);
         for (&(d, _), embedding) in slots.iter().zip(embeddings) {
+            let tokens = self.pack_tokens(&embedding);
             pipeline.queue[d].vectors.push(embedding.unit);
+            pipeline.queue[d].tokens.push(tokens);
         }
         pipeline.waiting -= slots.len();
         Ok(())
@@ -236,12 +271,14 @@ impl Engine {
             .chunks
             .iter()
             .zip(&p.vectors)
-            .map(|(c, v)| NewChunk {
+            .zip(&p.tokens)
+            .map(|((c, v), t)| NewChunk {
                 index: c.index,
                 start: c.start,
                 end: c.end,
                 text: &c.text,
                 vector: v,
+                tokens: Some(t),
             })
             .collect();
         let doc = NewDocument {
@@ -250,6 +287,7 @@ impl Engine {
             text: &p.input.text,
             metadata: &p.input.metadata,
             content_hash: &p.hash,
+            title: p.title.as_deref(),
         };
         {
             // Hold the write connection until the index reflects this commit, so that
@@ -267,6 +305,23 @@ impl Engine {
             ix.remove(&outcome.removed);
             ix.add(&items)?;
             ix.set_generation(outcome.generation);
+            drop(ix);
+            // The lexical index takes the same changes; they become searchable at its next
+            // commit (the end of this ingest call), and a crash before that is caught up
+            // from the store on the next start.
+            let texts: Vec<std::borrow::Cow<'_, str>> = p
+                .chunks
+                .iter()
+                .map(|c| crate::chunk::with_title(p.title.as_deref(), &c.text))
+                .collect();
+            let passages: Vec<(u64, &str)> = outcome
+                .added
+                .iter()
+                .copied()
+                .zip(texts.iter().map(|t| t.as_ref()))
+                .collect();
+            self.lexical.remove(&outcome.removed)?;
+            self.lexical.add(&passages)?;
         }
         // Whitespace between chunks never reaches the encoder; count it now.
         let embedded: usize = p.chunks.iter().map(|c| c.text.len()).sum();
@@ -296,7 +351,62 @@ impl Engine {
         let mut ix = self.write_index();
         ix.remove(&outcome.removed);
         ix.set_generation(outcome.generation);
+        drop(ix);
+        self.lexical.remove(&outcome.removed)?;
+        self.lexical.commit(outcome.generation)?;
         Ok(outcome.removed.len())
+    }
+
+    /// A passage's token vectors in their stored form (empty when the embedding has none).
+    fn pack_tokens(&self, embedding: &crate::embed::Embedding) -> Vec<u8> {
+        let matrix = self.query_tokens(embedding).unwrap_or_else(|| {
+            crate::late::TokenMatrix::from_states(&Default::default(), &self.token_filter)
+        });
+        crate::late::PackedTokens::pack(&matrix).to_bytes()
+    }
+
+    /// Gives every stored passage that has no token vectors (stored before they existed) its
+    /// token vectors, by embedding it again; `progress` counts passages.
+    pub(super) fn fill_token_vectors(&self, progress: &dyn Progress) -> Result<()> {
+        let missing = self.reader().count_without_token_vectors()?;
+        if missing == 0 || self.options.read_only {
+            return Ok(());
+        }
+        tracing::info!(
+            passages = missing,
+            "computing token vectors for passages stored before late interaction existed"
+        );
+        progress.set_total(missing as u64);
+        let batch = self.options.ingest_batch.max(1);
+        loop {
+            let passages = self.reader().passages_without_token_vectors(batch)?;
+            if passages.is_empty() {
+                break;
+            }
+            let texts: Vec<&str> = passages.iter().map(|(_, t)| t.as_str()).collect();
+            let packed: Vec<(u64, Vec<u8>)> = self
+                .encoder
+                .embed_with_tokens(&texts)?
+                .iter()
+                .zip(&passages)
+                .map(|(e, (id, _))| (*id, self.pack_tokens(e)))
+                .collect();
+            self.writer_for_update()?.put_token_vectors(&packed)?;
+            progress.advance(packed.len() as u64);
+        }
+        progress.finish();
+        Ok(())
+    }
+
+    /// Makes the lexical index's pending writes searchable. The write connection is held so
+    /// that the generation recorded is exactly the one whose passages the index holds.
+    fn commit_lexical(&self) -> Result<()> {
+        if !self.lexical.has_uncommitted() {
+            return Ok(());
+        }
+        let writer = self.writer_for_update()?;
+        self.lexical.commit(writer.generation()?)?;
+        Ok(())
     }
 
     /// A whole stored document.

@@ -6,6 +6,7 @@
 //! document is committed (store transaction, then index) as a unit. A data directory is open
 //! for writing in one process at a time ([`DirLock`]).
 
+pub mod fusion;
 mod indexes;
 mod ingest;
 mod search;
@@ -17,13 +18,18 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use crate::chunk::{ChunkError, ChunkOptions, Chunker};
 use crate::embed::{EmbedError, Encoder};
 use crate::index::{HnswIndex, HnswParams, IndexError, VectorIndex};
+use crate::late::TokenFilter;
+use crate::lexical::{LexicalError, LexicalIndex, LexicalStats};
 use crate::progress::{NoProgress, Progress};
 use crate::store::{DirLock, ModelIdentity, PooledStore, ReadPool, Store, StoreError};
+pub use fusion::Fusion;
 pub use ingest::{
     DocumentInput, IngestReport, IngestStatus, content_hash, validate as validate_document,
 };
 pub use search::{
-    SearchHit, SearchRequest, SearchResults, SearchStrategy, validate as validate_search,
+    DEFAULT_DENSE_WEIGHT, HYBRID_CANDIDATES, HitScores, MAX_RESCORED, Query, RESCORED_CANDIDATES,
+    SearchHit, SearchMode, SearchRequest, SearchResults, SearchStrategy,
+    validate as validate_search,
 };
 
 /// Largest `k` a query may ask for.
@@ -51,6 +57,9 @@ pub enum EngineError {
     /// The index failed.
     #[error(transparent)]
     Index(#[from] IndexError),
+    /// The lexical index failed.
+    #[error(transparent)]
+    Lexical(#[from] LexicalError),
     /// Chunking options are invalid.
     #[error(transparent)]
     Chunk(#[from] ChunkError),
@@ -80,6 +89,11 @@ pub struct EngineOptions {
     pub ingest_batch: usize,
     /// Read connections to the store: concurrent searches up to this many read in parallel.
     pub read_connections: usize,
+    /// Embed and index each passage with its document's title before it
+    /// ([`crate::chunk::document_title`]), so that a passage that never names its subject
+    /// still carries it. Off by default: on a one-document corpus it only adds the same words
+    /// to every passage (benches/README.md).
+    pub title_context: bool,
     /// Open without the directory's write lock, for reading beside a process that holds it:
     /// writes fail with [`EngineError::ReadOnly`] and the index is never saved.
     pub read_only: bool,
@@ -96,6 +110,7 @@ impl EngineOptions {
             compact_ratio: 0.2,
             ingest_batch: 64,
             read_connections: 4,
+            title_context: false,
             read_only: false,
         }
     }
@@ -120,6 +135,8 @@ pub struct EngineStats {
     pub exact_below: usize,
     /// Bytes of the vectors the index holds in memory (its only copy of them).
     pub vector_bytes: usize,
+    /// The lexical index's passages and size.
+    pub lexical: LexicalStats,
 }
 
 /// The retrieval engine over one data directory.
@@ -129,6 +146,9 @@ pub struct Engine {
     writer: Mutex<Store>,
     readers: ReadPool,
     index: RwLock<HnswIndex>,
+    lexical: LexicalIndex,
+    /// Which tokens late interaction ignores.
+    token_filter: TokenFilter,
     compaction: Mutex<()>,
     options: EngineOptions,
     /// Held while the engine lives (absent when read-only).
@@ -162,16 +182,27 @@ impl Engine {
             options.hnsw,
             progress,
         )?;
-        Ok(Self {
+        let lexical = indexes::open_lexical_index(
+            &readers.get(),
+            &lexical_dir(&options.data_dir),
+            !options.read_only,
+            progress,
+        )?;
+        let token_filter = TokenFilter::new(encoder.tokenizer());
+        let engine = Self {
             encoder,
             chunker,
             writer: Mutex::new(writer),
             readers,
             index: RwLock::new(index),
+            lexical,
+            token_filter,
             compaction: Mutex::new(()),
             options,
             _lock: lock,
-        })
+        };
+        engine.fill_token_vectors(progress)?;
+        Ok(engine)
     }
 
     /// The encoder, shared with whoever else embeds (the service's batching queue).
@@ -197,6 +228,7 @@ impl Engine {
             hnsw: ix.params(),
             exact_below: self.options.exact_below,
             vector_bytes: ix.vector_bytes(),
+            lexical: self.lexical.stats(),
         })
     }
 
@@ -321,4 +353,9 @@ pub fn model_identity(encoder: &Encoder) -> ModelIdentity {
 /// Where the index dump lives inside a data directory.
 pub fn index_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("index")
+}
+
+/// Where the lexical index lives inside a data directory.
+pub fn lexical_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("lexical")
 }

@@ -1,12 +1,73 @@
-//! Answering queries: validate, embed, pick exact or HNSW search, hydrate hits from the store.
+//! Answering queries: validate, retrieve candidates (dense, lexical or both), fuse them,
+//! rescore the best with late interaction, and hydrate the hits from the store.
 
 use serde_json::{Map, Value};
 
 use crate::embed::l2_normalize;
 use crate::index::{Hit, SearchParams, VectorIndex};
+use crate::late::{PackedTokens, TokenMatrix, max_sim};
 use crate::store::ChunkFilter;
 
+use super::fusion::{self, Fused, Fusion, RescoreWeights};
 use super::{Engine, EngineError, MAX_EF, MAX_K, Result};
+
+/// Candidates each retriever contributes to a hybrid query (when `k` is smaller): deep enough
+/// that a passage ranked well by one retriever and poorly by the other still meets the fusion
+/// (measured on SciFact train: 30 loses recall@100, 200 gains nothing over 100).
+pub const HYBRID_CANDIDATES: usize = 100;
+
+/// Candidates a hybrid query rescores with late interaction (more when `k` is larger, up to
+/// [`MAX_RESCORED`]): the fused top 30 already hold nearly every answer the rescoring can lift
+/// (10 to 100 measured within 0.005 nDCG@10 on SciFact train).
+pub const RESCORED_CANDIDATES: usize = 30;
+/// The most candidates rescored; beyond, a long result list keeps the fused order.
+pub const MAX_RESCORED: usize = 200;
+
+/// Which retrievers answer a query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchMode {
+    /// Embedding similarity only.
+    Dense,
+    /// BM25 over the passages' words only.
+    Lexical,
+    /// Both, fused: the default, measurably better than either (benches/README.md).
+    #[default]
+    Hybrid,
+}
+
+impl SearchMode {
+    /// Every mode, for error messages and `/info`.
+    pub const ALL: [SearchMode; 3] = [Self::Hybrid, Self::Dense, Self::Lexical];
+
+    /// A lowercase name for requests, responses and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Dense => "dense",
+            Self::Lexical => "lexical",
+            Self::Hybrid => "hybrid",
+        }
+    }
+
+    /// Whether the query must be embedded.
+    pub fn needs_vector(self) -> bool {
+        self != Self::Lexical
+    }
+}
+
+impl std::str::FromStr for SearchMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown search mode {s:?}; expected one of \"hybrid\", \"dense\", \"lexical\""
+                )
+            })
+    }
+}
 
 /// A query's parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -15,11 +76,23 @@ pub struct SearchRequest {
     pub k: usize,
     /// HNSW search breadth for this query (default: the index's `ef_search`).
     pub ef: Option<usize>,
-    /// Force exact (brute-force) search.
+    /// Force exact (brute-force) dense search.
     pub exact: bool,
     /// Restrict results to some documents or metadata values.
     pub filter: ChunkFilter,
+    /// Which retrievers answer.
+    pub mode: SearchMode,
+    /// How a hybrid query merges its two lists.
+    pub fusion: Fusion,
+    /// Weight of the dense list in a hybrid query, 0..=1 (default [`DEFAULT_DENSE_WEIGHT`]).
+    pub dense_weight: Option<f32>,
+    /// Whether a hybrid query rescores its best candidates with late interaction (when the
+    /// query comes with token vectors).
+    pub rerank: bool,
 }
+
+/// The dense list's weight in a hybrid query when the request names none.
+pub const DEFAULT_DENSE_WEIGHT: f32 = 0.5;
 
 impl Default for SearchRequest {
     fn default() -> Self {
@@ -28,8 +101,24 @@ impl Default for SearchRequest {
             ef: None,
             exact: false,
             filter: ChunkFilter::default(),
+            mode: SearchMode::default(),
+            fusion: Fusion::default(),
+            dense_weight: None,
+            rerank: true,
         }
     }
+}
+
+/// A query as the engine takes it: its text (for the lexical retriever) and, for the modes
+/// that need it, its embedding.
+#[derive(Debug, Clone, Copy)]
+pub struct Query<'a> {
+    /// The question or text as the user wrote it.
+    pub text: &'a str,
+    /// Its embedding (any length-normalisation; it is normalised here).
+    pub vector: Option<&'a [f32]>,
+    /// Its token vectors, for rescoring by late interaction ([`Engine::query_tokens`]).
+    pub tokens: Option<&'a TokenMatrix>,
 }
 
 /// How a query was answered.
@@ -43,6 +132,8 @@ pub enum SearchStrategy {
     Hnsw,
     /// The HNSW graph, skipping what the filter excludes.
     HnswFiltered,
+    /// No dense retrieval: BM25 only.
+    Lexical,
 }
 
 impl SearchStrategy {
@@ -53,6 +144,7 @@ impl SearchStrategy {
             Self::ExactFiltered => "exact_filtered",
             Self::Hnsw => "hnsw",
             Self::HnswFiltered => "hnsw_filtered",
+            Self::Lexical => "lexical",
         }
     }
 }
@@ -68,8 +160,11 @@ pub struct SearchHit {
     pub chunk_index: usize,
     /// The passage.
     pub text: String,
-    /// Cosine similarity with the query.
+    /// The score the ranking is sorted by: the cosine similarity in dense mode, BM25 in
+    /// lexical mode, the fused score in hybrid mode.
     pub score: f32,
+    /// The parts the score was made of, so that a caller can see why a passage ranked.
+    pub scores: HitScores,
     /// Byte offset of the passage in its document.
     pub start: usize,
     /// One past its last byte.
@@ -78,13 +173,26 @@ pub struct SearchHit {
     pub metadata: Map<String, Value>,
 }
 
+/// A hit's scores from each retriever that saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct HitScores {
+    /// Cosine similarity of the query and passage embeddings.
+    pub dense: Option<f32>,
+    /// BM25 score, when the passage was among the lexical candidates (or rescored).
+    pub lexical: Option<f32>,
+    /// Late-interaction (MaxSim) score, when the passage was rescored.
+    pub late: Option<f32>,
+}
+
 /// A query's answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchResults {
     /// Best first.
     pub hits: Vec<SearchHit>,
-    /// How it was computed.
+    /// How the dense part was computed ([`SearchStrategy::Lexical`] when there was none).
     pub strategy: SearchStrategy,
+    /// Which retrievers answered.
+    pub mode: SearchMode,
 }
 
 /// Checks `k`, `ef` and the filter.
@@ -100,18 +208,21 @@ pub fn validate(req: &SearchRequest) -> Result<()> {
             "ef must be between 1 and {MAX_EF}, got {ef}"
         )));
     }
-    for (key, value) in &req.filter.metadata {
-        if matches!(value, Value::Array(_) | Value::Object(_)) {
-            return Err(EngineError::InvalidRequest(format!(
-                "metadata filter on {key:?}: only strings, numbers, booleans and null can be matched"
-            )));
-        }
+    if let Some(w) = req.dense_weight.filter(|w| !(0.0..=1.0).contains(w)) {
+        return Err(EngineError::InvalidRequest(format!(
+            "dense_weight must be between 0 and 1, got {w}"
+        )));
+    }
+    // The metadata filter was checked when it was parsed; the id list is bounded here.
+    if let Some(ids) = &req.filter.doc_ids {
+        crate::filter::check_doc_ids(ids)
+            .map_err(|e| EngineError::InvalidRequest(e.within("filter.doc_ids").to_string()))?;
     }
     Ok(())
 }
 
 impl Engine {
-    /// The `k` passages nearest to `query`.
+    /// The `k` passages that best answer `query`, embedding it here when the mode needs it.
     pub fn search(&self, query: &str, req: &SearchRequest) -> Result<SearchResults> {
         if query.trim().is_empty() {
             return Err(EngineError::InvalidRequest(
@@ -119,13 +230,163 @@ impl Engine {
             ));
         }
         validate(req)?;
-        let embedding = self.encoder.embed_one(query)?;
-        self.search_vector(&embedding.unit, req)
+        let embedding = if req.mode.needs_vector() {
+            Some(self.encoder.embed_with_tokens(&[query])?.remove(0))
+        } else {
+            None
+        };
+        let tokens = embedding.as_ref().and_then(|e| self.query_tokens(e));
+        self.search_query(
+            &Query {
+                text: query,
+                vector: embedding.as_ref().map(|e| e.unit.as_slice()),
+                tokens: tokens.as_ref(),
+            },
+            req,
+        )
     }
 
-    /// The `k` passages nearest to a query vector (normalised here if it is not unit length).
+    /// A query's token vectors for late interaction, from an embedding made with its token
+    /// states; `None` without them.
+    pub fn query_tokens(&self, embedding: &crate::embed::Embedding) -> Option<TokenMatrix> {
+        embedding
+            .token_states
+            .as_ref()
+            .map(|states| TokenMatrix::from_states(states, &self.token_filter))
+    }
+
+    /// The `k` passages nearest to a query vector: dense retrieval only, whatever the mode.
     pub fn search_vector(&self, vector: &[f32], req: &SearchRequest) -> Result<SearchResults> {
+        let dense = SearchRequest {
+            mode: SearchMode::Dense,
+            ..req.clone()
+        };
+        self.search_query(
+            &Query {
+                text: "",
+                vector: Some(vector),
+                tokens: None,
+            },
+            &dense,
+        )
+    }
+
+    /// The `k` passages that best answer an already embedded query, by the request's mode.
+    pub fn search_query(&self, query: &Query<'_>, req: &SearchRequest) -> Result<SearchResults> {
         validate(req)?;
+        let allowed = if req.filter.is_empty() {
+            None
+        } else {
+            Some(self.reader().chunk_ids_matching(&req.filter)?)
+        };
+        let depth = match req.mode {
+            SearchMode::Hybrid => req.k.max(HYBRID_CANDIDATES),
+            SearchMode::Dense | SearchMode::Lexical => req.k,
+        };
+        let (dense, strategy) = match (req.mode.needs_vector(), query.vector) {
+            (false, _) => (Vec::new(), SearchStrategy::Lexical),
+            (true, Some(vector)) => {
+                let vector = self.checked_query_vector(vector)?;
+                self.dense_candidates(&vector, depth, req, allowed.as_deref())?
+            }
+            (true, None) => {
+                return Err(EngineError::InvalidRequest(format!(
+                    "{} search needs the query's embedding",
+                    req.mode.as_str()
+                )));
+            }
+        };
+        let lexical = if req.mode == SearchMode::Dense {
+            Vec::new()
+        } else {
+            self.lexical.search(query.text, depth, allowed.as_deref())?
+        };
+        let mut ranking: Vec<Fused> = match req.mode {
+            SearchMode::Dense => as_ranking(&dense, true),
+            SearchMode::Lexical => as_ranking(&lexical, false),
+            SearchMode::Hybrid => fusion::fuse(
+                &dense,
+                &lexical,
+                req.fusion,
+                req.dense_weight.unwrap_or(DEFAULT_DENSE_WEIGHT),
+            ),
+        };
+        let rescore_with = query.tokens.filter(|t| !t.is_empty());
+        if let (SearchMode::Hybrid, true, Some(tokens), Some(vector)) =
+            (req.mode, req.rerank, rescore_with, query.vector)
+        {
+            let vector = self.checked_query_vector(vector)?;
+            self.rescore(&mut ranking, req.k, &vector, query.text, tokens)?;
+        }
+        ranking.truncate(req.k);
+        Ok(SearchResults {
+            hits: self.hydrate(&ranking)?,
+            strategy,
+            mode: req.mode,
+        })
+    }
+
+    /// The second stage of a hybrid query: the best candidates get all three scores (the
+    /// missing dense or BM25 score of a candidate only one retriever found is computed for
+    /// it) and are reordered by their weighted sum; a longer list keeps the fused order below
+    /// them, with scores under the last rescored one.
+    fn rescore(
+        &self,
+        ranking: &mut Vec<Fused>,
+        k: usize,
+        vector: &[f32],
+        text: &str,
+        tokens: &TokenMatrix,
+    ) -> Result<()> {
+        let depth = k
+            .clamp(RESCORED_CANDIDATES, MAX_RESCORED)
+            .min(ranking.len());
+        let mut tail = ranking.split_off(depth);
+        let head = ranking;
+        let ids = |head: &[Fused], f: fn(&Fused) -> bool| -> Vec<u64> {
+            head.iter().filter(|c| f(c)).map(|c| c.id).collect()
+        };
+        let no_dense = ids(head, |c| c.dense.is_none());
+        if !no_dense.is_empty() {
+            let found = self
+                .read_index()
+                .search_among(vector, &no_dense, no_dense.len())?;
+            fill(head, &found, |c, s| c.dense = Some(s));
+        }
+        let no_lexical = ids(head, |c| c.lexical.is_none());
+        if !no_lexical.is_empty() {
+            let found = self
+                .lexical
+                .search(text, no_lexical.len(), Some(&no_lexical))?;
+            fill(head, &found, |c, s| c.lexical = Some(s));
+            // A passage that matches none of the query's terms scores 0 in BM25.
+            head.iter_mut()
+                .filter(|c| c.lexical.is_none())
+                .for_each(|c| c.lexical = Some(0.0));
+        }
+        let all: Vec<u64> = head.iter().map(|c| c.id).collect();
+        let packed = self.reader().token_vectors_by_ids(&all)?;
+        for c in head.iter_mut() {
+            c.late = packed
+                .get(&c.id)
+                .and_then(|bytes| PackedTokens::from_bytes(bytes))
+                .and_then(|p| max_sim(tokens, &p));
+        }
+        fusion::rescore(head, RescoreWeights::default());
+        if !tail.is_empty() {
+            // Below the rescored head, in fused order, scaled under its lowest score.
+            let floor = head.last().map_or(0.0, |c| c.score).max(0.0);
+            let top = tail.first().map_or(1.0, |c| c.score).max(f32::MIN_POSITIVE);
+            for c in &mut tail {
+                c.score = floor * 0.999 * (c.score / top).clamp(0.0, 1.0);
+            }
+            head.append(&mut tail);
+        }
+        Ok(())
+    }
+
+    /// Checks a query vector's length and values and returns it at unit length.
+    fn checked_query_vector(&self, vector: &[f32]) -> Result<Vec<f32>> {
         let dimension = self.encoder.dimension();
         if vector.len() != dimension {
             return Err(EngineError::InvalidRequest(format!(
@@ -140,58 +401,57 @@ impl Engine {
         }
         let mut query = vector.to_vec();
         l2_normalize(&mut query);
+        Ok(query)
+    }
 
-        let allowed = if req.filter.is_empty() {
-            None
-        } else {
-            Some(self.reader().chunk_ids_matching(&req.filter)?)
-        };
-        let (hits, strategy) = {
-            let ix = self.read_index();
-            let live = ix.len();
-            let ef = req.ef.unwrap_or(ix.params().ef_search);
-            let approximate = SearchParams { ef, exact: false };
-            let exact = SearchParams { ef, exact: true };
-            match &allowed {
-                None if req.exact || live < self.options.exact_below => (
-                    ix.search(&query, req.k, exact, None)?,
-                    SearchStrategy::Exact,
-                ),
-                None => (
-                    ix.search(&query, req.k, approximate, None)?,
-                    SearchStrategy::Hnsw,
-                ),
-                Some(ids) => {
-                    // Selective filters: scoring the allowed vectors beats walking a graph
-                    // whose neighbours are mostly excluded.
-                    let selective =
-                        ids.len() <= self.options.exact_below.max(req.k) || ids.len() * 10 < live;
-                    if req.exact || selective {
-                        (
-                            ix.search_among(&query, ids, req.k)?,
-                            SearchStrategy::ExactFiltered,
-                        )
-                    } else {
-                        let pass = |id: u64| ids.binary_search(&id).is_ok();
-                        (
-                            ix.search(&query, req.k, approximate, Some(&pass))?,
-                            SearchStrategy::HnswFiltered,
-                        )
-                    }
+    /// The `depth` passages nearest to a unit query vector among `allowed`, exactly or through
+    /// the graph as the corpus size and filter selectivity call for.
+    fn dense_candidates(
+        &self,
+        query: &[f32],
+        depth: usize,
+        req: &SearchRequest,
+        allowed: Option<&[u64]>,
+    ) -> Result<(Vec<Hit>, SearchStrategy)> {
+        let ix = self.read_index();
+        let live = ix.len();
+        let ef = req.ef.unwrap_or(ix.params().ef_search);
+        let approximate = SearchParams { ef, exact: false };
+        let exact = SearchParams { ef, exact: true };
+        Ok(match allowed {
+            None if req.exact || live < self.options.exact_below => {
+                (ix.search(query, depth, exact, None)?, SearchStrategy::Exact)
+            }
+            None => (
+                ix.search(query, depth, approximate, None)?,
+                SearchStrategy::Hnsw,
+            ),
+            Some(ids) => {
+                // Selective filters: scoring the allowed vectors beats walking a graph
+                // whose neighbours are mostly excluded.
+                let selective =
+                    ids.len() <= self.options.exact_below.max(depth) || ids.len() * 10 < live;
+                if req.exact || selective {
+                    (
+                        ix.search_among(query, ids, depth)?,
+                        SearchStrategy::ExactFiltered,
+                    )
+                } else {
+                    let pass = |id: u64| ids.binary_search(&id).is_ok();
+                    (
+                        ix.search(query, depth, approximate, Some(&pass))?,
+                        SearchStrategy::HnswFiltered,
+                    )
                 }
             }
-        };
-        Ok(SearchResults {
-            hits: self.hydrate(&hits)?,
-            strategy,
         })
     }
 
-    /// Turns index hits into passages, in hit order; chunks deleted meanwhile are dropped.
-    fn hydrate(&self, hits: &[Hit]) -> Result<Vec<SearchHit>> {
-        let ids: Vec<u64> = hits.iter().map(|h| h.id).collect();
+    /// Turns a ranking into passages, in order; chunks deleted meanwhile are dropped.
+    fn hydrate(&self, ranking: &[Fused]) -> Result<Vec<SearchHit>> {
+        let ids: Vec<u64> = ranking.iter().map(|h| h.id).collect();
         let mut records = self.reader().chunks_by_ids(&ids)?;
-        Ok(hits
+        Ok(ranking
             .iter()
             .filter_map(|h| {
                 records.remove(&h.id).map(|r| SearchHit {
@@ -200,6 +460,11 @@ impl Engine {
                     chunk_index: r.index,
                     text: r.text,
                     score: h.score,
+                    scores: HitScores {
+                        dense: h.dense,
+                        lexical: h.lexical,
+                        late: h.late,
+                    },
                     start: r.start,
                     end: r.end,
                     metadata: r.metadata,
@@ -207,4 +472,28 @@ impl Engine {
             })
             .collect())
     }
+}
+
+/// Copies the scores of `found` into the matching candidates.
+fn fill(candidates: &mut [Fused], found: &[Hit], set: impl Fn(&mut Fused, f32)) {
+    let scores: std::collections::HashMap<u64, f32> =
+        found.iter().map(|h| (h.id, h.score)).collect();
+    for c in candidates.iter_mut() {
+        if let Some(&s) = scores.get(&c.id) {
+            set(c, s);
+        }
+    }
+}
+
+/// One retriever's hits as a ranking of their own scores.
+fn as_ranking(hits: &[Hit], dense: bool) -> Vec<Fused> {
+    hits.iter()
+        .map(|h| Fused {
+            id: h.id,
+            score: h.score,
+            dense: dense.then_some(h.score),
+            lexical: (!dense).then_some(h.score),
+            late: None,
+        })
+        .collect()
 }

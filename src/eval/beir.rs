@@ -1,5 +1,6 @@
 //! BEIR retrieval quality: ingest a BEIR corpus through the engine, run every query of a split
-//! with HNSW and with exact search, and score both with [`super::metrics`].
+//! through each requested retrieval (dense by HNSW and exactly, lexical, hybrid by each fusion),
+//! and score each with [`super::metrics`].
 
 use std::collections::HashMap;
 use std::io::BufRead;
@@ -13,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::metrics::{Qrels, Ranking, RetrievalMetrics, evaluate};
 use crate::chunk::ChunkOptions;
 use crate::embed::Encoder;
-use crate::engine::{DocumentInput, Engine, EngineError, EngineOptions, SearchRequest};
+use crate::engine::{
+    DocumentInput, Engine, EngineError, EngineOptions, Query, SearchRequest, SearchResults,
+};
 use crate::progress::{NoProgress, Progress};
 
 /// Why a BEIR run could not go on.
@@ -211,7 +214,17 @@ struct Marker {
     whole_documents: bool,
     chunk_tokens: usize,
     chunk_overlap: usize,
+    /// Whether passages were embedded after their document's title.
+    #[serde(default)]
+    title_context: bool,
+    /// The layout of what the engine stores (token vectors, titles): a directory made by
+    /// another is re-made rather than half-used.
+    #[serde(default)]
+    layout: u32,
 }
+
+/// What [`Marker::layout`] this build writes: 2 stores token vectors and document titles.
+const LAYOUT: u32 = 2;
 
 /// Settings of a run.
 #[derive(Debug, Clone)]
@@ -223,6 +236,29 @@ pub struct BeirOptions {
     pub chunked: bool,
     /// Chunking parameters in chunked mode.
     pub chunk: ChunkOptions,
+    /// The retrievals to score, each under its name.
+    pub runs: Vec<NamedRun>,
+    /// Embed and index each passage after its document's title (chunked mode).
+    pub title_context: bool,
+}
+
+/// One retrieval configuration of a run, scored under its name (`dense`, `hybrid`, ...).
+#[derive(Debug, Clone)]
+pub struct NamedRun {
+    /// The name its metrics are reported under.
+    pub name: String,
+    /// The search it makes (`k` is set by the benchmark).
+    pub request: SearchRequest,
+}
+
+/// The metrics and speed of one named retrieval.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    /// The metrics.
+    #[serde(flatten)]
+    pub metrics: RetrievalMetrics,
+    /// Queries per second, query embedding excluded (all cores).
+    pub qps: f64,
 }
 
 /// The figures of one run.
@@ -240,17 +276,12 @@ pub struct BeirReport {
     pub chunks: usize,
     /// Seconds spent ingesting in this run (0 when the data directory was reused).
     pub ingest_seconds: f64,
-    /// Metrics with HNSW search.
-    pub hnsw: RetrievalMetrics,
-    /// Metrics with exact search.
-    pub exact: RetrievalMetrics,
-    /// Queries per second, HNSW (embedding excluded).
-    pub hnsw_qps: f64,
-    /// Queries per second, exact.
-    pub exact_qps: f64,
-    /// The rankings, for writing TREC run files (not serialised).
+    /// Each retrieval's figures, under its name.
+    #[serde(flatten)]
+    pub runs: std::collections::BTreeMap<String, RunReport>,
+    /// Each retrieval's rankings, for TREC run files (not serialised).
     #[serde(skip)]
-    pub runs: [HashMap<String, Ranking>; 2],
+    pub rankings: std::collections::BTreeMap<String, HashMap<String, Ranking>>,
 }
 
 /// Chunks retrieved per query in chunked mode before documents are ranked by their best chunk.
@@ -259,7 +290,7 @@ const CHUNKS_PER_QUERY: usize = 400;
 const DOCS_PER_QUERY: usize = 100;
 
 /// Ingests `dataset` (unless the data directory already holds it), then runs and scores every
-/// query of its split with HNSW and with exact search.
+/// query of its split through each of `options.runs`.
 pub fn run(
     encoder: Arc<Encoder>,
     dataset: &BeirDataset,
@@ -273,10 +304,13 @@ pub fn run(
         whole_documents: chunk.whole_documents,
         chunk_tokens: chunk.max_tokens,
         chunk_overlap: chunk.overlap,
+        title_context: options.title_context,
+        layout: LAYOUT,
     };
     check_marker(&options.data_dir, &marker)?;
     let mut engine_options = EngineOptions::new(&options.data_dir);
     engine_options.chunk = chunk;
+    engine_options.title_context = options.title_context;
     engine_options.exact_below = 0;
     let engine = Engine::open(encoder.clone(), engine_options, &NoProgress)?;
 
@@ -284,11 +318,17 @@ pub fn run(
     let docs: Vec<DocumentInput> = dataset
         .corpus
         .iter()
-        .map(|d| DocumentInput {
-            id: d.id.clone(),
-            text: d.full_text(),
-            metadata: Default::default(),
-            source: Some(dataset.name.clone()),
+        .map(|d| {
+            let mut metadata = serde_json::Map::new();
+            if options.title_context && !d.title.trim().is_empty() {
+                metadata.insert("title".into(), d.title.clone().into());
+            }
+            DocumentInput {
+                id: d.id.clone(),
+                text: d.full_text(),
+                metadata,
+                source: Some(dataset.name.clone()),
+            }
         })
         .filter(|d| !d.text.is_empty())
         .collect();
@@ -310,34 +350,52 @@ pub fn run(
         .collect();
     ids.sort();
     let texts: Vec<&str> = ids.iter().map(|q| dataset.queries[*q].as_str()).collect();
-    let vectors = encoder.embed(&texts).map_err(EngineError::from)?;
+    let vectors = encoder
+        .embed_with_tokens(&texts)
+        .map_err(EngineError::from)?;
+    let tokens: Vec<_> = vectors.iter().map(|e| engine.query_tokens(e)).collect();
     let k = if options.chunked {
         CHUNKS_PER_QUERY
     } else {
         DOCS_PER_QUERY
     };
-    let mut runs: [HashMap<String, Ranking>; 2] = Default::default();
-    let mut qps = [0.0; 2];
-    for (slot, exact) in [false, true].into_iter().enumerate() {
+    let mut runs = std::collections::BTreeMap::new();
+    let mut rankings = std::collections::BTreeMap::new();
+    for named in &options.runs {
         let request = SearchRequest {
             k,
-            exact,
-            ..SearchRequest::default()
+            ..named.request.clone()
         };
         let started = Instant::now();
-        let rankings: Vec<Result<Ranking, EngineError>> = vectors
+        let found: Vec<Result<Ranking, EngineError>> = texts
             .par_iter()
-            .map(|v| {
-                let hits = engine.search_vector(&v.unit, &request)?.hits;
+            .zip(vectors.par_iter())
+            .zip(tokens.par_iter())
+            .map(|((text, v), tokens)| {
+                let query = Query {
+                    text,
+                    vector: Some(&v.unit),
+                    tokens: tokens.as_ref(),
+                };
+                let SearchResults { hits, .. } = engine.search_query(&query, &request)?;
                 Ok(best_chunk_per_document(
                     hits.into_iter().map(|h| (h.doc_id, h.score)),
                 ))
             })
             .collect();
-        qps[slot] = ids.len() as f64 / started.elapsed().as_secs_f64();
-        for (qid, ranking) in ids.iter().zip(rankings) {
-            runs[slot].insert((*qid).clone(), ranking?);
+        let qps = ids.len() as f64 / started.elapsed().as_secs_f64();
+        let mut by_query = HashMap::with_capacity(ids.len());
+        for (qid, ranking) in ids.iter().zip(found) {
+            by_query.insert((*qid).clone(), ranking?);
         }
+        runs.insert(
+            named.name.clone(),
+            RunReport {
+                metrics: evaluate(&dataset.qrels, &by_query),
+                qps,
+            },
+        );
+        rankings.insert(named.name.clone(), by_query);
     }
     let stats = engine.stats()?;
     Ok(BeirReport {
@@ -347,11 +405,8 @@ pub fn run(
         documents: stats.documents,
         chunks: stats.chunks,
         ingest_seconds,
-        hnsw: evaluate(&dataset.qrels, &runs[0]),
-        exact: evaluate(&dataset.qrels, &runs[1]),
-        hnsw_qps: qps[0],
-        exact_qps: qps[1],
         runs,
+        rankings,
     })
 }
 

@@ -5,6 +5,7 @@
 
 pub mod ann;
 pub mod beir;
+pub mod filter;
 pub mod ingest;
 pub mod metrics;
 pub mod plot;

@@ -78,6 +78,8 @@ pub fn load(path: &Path) -> Result<Vec<QaItem>, QaError> {
 pub struct QaReport {
     /// Questions asked.
     pub questions: usize,
+    /// The search mode that answered them.
+    pub mode: String,
     /// Share with an answer in the top passage.
     #[serde(rename = "hit@1")]
     pub hit_1: f64,
@@ -94,11 +96,16 @@ pub struct QaReport {
     pub missed: Vec<String>,
 }
 
-/// Asks every question through the engine (exact or HNSW as the engine decides).
-pub fn evaluate(engine: &Engine, items: &[QaItem]) -> Result<QaReport, EngineError> {
+/// Asks every question through the engine with `request`'s mode and settings (its `k` is
+/// replaced by 10).
+pub fn evaluate(
+    engine: &Engine,
+    items: &[QaItem],
+    request: &SearchRequest,
+) -> Result<QaReport, EngineError> {
     let request = SearchRequest {
         k: 10,
-        ..SearchRequest::default()
+        ..request.clone()
     };
     let (mut hits, mut reciprocal) = ([0usize; 3], 0.0);
     let mut missed = Vec::new();
@@ -126,6 +133,7 @@ pub fn evaluate(engine: &Engine, items: &[QaItem]) -> Result<QaReport, EngineErr
     let n = items.len().max(1) as f64;
     Ok(QaReport {
         questions: items.len(),
+        mode: request.mode.as_str().to_string(),
         hit_1: hits[0] as f64 / n,
         hit_3: hits[1] as f64 / n,
         hit_5: hits[2] as f64 / n,

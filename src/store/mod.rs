@@ -5,6 +5,7 @@
 //! documents only. The store records the model that made its vectors and refuses to open with
 //! another one.
 
+mod filter_sql;
 mod lock;
 mod pool;
 mod schema;
@@ -16,6 +17,9 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 use serde_json::{Map, Value};
+
+use crate::filter::MetadataFilter;
+use crate::filter::sql::{Params, to_sql};
 
 pub use lock::DirLock;
 pub use pool::{PooledStore, ReadPool};
@@ -113,6 +117,8 @@ pub struct NewChunk<'a> {
     pub text: &'a str,
     /// Its unit-length embedding.
     pub vector: &'a [f32],
+    /// Its token vectors for late interaction, in their stored form.
+    pub tokens: Option<&'a [u8]>,
 }
 
 /// A document to store.
@@ -128,6 +134,8 @@ pub struct NewDocument<'a> {
     pub metadata: &'a Map<String, Value>,
     /// Hash of the text, for change detection.
     pub content_hash: &'a str,
+    /// The title its passages were embedded and indexed after, if any.
+    pub title: Option<&'a str>,
 }
 
 /// What a stored document looks like when read back.
@@ -185,6 +193,17 @@ pub struct ChunkRecord {
     pub metadata: Map<String, Value>,
 }
 
+/// A stored passage with the title of its document, as derived indexes take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Passage {
+    /// The chunk's id.
+    pub id: ChunkId,
+    /// The passage.
+    pub text: String,
+    /// Its document's title, if the passage was embedded after one.
+    pub title: Option<String>,
+}
+
 /// What writing a document changed, for the derived indexes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
@@ -210,8 +229,8 @@ pub struct DocumentState {
 pub struct ChunkFilter {
     /// Only chunks of these documents.
     pub doc_ids: Option<Vec<String>>,
-    /// Only chunks of documents whose metadata has each key equal to the value (scalars).
-    pub metadata: Map<String, Value>,
+    /// Only chunks of documents whose metadata passes this (parsed, validated) filter.
+    pub metadata: MetadataFilter,
 }
 
 impl ChunkFilter {
@@ -374,9 +393,16 @@ impl Store {
         let removed = delete_in(&tx, doc.id)?.unwrap_or_default();
         let metadata = Value::Object(doc.metadata.clone()).to_string();
         tx.execute(
-            "INSERT INTO documents (id, source, text, metadata, content_hash, ingested_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
-            params![doc.id, doc.source, doc.text, metadata, doc.content_hash],
+            "INSERT INTO documents (id, source, text, metadata, content_hash, title, ingested_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+            params![
+                doc.id,
+                doc.source,
+                doc.text,
+                metadata,
+                doc.content_hash,
+                doc.title
+            ],
         )?;
         let doc_row = tx.last_insert_rowid();
         let mut added = Vec::with_capacity(chunks.len());
@@ -385,6 +411,8 @@ impl Store {
                 "INSERT INTO chunks (doc_row, idx, start, end, text, embedding)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?;
+            let mut insert_tokens =
+                tx.prepare_cached("INSERT INTO token_vectors (chunk_id, data) VALUES (?1, ?2)")?;
             for c in chunks {
                 insert.execute(params![
                     doc_row,
@@ -394,7 +422,11 @@ impl Store {
                     c.text,
                     vector_to_blob(c.vector)
                 ])?;
-                added.push(tx.last_insert_rowid() as ChunkId);
+                let id = tx.last_insert_rowid();
+                if let Some(tokens) = c.tokens {
+                    insert_tokens.execute(params![id, tokens])?;
+                }
+                added.push(id as ChunkId);
             }
         }
         let generation = bump_generation(&tx)?;
@@ -535,6 +567,114 @@ impl Store {
         Ok(generation)
     }
 
+    /// Calls `f` with every stored passage, in chunk-id order (for rebuilding the lexical
+    /// index), and returns the generation they belong to (read in the same transaction). An
+    /// error from `f` stops the scan and is returned.
+    pub fn for_each_passage<E: From<StoreError>>(
+        &self,
+        mut f: impl FnMut(Passage) -> std::result::Result<(), E>,
+    ) -> std::result::Result<u64, E> {
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .map_err(StoreError::from)?;
+        let generation = read_generation(&tx)?;
+        {
+            let mut stmt = tx
+                .prepare(
+                    "SELECT c.id, c.text, d.title FROM chunks c
+                     JOIN documents d ON d.row = c.doc_row ORDER BY c.id",
+                )
+                .map_err(StoreError::from)?;
+            let mut rows = stmt.query([]).map_err(StoreError::from)?;
+            while let Some(row) = rows.next().map_err(StoreError::from)? {
+                f(passage_row(row).map_err(StoreError::from)?)?;
+            }
+        }
+        tx.commit().map_err(StoreError::from)?;
+        Ok(generation)
+    }
+
+    /// These chunks' passages (missing ids are skipped), in id order.
+    pub fn passages_by_ids(&self, ids: &[ChunkId]) -> Result<Vec<Passage>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for group in ids.chunks(500) {
+            let marks = vec!["?"; group.len()].join(",");
+            let sql = format!(
+                "SELECT c.id, c.text, d.title FROM chunks c
+                 JOIN documents d ON d.row = c.doc_row WHERE c.id IN ({marks})"
+            );
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(
+                params_from_iter(group.iter().map(|&i| i as i64)),
+                passage_row,
+            )?;
+            for row in rows {
+                out.push(row?);
+            }
+        }
+        out.sort_unstable_by_key(|p| p.id);
+        Ok(out)
+    }
+
+    /// The stored token vectors of these chunks (chunks without any are absent).
+    pub fn token_vectors_by_ids(&self, ids: &[ChunkId]) -> Result<HashMap<ChunkId, Vec<u8>>> {
+        let mut out = HashMap::with_capacity(ids.len());
+        for group in ids.chunks(500) {
+            let marks = vec!["?"; group.len()].join(",");
+            let sql =
+                format!("SELECT chunk_id, data FROM token_vectors WHERE chunk_id IN ({marks})");
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params_from_iter(group.iter().map(|&i| i as i64)), |r| {
+                Ok((r.get::<_, i64>(0)? as ChunkId, r.get::<_, Vec<u8>>(1)?))
+            })?;
+            for row in rows {
+                let (id, data) = row?;
+                out.insert(id, data);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` passages that have no token vectors yet (stored before they existed).
+    pub fn passages_without_token_vectors(&self, limit: usize) -> Result<Vec<(ChunkId, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT c.id, c.text FROM chunks c
+             WHERE NOT EXISTS (SELECT 1 FROM token_vectors t WHERE t.chunk_id = c.id)
+             ORDER BY c.id LIMIT ?1",
+        )?;
+        let rows = stmt.query_map([limit as i64], |r| {
+            Ok((r.get::<_, i64>(0)? as ChunkId, r.get::<_, String>(1)?))
+        })?;
+        rows.map(|r| Ok(r?)).collect()
+    }
+
+    /// How many passages have no token vectors yet.
+    pub fn count_without_token_vectors(&self) -> Result<usize> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM chunks c
+             WHERE NOT EXISTS (SELECT 1 FROM token_vectors t WHERE t.chunk_id = c.id)",
+            [],
+            |r| r.get::<_, i64>(0),
+        )? as usize)
+    }
+
+    /// Stores token vectors for existing passages (a chunk deleted meanwhile is skipped).
+    pub fn put_token_vectors(&mut self, items: &[(ChunkId, Vec<u8>)]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        {
+            let mut insert = tx.prepare_cached(
+                "INSERT OR REPLACE INTO token_vectors (chunk_id, data)
+                 SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM chunks WHERE id = ?1)",
+            )?;
+            for (id, data) in items {
+                insert.execute(params![*id as i64, data])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// The stored vectors of these chunks (missing ids are skipped), in id order.
     pub fn vectors_by_ids(&self, ids: &[ChunkId]) -> Result<Vec<(ChunkId, Vec<f32>)>> {
         let mut out = Vec::with_capacity(ids.len());
@@ -592,44 +732,53 @@ impl Store {
         Ok(out)
     }
 
-    /// Ids of the chunks a filter lets through, ascending.
+    /// Ids of the chunks a filter lets through, ascending. The filter is evaluated once per
+    /// document; its values are bound parameters (a bounded number of them: `doc_ids` is one
+    /// JSON parameter, an `$in` list one per type of value).
     pub fn chunk_ids_matching(&self, filter: &ChunkFilter) -> Result<Vec<ChunkId>> {
-        let mut sql =
-            String::from("SELECT c.id FROM chunks c JOIN documents d ON d.row = c.doc_row WHERE 1");
-        let mut values: Vec<rusqlite::types::Value> = Vec::new();
-        if let Some(ids) = &filter.doc_ids {
-            if ids.is_empty() {
-                return Ok(Vec::new());
-            }
-            sql.push_str(" AND d.id IN (SELECT value FROM json_each(?))");
-            values.push(Value::from(ids.clone()).to_string().into());
-        }
-        for (key, value) in &filter.metadata {
-            // json_extract yields SQL scalars: text, integer, real, or 1/0 for true/false.
-            sql.push_str(" AND json_extract(d.metadata, ?) IS ?");
-            values.push(json_path(key).into());
-            values.push(match value {
-                Value::Null => rusqlite::types::Value::Null,
-                Value::Bool(b) => rusqlite::types::Value::Integer(i64::from(*b)),
-                Value::Number(n) => match n.as_i64() {
-                    Some(i) => rusqlite::types::Value::Integer(i),
-                    None => rusqlite::types::Value::Real(n.as_f64().unwrap_or(f64::NAN)),
-                },
-                Value::String(s) => rusqlite::types::Value::Text(s.clone()),
-                // Callers reject non-scalar values; compare structurally as JSON text.
-                other => rusqlite::types::Value::Text(other.to_string()),
-            });
-        }
-        sql.push_str(" ORDER BY c.id");
+        let Some((sql, params)) = matching_sql(filter) else {
+            return Ok(Vec::new());
+        };
         let mut stmt = self.conn.prepare_cached(&sql)?;
-        let rows = stmt.query_map(params_from_iter(values), |r| r.get::<_, i64>(0))?;
-        rows.map(|r| Ok(r? as ChunkId)).collect()
+        let rows = stmt.query_map(params_from_iter(params), |r| r.get::<_, i64>(0))?;
+        let mut ids = rows
+            .map(|r| r.map(|id| id as ChunkId))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        // Cheaper here than as SQLite's temporary B-tree.
+        ids.sort_unstable();
+        Ok(ids)
     }
 }
 
-/// A JSON path selecting one top-level key, quoted so that dots and spaces are literal.
-fn json_path(key: &str) -> String {
-    format!("$.\"{}\"", key.replace('\\', "\\\\").replace('"', "\\\""))
+/// The statement selecting the chunk ids a filter admits (in no order), and its parameters;
+/// `None` when it admits nothing (an empty `doc_ids`).
+///
+/// Documents come first, their metadata read from `documents_by_metadata` rather than from
+/// rows that also hold the texts, then their chunks from `chunks_by_document`: neither
+/// table's rows are read.
+fn matching_sql(filter: &ChunkFilter) -> Option<(String, Vec<rusqlite::types::Value>)> {
+    let mut params = Params::new(filter_sql::placeholder);
+    let mut conditions = Vec::new();
+    if let Some(ids) = &filter.doc_ids {
+        if ids.is_empty() {
+            return None;
+        }
+        let list = params.bind(Value::from(ids.as_slice()).to_string().into());
+        conditions.push(format!("d.id IN (SELECT value FROM json_each({list}))"));
+    }
+    if !filter.metadata.is_empty() {
+        let dialect = filter_sql::Sqlite::new("d.metadata");
+        conditions.push(to_sql(&dialect, &filter.metadata, &mut params));
+    }
+    let documents = if conditions.is_empty() {
+        "1".to_string()
+    } else {
+        conditions.join(" AND ")
+    };
+    let sql = format!(
+        "SELECT c.id FROM documents d CROSS JOIN chunks c ON c.doc_row = d.row WHERE {documents}"
+    );
+    Some((sql, params.into_values()))
 }
 
 fn parse_metadata(text: &str) -> Result<Map<String, Value>> {
@@ -674,6 +823,15 @@ fn read_generation(conn: &Connection) -> Result<u64> {
         |r| r.get(0),
     )?;
     Ok(g as u64)
+}
+
+/// A `(chunk id, text, document title)` row.
+fn passage_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Passage> {
+    Ok(Passage {
+        id: row.get::<_, i64>(0)? as ChunkId,
+        text: row.get(1)?,
+        title: row.get(2)?,
+    })
 }
 
 /// An `(id, embedding)` row as a chunk id and its vector.

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::{Result, StoreError};
 
 /// The newest schema this build writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Per-connection settings: WAL for concurrent readers, NORMAL sync (durable against process
 /// crashes; a power cut may lose the last commits but never corrupts), foreign keys on.
@@ -18,6 +18,13 @@ pub fn configure(conn: &Connection) -> Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     Ok(())
 }
+
+/// Indexes that only make reads faster, created on every open: stores made before them get
+/// them too, without a version bump (older builds open the store as before). A no-op once
+/// they exist.
+const READ_INDEXES: &str =
+    // Metadata filters scan this instead of the documents' rows, whose texts they do not need.
+    "CREATE INDEX IF NOT EXISTS documents_by_metadata ON documents (metadata);";
 
 /// Creates or upgrades the schema.
 pub fn migrate(conn: &mut Connection, dir: &Path) -> Result<()> {
@@ -30,9 +37,34 @@ pub fn migrate(conn: &mut Connection, dir: &Path) -> Result<()> {
         });
     }
     if version == SCHEMA_VERSION {
+        conn.execute_batch(READ_INDEXES)?;
         return Ok(());
     }
     let tx = conn.transaction()?;
+    if version < 1 {
+        create_v1(&tx)?;
+    }
+    if version < 2 {
+        // Version 2: each passage's token vectors for late interaction, beside (not inside)
+        // the chunks table, so that scans of chunks stay small. Passages stored by version 1
+        // have none until the engine fills them in.
+        // And each document's title, which its passages are embedded and indexed after.
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS token_vectors (
+                 chunk_id INTEGER PRIMARY KEY REFERENCES chunks(id) ON DELETE CASCADE,
+                 data     BLOB NOT NULL
+             );
+             ALTER TABLE documents ADD COLUMN title TEXT;",
+        )?;
+    }
+    tx.execute_batch(READ_INDEXES)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// The first schema: documents, chunks with their vectors, and the meta table.
+fn create_v1(tx: &rusqlite::Transaction<'_>) -> Result<()> {
     tx.execute_batch(
         "CREATE TABLE IF NOT EXISTS meta (
              key   TEXT PRIMARY KEY,
@@ -61,7 +93,5 @@ pub fn migrate(conn: &mut Connection, dir: &Path) -> Result<()> {
          );
          CREATE INDEX IF NOT EXISTS chunks_by_document ON chunks (doc_row, idx);",
     )?;
-    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-    tx.commit()?;
     Ok(())
 }

@@ -66,6 +66,7 @@ mod tests {
             end,
             text: &text[start..end],
             vector: &vector,
+            tokens: None,
         });
         let written = store
             .put_document(
@@ -75,6 +76,7 @@ mod tests {
                     text,
                     metadata: &Map::new(),
                     content_hash: "h",
+                    title: None,
                 },
                 &chunks,
             )

@@ -24,6 +24,7 @@ fn put(store: &mut Store, id: &str, text: &str, meta: Value, n_chunks: usize) ->
             end: i + 1,
             text: &text[i..i + 1],
             vector: &vectors[i],
+            tokens: None,
         })
         .collect();
     store
@@ -34,6 +35,7 @@ fn put(store: &mut Store, id: &str, text: &str, meta: Value, n_chunks: usize) ->
                 text,
                 metadata: &meta,
                 content_hash: &format!("hash-{text}"),
+                title: None,
             },
             &chunks,
         )
@@ -177,7 +179,7 @@ fn filters_by_document_and_metadata() {
     );
     let by = |k: &str, v: Value| ChunkFilter {
         doc_ids: None,
-        metadata: metadata(json!({ k: v })),
+        metadata: MetadataFilter::parse(&json!({ k: v })).unwrap(),
     };
     assert_eq!(all(by("lang", json!("en"))), a.added);
     assert_eq!(all(by("year", json!(2024))), b.added);
@@ -187,7 +189,7 @@ fn filters_by_document_and_metadata() {
     assert!(all(by("missing", json!("x"))).is_empty());
     let both = ChunkFilter {
         doc_ids: Some(vec!["a".into()]),
-        metadata: metadata(json!({"lang": "ko"})),
+        metadata: MetadataFilter::parse(&json!({"lang": "ko"})).unwrap(),
     };
     assert!(all(both).is_empty());
 }

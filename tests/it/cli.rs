@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output, Stdio};
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 fn semdex(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_semdex"));
@@ -115,6 +115,51 @@ fn ingest_then_query_as_table_and_json() {
         "jets",
     ]));
     assert!(table.contains("n1") && !table.contains("a.txt"), "{table}");
+    let filtered = run_ok(&mut semdex(&[
+        "query",
+        "--data-dir",
+        dir,
+        "--json",
+        "--filter",
+        r#"{"kind": {"$in": ["note", "memo"]}}"#,
+        "jets",
+    ]));
+    let v: Value = serde_json::from_str(&filtered).unwrap();
+    assert_eq!(v["results"].as_array().unwrap().len(), 1, "{v}");
+    assert_eq!(v["results"][0]["doc_id"], "n1");
+    let none = run_ok(&mut semdex(&[
+        "query",
+        "--data-dir",
+        dir,
+        "--json",
+        "--filter",
+        r#"{"kind": {"$ne": "note"}}"#,
+        "--meta",
+        "kind=note",
+        "jets",
+    ]));
+    let v: Value = serde_json::from_str(&none).unwrap();
+    assert_eq!(
+        v["results"],
+        json!([]),
+        "--filter and --meta must both hold"
+    );
+    let bad = semdex(&[
+        "query",
+        "--data-dir",
+        dir,
+        "--filter",
+        r#"{"kind": {"$like": "n%"}}"#,
+        "x",
+    ])
+    .output()
+    .unwrap();
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("--filter: kind: unknown operator $like"),
+        "{stderr}"
+    );
 
     // While another process holds the directory (a running `semdex serve`), a second writer
     // fails at once naming it, and `query` still answers, read-only.
@@ -159,6 +204,63 @@ fn missing_model_is_one_clear_line() {
         err.contains("missing config.json") && err.contains("models/fetch.sh"),
         "{err}"
     );
+}
+
+#[test]
+fn bench_filter_reports_every_selectivity() {
+    let data = tempfile::tempdir().unwrap();
+    let corpus = data.path().join("corpus.jsonl");
+    let words = crate::common::seed_windows(40, 12);
+    let lines: Vec<String> = words
+        .iter()
+        .enumerate()
+        .map(|(i, text)| {
+            json!({"id": format!("w{i}"), "text": text, "metadata": {"bucket": i * 25}}).to_string()
+        })
+        .collect();
+    std::fs::write(&corpus, lines.join("\n")).unwrap();
+    let queries = data.path().join("queries.txt");
+    std::fs::write(
+        &queries,
+        "Where did they meet?\nartillery shells\nspace launch\n",
+    )
+    .unwrap();
+    let store = data.path().join("store");
+    let store = store.to_str().unwrap();
+    run_ok(&mut semdex(&[
+        "ingest",
+        "--data-dir",
+        store,
+        corpus.to_str().unwrap(),
+    ]));
+    let out = run_ok(&mut semdex(&[
+        "bench",
+        "filter",
+        "--data-dir",
+        store,
+        "--queries",
+        queries.to_str().unwrap(),
+        "--json",
+    ]));
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["passages"], 40);
+    assert_eq!(report["queries"], 3);
+    let rows = report["rows"].as_array().unwrap();
+    let admitted: Vec<u64> = rows
+        .iter()
+        .map(|r| r["admitted"].as_u64().unwrap())
+        .collect();
+    // bucket = 25 i: all 40, the 4 under 100, and bucket 0 alone for the last two.
+    assert_eq!(admitted, [40, 40, 4, 1, 1], "{report}");
+    for r in rows {
+        assert_eq!(r["recall"], 1.0, "{r}");
+        assert!(r["search"]["p50_ms"].as_f64().unwrap() > 0.0);
+    }
+    assert_eq!(
+        rows[0]["strategy"], "exact",
+        "a small corpus is searched exactly"
+    );
+    assert_eq!(rows[4]["strategy"], "exact_filtered");
 }
 
 #[test]
@@ -294,18 +396,34 @@ fn bench_beir_scores_and_reuses_its_data_directory() {
     .unwrap();
     assert_eq!(first["documents"], 4);
     assert!(first["ingest_seconds"].as_f64().unwrap() > 0.0);
-    for search in ["hnsw", "exact"] {
+    for search in ["dense", "dense_exact"] {
         assert_eq!(first[search]["queries"], 3, "{first}");
         assert_eq!(first[search]["ndcg@10"].as_f64().unwrap(), 1.0, "{first}");
         assert_eq!(first[search]["recall@100"].as_f64().unwrap(), 1.0);
     }
-    let run_file = std::fs::read_to_string(runs.path().join("exact.run")).unwrap();
+    // Every mode is reported under its name; q2 shares no word with its answer, so the
+    // lexical run misses it and the fused runs still find it.
+    for search in ["lexical", "hybrid", "hybrid_rrf"] {
+        assert_eq!(first[search]["queries"], 3, "{first}");
+        assert!(first[search]["qps"].as_f64().unwrap() > 0.0);
+    }
+    assert!(
+        first["lexical"]["ndcg@10"].as_f64().unwrap() < 1.0,
+        "{first}"
+    );
+    assert_eq!(first["hybrid"]["recall@100"].as_f64().unwrap(), 1.0);
+    let run_file = std::fs::read_to_string(runs.path().join("dense_exact.run")).unwrap();
     assert!(run_file.starts_with("q1 Q0 d2 1 "), "{run_file}");
+    assert!(runs.path().join("hybrid.run").is_file());
 
     // The second run reuses the ingested corpus and gives the same figures.
-    let second: Value = serde_json::from_str(&run_ok(&mut bench(&[]))).unwrap();
+    let second: Value = serde_json::from_str(&run_ok(&mut bench(&["--mode", "dense"]))).unwrap();
     assert_eq!(second["ingest_seconds"].as_f64().unwrap(), 0.0);
-    assert_eq!(second["exact"], first["exact"]);
+    assert_eq!(
+        second["dense_exact"]["ndcg@10"],
+        first["dense_exact"]["ndcg@10"]
+    );
+    assert!(second.get("hybrid").is_none(), "only the modes asked for");
 
     // The same directory is refused for the chunked pipeline instead of mixing the two.
     let refused = bench(&["--chunked"]).output().unwrap();

@@ -98,6 +98,23 @@ fn sigkill_mid_ingest_leaves_whole_documents_only() {
                 )
                 .unwrap();
             assert_eq!(hits.hits.len(), 1, "{} has its vectors", doc.id);
+            // The lexical index was never committed before the kill: it caught up with the
+            // store when the engine opened.
+            let words = engine
+                .search(
+                    &doc.text,
+                    &semdex::engine::SearchRequest {
+                        k: 1,
+                        mode: semdex::engine::SearchMode::Lexical,
+                        filter: semdex::store::ChunkFilter {
+                            doc_ids: Some(vec![doc.id.clone()]),
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            assert_eq!(words.hits.len(), 1, "{} is in the lexical index", doc.id);
         }
         offset += page.len();
     }

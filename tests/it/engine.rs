@@ -3,8 +3,9 @@
 use std::collections::HashSet;
 
 use semdex::engine::{
-    Engine, EngineError, EngineOptions, IngestStatus, SearchRequest, SearchStrategy,
+    Engine, EngineError, EngineOptions, IngestStatus, SearchMode, SearchRequest, SearchStrategy,
 };
+use semdex::filter::MetadataFilter;
 use semdex::progress::NoProgress;
 use semdex::store::{ChunkFilter, ModelIdentity, Store, StoreError};
 use serde_json::{Value, json};
@@ -19,9 +20,11 @@ fn with_meta(id: &str, text: &str, meta: Value) -> semdex::engine::DocumentInput
     d
 }
 
+/// A dense-only request: these tests are about the vector index.
 fn req(k: usize) -> SearchRequest {
     SearchRequest {
         k,
+        mode: SearchMode::Dense,
         ..SearchRequest::default()
     }
 }
@@ -38,7 +41,7 @@ fn seed_article_questions_hit_at_3() {
         .unwrap();
     let items = semdex::eval::qa::load(&crate::common::data("seed_qa.jsonl")).unwrap();
     assert!(items.len() >= 20);
-    let report = semdex::eval::qa::evaluate(&engine, &items).unwrap();
+    let report = semdex::eval::qa::evaluate(&engine, &items, &SearchRequest::default()).unwrap();
     println!(
         "hit@1 {:.3} hit@3 {:.3} hit@5 {:.3} MRR@10 {:.3}; missed: {:?}",
         report.hit_1, report.hit_3, report.hit_5, report.mrr_10, report.missed
@@ -266,7 +269,7 @@ fn filters_by_document_and_metadata_still_return_k() {
     let mut r = req(10);
     r.filter = ChunkFilter {
         doc_ids: None,
-        metadata: json!({"parity": "odd"}).as_object().unwrap().clone(),
+        metadata: MetadataFilter::parse(&json!({"parity": "odd"})).unwrap(),
     };
     let odd = engine.search("military aircraft plant", &r).unwrap();
     assert_eq!(odd.hits.len(), 10);
@@ -293,7 +296,7 @@ fn filters_by_document_and_metadata_still_return_k() {
     let ids: HashSet<&str> = few.hits.iter().map(|h| h.doc_id.as_str()).collect();
     assert_eq!(ids, HashSet::from(["w3", "w4"]));
 
-    r.filter.metadata = json!({"i": 4}).as_object().unwrap().clone();
+    r.filter.metadata = MetadataFilter::parse(&json!({"i": 4})).unwrap();
     assert_eq!(engine.search("anything", &r).unwrap().hits.len(), 1);
 }
 
@@ -344,9 +347,10 @@ fn empty_store_and_invalid_requests() {
             ..req(5)
         }
     )));
-    let mut object_filter = req(5);
-    object_filter.filter.metadata = json!({"k": {"nested": 1}}).as_object().unwrap().clone();
-    assert!(invalid(engine.search("q", &object_filter)));
+    assert!(
+        MetadataFilter::parse(&json!({"k": {"nested": 1}})).is_err(),
+        "a bad filter cannot even be built"
+    );
     assert!(invalid(engine.search_vector(&[1.0, 2.0], &req(5))));
     assert!(invalid(
         engine.ingest(vec![crate::common::doc("x", "  ")], &hidden())

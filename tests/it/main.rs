@@ -21,6 +21,7 @@ mod crash_http;
 mod document_chunks;
 mod encoder_reference;
 mod engine;
+mod filters;
 mod http_api;
 mod http_hardening;
 mod openai_tokens;

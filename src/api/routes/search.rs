@@ -29,11 +29,12 @@ pub async fn search_post(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SearchBody>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    let request = body.to_request();
+    let request = body.to_request()?;
     run(state, body.query, request, body.include_metadata).await
 }
 
-/// The same as `POST /search`, for curl and browsers: `/search?q=...&k=5`.
+/// The same as `POST /search`, for curl and browsers: `/search?q=...&k=5`, with the filter as
+/// URL-encoded JSON: `&filter={"metadata":{"year":{"$gte":2020}}}`.
 #[utoipa::path(
     get,
     path = "/search",
@@ -50,12 +51,7 @@ pub async fn search_get(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<SearchResponse>, ApiError> {
-    let request = SearchRequest {
-        k: params.k,
-        ef: params.ef,
-        exact: params.exact,
-        ..SearchRequest::default()
-    };
+    let request = params.to_request()?;
     run(state, params.q, request, params.include_metadata).await
 }
 

@@ -8,7 +8,10 @@ use axum::response::IntoResponse;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::Common;
 use crate::api::state::AppState;
-use crate::api::types::{HealthResponse, IndexInfo, InfoResponse, QueueInfo};
+use crate::api::types::{
+    HealthResponse, IndexInfo, InfoResponse, LexicalInfo, QueueInfo, SearchInfo,
+};
+use crate::engine::{DEFAULT_DENSE_WEIGHT, Fusion, HYBRID_CANDIDATES, SearchMode};
 
 /// 200 once the model and index are loaded and the batching worker runs; 503 before, or if
 /// the worker is gone. Never needs an API key.
@@ -73,6 +76,22 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<InfoResponse>, A
             ef_construction: stats.hnsw.ef_construction,
             ef_search: stats.hnsw.ef_search,
             exact_below: stats.exact_below,
+        },
+        lexical: LexicalInfo {
+            kind: "tantivy (BM25)".into(),
+            passages: stats.lexical.passages,
+            bytes: stats.lexical.bytes,
+            analyzer: crate::lexical::analyzer::ANALYZER.into(),
+        },
+        search: SearchInfo {
+            modes: SearchMode::ALL
+                .iter()
+                .map(|m| m.as_str().to_string())
+                .collect(),
+            default_mode: SearchMode::default().as_str().into(),
+            fusion: Fusion::default().as_str().into(),
+            dense_weight: DEFAULT_DENSE_WEIGHT,
+            hybrid_candidates: HYBRID_CANDIDATES,
         },
         queue: QueueInfo {
             max_batch_tokens: queue.max_batch_tokens(),

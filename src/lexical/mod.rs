@@ -1,0 +1,392 @@
+//! The lexical index: BM25 over the same passages as the vector index, on tantivy.
+//!
+//! Like the vector index it is derived data: the SQLite store is the source of truth. Every
+//! commit records the store generation it reflects (in tantivy's commit payload), so that on
+//! start the engine can tell whether the index is current, behind (it catches up by chunk id),
+//! or missing, damaged or made by another analyzer (it is rebuilt from the stored passages).
+//! Each passage is one tantivy document: its chunk id (indexed, for deletes; a fast field, for
+//! filters and for mapping hits back) and its text, analyzed by [`analyzer`].
+
+pub mod analyzer;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use serde::{Deserialize, Serialize};
+use tantivy::collector::{FilterCollector, TopDocs};
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    FAST, Field, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+
+use crate::index::{Hit, VectorId};
+
+/// The chunk-id field's name (tantivy looks fast fields up by name).
+const CHUNK_ID: &str = "chunk_id";
+/// The text field's name.
+const TEXT: &str = "text";
+/// Memory of the one indexing thread (tantivy's minimum is 15 MB): passages are short, and
+/// indexing must stay out of the encoder's way.
+const WRITER_MEMORY: usize = 32 << 20;
+
+/// Lexical index failures.
+#[derive(Debug, thiserror::Error)]
+pub enum LexicalError {
+    /// tantivy failed (I/O, a damaged file).
+    #[error("lexical index: {0}")]
+    Tantivy(#[from] tantivy::TantivyError),
+    /// The index folder could not be created or cleared.
+    #[error("lexical index folder {dir}: {source}")]
+    Io {
+        /// The folder.
+        dir: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// A write to an index opened read-only.
+    #[error("the lexical index is open read-only")]
+    ReadOnly,
+}
+
+/// Result alias for the lexical index.
+pub type Result<T, E = LexicalError> = std::result::Result<T, E>;
+
+/// What a commit records besides tantivy's own metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Payload {
+    generation: u64,
+    analyzer: String,
+}
+
+/// How an opened index relates to the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Opened {
+    /// It holds the passages of this store generation.
+    At(u64),
+    /// It is new or was just cleared: it holds nothing and must be filled from the store.
+    Empty,
+}
+
+/// Counts for `/info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LexicalStats {
+    /// Passages indexed (committed).
+    pub passages: u64,
+    /// Bytes of the index's files.
+    pub bytes: u64,
+}
+
+/// BM25 search over passages.
+pub struct LexicalIndex {
+    reader: IndexReader,
+    writer: Option<Mutex<IndexWriter>>,
+    chunk_id: Field,
+    text: Field,
+    dir: PathBuf,
+    /// Whether anything was written since the last commit.
+    dirty: AtomicBool,
+}
+
+fn schema() -> (Schema, Field, Field) {
+    let mut builder = Schema::builder();
+    let chunk_id = builder.add_u64_field(CHUNK_ID, INDEXED | FAST);
+    let indexing = TextFieldIndexing::default()
+        .set_tokenizer(analyzer::ANALYZER)
+        .set_index_option(IndexRecordOption::WithFreqsAndPositions);
+    let text = builder.add_text_field(TEXT, TextOptions::default().set_indexing_options(indexing));
+    (builder.build(), chunk_id, text)
+}
+
+impl LexicalIndex {
+    /// Opens the index in `dir`, or makes a new, empty one when there is none or it cannot be
+    /// used (damaged, another schema or analyzer): the caller then fills it from the store.
+    /// A writable index holds tantivy's writer (one per folder).
+    pub fn open(dir: &Path, writable: bool) -> Result<(Self, Opened)> {
+        match Self::open_existing(dir, writable) {
+            Ok(Some(opened)) => return Ok(opened),
+            Ok(None) => {}
+            Err(e) if writable => {
+                tracing::warn!(error = %e, dir = %dir.display(), "the lexical index cannot be used; rebuilding it from the store");
+            }
+            Err(e) => return Err(e),
+        }
+        if !writable {
+            // Read-only and nothing usable on disk: an in-memory index, filled by the caller.
+            let (schema, chunk_id, text) = schema();
+            let index = Index::create_in_ram(schema);
+            return Ok((
+                Self::assemble(index, chunk_id, text, dir, true)?,
+                Opened::Empty,
+            ));
+        }
+        let io = |source| LexicalError::Io {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(io)?;
+        }
+        std::fs::create_dir_all(dir).map_err(io)?;
+        let (schema, chunk_id, text) = schema();
+        let index = Index::create_in_dir(dir, schema)?;
+        Ok((
+            Self::assemble(index, chunk_id, text, dir, true)?,
+            Opened::Empty,
+        ))
+    }
+
+    /// The index in `dir` if it exists and was made by this schema and analyzer.
+    fn open_existing(dir: &Path, writable: bool) -> Result<Option<(Self, Opened)>> {
+        if !dir.join("meta.json").is_file() {
+            return Ok(None);
+        }
+        let index = Index::open_in_dir(dir)?;
+        let (expected, chunk_id, text) = schema();
+        if index.schema() != expected {
+            return Ok(None);
+        }
+        let payload: Option<Payload> = index
+            .load_metas()?
+            .payload
+            .and_then(|p| serde_json::from_str(&p).ok());
+        let Some(payload) = payload.filter(|p| p.analyzer == analyzer::ANALYZER) else {
+            return Ok(None);
+        };
+        let opened = Self::assemble(index, chunk_id, text, dir, writable)?;
+        Ok(Some((opened, Opened::At(payload.generation))))
+    }
+
+    fn assemble(
+        index: Index,
+        chunk_id: Field,
+        text: Field,
+        dir: &Path,
+        writable: bool,
+    ) -> Result<Self> {
+        index
+            .tokenizers()
+            .register(analyzer::ANALYZER, analyzer::analyzer());
+        let writer = if writable {
+            Some(Mutex::new(index.writer_with_num_threads(1, WRITER_MEMORY)?))
+        } else {
+            None
+        };
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()?;
+        Ok(Self {
+            reader,
+            writer,
+            chunk_id,
+            text,
+            dir: dir.to_path_buf(),
+            dirty: AtomicBool::new(false),
+        })
+    }
+
+    fn writer(&self) -> Result<MutexGuard<'_, IndexWriter>> {
+        let writer = self.writer.as_ref().ok_or(LexicalError::ReadOnly)?;
+        Ok(writer.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Indexes passages (visible to searches after the next [`LexicalIndex::commit`]).
+    pub fn add(&self, passages: &[(VectorId, &str)]) -> Result<()> {
+        let writer = self.writer()?;
+        for (id, text) in passages {
+            let mut doc = TantivyDocument::default();
+            doc.add_u64(self.chunk_id, *id);
+            doc.add_text(self.text, text);
+            writer.add_document(doc)?;
+        }
+        self.dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Removes passages (from the next commit on).
+    pub fn remove(&self, ids: &[VectorId]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let writer = self.writer()?;
+        for id in ids {
+            writer.delete_term(Term::from_field_u64(self.chunk_id, *id));
+        }
+        self.dirty.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes what was added and removed durable and searchable, recording that the index now
+    /// reflects store generation `generation`.
+    pub fn commit(&self, generation: u64) -> Result<()> {
+        let mut writer = self.writer()?;
+        let payload = Payload {
+            generation,
+            analyzer: analyzer::ANALYZER.into(),
+        };
+        let mut prepared = writer.prepare_commit()?;
+        prepared.set_payload(&serde_json::to_string(&payload).unwrap_or_default());
+        prepared.commit()?;
+        drop(writer);
+        self.dirty.store(false, Ordering::Release);
+        self.reader.reload()?;
+        Ok(())
+    }
+
+    /// Whether there are writes that no commit has made searchable yet.
+    pub fn has_uncommitted(&self) -> bool {
+        self.dirty.load(Ordering::Acquire)
+    }
+
+    /// The `k` passages with the best BM25 scores for `query` (an OR of its terms), among
+    /// `allowed` when given. A query with no terms (only stop words or punctuation) matches
+    /// nothing.
+    pub fn search(&self, query: &str, k: usize, allowed: Option<&[VectorId]>) -> Result<Vec<Hit>> {
+        let mut seen = HashSet::new();
+        let clauses: Vec<(Occur, Box<dyn Query>)> = analyzer::terms(query)
+            .into_iter()
+            .filter(|t| seen.insert(t.clone()))
+            .map(|t| {
+                let term = Term::from_field_text(self.text, &t);
+                let query: Box<dyn Query> =
+                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
+                (Occur::Should, query)
+            })
+            .collect();
+        if clauses.is_empty() || k == 0 || allowed.is_some_and(<[_]>::is_empty) {
+            return Ok(Vec::new());
+        }
+        let query = BooleanQuery::new(clauses);
+        let searcher = self.reader.searcher();
+        let top = TopDocs::with_limit(k).order_by_score();
+        let found = match allowed {
+            None => searcher.search(&query, &top)?,
+            Some(ids) => {
+                let ids: Arc<HashSet<VectorId>> = Arc::new(ids.iter().copied().collect());
+                let pass = move |id: u64| ids.contains(&id);
+                searcher.search(&query, &FilterCollector::new(CHUNK_ID.into(), pass, top))?
+            }
+        };
+        let mut hits = Vec::with_capacity(found.len());
+        for (score, address) in found {
+            let column = searcher
+                .segment_reader(address.segment_ord)
+                .fast_fields()
+                .u64(CHUNK_ID)?;
+            if let Some(id) = column.first(address.doc_id) {
+                hits.push(Hit { id, score });
+            }
+        }
+        Ok(hits)
+    }
+
+    /// The chunk ids of every passage indexed (committed), for catching up with the store.
+    pub fn ids(&self) -> Result<HashSet<VectorId>> {
+        let searcher = self.reader.searcher();
+        let mut ids = HashSet::new();
+        for segment in searcher.segment_readers() {
+            let column = segment.fast_fields().u64(CHUNK_ID)?;
+            for doc in segment.doc_ids_alive() {
+                if let Some(id) = column.first(doc) {
+                    ids.insert(id);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    /// Passages indexed and bytes on disk.
+    pub fn stats(&self) -> LexicalStats {
+        let passages = self.reader.searcher().num_docs();
+        let bytes = std::fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter_map(|e| e.metadata().ok())
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
+        LexicalStats { passages, bytes }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bm25_search_filters_updates_and_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lexical");
+        let (index, opened) = LexicalIndex::open(&path, true).unwrap();
+        assert_eq!(opened, Opened::Empty);
+        index
+            .add(&[
+                (1, "The meeting was held at the Vostochny Cosmodrome."),
+                (2, "Kim met Putin; Putin met Kim. Kim, Kim, Kim."),
+                (3, "Artillery shells and rockets."),
+                (4, "普京和金正恩在东方航天发射场会面"),
+            ])
+            .unwrap();
+        assert!(
+            index.search("cosmodrome", 5, None).unwrap().is_empty(),
+            "not committed yet"
+        );
+        index.commit(7).unwrap();
+        let ids = |hits: Vec<Hit>| hits.into_iter().map(|h| h.id).collect::<Vec<_>>();
+        assert_eq!(
+            ids(index.search("Where was the meeting?", 5, None).unwrap()),
+            [1]
+        );
+        assert_eq!(ids(index.search("kim", 5, None).unwrap()), [2]);
+        assert_eq!(ids(index.search("金正恩", 5, None).unwrap()), [4]);
+        assert!(index.search("the of and", 5, None).unwrap().is_empty());
+        assert!(index.search("", 5, None).unwrap().is_empty());
+        let both = index.search("meeting kim", 5, None).unwrap();
+        assert_eq!(both.len(), 2);
+        assert!(both[0].score >= both[1].score && both[1].score > 0.0);
+        assert_eq!(
+            ids(index.search("meeting kim", 5, Some(&[1, 3])).unwrap()),
+            [1]
+        );
+        assert!(
+            index
+                .search("meeting kim", 5, Some(&[]))
+                .unwrap()
+                .is_empty()
+        );
+
+        index.remove(&[1]).unwrap();
+        index.add(&[(5, "A second meeting is planned.")]).unwrap();
+        index.commit(8).unwrap();
+        assert_eq!(ids(index.search("meeting", 5, None).unwrap()), [5]);
+        assert_eq!(index.ids().unwrap(), HashSet::from([2, 3, 4, 5]));
+        assert_eq!(index.stats().passages, 4);
+        drop(index);
+
+        let (reopened, opened) = LexicalIndex::open(&path, true).unwrap();
+        assert_eq!(opened, Opened::At(8));
+        assert_eq!(ids(reopened.search("meeting", 5, None).unwrap()), [5]);
+        drop(reopened);
+
+        // A damaged index is replaced by an empty one, to be filled from the store.
+        std::fs::write(path.join("meta.json"), b"{ not json").unwrap();
+        let (fresh, opened) = LexicalIndex::open(&path, true).unwrap();
+        assert_eq!(opened, Opened::Empty);
+        assert!(fresh.ids().unwrap().is_empty());
+    }
+
+    #[test]
+    fn read_only_without_an_index_is_empty_in_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (index, opened) = LexicalIndex::open(&dir.path().join("none"), false).unwrap();
+        assert_eq!(opened, Opened::Empty);
+        assert!(index.search("anything", 3, None).unwrap().is_empty());
+        assert!(!dir.path().join("none").exists());
+    }
+}
