@@ -47,12 +47,15 @@ pub struct SearchBody {
     pub include_metadata: bool,
     /// "hybrid" (default: embeddings and BM25, fused), "dense" or "lexical".
     #[serde(default)]
+    #[schema(pattern = "^(hybrid|dense|lexical)$")]
     pub mode: Option<String>,
     /// How hybrid mode merges its lists: "convex" (default; normalised scores) or "rrf".
     #[serde(default)]
+    #[schema(pattern = "^(convex|rrf)$")]
     pub fusion: Option<String>,
     /// Weight of the dense list in hybrid mode, 0..=1 (default 0.5).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 1)]
     pub dense_weight: Option<f32>,
     /// Whether hybrid mode rescores its best candidates by late interaction (default true).
     #[serde(default)]
@@ -259,10 +262,13 @@ pub struct SearchParams {
     #[param(example = r#"{"metadata": {"year": {"$gte": 2020}}}"#)]
     pub filter: Option<String>,
     /// "hybrid" (default), "dense" or "lexical".
+    #[param(pattern = "^(hybrid|dense|lexical)$")]
     pub mode: Option<String>,
     /// "convex" (default) or "rrf".
+    #[param(pattern = "^(convex|rrf)$")]
     pub fusion: Option<String>,
     /// Weight of the dense list in hybrid mode, 0..=1.
+    #[param(minimum = 0, maximum = 1)]
     pub dense_weight: Option<f32>,
     /// Whether hybrid mode rescores by late interaction (default true).
     pub rerank: Option<bool>,
@@ -487,9 +493,13 @@ impl DocumentsBody {
 pub struct IngestedDocument {
     /// The document's id.
     pub id: String,
-    /// created, updated, metadata_updated or unchanged.
+    /// created, updated, metadata_updated or unchanged; or deleted: a DELETE of this id ran
+    /// while the document was being embedded, and that delete stands (nothing was stored).
+    /// Decided when the document is committed, so two requests with one new id report
+    /// `created` once.
+    #[schema(pattern = "^(created|updated|metadata_updated|unchanged|deleted)$")]
     pub status: String,
-    /// Chunks it has.
+    /// Chunks it has (0 when deleted).
     pub chunks: usize,
 }
 

@@ -6,6 +6,7 @@
 //! document is committed (store transaction, then index) as a unit. A data directory is open
 //! for writing in one process at a time ([`DirLock`]).
 
+mod claims;
 pub mod fusion;
 mod indexes;
 mod ingest;
@@ -150,6 +151,8 @@ pub struct Engine {
     /// Which tokens late interaction ignores.
     token_filter: TokenFilter,
     compaction: Mutex<()>,
+    /// Ids that ingests are embedding, so that a delete meanwhile is not undone.
+    claims: claims::Claims,
     options: EngineOptions,
     /// Held while the engine lives (absent when read-only).
     _lock: Option<DirLock>,
@@ -198,6 +201,7 @@ impl Engine {
             lexical,
             token_filter,
             compaction: Mutex::new(()),
+            claims: claims::Claims::default(),
             options,
             _lock: lock,
         };

@@ -16,6 +16,7 @@ mod ann_scifact;
 mod bad_inputs;
 mod chunk_props;
 mod cli;
+mod concurrent_writers;
 mod crash;
 mod crash_http;
 mod document_chunks;
