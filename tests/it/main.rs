@@ -14,6 +14,7 @@ mod common;
 mod admission;
 mod ann_scifact;
 mod bad_inputs;
+mod body_props;
 mod chunk_props;
 mod cli;
 mod concurrent_writers;
