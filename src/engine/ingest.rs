@@ -71,6 +71,10 @@ pub struct IngestReport {
 /// How often a long ingest commits the lexical index (each commit costs a segment flush).
 const LEXICAL_COMMIT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Vectors inserted into the HNSW graph per hold of the index's write lock while committing a
+/// document (a few milliseconds of work; a 2,000-passage document held it for seconds).
+const INDEX_STEP: usize = 64;
+
 /// A document chunked and waiting for its vectors.
 struct Pending<'a> {
     /// Held until the document is committed (or abandoned): see [`super::claims`].
@@ -322,11 +326,18 @@ impl Engine {
                 .copied()
                 .zip(p.vectors.iter().map(Vec::as_slice))
                 .collect();
-            let mut ix = self.write_index();
-            ix.remove(&outcome.removed);
-            ix.add(&items)?;
-            ix.set_generation(outcome.generation);
-            drop(ix);
+            // The index's write lock is taken per step, not for the whole document: a search
+            // waits for one step at most, never for all of a long document's insertions.
+            // Between steps a search may see part of the new version (every hit it gets is a
+            // committed passage); the old version is gone from the first step.
+            self.write_index().remove(&outcome.removed);
+            for step in items.chunks(INDEX_STEP) {
+                let mut ix = self.write_index();
+                ix.add(step)?;
+                // Searches waiting for the lock get it before this loop takes it again.
+                parking_lot::RwLockWriteGuard::unlock_fair(ix);
+            }
+            self.write_index().set_generation(outcome.generation);
             // The lexical index takes the same changes; they become searchable at its next
             // commit (the end of this ingest call), and a crash before that is caught up
             // from the store on the next start.

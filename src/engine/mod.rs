@@ -14,7 +14,9 @@ mod search;
 pub mod sources;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::chunk::{ChunkError, ChunkOptions, Chunker};
 use crate::embed::{EmbedError, Encoder};
@@ -146,6 +148,8 @@ pub struct Engine {
     chunker: Chunker,
     writer: Mutex<Store>,
     readers: ReadPool,
+    /// parking_lot's lock, for its fair unlock: a writer adding a long document step by step
+    /// hands the lock to waiting searches between steps instead of taking it straight back.
     index: RwLock<HnswIndex>,
     lexical: LexicalIndex,
     /// Which tokens late interaction ignores.
@@ -332,15 +336,11 @@ impl Engine {
     }
 
     fn read_index(&self) -> RwLockReadGuard<'_, HnswIndex> {
-        self.index
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.index.read()
     }
 
     fn write_index(&self) -> RwLockWriteGuard<'_, HnswIndex> {
-        self.index
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.index.write()
     }
 }
 
