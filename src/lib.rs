@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod chunk;
+pub mod collections;
 pub mod embed;
 pub mod engine;
 #[cfg(feature = "eval")]

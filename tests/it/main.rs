@@ -14,6 +14,7 @@ mod common;
 mod ann_scifact;
 mod chunk_props;
 mod cli;
+mod collections;
 mod crash;
 mod document_chunks;
 mod encoder_reference;
