@@ -18,6 +18,7 @@ pub mod admission;
 pub mod api;
 pub mod cancel;
 pub mod chunk;
+pub mod collections;
 pub mod embed;
 pub mod engine;
 #[cfg(feature = "eval")]

@@ -17,6 +17,9 @@ use tokio::task;
 
 use crate::admission::{Admission, AdmissionLimits, Permit, Refused};
 use crate::cancel::{CancelOnDrop, Cancellation};
+use crate::collections::{
+    CollectionError, CollectionInfo, CollectionSettings, Collections, DEFAULT_COLLECTION,
+};
 use crate::embed::{Embedding, TokenizedText};
 use crate::engine::{
     DocumentInput, Engine, EngineError, EngineStats, IngestReport, Query, SearchMode,
@@ -57,7 +60,7 @@ impl Default for ServiceOptions {
     }
 }
 
-/// Why a call failed. The first four are the caller's doing; the API maps each variant to a
+/// Why a call failed. The first six are the caller's doing; the API maps each variant to a
 /// status once.
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -67,6 +70,12 @@ pub enum ServiceError {
     /// A document id that does not exist.
     #[error("no document with id {0:?}")]
     NotFound(String),
+    /// A collection that does not exist.
+    #[error("no collection named {0:?}")]
+    CollectionNotFound(String),
+    /// A collection that exists already, or one that cannot be deleted.
+    #[error("{0}")]
+    CollectionConflict(String),
     /// An input is longer than the model's window and the caller did not allow truncation.
     #[error(
         "input {index} has {}{tokens} tokens; the model takes at most {max}. Shorten it, or send \"truncate\": true",
@@ -128,6 +137,25 @@ impl From<Refused> for ServiceError {
     }
 }
 
+impl From<CollectionError> for ServiceError {
+    fn from(err: CollectionError) -> Self {
+        match err {
+            CollectionError::InvalidName(_) | CollectionError::InvalidSettings(_) => {
+                Self::InvalidRequest(err.to_string())
+            }
+            CollectionError::NotFound(name) => Self::CollectionNotFound(name),
+            CollectionError::Exists(_) | CollectionError::DefaultIsPermanent => {
+                Self::CollectionConflict(err.to_string())
+            }
+            CollectionError::Engine {
+                source: EngineError::ReadOnly(_),
+                ..
+            } => Self::InvalidRequest(err.to_string()),
+            other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
 impl From<task::JoinError> for ServiceError {
     fn from(err: task::JoinError) -> Self {
         Self::Internal(format!("worker task failed: {err}"))
@@ -143,34 +171,40 @@ pub struct DocumentPage {
     pub total: usize,
 }
 
-/// The engine and the batching queue, behind one set of async calls.
+/// The collections and the batching queue, behind one set of async calls. Every corpus call
+/// names its collection; [`DEFAULT_COLLECTION`] is the data directory itself.
 pub struct Service {
-    engine: Arc<Engine>,
+    collections: Arc<Collections>,
     queue: EmbedQueue,
     admission: Admission,
     options: ServiceOptions,
 }
 
 impl Service {
-    /// A service over a loaded engine and a started queue. Embedding inputs are admitted up to
-    /// the queue's `max_queued_inputs`.
-    pub fn new(engine: Arc<Engine>, queue: EmbedQueue, options: ServiceOptions) -> Self {
+    /// A service over loaded collections and a started queue. Embedding inputs are admitted
+    /// up to the queue's `max_queued_inputs`.
+    pub fn new(collections: Arc<Collections>, queue: EmbedQueue, options: ServiceOptions) -> Self {
         let admission = Admission::new(AdmissionLimits {
             inputs: queue.options().max_queued_inputs,
             ingest_bytes: options.max_ingest_bytes,
             ingest_requests: options.max_ingest_requests,
         });
         Self {
-            engine,
+            collections,
             queue,
             admission,
             options,
         }
     }
 
-    /// The engine (for settings and counts in `/info`).
+    /// The default collection's engine (for the model and settings in `/info`).
     pub fn engine(&self) -> &Arc<Engine> {
-        &self.engine
+        self.collections.default_engine()
+    }
+
+    /// The collections (for per-collection figures in `/info` and `/metrics`).
+    pub fn collections(&self) -> &Arc<Collections> {
+        &self.collections
     }
 
     /// The batching queue (for its settings and depth).
@@ -235,7 +269,7 @@ impl Service {
         keep_tokens: bool,
         permit: Permit,
     ) -> Result<(Vec<Embedding>, Permit)> {
-        let encoder = self.engine.encoder().clone();
+        let encoder = self.engine().encoder().clone();
         let max = encoder.max_tokens();
         let guard = CancelOnDrop::new();
         let cancel = guard.cancellation();
@@ -272,10 +306,15 @@ impl Service {
         Ok((embeddings, permit))
     }
 
-    /// The passages that best answer `query`: validated first, then admitted, then (unless the
-    /// mode is lexical) embedded through the queue, batched with concurrent requests, then
-    /// searched.
-    pub async fn search(&self, query: String, request: SearchRequest) -> Result<SearchResults> {
+    /// The passages that best answer `query` in `collection`: validated first, then
+    /// admitted, then (unless the mode is lexical) embedded through the queue, batched with
+    /// concurrent requests, then searched.
+    pub async fn search(
+        &self,
+        collection: &str,
+        query: String,
+        request: SearchRequest,
+    ) -> Result<SearchResults> {
         if query.trim().is_empty() {
             return Err(ServiceError::InvalidRequest(
                 "query must not be empty".into(),
@@ -283,6 +322,7 @@ impl Service {
         }
         // Fail fast, before spending a forward pass.
         validate_search(&request)?;
+        let engine = self.engine_of(collection).await?;
         let permit = self.admission.admit_inputs(1)?;
         let (embedding, permit) = if request.mode.needs_vector() {
             let rescores = request.mode == SearchMode::Hybrid && request.rerank;
@@ -296,7 +336,6 @@ impl Service {
         } else {
             (None, permit)
         };
-        let engine = self.engine.clone();
         let guard = CancelOnDrop::new();
         let cancel = guard.cancellation();
         let results = self
@@ -324,7 +363,11 @@ impl Service {
     /// once when it is spent) and ingested in groups. If the caller goes away (a timeout, a
     /// closed connection) the work stops after the current group: what was committed stays,
     /// and posting the same documents again skips them as unchanged.
-    pub async fn ingest(&self, docs: Vec<DocumentInput>) -> Result<Vec<IngestReport>> {
+    pub async fn ingest(
+        &self,
+        collection: &str,
+        docs: Vec<DocumentInput>,
+    ) -> Result<Vec<IngestReport>> {
         if docs.is_empty() {
             return Err(ServiceError::InvalidRequest(
                 "documents must not be empty".into(),
@@ -348,43 +391,56 @@ impl Service {
         }
         drop(ids);
         let permit = self.admission.admit_ingest(ingest_bytes(&docs))?;
-        let engine = self.engine.clone();
+        let engine = self.engine_of(collection).await?;
         let guard = CancelOnDrop::new();
         let cancel = guard.cancellation();
         let reports = self
-            .blocking(move || {
-                let _permit = permit;
-                ingest_in_groups(&engine, docs, &cancel)
+            .blocking({
+                let engine = engine.clone();
+                move || {
+                    let _permit = permit;
+                    ingest_in_groups(&engine, docs, &cancel)
+                }
             })
             .await?;
         guard.disarm();
-        self.compact_in_background();
+        compact_in_background(engine);
         Ok(reports)
     }
 
     /// Deletes a document; returns how many passages went with it.
-    pub async fn delete(&self, id: String) -> Result<usize> {
-        let engine = self.engine.clone();
-        let removed = self.blocking(move || Ok(engine.delete(&id)?)).await?;
-        self.compact_in_background();
+    pub async fn delete(&self, collection: &str, id: String) -> Result<usize> {
+        let engine = self.engine_of(collection).await?;
+        let removed = self
+            .blocking({
+                let engine = engine.clone();
+                move || Ok(engine.delete(&id)?)
+            })
+            .await?;
+        compact_in_background(engine);
         Ok(removed)
     }
 
     /// One whole document.
-    pub async fn document(&self, id: String) -> Result<StoredDocument> {
-        let engine = self.engine.clone();
+    pub async fn document(&self, collection: &str, id: String) -> Result<StoredDocument> {
+        let engine = self.engine_of(collection).await?;
         self.blocking(move || Ok(engine.document(&id)?)).await
     }
 
     /// Where a document's passages lie, in order.
-    pub async fn document_chunks(&self, id: String) -> Result<Vec<ChunkSpan>> {
-        let engine = self.engine.clone();
+    pub async fn document_chunks(&self, collection: &str, id: String) -> Result<Vec<ChunkSpan>> {
+        let engine = self.engine_of(collection).await?;
         self.blocking(move || Ok(engine.document_chunks(&id)?))
             .await
     }
 
     /// A page of documents in id order (`limit` in 1..=[`MAX_PAGE`]).
-    pub async fn documents(&self, limit: usize, offset: usize) -> Result<DocumentPage> {
+    pub async fn documents(
+        &self,
+        collection: &str,
+        limit: usize,
+        offset: usize,
+    ) -> Result<DocumentPage> {
         if limit == 0 || limit > MAX_PAGE {
             return Err(ServiceError::InvalidRequest(format!(
                 "limit must be between 1 and {MAX_PAGE}"
@@ -396,7 +452,7 @@ impl Service {
                 i64::MAX
             )));
         }
-        let engine = self.engine.clone();
+        let engine = self.engine_of(collection).await?;
         self.blocking(move || {
             Ok(DocumentPage {
                 documents: engine.documents(limit, offset)?,
@@ -406,22 +462,64 @@ impl Service {
         .await
     }
 
-    /// Corpus counts and index settings.
-    pub async fn stats(&self) -> Result<EngineStats> {
-        let engine = self.engine.clone();
+    /// Corpus counts and index settings of a collection.
+    pub async fn stats(&self, collection: &str) -> Result<EngineStats> {
+        let engine = self.engine_of(collection).await?;
         self.blocking(move || Ok(engine.stats()?)).await
     }
 
-    /// Refuses new work, stops the queue (finishing what is queued) and saves the index.
+    /// Every collection with its counts, `default` first.
+    pub async fn list_collections(&self) -> Result<Vec<CollectionInfo>> {
+        let collections = self.collections.clone();
+        self.blocking(move || Ok(collections.list()?)).await
+    }
+
+    /// One collection with its counts.
+    pub async fn collection(&self, name: String) -> Result<CollectionInfo> {
+        let collections = self.collections.clone();
+        self.blocking(move || Ok(collections.info(&name)?)).await
+    }
+
+    /// Creates an empty collection.
+    pub async fn create_collection(
+        &self,
+        name: String,
+        settings: CollectionSettings,
+    ) -> Result<CollectionInfo> {
+        let collections = self.collections.clone();
+        self.blocking(move || Ok(collections.create(&name, settings)?))
+            .await
+    }
+
+    /// Deletes a collection with everything in it.
+    pub async fn delete_collection(&self, name: String) -> Result<()> {
+        let collections = self.collections.clone();
+        self.blocking(move || Ok(collections.delete(&name)?)).await
+    }
+
+    /// Refuses new work, stops the queue (finishing what is queued) and saves every open index.
     pub async fn shutdown(&self) -> Result<()> {
         self.admission.close();
         let queue = self.queue.clone();
-        let engine = self.engine.clone();
+        let collections = self.collections.clone();
         self.blocking(move || {
             queue.shutdown();
-            Ok(engine.persist()?)
+            Ok(collections.persist()?)
         })
         .await
+    }
+
+    /// The engine of a collection: at once when it is open, else opened on the blocking pool.
+    async fn engine_of(&self, collection: &str) -> Result<Arc<Engine>> {
+        if collection == DEFAULT_COLLECTION {
+            return Ok(self.engine().clone());
+        }
+        if let Some(engine) = self.collections.loaded(collection) {
+            return Ok(engine);
+        }
+        let collections = self.collections.clone();
+        let name = collection.to_string();
+        self.blocking(move || Ok(collections.engine(&name)?)).await
     }
 
     /// Runs blocking work (SQLite, the index, the tokenizer) on tokio's blocking pool.
@@ -431,15 +529,15 @@ impl Service {
     ) -> Result<T> {
         task::spawn_blocking(work).await?
     }
+}
 
-    fn compact_in_background(&self) {
-        let engine = self.engine.clone();
-        task::spawn_blocking(move || {
-            if let Err(e) = engine.maintain() {
-                tracing::warn!(error = %e, "index compaction failed");
-            }
-        });
-    }
+/// Rebuilds a collection's graph off the request path once enough of it is deleted vectors.
+fn compact_in_background(engine: Arc<Engine>) {
+    task::spawn_blocking(move || {
+        if let Err(e) = engine.maintain() {
+            tracing::warn!(error = %e, "index compaction failed");
+        }
+    });
 }
 
 /// What a request's documents weigh against the ingest budget: text and metadata bytes.

@@ -95,6 +95,7 @@ impl ApiError {
             StatusCode::UNAUTHORIZED => "unauthorized",
             StatusCode::NOT_FOUND => "not_found",
             StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+            StatusCode::CONFLICT => "conflict",
             StatusCode::REQUEST_TIMEOUT => "timeout",
             StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
             StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
@@ -136,6 +137,12 @@ impl From<ServiceError> for ApiError {
         match err {
             ServiceError::InvalidRequest(_) => Self::invalid(message),
             ServiceError::NotFound(_) => Self::not_found(message),
+            ServiceError::CollectionNotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "collection_not_found", message)
+            }
+            ServiceError::CollectionConflict(_) => {
+                Self::new(StatusCode::CONFLICT, "conflict", message)
+            }
             ServiceError::InputTooLong { .. } => {
                 Self::new(StatusCode::PAYLOAD_TOO_LARGE, "input_too_long", message)
             }

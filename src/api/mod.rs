@@ -35,7 +35,7 @@ use utoipa_axum::routes;
 pub use error::ApiError;
 pub use state::{ApiConfig, AppState};
 
-use routes::{documents, embeddings, page, search, system};
+use routes::{collections, documents, embeddings, page, search, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -46,6 +46,7 @@ use routes::{documents, embeddings, page, search, system};
     tags(
         (name = "search", description = "Nearest passages"),
         (name = "documents", description = "The corpus"),
+        (name = "collections", description = "Named corpora, each searched on its own"),
         (name = "embeddings", description = "Vectors and similarities"),
         (name = "system", description = "Health, information, metrics"),
     )
@@ -64,6 +65,12 @@ fn routes(config: &ApiConfig) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(documents::ingest, documents::list))
         .routes(routes!(documents::get, documents::delete))
         .routes(routes!(documents::chunks))
+        .routes(routes!(collections::list, collections::create))
+        .routes(routes!(collections::get, collections::delete))
+        .routes(routes!(search::search_post_in, search::search_get_in))
+        .routes(routes!(documents::ingest_in, documents::list_in))
+        .routes(routes!(documents::get_in, documents::delete_in))
+        .routes(routes!(documents::chunks_in))
         .routes(routes!(embeddings::embed))
         .routes(routes!(embeddings::similarity))
         .routes(routes!(embeddings::openai))

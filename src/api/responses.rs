@@ -74,3 +74,11 @@ pub enum UnknownId {
     #[response(status = 404)]
     NotFound(#[to_schema] ErrorBody),
 }
+
+/// The route names a collection that does not exist.
+#[derive(IntoResponses)]
+pub enum UnknownCollection {
+    /// No collection with this name.
+    #[response(status = 404)]
+    NotFound(#[to_schema] ErrorBody),
+}

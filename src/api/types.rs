@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::{integers, objects};
+use crate::collections::{CollectionInfo, CollectionSettings};
 use crate::engine::{
     DocumentInput, Fusion, HitScores, IngestReport, SearchHit, SearchMode, SearchRequest,
     SearchResults, content_hash,
@@ -642,6 +643,78 @@ pub struct DeleteResponse {
     pub deleted_chunks: usize,
 }
 
+/// `POST /collections`.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionBody {
+    /// 1 to 64 characters of `A-Z a-z 0-9 _ -`.
+    #[schema(example = "product-docs")]
+    pub name: String,
+    /// Passage size in model tokens (the server's `--chunk-tokens` when absent).
+    pub chunk_tokens: Option<usize>,
+    /// Tokens neighbouring passages share (the server's `--chunk-overlap` when absent).
+    pub chunk_overlap: Option<usize>,
+}
+
+impl CollectionBody {
+    /// The settings this body asks for.
+    pub fn settings(&self) -> CollectionSettings {
+        CollectionSettings {
+            chunk_tokens: self.chunk_tokens,
+            chunk_overlap: self.chunk_overlap,
+        }
+    }
+}
+
+/// One collection.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CollectionResponse {
+    /// Its name.
+    pub name: String,
+    /// When it was created (RFC 3339); null for `default`, which is the data directory itself.
+    pub created: Option<String>,
+    /// Documents in it.
+    pub documents: usize,
+    /// Passages in it.
+    pub chunks: usize,
+    /// Passage size in model tokens.
+    pub chunk_tokens: usize,
+    /// Tokens neighbouring passages share.
+    pub chunk_overlap: usize,
+    /// Whether its indexes are in memory (collections are opened on first use).
+    pub loaded: bool,
+}
+
+impl From<CollectionInfo> for CollectionResponse {
+    fn from(info: CollectionInfo) -> Self {
+        Self {
+            name: info.name,
+            created: info.created,
+            documents: info.documents,
+            chunks: info.chunks,
+            chunk_tokens: info.chunk.max_tokens,
+            chunk_overlap: info.chunk.overlap,
+            loaded: info.loaded,
+        }
+    }
+}
+
+/// `GET /collections`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CollectionList {
+    /// Every collection, `default` first, then by name.
+    pub collections: Vec<CollectionResponse>,
+}
+
+/// `DELETE /collections/{name}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeleteCollectionResponse {
+    /// The deleted collection.
+    pub name: String,
+    /// Always true: a failed delete answers an error instead.
+    pub deleted: bool,
+}
+
 /// Where one passage lies in its document.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ChunkSpanResponse {
@@ -770,4 +843,26 @@ pub struct InfoResponse {
     pub queue: QueueInfo,
     /// The tiktoken encoding that token-id inputs of `/v1/embeddings` are read in.
     pub openai_token_encoding: String,
+    /// Every collection's size, and its index figures once it is open; the top-level counts
+    /// above are the `default` collection's.
+    pub collections: Vec<CollectionInfoEntry>,
+}
+
+/// One collection in `/info`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CollectionInfoEntry {
+    /// Its name.
+    pub name: String,
+    /// Documents in it.
+    pub documents: usize,
+    /// Passages in it.
+    pub chunks: usize,
+    /// Whether it is open (collections open on first use).
+    pub loaded: bool,
+    /// Live vectors in its approximate index (null until it is open).
+    pub vectors: Option<usize>,
+    /// Deleted vectors its graph still holds (null until it is open).
+    pub tombstones: Option<usize>,
+    /// Passages in its lexical index (null until it is open).
+    pub lexical_passages: Option<u64>,
 }

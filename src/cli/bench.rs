@@ -100,6 +100,10 @@ pub struct QaArgs {
     /// Data directory (default: a fresh temporary one, removed afterwards).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// The collection of the data directory to ingest the corpus into and ask (created if
+    /// absent).
+    #[arg(long, default_value = semdex::collections::DEFAULT_COLLECTION)]
+    pub collection: String,
     /// Which retrievers answer.
     #[arg(long, default_value = "hybrid")]
     pub mode: SearchMode,
@@ -536,7 +540,16 @@ fn qa(global: &GlobalArgs, args: QaArgs) -> anyhow::Result<()> {
     options.title_context = args.chunking.title_context;
     let encoder = std::sync::Arc::new(global.encoder()?);
     let result = (|| -> anyhow::Result<semdex::eval::qa::QaReport> {
+        let settings = semdex::collections::CollectionSettings {
+            chunk_tokens: Some(options.chunk.max_tokens),
+            chunk_overlap: Some(options.chunk.overlap),
+        };
         let engine = semdex::engine::Engine::open(encoder, options, &semdex::progress::NoProgress)?;
+        let engine = super::collection_engine(
+            std::sync::Arc::new(engine),
+            &args.collection,
+            Some(settings),
+        )?;
         let docs =
             semdex::engine::sources::collect(&args.corpus, std::io::stdin().lock())?.documents;
         engine.ingest(docs, &super::progress_bar("ingesting", "bytes"))?;

@@ -22,6 +22,9 @@ pub struct IngestArgs {
     /// stays inside the paths given.
     #[arg(long)]
     pub follow_links: bool,
+    /// The collection to add to (created with the chunking settings given here if absent).
+    #[arg(long, env = "SEMDEX_COLLECTION", default_value = semdex::collections::DEFAULT_COLLECTION)]
+    pub collection: String,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -36,12 +39,22 @@ pub struct IngestSummary {
 pub fn run(global: &GlobalArgs, args: IngestArgs) -> anyhow::Result<()> {
     let encoder = std::sync::Arc::new(global.encoder()?);
     let rebuild = progress_bar("rebuilding index", "vectors");
-    let engine = Engine::open(encoder, args.engine.options(), &rebuild).with_context(|| {
+    let options = args.engine.options();
+    let settings = semdex::collections::CollectionSettings {
+        chunk_tokens: Some(options.chunk.max_tokens),
+        chunk_overlap: Some(options.chunk.overlap),
+    };
+    let engine = Engine::open(encoder, options, &rebuild).with_context(|| {
         format!(
             "cannot open data directory {}",
             args.engine.data_dir.display()
         )
     })?;
+    let engine = super::collection_engine(
+        std::sync::Arc::new(engine),
+        &args.collection,
+        Some(settings),
+    )?;
     let options = sources::SourceOptions {
         max_file_bytes: args.max_file_bytes,
         follow_links_anywhere: args.follow_links,

@@ -17,6 +17,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use semdex::chunk::{ChunkOptions, Chunker};
+use semdex::collections::{CollectionError, CollectionSettings, Collections, DEFAULT_COLLECTION};
 use semdex::embed::{
     BackendKind, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MODEL_DIR, Encoder, EncoderOptions,
 };
@@ -196,6 +197,27 @@ impl EngineArgs {
             }
         }
         Ok(engine)
+    }
+}
+
+/// The engine of collection `name` of `default`'s data directory: `default` itself for
+/// "default"; with `create`, a missing collection is made with those settings first.
+pub fn collection_engine(
+    default: Arc<Engine>,
+    name: &str,
+    create: Option<CollectionSettings>,
+) -> anyhow::Result<Arc<Engine>> {
+    if name == DEFAULT_COLLECTION {
+        return Ok(default);
+    }
+    let collections = Collections::open(default)?;
+    match (collections.engine(name), create) {
+        (Err(CollectionError::NotFound(_)), Some(settings)) => {
+            collections.create(name, settings)?;
+            tracing::info!(collection = name, "created the collection");
+            Ok(collections.engine(name)?)
+        }
+        (engine, _) => Ok(engine?),
     }
 }
 

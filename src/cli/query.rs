@@ -45,6 +45,9 @@ pub struct QueryArgs {
     /// Print JSON (the shape of POST /search) instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// The collection to search.
+    #[arg(long, env = "SEMDEX_COLLECTION", default_value = semdex::collections::DEFAULT_COLLECTION)]
+    pub collection: String,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -62,6 +65,7 @@ pub fn run(global: &GlobalArgs, args: QueryArgs) -> anyhow::Result<()> {
         ..args.hybrid.request()
     };
     let engine = args.engine.open_for_reading(global)?;
+    let engine = super::collection_engine(engine, &args.collection, None)?;
     let started = Instant::now();
     let results = engine.search(&args.question, &request)?;
     let response = SearchResponse::new(results, started.elapsed().as_secs_f64() * 1000.0);

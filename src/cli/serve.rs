@@ -7,6 +7,7 @@ use anyhow::Context;
 use clap::Args;
 use semdex::api::openai_tokens::TokenEncoding;
 use semdex::api::{self, ApiConfig, AppState};
+use semdex::collections::Collections;
 use semdex::queue::{EmbedQueue, QueueOptions};
 use semdex::service::{Service, ServiceOptions};
 use tokio::sync::watch;
@@ -114,15 +115,22 @@ async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         let loaded = engine_args.open(&global).and_then(|engine| {
             let queue = EmbedQueue::start(engine.encoder().clone(), queue_options)
                 .context("cannot start the batching thread")?;
-            Ok((engine, queue))
+            let collections = Collections::open(engine).context("cannot read the collections")?;
+            Ok((collections, queue))
         });
         match loaded {
-            Ok((engine, queue)) => {
-                let stats = engine.stats().ok();
-                loader_state.set_ready(Service::new(engine, queue, service_options));
+            Ok((collections, queue)) => {
+                let stats = collections.default_engine().stats().ok();
+                let count = collections.list().map_or(1, |l| l.len());
+                loader_state.set_ready(Service::new(
+                    std::sync::Arc::new(collections),
+                    queue,
+                    service_options,
+                ));
                 tracing::info!(
                     documents = stats.as_ref().map_or(0, |s| s.documents),
                     chunks = stats.as_ref().map_or(0, |s| s.chunks),
+                    collections = count,
                     "ready"
                 );
                 true

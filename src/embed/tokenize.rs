@@ -29,9 +29,11 @@ impl TokenizedText {
 /// neither: inputs are tokenized whole, so the full length is known, then cut to the window
 /// keeping the closing special token, which is what `LongestFirst` truncation yields for one
 /// sequence. Padding, when a backend needs it, is the backend's business.
+///
+/// Cloning is cheap (the vocabulary is shared): every collection's chunker holds one.
 #[derive(Clone)]
 pub struct TextTokenizer {
-    inner: Tokenizer,
+    inner: std::sync::Arc<Tokenizer>,
     max_len: usize,
 }
 
@@ -50,7 +52,7 @@ impl TextTokenizer {
             .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         inner.with_padding(None);
         Ok(Self {
-            inner,
+            inner: std::sync::Arc::new(inner),
             max_len: max_len.max(2),
         })
     }

@@ -354,6 +354,13 @@ pub fn model_identity(encoder: &Encoder) -> ModelIdentity {
     }
 }
 
+/// Documents and passages stored in a data directory made with `encoder`'s model, read
+/// without opening its indexes or taking its lock (for listings of unopened collections).
+pub fn count_stored(data_dir: &Path, encoder: &Encoder) -> Result<(usize, usize)> {
+    let pool = ReadPool::open(data_dir, &model_identity(encoder), 1)?;
+    Ok(pool.get().counts()?)
+}
+
 /// Where the index dump lives inside a data directory.
 pub fn index_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("index")

@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{FilterCollector, TopDocs};
+use tantivy::indexer::IndexWriterOptions;
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions,
@@ -31,6 +32,33 @@ const TEXT: &str = "text";
 /// Memory of the one indexing thread (tantivy's minimum is 15 MB): passages are short, and
 /// indexing must stay out of the encoder's way.
 const WRITER_MEMORY: usize = 32 << 20;
+/// Threads that merge segments in the background.
+const MERGE_THREADS: usize = 2;
+/// From this many passages on the writer is kept between commits: ingests into a big index
+/// are frequent and long, and remaking the writer would slow them. Below it, each commit
+/// frees the writer (benches/README.md: 100 one-document collections).
+const KEEP_WRITER_FROM: u64 = 2_000;
+
+/// The writer, locked; there is one once [`LexicalIndex::writer`] returned this.
+struct WriterGuard<'a>(MutexGuard<'a, Option<IndexWriter>>);
+
+impl std::ops::Deref for WriterGuard<'_> {
+    type Target = IndexWriter;
+
+    fn deref(&self) -> &IndexWriter {
+        self.0
+            .as_ref()
+            .expect("the writer is made before the guard is handed out")
+    }
+}
+
+impl std::ops::DerefMut for WriterGuard<'_> {
+    fn deref_mut(&mut self) -> &mut IndexWriter {
+        self.0
+            .as_mut()
+            .expect("the writer is made before the guard is handed out")
+    }
+}
 
 /// Lexical index failures.
 #[derive(Debug, thiserror::Error)]
@@ -81,8 +109,12 @@ pub struct LexicalStats {
 
 /// BM25 search over passages.
 pub struct LexicalIndex {
+    index: Index,
     reader: IndexReader,
-    writer: Option<Mutex<IndexWriter>>,
+    writable: bool,
+    /// tantivy's writer, made on the first write. It costs megabytes and a few threads, so
+    /// a small index lets it go after each commit (see [`KEEP_WRITER_FROM`]).
+    writer: Mutex<Option<IndexWriter>>,
     chunk_id: Field,
     text: Field,
     dir: PathBuf,
@@ -169,18 +201,15 @@ impl LexicalIndex {
         index
             .tokenizers()
             .register(analyzer::ANALYZER, analyzer::analyzer());
-        let writer = if writable {
-            Some(Mutex::new(index.writer_with_num_threads(1, WRITER_MEMORY)?))
-        } else {
-            None
-        };
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
             .try_into()?;
         Ok(Self {
+            index,
             reader,
-            writer,
+            writable,
+            writer: Mutex::new(None),
             chunk_id,
             text,
             dir: dir.to_path_buf(),
@@ -188,9 +217,21 @@ impl LexicalIndex {
         })
     }
 
-    fn writer(&self) -> Result<MutexGuard<'_, IndexWriter>> {
-        let writer = self.writer.as_ref().ok_or(LexicalError::ReadOnly)?;
-        Ok(writer.lock().unwrap_or_else(|p| p.into_inner()))
+    /// The writer, made now if there is none.
+    fn writer(&self) -> Result<WriterGuard<'_>> {
+        if !self.writable {
+            return Err(LexicalError::ReadOnly);
+        }
+        let mut slot = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.is_none() {
+            let options = IndexWriterOptions::builder()
+                .memory_budget_per_thread(WRITER_MEMORY)
+                .num_worker_threads(1)
+                .num_merge_threads(MERGE_THREADS)
+                .build();
+            *slot = Some(self.index.writer_with_options(options)?);
+        }
+        Ok(WriterGuard(slot))
     }
 
     /// Indexes passages (visible to searches after the next [`LexicalIndex::commit`]).
@@ -230,9 +271,14 @@ impl LexicalIndex {
         let mut prepared = writer.prepare_commit()?;
         prepared.set_payload(&serde_json::to_string(&payload).unwrap_or_default());
         prepared.commit()?;
-        drop(writer);
         self.dirty.store(false, Ordering::Release);
         self.reader.reload()?;
+        if self.reader.searcher().num_docs() < KEEP_WRITER_FROM {
+            // Small: let the merges this commit started finish, then free the writer.
+            if let Some(writer) = writer.0.take() {
+                writer.wait_merging_threads()?;
+            }
+        }
         Ok(())
     }
 

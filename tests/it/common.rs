@@ -143,7 +143,7 @@ pub fn start_server_with(
     let addr = listener.local_addr().unwrap();
     let state = AppState::new(config);
     state.set_ready(Service::new(
-        engine.clone(),
+        Arc::new(semdex::collections::Collections::open(engine.clone()).unwrap()),
         EmbedQueue::start(encoder, queue).unwrap(),
         service,
     ));

@@ -17,6 +17,7 @@ mod bad_inputs;
 mod body_props;
 mod chunk_props;
 mod cli;
+mod collections;
 mod concurrent_writers;
 mod crash;
 mod crash_http;

@@ -5,13 +5,16 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::{Path, State};
 
-use crate::api::error::{ApiError, ApiJson, ApiQuery};
-use crate::api::responses::{Common, JsonBody, Overloaded, QueryString, UnknownId};
+use crate::api::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::api::responses::{
+    Common, JsonBody, Overloaded, QueryString, UnknownCollection, UnknownId,
+};
 use crate::api::state::AppState;
 use crate::api::types::{
     ChunkSpanResponse, DeleteResponse, DocumentChunksResponse, DocumentList, DocumentResponse,
     DocumentsBody, IngestResponse, ListParams,
 };
+use crate::collections::DEFAULT_COLLECTION;
 
 /// Ingests one document or `{"documents": [...]}`; each is committed whole, unchanged ones are
 /// skipped, changed ones replaced.
@@ -31,8 +34,42 @@ pub async fn ingest(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<DocumentsBody>,
 ) -> Result<Json<IngestResponse>, ApiError> {
+    ingest_into(state, DEFAULT_COLLECTION, body).await
+}
+
+/// `POST /documents` into one collection.
+#[utoipa::path(
+    post,
+    path = "/collections/{name}/documents",
+    tag = "documents",
+    params(("name" = String, Path, description = "Collection name")),
+    request_body = DocumentsBody,
+    responses(
+        (status = 200, description = "What happened to each document", body = IngestResponse),
+        UnknownCollection,
+        JsonBody,
+        Overloaded,
+        Common,
+    )
+)]
+pub async fn ingest_in(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<DocumentsBody>,
+) -> Result<Json<IngestResponse>, ApiError> {
+    ingest_into(state, &name, body).await
+}
+
+async fn ingest_into(
+    state: AppState,
+    collection: &str,
+    body: DocumentsBody,
+) -> Result<Json<IngestResponse>, ApiError> {
     let started = Instant::now();
-    let reports = state.service()?.ingest(body.into_inputs()).await?;
+    let reports = state
+        .service()?
+        .ingest(collection, body.into_inputs())
+        .await?;
     Ok(Json(IngestResponse::new(
         reports,
         started.elapsed().as_secs_f64() * 1000.0,
@@ -55,9 +92,41 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<Json<DocumentList>, ApiError> {
+    list_of(state, DEFAULT_COLLECTION, params).await
+}
+
+/// `GET /documents` of one collection.
+#[utoipa::path(
+    get,
+    path = "/collections/{name}/documents",
+    tag = "documents",
+    params(("name" = String, Path, description = "Collection name"), ListParams),
+    responses(
+        (status = 200, description = "A page of documents", body = DocumentList),
+        UnknownCollection,
+        QueryString,
+        Common,
+    )
+)]
+pub async fn list_in(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<DocumentList>, ApiError> {
+    list_of(state, &name, params).await
+}
+
+async fn list_of(
+    state: AppState,
+    collection: &str,
+    params: ListParams,
+) -> Result<Json<DocumentList>, ApiError> {
     let limit = params.limit.unwrap_or(100);
     let offset = params.offset.unwrap_or(0);
-    let page = state.service()?.documents(limit, offset).await?;
+    let page = state
+        .service()?
+        .documents(collection, limit, offset)
+        .await?;
     Ok(Json(DocumentList::new(page, limit, offset)))
 }
 
@@ -77,7 +146,31 @@ pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<DocumentResponse>, ApiError> {
-    let document = state.service()?.document(id).await?;
+    let document = state.service()?.document(DEFAULT_COLLECTION, id).await?;
+    Ok(Json(DocumentResponse::from(document)))
+}
+
+/// `GET /documents/{id}` of one collection.
+#[utoipa::path(
+    get,
+    path = "/collections/{name}/documents/{id}",
+    tag = "documents",
+    params(
+        ("name" = String, Path, description = "Collection name"),
+        ("id" = String, Path, description = "Document id"),
+    ),
+    responses(
+        (status = 200, description = "The document", body = DocumentResponse),
+        (status = 404, description = "No such collection or document", body = ErrorBody),
+        (status = 422, description = "An invalid collection name", body = ErrorBody),
+        Common,
+    )
+)]
+pub async fn get_in(
+    State(state): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Json<DocumentResponse>, ApiError> {
+    let document = state.service()?.document(&name, id).await?;
     Ok(Json(DocumentResponse::from(document)))
 }
 
@@ -97,7 +190,34 @@ pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<DeleteResponse>, ApiError> {
-    let deleted_chunks = state.service()?.delete(id.clone()).await?;
+    let deleted_chunks = state
+        .service()?
+        .delete(DEFAULT_COLLECTION, id.clone())
+        .await?;
+    Ok(Json(DeleteResponse { id, deleted_chunks }))
+}
+
+/// `DELETE /documents/{id}` in one collection.
+#[utoipa::path(
+    delete,
+    path = "/collections/{name}/documents/{id}",
+    tag = "documents",
+    params(
+        ("name" = String, Path, description = "Collection name"),
+        ("id" = String, Path, description = "Document id"),
+    ),
+    responses(
+        (status = 200, description = "Deleted", body = DeleteResponse),
+        (status = 404, description = "No such collection or document", body = ErrorBody),
+        (status = 422, description = "An invalid collection name", body = ErrorBody),
+        Common,
+    )
+)]
+pub async fn delete_in(
+    State(state): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Json<DeleteResponse>, ApiError> {
+    let deleted_chunks = state.service()?.delete(&name, id.clone()).await?;
     Ok(Json(DeleteResponse { id, deleted_chunks }))
 }
 
@@ -117,7 +237,41 @@ pub async fn chunks(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Json<DocumentChunksResponse>, ApiError> {
-    let spans = state.service()?.document_chunks(id.clone()).await?;
+    chunks_of(state, DEFAULT_COLLECTION, id).await
+}
+
+/// `GET /documents/{id}/chunks` of one collection.
+#[utoipa::path(
+    get,
+    path = "/collections/{name}/documents/{id}/chunks",
+    tag = "documents",
+    params(
+        ("name" = String, Path, description = "Collection name"),
+        ("id" = String, Path, description = "Document id"),
+    ),
+    responses(
+        (status = 200, description = "The document's passages", body = DocumentChunksResponse),
+        (status = 404, description = "No such collection or document", body = ErrorBody),
+        (status = 422, description = "An invalid collection name", body = ErrorBody),
+        Common,
+    )
+)]
+pub async fn chunks_in(
+    State(state): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Json<DocumentChunksResponse>, ApiError> {
+    chunks_of(state, &name, id).await
+}
+
+async fn chunks_of(
+    state: AppState,
+    collection: &str,
+    id: String,
+) -> Result<Json<DocumentChunksResponse>, ApiError> {
+    let spans = state
+        .service()?
+        .document_chunks(collection, id.clone())
+        .await?;
     Ok(Json(DocumentChunksResponse {
         id,
         chunks: spans

@@ -1,5 +1,6 @@
 //! Handlers, one file per route group.
 
+pub mod collections;
 pub mod documents;
 pub mod embeddings;
 pub mod page;

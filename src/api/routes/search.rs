@@ -3,13 +3,14 @@
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 
 use crate::api::error::{ApiError, ApiJson, ApiQuery};
 use crate::api::metadata_budget;
-use crate::api::responses::{Common, JsonBody, Overloaded, QueryString};
+use crate::api::responses::{Common, JsonBody, Overloaded, QueryString, UnknownCollection};
 use crate::api::state::AppState;
 use crate::api::types::{SearchBody, SearchParams, SearchResponse};
+use crate::collections::DEFAULT_COLLECTION;
 use crate::engine::SearchRequest;
 
 /// Top-k passages for a query, with scores, document ids, offsets and metadata.
@@ -30,7 +31,14 @@ pub async fn search_post(
     ApiJson(body): ApiJson<SearchBody>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let request = body.to_request()?;
-    run(state, body.query, request, body.include_metadata).await
+    run(
+        state,
+        DEFAULT_COLLECTION,
+        body.query,
+        request,
+        body.include_metadata,
+    )
+    .await
 }
 
 /// The same as `POST /search`, for curl and browsers: `/search?q=...&k=5`, with the filter as
@@ -52,17 +60,72 @@ pub async fn search_get(
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let request = params.to_request()?;
-    run(state, params.q, request, params.include_metadata).await
+    run(
+        state,
+        DEFAULT_COLLECTION,
+        params.q,
+        request,
+        params.include_metadata,
+    )
+    .await
+}
+
+/// `POST /search` within one collection.
+#[utoipa::path(
+    post,
+    path = "/collections/{name}/search",
+    tag = "search",
+    params(("name" = String, Path, description = "Collection name")),
+    request_body = SearchBody,
+    responses(
+        (status = 200, description = "Passages of this collection, best first", body = SearchResponse),
+        UnknownCollection,
+        JsonBody,
+        Overloaded,
+        Common,
+    )
+)]
+pub async fn search_post_in(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<SearchBody>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let request = body.to_request()?;
+    run(state, &name, body.query, request, body.include_metadata).await
+}
+
+/// `GET /search` within one collection.
+#[utoipa::path(
+    get,
+    path = "/collections/{name}/search",
+    tag = "search",
+    params(("name" = String, Path, description = "Collection name"), SearchParams),
+    responses(
+        (status = 200, description = "Passages of this collection, best first", body = SearchResponse),
+        UnknownCollection,
+        QueryString,
+        Overloaded,
+        Common,
+    )
+)]
+pub async fn search_get_in(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiQuery(params): ApiQuery<SearchParams>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let request = params.to_request()?;
+    run(state, &name, params.q, request, params.include_metadata).await
 }
 
 async fn run(
     state: AppState,
+    collection: &str,
     query: String,
     request: SearchRequest,
     include_metadata: bool,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let started = Instant::now();
-    let results = state.service()?.search(query, request).await?;
+    let results = state.service()?.search(collection, query, request).await?;
     let mut response = SearchResponse::new(results, started.elapsed().as_secs_f64() * 1000.0);
     metadata_budget::apply(
         &mut response.results,

@@ -9,8 +9,10 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::responses::Common;
 use crate::api::state::AppState;
 use crate::api::types::{
-    HealthResponse, IndexInfo, InfoResponse, LexicalInfo, QueueInfo, SearchInfo,
+    CollectionInfoEntry, HealthResponse, IndexInfo, InfoResponse, LexicalInfo, QueueInfo,
+    SearchInfo,
 };
+use crate::collections::DEFAULT_COLLECTION;
 use crate::engine::{DEFAULT_DENSE_WEIGHT, Fusion, HYBRID_CANDIDATES, SearchMode};
 
 /// 200 once the model and index are loaded and the batching worker runs; 503 before, or if
@@ -50,7 +52,8 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<HealthResponse
 )]
 pub async fn info(State(state): State<AppState>) -> Result<Json<InfoResponse>, ApiError> {
     let service = state.service()?;
-    let stats = service.stats().await?;
+    let stats = service.stats(DEFAULT_COLLECTION).await?;
+    let collections = collection_entries(service).await?;
     let encoder = service.engine().encoder();
     let config = encoder.config();
     let options = service.engine().options();
@@ -101,11 +104,41 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<InfoResponse>, A
             depth: queue.depth(),
         },
         openai_token_encoding: state.config().openai_token_encoding.to_string(),
+        collections,
     }))
 }
 
+/// Every collection's counts, with index figures for the open ones.
+async fn collection_entries(
+    service: &crate::service::Service,
+) -> Result<Vec<CollectionInfoEntry>, ApiError> {
+    let listed = service.list_collections().await?;
+    let collections = service.collections().clone();
+    let open = tokio::task::spawn_blocking(move || collections.loaded_stats())
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(listed
+        .into_iter()
+        .map(|c| {
+            let stats = open
+                .iter()
+                .find(|(name, _)| *name == c.name)
+                .and_then(|(_, s)| s.as_ref().ok());
+            CollectionInfoEntry {
+                loaded: c.loaded,
+                vectors: stats.map(|s| s.indexed),
+                tombstones: stats.map(|s| s.tombstones),
+                lexical_passages: stats.map(|s| s.lexical.passages),
+                documents: c.documents,
+                chunks: c.chunks,
+                name: c.name,
+            }
+        })
+        .collect())
+}
+
 /// Prometheus text: request counts and latencies per route and status, batch sizes, queue
-/// depth, corpus and index size.
+/// depth, corpus and index size per collection.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -117,11 +150,17 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<InfoResponse>, A
 )]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Ok(service) = state.service() {
-        if let Ok(stats) = service.stats().await {
-            metrics::gauge!("semdex_documents").set(stats.documents as f64);
-            metrics::gauge!("semdex_chunks").set(stats.chunks as f64);
-            metrics::gauge!("semdex_index_vectors").set(stats.indexed as f64);
-            metrics::gauge!("semdex_index_tombstones").set(stats.tombstones as f64);
+        if let Ok(entries) = collection_entries(service).await {
+            metrics::gauge!("semdex_collections").set(entries.len() as f64);
+            for entry in entries {
+                let label = [("collection", entry.name)];
+                metrics::gauge!("semdex_documents", &label).set(entry.documents as f64);
+                metrics::gauge!("semdex_chunks", &label).set(entry.chunks as f64);
+                if let (Some(vectors), Some(tombstones)) = (entry.vectors, entry.tombstones) {
+                    metrics::gauge!("semdex_index_vectors", &label).set(vectors as f64);
+                    metrics::gauge!("semdex_index_tombstones", &label).set(tombstones as f64);
+                }
+            }
         }
         metrics::gauge!("semdex_queue_depth").set(service.queue().depth() as f64);
     }

@@ -1,0 +1,592 @@
+//! Named collections: one server, many corpora, each isolated in its own data directory.
+//!
+//! The data directory itself is the collection `default` (so a directory made before
+//! collections existed is that collection, unchanged). Every other collection lives in
+//! `collections/NAME/` beneath it: a complete engine directory (store, vector index, lexical
+//! index, lock) plus `collection.json`, the settings it was created with. Ids, passages and
+//! indexes are therefore per collection by construction; nothing is shared but the encoder.
+//!
+//! Creating and deleting are atomic on disk, by rename: a collection is born in a hidden
+//! `.creating-*` folder and renamed into place once its settings are durable, and dies by a
+//! rename to a hidden `.deleted-*` folder before its files are removed. A crash at any point
+//! leaves it either present and whole or gone; hidden leftovers are cleared at the next open.
+//!
+//! Engines are opened on first use and stay open, so a server with many collections pays at
+//! start only for those it is asked about.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use serde::{Deserialize, Serialize};
+
+use crate::chunk::ChunkOptions;
+use crate::embed::Encoder;
+use crate::engine::{Engine, EngineError, EngineOptions, EngineStats};
+use crate::progress::NoProgress;
+
+/// The collection the unprefixed routes and commands work on: the data directory itself.
+pub const DEFAULT_COLLECTION: &str = "default";
+/// Longest collection name, in characters.
+pub const MAX_NAME_CHARS: usize = 64;
+/// Where named collections live inside the data directory.
+pub const COLLECTIONS_DIR: &str = "collections";
+/// The settings file of a named collection.
+const MANIFEST: &str = "collection.json";
+/// Prefixes of the hidden folders a create or delete works in.
+const CREATING: &str = ".creating-";
+const DELETED: &str = ".deleted-";
+
+/// Why a collection call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectionError {
+    /// The name breaks the naming rule.
+    #[error(
+        "collection name {0:?} is invalid: use 1 to {MAX_NAME_CHARS} characters of A-Z, a-z, 0-9, '_' and '-'"
+    )]
+    InvalidName(String),
+    /// No collection has this name.
+    #[error("no collection named {0:?}")]
+    NotFound(String),
+    /// A collection with this name exists already.
+    #[error("a collection named {0:?} exists already")]
+    Exists(String),
+    /// The default collection is the data directory itself and cannot be deleted.
+    #[error("the default collection cannot be deleted; delete its documents instead")]
+    DefaultIsPermanent,
+    /// The chunking settings are out of range.
+    #[error("{0}")]
+    InvalidSettings(String),
+    /// A file operation failed.
+    #[error("collection {name:?}: {action} {path}: {source}")]
+    Io {
+        /// The collection.
+        name: String,
+        /// What was being done.
+        action: &'static str,
+        /// The path it was done to.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The settings file is unreadable.
+    #[error("collection {name:?}: {path} is not a valid settings file: {message}")]
+    Manifest {
+        /// The collection.
+        name: String,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// Opening the collection's engine failed.
+    #[error("collection {name:?}: {source}")]
+    Engine {
+        /// The collection.
+        name: String,
+        /// The cause.
+        #[source]
+        source: EngineError,
+    },
+}
+
+/// Result alias for collections.
+pub type Result<T, E = CollectionError> = std::result::Result<T, E>;
+
+/// Whether `name` may name a collection: 1–64 characters of `[A-Za-z0-9_-]`.
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_CHARS
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+fn check_name(name: &str) -> Result<()> {
+    if is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(CollectionError::InvalidName(name.to_string()))
+    }
+}
+
+/// What a new collection may choose; everything else follows the server's settings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CollectionSettings {
+    /// Passage size in model tokens (the server's when absent).
+    pub chunk_tokens: Option<usize>,
+    /// Tokens neighbouring passages share (the server's when absent).
+    pub chunk_overlap: Option<usize>,
+}
+
+/// A collection's description, for listings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionInfo {
+    /// Its name.
+    pub name: String,
+    /// When it was created (RFC 3339), if known (the default collection predates the record).
+    pub created: Option<String>,
+    /// Documents in it.
+    pub documents: usize,
+    /// Passages in it.
+    pub chunks: usize,
+    /// How its documents are cut into passages.
+    pub chunk: ChunkOptions,
+    /// Whether its engine is open (an unopened collection costs no memory).
+    pub loaded: bool,
+}
+
+/// The settings file of a named collection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Manifest {
+    name: String,
+    created: String,
+    chunk_tokens: usize,
+    chunk_overlap: usize,
+}
+
+/// One named collection: its settings, and its engine once opened.
+struct Slot {
+    manifest: Manifest,
+    dir: PathBuf,
+    /// `None` until first use. The mutex also makes a load and a delete exclusive.
+    engine: Mutex<Option<Arc<Engine>>>,
+}
+
+/// Every collection of one data directory, sharing one encoder.
+pub struct Collections {
+    root: PathBuf,
+    encoder: Arc<Encoder>,
+    /// The options each collection's engine is opened with (its own directory and chunking
+    /// substituted).
+    template: EngineOptions,
+    default: Arc<Engine>,
+    named: RwLock<BTreeMap<String, Arc<Slot>>>,
+}
+
+impl Collections {
+    /// The collections beside `default`, the engine of the data directory itself: reads
+    /// every named collection's settings (opening none) and clears what an interrupted create
+    /// or delete left behind.
+    pub fn open(default: Arc<Engine>) -> Result<Self> {
+        let template = default.options().clone();
+        let root = template.data_dir.clone();
+        let parent = root.join(COLLECTIONS_DIR);
+        let mut named = BTreeMap::new();
+        let entries = match std::fs::read_dir(&parent) {
+            Ok(entries) => entries.collect::<std::io::Result<Vec<_>>>(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+        .map_err(|source| CollectionError::Io {
+            name: String::new(),
+            action: "reading",
+            path: parent.clone(),
+            source,
+        })?;
+        for entry in entries {
+            let file_name = entry.file_name();
+            let Some(name) = file_name.to_str() else {
+                continue;
+            };
+            let path = entry.path();
+            if name.starts_with(CREATING) || name.starts_with(DELETED) {
+                if !template.read_only {
+                    tracing::info!(path = %path.display(), "removing what an interrupted collection create or delete left");
+                    if let Err(e) = std::fs::remove_dir_all(&path) {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot remove");
+                    }
+                }
+                continue;
+            }
+            if !is_valid_name(name) || !path.join(MANIFEST).is_file() {
+                tracing::warn!(path = %path.display(), "not a collection (no valid name or no collection.json): ignored");
+                continue;
+            }
+            let manifest = read_manifest(name, &path)?;
+            named.insert(
+                name.to_string(),
+                Arc::new(Slot {
+                    manifest,
+                    dir: path,
+                    engine: Mutex::new(None),
+                }),
+            );
+        }
+        Ok(Self {
+            root,
+            encoder: default.encoder().clone(),
+            template,
+            default,
+            named: RwLock::new(named),
+        })
+    }
+
+    /// The engine of the default collection.
+    pub fn default_engine(&self) -> &Arc<Engine> {
+        &self.default
+    }
+
+    /// The engine of collection `name`, opening it on first use.
+    pub fn engine(&self, name: &str) -> Result<Arc<Engine>> {
+        if name == DEFAULT_COLLECTION {
+            return Ok(self.default.clone());
+        }
+        check_name(name)?;
+        let slot = self
+            .slot(name)
+            .ok_or_else(|| CollectionError::NotFound(name.to_string()))?;
+        self.load(name, &slot)
+    }
+
+    /// The engine of collection `name` if it is open (no blocking work).
+    pub fn loaded(&self, name: &str) -> Option<Arc<Engine>> {
+        if name == DEFAULT_COLLECTION {
+            return Some(self.default.clone());
+        }
+        let slot = self.slot(name)?;
+        let engine = slot.engine.lock().unwrap_or_else(|p| p.into_inner());
+        engine.clone()
+    }
+
+    /// Every collection, `default` first, then by name. Unopened collections are counted
+    /// from their stores without opening their indexes.
+    pub fn list(&self) -> Result<Vec<CollectionInfo>> {
+        let mut out = vec![self.info_of_default()?];
+        let slots: Vec<(String, Arc<Slot>)> = self
+            .named
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(n, s)| (n.clone(), s.clone()))
+            .collect();
+        for (name, slot) in slots {
+            out.push(self.info_of(&name, &slot)?);
+        }
+        Ok(out)
+    }
+
+    /// One collection's description.
+    pub fn info(&self, name: &str) -> Result<CollectionInfo> {
+        if name == DEFAULT_COLLECTION {
+            return self.info_of_default();
+        }
+        check_name(name)?;
+        let slot = self
+            .slot(name)
+            .ok_or_else(|| CollectionError::NotFound(name.to_string()))?;
+        self.info_of(name, &slot)
+    }
+
+    /// The stats of every open engine, by collection name (for `/info` and `/metrics`).
+    pub fn loaded_stats(&self) -> Vec<(String, std::result::Result<EngineStats, EngineError>)> {
+        let mut out = vec![(DEFAULT_COLLECTION.to_string(), self.default.stats())];
+        let named = self.named.read().unwrap_or_else(|p| p.into_inner());
+        for (name, slot) in named.iter() {
+            let engine = slot
+                .engine
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some(engine) = engine {
+                out.push((name.clone(), engine.stats()));
+            }
+        }
+        out
+    }
+
+    /// Creates an empty collection. Its settings are validated and made durable before the
+    /// collection becomes visible, and its engine is opened before this returns.
+    pub fn create(&self, name: &str, settings: CollectionSettings) -> Result<CollectionInfo> {
+        check_name(name)?;
+        if self.template.read_only {
+            return Err(CollectionError::Engine {
+                name: name.to_string(),
+                source: EngineError::ReadOnly(self.root.clone()),
+            });
+        }
+        let chunk = self.chunk_options(settings);
+        crate::chunk::Chunker::new(self.encoder.tokenizer().clone(), chunk)
+            .map_err(|e| CollectionError::InvalidSettings(e.to_string()))?;
+        let mut named = self.named.write().unwrap_or_else(|p| p.into_inner());
+        if name == DEFAULT_COLLECTION || named.contains_key(name) {
+            return Err(CollectionError::Exists(name.to_string()));
+        }
+        let parent = self.root.join(COLLECTIONS_DIR);
+        let io = |action: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| CollectionError::Io {
+                name: name.to_string(),
+                action,
+                path,
+                source,
+            }
+        };
+        std::fs::create_dir_all(&parent).map_err(io("creating", &parent))?;
+        let staging = parent.join(format!("{CREATING}{name}-{}", unique_suffix()));
+        std::fs::create_dir(&staging).map_err(io("creating", &staging))?;
+        let manifest = Manifest {
+            name: name.to_string(),
+            created: jiff::Timestamp::now().to_string(),
+            chunk_tokens: chunk.max_tokens,
+            chunk_overlap: chunk.overlap,
+        };
+        let placed = (|| {
+            let text =
+                serde_json::to_vec_pretty(&manifest).map_err(|e| CollectionError::Manifest {
+                    name: name.to_string(),
+                    path: staging.join(MANIFEST),
+                    message: e.to_string(),
+                })?;
+            write_durably(&staging.join(MANIFEST), &text).map_err(io("writing", &staging))?;
+            sync_dir(&staging).map_err(io("syncing", &staging))?;
+            let dir = parent.join(name);
+            std::fs::rename(&staging, &dir).map_err(io("renaming", &staging))?;
+            sync_dir(&parent).map_err(io("syncing", &parent))?;
+            Ok(dir)
+        })();
+        let dir = match placed {
+            Ok(dir) => dir,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                return Err(e);
+            }
+        };
+        let slot = Arc::new(Slot {
+            manifest,
+            dir,
+            engine: Mutex::new(None),
+        });
+        named.insert(name.to_string(), slot.clone());
+        drop(named);
+        self.load(name, &slot)?;
+        tracing::info!(collection = name, "collection created");
+        self.info_of(name, &slot)
+    }
+
+    /// Deletes a collection and everything in it. Once this returns it is gone from listings
+    /// and from disk; requests already running on it finish on the detached files.
+    pub fn delete(&self, name: &str) -> Result<()> {
+        if name == DEFAULT_COLLECTION {
+            return Err(CollectionError::DefaultIsPermanent);
+        }
+        check_name(name)?;
+        if self.template.read_only {
+            return Err(CollectionError::Engine {
+                name: name.to_string(),
+                source: EngineError::ReadOnly(self.root.clone()),
+            });
+        }
+        let mut named = self.named.write().unwrap_or_else(|p| p.into_inner());
+        let slot = named
+            .get(name)
+            .cloned()
+            .ok_or_else(|| CollectionError::NotFound(name.to_string()))?;
+        // Wait for a load in progress; the engine is dropped once its last request ends.
+        let mut engine = slot.engine.lock().unwrap_or_else(|p| p.into_inner());
+        let parent = self.root.join(COLLECTIONS_DIR);
+        let doomed = parent.join(format!("{DELETED}{name}-{}", unique_suffix()));
+        let io = |action: &'static str, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| CollectionError::Io {
+                name: name.to_string(),
+                action,
+                path,
+                source,
+            }
+        };
+        // The rename is the delete: after it (and the directory sync) the collection is gone
+        // whatever happens next.
+        std::fs::rename(&slot.dir, &doomed).map_err(io("renaming", &slot.dir))?;
+        sync_dir(&parent).map_err(io("syncing", &parent))?;
+        named.remove(name);
+        engine.take();
+        drop(engine);
+        drop(named);
+        if let Err(e) = std::fs::remove_dir_all(&doomed) {
+            tracing::warn!(path = %doomed.display(), error = %e, "cannot remove a deleted collection's files; the next start will");
+        }
+        tracing::info!(collection = name, "collection deleted");
+        Ok(())
+    }
+
+    /// Saves every open engine's index (at shutdown).
+    pub fn persist(&self) -> std::result::Result<(), EngineError> {
+        self.default.persist()?;
+        let named = self.named.read().unwrap_or_else(|p| p.into_inner());
+        for slot in named.values() {
+            let engine = slot
+                .engine
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let Some(engine) = engine {
+                engine.persist()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn slot(&self, name: &str) -> Option<Arc<Slot>> {
+        self.named
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    fn load(&self, name: &str, slot: &Slot) -> Result<Arc<Engine>> {
+        let mut engine = slot.engine.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(engine) = engine.as_ref() {
+            return Ok(engine.clone());
+        }
+        if self.slot(name).is_none() {
+            // Deleted while this caller waited for the lock.
+            return Err(CollectionError::NotFound(name.to_string()));
+        }
+        let mut options = self.template.clone();
+        options.data_dir = slot.dir.clone();
+        options.chunk = self.chunk_options(CollectionSettings {
+            chunk_tokens: Some(slot.manifest.chunk_tokens),
+            chunk_overlap: Some(slot.manifest.chunk_overlap),
+        });
+        let opened =
+            Engine::open(self.encoder.clone(), options, &NoProgress).map_err(|source| {
+                CollectionError::Engine {
+                    name: name.to_string(),
+                    source,
+                }
+            })?;
+        tracing::info!(collection = name, "collection opened");
+        let opened = Arc::new(opened);
+        *engine = Some(opened.clone());
+        Ok(opened)
+    }
+
+    fn chunk_options(&self, settings: CollectionSettings) -> ChunkOptions {
+        let mut chunk = self.template.chunk;
+        if let Some(tokens) = settings.chunk_tokens {
+            chunk.max_tokens = tokens;
+        }
+        if let Some(overlap) = settings.chunk_overlap {
+            chunk.overlap = overlap;
+        }
+        chunk.whole_documents = false;
+        chunk
+    }
+
+    fn info_of_default(&self) -> Result<CollectionInfo> {
+        let stats = self
+            .default
+            .stats()
+            .map_err(|source| CollectionError::Engine {
+                name: DEFAULT_COLLECTION.to_string(),
+                source,
+            })?;
+        Ok(CollectionInfo {
+            name: DEFAULT_COLLECTION.to_string(),
+            created: None,
+            documents: stats.documents,
+            chunks: stats.chunks,
+            chunk: self.template.chunk,
+            loaded: true,
+        })
+    }
+
+    fn info_of(&self, name: &str, slot: &Slot) -> Result<CollectionInfo> {
+        let engine = slot
+            .engine
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let engine_error = |source| CollectionError::Engine {
+            name: name.to_string(),
+            source,
+        };
+        let (documents, chunks) = match &engine {
+            Some(engine) => {
+                let stats = engine.stats().map_err(engine_error)?;
+                (stats.documents, stats.chunks)
+            }
+            None => crate::engine::count_stored(&slot.dir, &self.encoder).map_err(engine_error)?,
+        };
+        Ok(CollectionInfo {
+            name: name.to_string(),
+            created: Some(slot.manifest.created.clone()),
+            documents,
+            chunks,
+            chunk: ChunkOptions {
+                max_tokens: slot.manifest.chunk_tokens,
+                overlap: slot.manifest.chunk_overlap,
+                whole_documents: false,
+            },
+            loaded: engine.is_some(),
+        })
+    }
+}
+
+fn read_manifest(name: &str, dir: &Path) -> Result<Manifest> {
+    let path = dir.join(MANIFEST);
+    let text = std::fs::read(&path).map_err(|source| CollectionError::Io {
+        name: name.to_string(),
+        action: "reading",
+        path: path.clone(),
+        source,
+    })?;
+    let manifest: Manifest =
+        serde_json::from_slice(&text).map_err(|e| CollectionError::Manifest {
+            name: name.to_string(),
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+    if manifest.name != name {
+        return Err(CollectionError::Manifest {
+            name: name.to_string(),
+            path,
+            message: format!("it names collection {:?}", manifest.name),
+        });
+    }
+    Ok(manifest)
+}
+
+/// A suffix no other staging folder of this process or another has.
+fn unique_suffix() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{nanos}-{}", std::process::id())
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_rule() {
+        for good in ["a", "default", "Team_42-x", &"n".repeat(64)] {
+            assert!(is_valid_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "has space",
+            "dot.name",
+            "slash/x",
+            "..",
+            "é",
+            &"n".repeat(65),
+        ] {
+            assert!(!is_valid_name(bad), "{bad}");
+        }
+    }
+}
