@@ -57,10 +57,20 @@ pub struct SearchBody {
     /// Weight of the dense list in hybrid mode, 0..=1 (default 0.5).
     #[serde(default)]
     #[schema(minimum = 0, maximum = 1)]
-    pub dense_weight: Option<f32>,
+    pub dense_weight: Option<f64>,
     /// Whether hybrid mode rescores its best candidates by late interaction (default true).
     #[serde(default)]
     pub rerank: Option<bool>,
+}
+
+/// `dense_weight` checked as sent (a tiny negative number must not round to 0 in f32 and pass).
+fn dense_weight(weight: Option<f64>) -> Result<Option<f32>, crate::api::ApiError> {
+    match weight {
+        Some(w) if !(0.0..=1.0).contains(&w) => Err(crate::api::ApiError::invalid(format!(
+            "dense_weight must be between 0 and 1, got {w}"
+        ))),
+        other => Ok(other.map(|w| w as f32)),
+    }
 }
 
 /// The search options shared by `POST /search` and `GET /search`, checked: an unknown mode or
@@ -135,7 +145,7 @@ impl SearchBody {
             },
             mode,
             fusion,
-            dense_weight: self.dense_weight,
+            dense_weight: dense_weight(self.dense_weight)?,
             rerank: self.rerank.unwrap_or(true),
         })
     }
@@ -270,7 +280,7 @@ pub struct SearchParams {
     pub fusion: Option<String>,
     /// Weight of the dense list in hybrid mode, 0..=1.
     #[param(minimum = 0, maximum = 1)]
-    pub dense_weight: Option<f32>,
+    pub dense_weight: Option<f64>,
     /// Whether hybrid mode rescores by late interaction (default true).
     pub rerank: Option<bool>,
 }
@@ -293,7 +303,7 @@ impl SearchParams {
             filter,
             mode,
             fusion,
-            dense_weight: self.dense_weight,
+            dense_weight: dense_weight(self.dense_weight)?,
             rerank: self.rerank.unwrap_or(true),
         })
     }
@@ -648,7 +658,7 @@ pub struct DeleteResponse {
 #[serde(deny_unknown_fields)]
 pub struct CollectionBody {
     /// 1 to 64 characters of `A-Z a-z 0-9 _ -`.
-    #[schema(example = "product-docs")]
+    #[schema(example = "product-docs", pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub name: String,
     /// Passage size in model tokens (the server's `--chunk-tokens` when absent).
     pub chunk_tokens: Option<usize>,

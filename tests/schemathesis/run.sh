@@ -7,6 +7,8 @@
 #
 # Needs python3; installs schemathesis into a throwaway venv under target/ (SCHEMATHESIS_VENV
 # picks another). Settings, and why each deviates from the defaults: tests/schemathesis/schemathesis.toml.
+# hypothesis's filter_too_much health check is off: path parameters (document ids) that cannot
+# go into a URL are filtered out, and on some runs that trips it without any failure found.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -38,7 +40,8 @@ run() { # LABEL [st options...]
     echo "== schemathesis: $label"
     local started=$SECONDS
     (cd "$HERE" && "$VENV/bin/st" run "http://127.0.0.1:$PORT/openapi.json" \
-        --checks all --max-examples "$EXAMPLES" --no-color "$@")
+        --checks all --max-examples "$EXAMPLES" --no-color \
+        --suppress-health-check=filter_too_much "$@")
     echo "== $label: $((SECONDS - started)) s"
 }
 

@@ -63,7 +63,7 @@ pub async fn create(
     get,
     path = "/collections/{name}",
     tag = "collections",
-    params(("name" = String, Path, description = "Collection name")),
+    params(("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     responses(
         (status = 200, description = "The collection", body = CollectionResponse),
         (status = 404, description = "No such collection", body = ErrorBody),
@@ -84,7 +84,7 @@ pub async fn get(
     delete,
     path = "/collections/{name}",
     tag = "collections",
-    params(("name" = String, Path, description = "Collection name")),
+    params(("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     responses(
         (status = 200, description = "Deleted", body = DeleteCollectionResponse),
         (status = 404, description = "No such collection", body = ErrorBody),

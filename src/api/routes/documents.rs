@@ -42,7 +42,7 @@ pub async fn ingest(
     post,
     path = "/collections/{name}/documents",
     tag = "documents",
-    params(("name" = String, Path, description = "Collection name")),
+    params(("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     request_body = DocumentsBody,
     responses(
         (status = 200, description = "What happened to each document", body = IngestResponse),
@@ -100,7 +100,7 @@ pub async fn list(
     get,
     path = "/collections/{name}/documents",
     tag = "documents",
-    params(("name" = String, Path, description = "Collection name"), ListParams),
+    params(("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$"), ListParams),
     responses(
         (status = 200, description = "A page of documents", body = DocumentList),
         UnknownCollection,
@@ -156,7 +156,7 @@ pub async fn get(
     path = "/collections/{name}/documents/{id}",
     tag = "documents",
     params(
-        ("name" = String, Path, description = "Collection name"),
+        ("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$"),
         ("id" = String, Path, description = "Document id"),
     ),
     responses(
@@ -203,7 +203,7 @@ pub async fn delete(
     path = "/collections/{name}/documents/{id}",
     tag = "documents",
     params(
-        ("name" = String, Path, description = "Collection name"),
+        ("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$"),
         ("id" = String, Path, description = "Document id"),
     ),
     responses(
@@ -246,7 +246,7 @@ pub async fn chunks(
     path = "/collections/{name}/documents/{id}/chunks",
     tag = "documents",
     params(
-        ("name" = String, Path, description = "Collection name"),
+        ("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$"),
         ("id" = String, Path, description = "Document id"),
     ),
     responses(

@@ -75,7 +75,7 @@ pub async fn search_get(
     post,
     path = "/collections/{name}/search",
     tag = "search",
-    params(("name" = String, Path, description = "Collection name")),
+    params(("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     request_body = SearchBody,
     responses(
         (status = 200, description = "Passages of this collection, best first", body = SearchResponse),
@@ -99,7 +99,7 @@ pub async fn search_post_in(
     get,
     path = "/collections/{name}/search",
     tag = "search",
-    params(("name" = String, Path, description = "Collection name"), SearchParams),
+    params(("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$"), SearchParams),
     responses(
         (status = 200, description = "Passages of this collection, best first", body = SearchResponse),
         UnknownCollection,
