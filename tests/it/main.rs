@@ -21,6 +21,7 @@ mod encoder_reference;
 mod engine;
 mod filters;
 mod http_api;
+mod hybrid;
 mod openai_tokens;
 mod page_routes;
 mod serve_binary;
