@@ -9,7 +9,6 @@
 //! passage that answers each part of a question, where mean pooling blurs the parts together.
 
 use crate::embed::{TextTokenizer, TokenStates, l2_normalize};
-use crate::index::dot;
 
 /// English words too common to carry meaning: the lexical index's list, so that both scorers
 /// agree on what a stop word is.
@@ -73,6 +72,17 @@ impl TokenMatrix {
                 rows.extend_from_slice(row);
                 l2_normalize(&mut rows[start..]);
             }
+        }
+        Self { dimension, rows }
+    }
+
+    /// Token vectors given row after row (each `dimension` long), brought to unit length:
+    /// for token vectors that come from elsewhere than this crate's encoder.
+    pub fn from_rows(dimension: usize, mut rows: Vec<f32>) -> Self {
+        let dimension = dimension.max(1);
+        rows.truncate(rows.len() / dimension * dimension);
+        for row in rows.chunks_exact_mut(dimension) {
+            l2_normalize(row);
         }
         Self { dimension, rows }
     }
@@ -157,16 +167,7 @@ impl PackedTokens {
 
     /// Reads the stored form; `None` if it is not one.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        let (&version, rest) = bytes.split_first()?;
-        if version != PACKED_V1 || rest.len() < 6 {
-            return None;
-        }
-        let dimension = u16::from_le_bytes([rest[0], rest[1]]) as usize;
-        let rows = u32::from_le_bytes([rest[2], rest[3], rest[4], rest[5]]) as usize;
-        let body = &rest[6..];
-        if body.len() != rows * 2 + rows * dimension {
-            return None;
-        }
+        let (dimension, rows, body) = packed_header(bytes)?;
         let (scales, codes) = body.split_at(rows * 2);
         Some(Self {
             dimension,
@@ -174,7 +175,7 @@ impl PackedTokens {
                 .chunks_exact(2)
                 .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
-            codes: codes.iter().map(|b| *b as i8).collect(),
+            codes: codes_as_i8(codes).to_vec(),
         })
     }
 }
@@ -182,27 +183,110 @@ impl PackedTokens {
 /// The mean over the query's tokens of the best cosine with any passage token; `None` when
 /// either side has no token (nothing to compare) or their dimensions differ.
 pub fn max_sim(query: &TokenMatrix, passage: &PackedTokens) -> Option<f32> {
-    if query.is_empty() || passage.is_empty() || query.dimension != passage.dimension {
+    MaxSim::new(query).score_bytes(passage.dimension, &passage.scales, &passage.codes)
+}
+
+/// MaxSim of one query against many passages, reusing its buffers from one passage to the
+/// next: one matrix product (passage tokens × query tokens) per passage, read straight from
+/// the stored bytes. 30 passages of 128 tokens take well under a millisecond
+/// (`cargo bench --bench late`).
+pub struct MaxSim<'q> {
+    query: &'q TokenMatrix,
+    scales: Vec<f32>,
+    decoded: Vec<f32>,
+    similarities: Vec<f32>,
+    best: Vec<f32>,
+}
+
+impl<'q> MaxSim<'q> {
+    /// A scorer for `query`.
+    pub fn new(query: &'q TokenMatrix) -> Self {
+        Self {
+            query,
+            scales: Vec::new(),
+            decoded: Vec::new(),
+            similarities: Vec::new(),
+            best: Vec::new(),
+        }
+    }
+
+    /// MaxSim with a passage in its stored form ([`PackedTokens::to_bytes`]); `None` when the
+    /// bytes are not one, or either side has no token.
+    pub fn score_stored(&mut self, bytes: &[u8]) -> Option<f32> {
+        let (dimension, rows, body) = packed_header(bytes)?;
+        let (scales, codes) = body.split_at(rows * 2);
+        let mut decoded_scales = std::mem::take(&mut self.scales);
+        decoded_scales.clear();
+        decoded_scales.extend(
+            scales
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+        );
+        // The stored codes are int8 written as bytes: reinterpret, do not copy.
+        let score = self.score_bytes(dimension, &decoded_scales, codes_as_i8(codes));
+        self.scales = decoded_scales;
+        score
+    }
+
+    fn score_bytes(&mut self, d: usize, scales: &[f32], codes: &[i8]) -> Option<f32> {
+        let query = self.query;
+        if query.is_empty() || scales.is_empty() || query.dimension != d {
+            return None;
+        }
+        let (rows, columns) = (scales.len(), query.len());
+        self.decoded.resize(rows * d, 0.0);
+        for ((out, codes), scale) in self
+            .decoded
+            .chunks_exact_mut(d)
+            .zip(codes.chunks_exact(d))
+            .zip(scales)
+        {
+            for (o, c) in out.iter_mut().zip(codes) {
+                *o = f32::from(*c) * scale;
+            }
+        }
+        // similarities[r][c] = passage token r · query token c.
+        self.similarities.resize(rows * columns, 0.0);
+        #[rustfmt::skip]
+        // SAFETY: every pointer spans its matrix: `similarities` rows × columns (row-major),
+        // `decoded` rows × d (row-major), the query columns × d read as its transpose
+        // (d × columns); `read_dst` is false, so the old contents are never read.
+        let () = unsafe {
+            gemm::gemm(
+                rows, columns, d,
+                self.similarities.as_mut_ptr(), 1, columns as isize, false,
+                self.decoded.as_ptr(), 1, d as isize,
+                query.rows.as_ptr(), d as isize, 1,
+                0.0, 1.0, false, false, false, gemm::Parallelism::None,
+            )
+        };
+        self.best.clear();
+        self.best.resize(columns, f32::NEG_INFINITY);
+        for row in self.similarities[..rows * columns].chunks_exact(columns) {
+            for (b, s) in self.best.iter_mut().zip(row) {
+                *b = b.max(*s);
+            }
+        }
+        Some(self.best.iter().sum::<f32>() / columns as f32)
+    }
+}
+
+/// The dimension, row count and body (scales, then codes) of a stored matrix, checked.
+fn packed_header(bytes: &[u8]) -> Option<(usize, usize, &[u8])> {
+    let (&version, rest) = bytes.split_first()?;
+    if version != PACKED_V1 || rest.len() < 6 {
         return None;
     }
-    let d = passage.dimension;
-    // Decode the passage once; every query token then scans it.
-    let decoded: Vec<f32> = passage
-        .codes
-        .chunks_exact(d)
-        .zip(&passage.scales)
-        .flat_map(|(codes, scale)| codes.iter().map(move |c| f32::from(*c) * scale))
-        .collect();
-    let total: f32 = (0..query.len())
-        .map(|i| {
-            let q = query.row(i);
-            decoded
-                .chunks_exact(d)
-                .map(|p| dot(q, p))
-                .fold(f32::NEG_INFINITY, f32::max)
-        })
-        .sum();
-    Some(total / query.len() as f32)
+    let dimension = u16::from_le_bytes([rest[0], rest[1]]) as usize;
+    let rows = u32::from_le_bytes([rest[2], rest[3], rest[4], rest[5]]) as usize;
+    let body = &rest[6..];
+    (dimension > 0 && body.len() == rows * 2 + rows * dimension).then_some((dimension, rows, body))
+}
+
+/// Bytes read as the int8 codes they were written from.
+fn codes_as_i8(bytes: &[u8]) -> &[i8] {
+    // SAFETY: u8 and i8 have the same size and alignment, and every bit pattern is valid.
+    unsafe { std::slice::from_raw_parts(bytes.as_ptr().cast::<i8>(), bytes.len()) }
 }
 
 #[cfg(test)]
@@ -220,6 +304,45 @@ mod tests {
             dimension: rows[0].len(),
             rows: out,
         }
+    }
+
+    #[test]
+    fn max_sim_agrees_with_pairwise_dot_products_at_full_size() {
+        // Deterministic pseudo-random rows of the model's width.
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 2001) as f32 / 1000.0 - 1.0
+        };
+        let mut rows = |n: usize| -> Vec<Vec<f32>> {
+            (0..n).map(|_| (0..384).map(|_| next()).collect()).collect()
+        };
+        let query_rows = rows(11);
+        let passage_rows = rows(97);
+        fn as_refs(r: &[Vec<f32>]) -> Vec<&[f32]> {
+            r.iter().map(Vec::as_slice).collect()
+        }
+        let query = matrix(&as_refs(&query_rows));
+        let packed = PackedTokens::pack(&matrix(&as_refs(&passage_rows)));
+        let decoded: Vec<Vec<f32>> = packed
+            .codes
+            .chunks_exact(384)
+            .zip(&packed.scales)
+            .map(|(c, s)| c.iter().map(|v| f32::from(*v) * s).collect())
+            .collect();
+        let naive = (0..query.len())
+            .map(|i| {
+                decoded
+                    .iter()
+                    .map(|p| crate::index::dot(query.row(i), p))
+                    .fold(f32::NEG_INFINITY, f32::max)
+            })
+            .sum::<f32>()
+            / query.len() as f32;
+        let fast = max_sim(&query, &packed).unwrap();
+        assert!((fast - naive).abs() < 1e-5, "{fast} vs {naive}");
     }
 
     #[test]

@@ -6,9 +6,10 @@ Sections:
           sentence-transformers' (min/mean cosine).
   ann     semdex's HNSW vs hnswlib vs faiss (HNSW, same M / ef_construction) on the vectors of
           a semdex data directory, with the BEIR queries: recall@10 and queries/s at each ef.
-  beir    sentence-transformers + exact search on a BEIR split, scored by pytrec_eval, beside
-          semdex's own figures; semdex's run files are scored by pytrec_eval too, to check
-          semdex's metric code.
+  beir    sentence-transformers + exact search on a BEIR split, BM25 (bm25s, or rank_bm25) and
+          their fusions (min-max convex 0.5/0.5 and RRF k=60), scored by pytrec_eval, beside
+          semdex's own figures for its dense, lexical and hybrid retrievals; semdex's run files
+          are scored by pytrec_eval too, to check semdex's metric code.
 
 Run through run.sh, which makes the venv; every peer uses the same thread count.
 """
@@ -294,70 +295,224 @@ def ann_section(args):
     return results
 
 
+# Lucene's English stop words, for the rank_bm25 fallback.
+ENGLISH_STOP_WORDS = frozenset(
+    "a an and are as at be but by for if in into is it no not of on or such that the their then there "
+    "these they this to was will with".split())
+
+
+def bm25_peer(texts):
+    """BM25 from a well-known Python implementation over `texts`, k1=0.9, b=0.4 (Anserini's
+    defaults, which Pyserini's BEIR baselines use): bm25s (Lucene's BM25) with bm25s' English stop
+    words and the Snowball stemmer (PyStemmer), or, without bm25s, rank_bm25's BM25Okapi on
+    lowercased words less Lucene's stop words, stemmed by PyStemmer where installed. Returns
+    (name, search): search(queries, k) gives each query's [(document index, score)], best first,
+    documents with a positive score only."""
+    try:
+        import bm25s
+        import Stemmer
+    except ImportError:
+        bm25s = None
+    if bm25s is not None:
+        stemmer = Stemmer.Stemmer("english")
+        retriever = bm25s.BM25(k1=0.9, b=0.4)
+        retriever.index(bm25s.tokenize(texts, stopwords="en", stemmer=stemmer, show_progress=False),
+                        show_progress=False)
+
+        def search(queries, k):
+            tokens = bm25s.tokenize(queries, stopwords="en", stemmer=stemmer, return_ids=False, show_progress=False)
+            docs, scores = retriever.retrieve(tokens, k=k, show_progress=False)
+            return [[(int(d), float(s)) for d, s in zip(dr, sr) if s > 0] for dr, sr in zip(docs, scores)]
+
+        return f"bm25s {bm25s.__version__}", search
+
+    import re
+    import numpy as np
+    from rank_bm25 import BM25Okapi
+    try:
+        import Stemmer
+        stem = Stemmer.Stemmer("english").stemWords
+    except ImportError:
+        stem = lambda words: [re.sub(r"(ing|ed|es|s)$", "", w) if len(w) > 4 else w for w in words]
+
+    def tokenize(text):
+        return stem([w for w in re.findall(r"\w\w+", text.lower()) if w not in ENGLISH_STOP_WORDS])
+
+    index = BM25Okapi([tokenize(t) for t in texts], k1=0.9, b=0.4)
+
+    def search(queries, k):
+        out = []
+        for q in queries:
+            scores = index.get_scores(tokenize(q))
+            top = np.argsort(-scores)[:k]
+            out.append([(int(j), float(scores[j])) for j in top if scores[j] > 0])
+        return out
+
+    return "rank_bm25 BM25Okapi", search
+
+
+def min_max(ranked):
+    """{doc: score} scaled to 0..1 over the list (every score 1 when they are all equal)."""
+    if not ranked:
+        return {}
+    lo, hi = min(ranked.values()), max(ranked.values())
+    return {d: (s - lo) / (hi - lo) if hi > lo else 1.0 for d, s in ranked.items()}
+
+
+def top(scores, k):
+    """The k best of {doc: score}, as a dict."""
+    return dict(sorted(scores.items(), key=lambda x: (-x[1], x[0]))[:k])
+
+
+def convex_fusion(dense, lexical, dense_weight=0.5, k=100):
+    """Min-max normalised convex combination of two runs ({qid: {doc: score}}, each a query's
+    top-k); a document missing from one list scores 0 there after normalisation."""
+    fused = {}
+    for qid in set(dense) | set(lexical):
+        d, l = min_max(dense.get(qid, {})), min_max(lexical.get(qid, {}))
+        fused[qid] = top({doc: dense_weight * d.get(doc, 0.0) + (1 - dense_weight) * l.get(doc, 0.0)
+                          for doc in set(d) | set(l)}, k)
+    return fused
+
+
+def rrf_fusion(runs, k_rrf=60, k=100):
+    """Reciprocal rank fusion of runs ({qid: {doc: score}}): sum of 1 / (k_rrf + rank), rank from 1."""
+    fused = {}
+    for run in runs:
+        for qid, ranked in run.items():
+            acc = fused.setdefault(qid, {})
+            for rank, (doc, _) in enumerate(sorted(ranked.items(), key=lambda x: (-x[1], x[0])), 1):
+                acc[doc] = acc.get(doc, 0.0) + 1.0 / (k_rrf + rank)
+    return {qid: top(scores, k) for qid, scores in fused.items()}
+
+
+def read_run(path):
+    """A TREC run file as {qid: {doc: score}}."""
+    r = {}
+    for line in open(path):
+        qid, _, doc, _, score, _ = line.split()
+        r.setdefault(qid, {})[doc] = float(score)
+    return r
+
+
+def read_qrels(path):
+    """A BEIR qrels TSV (header optional) as {qid: {doc: relevance}}."""
+    qrels = {}
+    with open(path) as f:
+        for i, line in enumerate(f):
+            parts = line.strip().split("\t")
+            if i == 0 and parts[0] == "query-id":
+                continue
+            qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+    return qrels
+
+
+def trec_top(ranked, k):
+    """A query's k first documents in trec_eval's order (score descending, then document id
+    descending), so that recip_rank on them is MRR@k."""
+    return dict(sorted(ranked.items(), key=lambda x: (x[1], x[0]), reverse=True)[:k])
+
+
+BEIR_KEYS = ["ndcg@10", "mrr@10", "recall@10", "recall@100", "map@100"]
+
+
 def beir_section(args):
-    """Scores sentence-transformers + exact search (numpy) and semdex's runs with pytrec_eval,
-    for each split of --split (comma-separated); the corpus is encoded once."""
+    """Scores sentence-transformers + exact search (numpy), BM25 from a Python peer, their fusions
+    (min-max convex 0.5/0.5 and RRF k=60 over each query's top 100) and semdex's runs with
+    pytrec_eval, for each split of --split (comma-separated); the corpus is encoded once."""
     import numpy as np
     import pytrec_eval
+    import torch
     from sentence_transformers import SentenceTransformer
 
+    torch.set_num_threads(args.threads)
     corpus = [json.loads(l) for l in open(os.path.join(args.scifact, "corpus.jsonl")) if l.strip()]
+    doc_ids = [str(d["_id"]) for d in corpus]
     queries = {str(d["_id"]): d["text"] for d in map(json.loads, open(os.path.join(args.scifact, "queries.jsonl")))}
     model = SentenceTransformer(args.model, device="cpu")
     texts = [(d.get("title", "") + " " + d.get("text", "")).strip() for d in corpus]
     t = time.perf_counter()
     docs = model.encode(texts, batch_size=32, normalize_embeddings=True).astype(np.float32)
     encode_s = time.perf_counter() - t
+    t = time.perf_counter()
+    bm25_name, bm25_search = bm25_peer(texts)
+    bm25_index_s = time.perf_counter() - t
+    print(f"beir: sentence-transformers encoded {len(texts)} documents in {encode_s:.0f} s, "
+          f"{bm25_name} indexed them in {bm25_index_s:.1f} s", file=sys.stderr)
     measures = {"ndcg_cut.10", "recall.10", "recall.100", "map_cut.100", "recip_rank"}
-    keys = ["ndcg@10", "recall@10", "recall@100", "map@100"]
-
-    def read_run(path):
-        r = {}
-        for line in open(path):
-            qid, _, doc, _, score, _ = line.split()
-            r.setdefault(qid, {})[doc] = float(score)
-        return r
 
     results = {}
     for split in args.split.split(","):
-        qrels = {}
-        with open(os.path.join(args.scifact, "qrels", f"{split}.tsv")) as f:
-            for i, line in enumerate(f):
-                parts = line.strip().split("\t")
-                if i == 0 and parts[0] == "query-id":
-                    continue
-                qrels.setdefault(parts[0], {})[parts[1]] = int(parts[2])
+        qrels = read_qrels(os.path.join(args.scifact, "qrels", f"{split}.tsv"))
         qids = sorted(q for q in qrels if q in queries)
         qv = model.encode([queries[q] for q in qids], normalize_embeddings=True).astype(np.float32)
         scores = qv @ docs.T
-        run = {}
+        dense = {}
         for i, qid in enumerate(qids):
-            top = np.argsort(-scores[i])[:100]
-            run[qid] = {str(corpus[j]["_id"]): float(scores[i, j]) for j in top}
+            best = np.argsort(-scores[i])[:100]
+            dense[qid] = {doc_ids[j]: float(scores[i, j]) for j in best}
+        t = time.perf_counter()
+        lexical = {qid: {doc_ids[j]: s for j, s in hits}
+                   for qid, hits in zip(qids, bm25_search([queries[q] for q in qids], 100))}
+        bm25_qps = len(qids) / (time.perf_counter() - t)
         evaluator = pytrec_eval.RelevanceEvaluator(qrels, measures)
 
         def summarize(r):
+            r = {q: ranked for q, ranked in r.items() if ranked}
             per = evaluator.evaluate(r)
-            mean = lambda key: sum(v[key] for v in per.values()) / len(per)
-            return {"ndcg@10": mean("ndcg_cut_10"), "recall@10": mean("recall_10"),
-                    "recall@100": mean("recall_100"), "map@100": mean("map_cut_100")}
+            mrr = evaluator.evaluate({q: trec_top(ranked, 10) for q, ranked in r.items()})
+            # trec_eval's convention: a query of the qrels with no document in the run counts 0.
+            mean = lambda p, key: sum(p[q][key] for q in p) / len(qids)
+            return {"ndcg@10": mean(per, "ndcg_cut_10"), "mrr@10": mean(mrr, "recip_rank"),
+                    "recall@10": mean(per, "recall_10"), "recall@100": mean(per, "recall_100"),
+                    "map@100": mean(per, "map_cut_100")}
 
-        st = summarize(run)
-        rows = {"sentence-transformers + exact": st}
+        st = summarize(dense)
+        peer = summarize(lexical)
+        rows = {"sentence-transformers + exact": st,
+                f"BM25 ({bm25_name.split()[0]})": peer,
+                "ST + BM25, convex 0.5 (min-max)": summarize(convex_fusion(dense, lexical, 0.5, 100)),
+                "ST + BM25, RRF k=60": summarize(rrf_fusion([dense, lexical], 60, 100))}
+        peer_rows = list(rows)
         runs_dir = tempfile.mkdtemp(prefix="semdex-runs-")
-        out = subprocess.run([args.semdex, "--model", args.model, "bench", "beir", "--dataset", args.scifact,
-                              "--split", split, "--json", "--runs-out", runs_dir],
-                             check=True, capture_output=True, text=True).stdout
-        s = json.loads(out)
-        rows["semdex exact"] = {k: s["exact"][k] for k in keys}
-        rows["semdex hnsw"] = {k: s["hnsw"][k] for k in keys}
-        rows["pytrec_eval on semdex exact.run"] = summarize(read_run(os.path.join(runs_dir, "exact.run")))
+        cmd = [args.semdex, "--model", args.model, "--threads", str(args.threads), "bench", "beir",
+               "--dataset", args.scifact, "--split", split, "--json", "--runs-out", runs_dir]
+        if args.data_dir:
+            cmd += ["--data-dir", args.data_dir]
+        s = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+        # Every retrieval semdex scored (dense, dense_exact, lexical, hybrid, hybrid_rrf, ...), one run file each.
+        ours = {name: m for name, m in s.items() if isinstance(m, dict) and "ndcg@10" in m}
+        check = {}
+        for name, m in ours.items():
+            rows[f"semdex {name}"] = {k: m.get(k, float("nan")) for k in BEIR_KEYS}
+            run_file = os.path.join(runs_dir, f"{name}.run")
+            if os.path.exists(run_file):
+                check[name] = summarize(read_run(run_file))
+        exact = "dense_exact" if "dense_exact" in check else next(iter(check), None)
+        if exact:
+            rows[f"pytrec_eval on semdex {exact}.run"] = check[exact]
         print(f"\nbeir: {os.path.basename(os.path.normpath(args.scifact))} {split} split, {len(qids)} queries "
-              f"(sentence-transformers encoded the corpus in {encode_s:.0f} s)")
-        print(f"{'':<34}{'nDCG@10':>9}{'Recall@10':>11}{'Recall@100':>12}{'MAP@100':>9}")
+              f"(sentence-transformers encoded the corpus in {encode_s:.0f} s; {bm25_name}, k1=0.9 b=0.4, "
+              f"{bm25_qps:.0f} queries/s; every peer row scored by pytrec_eval)")
+        print(f"{'':<40}{'nDCG@10':>9}{'MRR@10':>9}{'Recall@10':>11}{'Recall@100':>12}{'MAP@100':>9}")
         for name, m in rows.items():
-            print(f"{name:<34}{m['ndcg@10']:>9.4f}{m['recall@10']:>11.4f}{m['recall@100']:>12.4f}{m['map@100']:>9.4f}")
-        print(f"semdex exact - sentence-transformers: nDCG@10 {rows['semdex exact']['ndcg@10'] - st['ndcg@10']:+.4f}")
+            print(f"{name:<40}{m['ndcg@10']:>9.4f}{m['mrr@10']:>9.4f}{m['recall@10']:>11.4f}"
+                  f"{m['recall@100']:>12.4f}{m['map@100']:>9.4f}")
+            if name == peer_rows[-1]:
+                print("-" * 90)
+        if check:
+            worst = max((abs(check[n][k] - ours[n][k]), n, k) for n in check for k in BEIR_KEYS if k in ours[n])
+            print(f"pytrec_eval on semdex's {len(check)} run files vs semdex's own metrics: "
+                  f"largest difference {worst[0]:.2g} ({worst[1]} {worst[2]})")
+        # semdex's hybrid run uses its default fusion, convex, unless a hybrid_convex run says otherwise.
+        hybrid_peer = peer_rows[3] if "hybrid_convex" in ours else peer_rows[2]
+        pairs = [("dense_exact", peer_rows[0]), ("lexical", peer_rows[1]), ("hybrid", hybrid_peer),
+                 ("hybrid_convex", peer_rows[2]), ("hybrid_rrf", peer_rows[3])]
+        for ours_name, peer_name in pairs:
+            if ours_name in ours:
+                a, b = ours[ours_name], rows[peer_name]
+                print(f"semdex {ours_name} - {peer_name}: nDCG@10 {a['ndcg@10'] - b['ndcg@10']:+.4f}, "
+                      f"Recall@100 {a['recall@100'] - b['recall@100']:+.4f}")
         results[split] = rows
     return results
 
@@ -375,7 +530,9 @@ def main():
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--agreement", type=int, default=100)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--data-dir", default="data/beir-scifact-whole", help="semdex data directory for the ann section")
+    p.add_argument("--data-dir", default="data/beir-scifact-whole",
+                   help="semdex data directory for the ann and beir sections (bench beir reuses it when it was made "
+                        "from the same corpus and settings, else ingests into it)")
     p.add_argument("--m", type=int, default=16)
     p.add_argument("--ef-construction", type=int, default=200)
     p.add_argument("--ef", default="16,32,64,128,256")

@@ -1,13 +1,21 @@
 -- wrk script: POSTs JSON bodies built from the lines of $LOAD_FILE, in turn.
--- LOAD_KIND=search sends {"query": LINE, "k": 5}; LOAD_KIND=embed sends {"inputs": LINE}.
+-- LOAD_KIND=search sends {"query": LINE, "k": 5} (plus "mode": $LOAD_MODE when set, and
+-- "rerank": false when LOAD_RERANK=false); LOAD_KIND=embed sends {"inputs": LINE}.
 local bodies = {}
 local i = 0
 local path = os.getenv("LOAD_PATH") or "/search"
 local kind = os.getenv("LOAD_KIND") or "search"
+local extra = ""
+if os.getenv("LOAD_MODE") then
+  extra = extra .. ', "mode": "' .. os.getenv("LOAD_MODE") .. '"'
+end
+if os.getenv("LOAD_RERANK") == "false" then
+  extra = extra .. ', "rerank": false'
+end
 for line in io.lines(os.getenv("LOAD_FILE")) do
   local text = line:gsub('\\', '\\\\'):gsub('"', '\\"')
   if kind == "search" then
-    bodies[#bodies + 1] = '{"query": "' .. text .. '", "k": 5}'
+    bodies[#bodies + 1] = '{"query": "' .. text .. '", "k": 5' .. extra .. '}'
   else
     bodies[#bodies + 1] = '{"inputs": "' .. text .. '"}'
   end

@@ -404,10 +404,19 @@ fn beir_runs(
                     Fusion::Rrf => Fusion::Convex,
                 };
                 runs.push(named("hybrid", base.clone()));
+                // The fused lists alone, to show what late-interaction rescoring adds.
+                runs.push(named(
+                    "hybrid_fused",
+                    SearchRequest {
+                        rerank: false,
+                        ..base.clone()
+                    },
+                ));
                 runs.push(named(
                     &format!("hybrid_{}", other.as_str()),
                     SearchRequest {
                         fusion: other,
+                        rerank: false,
                         ..base
                     },
                 ));

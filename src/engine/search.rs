@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 
 use crate::embed::l2_normalize;
 use crate::index::{Hit, SearchParams, VectorIndex};
-use crate::late::{PackedTokens, TokenMatrix, max_sim};
+use crate::late::{MaxSim, TokenMatrix};
 use crate::store::ChunkFilter;
 
 use super::fusion::{self, Fused, Fusion, RescoreWeights};
@@ -366,11 +366,11 @@ impl Engine {
         }
         let all: Vec<u64> = head.iter().map(|c| c.id).collect();
         let packed = self.reader().token_vectors_by_ids(&all)?;
+        let mut scorer = MaxSim::new(tokens);
         for c in head.iter_mut() {
             c.late = packed
                 .get(&c.id)
-                .and_then(|bytes| PackedTokens::from_bytes(bytes))
-                .and_then(|p| max_sim(tokens, &p));
+                .and_then(|bytes| scorer.score_stored(bytes));
         }
         fusion::rescore(head, RescoreWeights::default());
         if !tail.is_empty() {

@@ -27,6 +27,7 @@ mod engine;
 mod filters;
 mod http_api;
 mod http_hardening;
+mod hybrid;
 mod openai_tokens;
 mod page_routes;
 mod serve_binary;
