@@ -14,7 +14,9 @@
 
 #![warn(missing_docs)]
 
+pub mod admission;
 pub mod api;
+pub mod cancel;
 pub mod chunk;
 pub mod collections;
 pub mod embed;

@@ -1,23 +1,29 @@
 //! The service layer: the one place a request becomes work, between the HTTP routes and the
 //! engine (the role of text-embeddings-inference's `core::infer::Infer`).
 //!
-//! It validates what a caller asks for before any expensive step, tokenizes and queues
-//! embedding work on the batching queue, and makes every blocking hop (SQLite, the index, the
-//! encoder outside the queue) off the async runtime. A route extracts its wire type, makes one
-//! call here and formats the answer; it never touches the engine or the queue itself. The
-//! service speaks engine types, never HTTP ones.
+//! It validates what a caller asks for before any expensive step, admits the work against the
+//! server's budgets ([`crate::admission`]: refused at once when they are spent, before anything
+//! is tokenized or chunked), tokenizes and queues embedding work on the batching queue, and
+//! makes every blocking hop (SQLite, the index, the encoder outside the queue) off the async
+//! runtime. Blocking work notices when its caller has gone ([`crate::cancel`]) and stops at the
+//! next input or group of documents, and it holds its admission until it has really stopped.
+//! A route extracts its wire type, makes one call here and formats the answer; it never touches
+//! the engine or the queue itself. The service speaks engine types, never HTTP ones.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::task;
 
+use crate::admission::{Admission, AdmissionLimits, Permit, Refused};
+use crate::cancel::{CancelOnDrop, Cancellation};
 use crate::collections::{
     CollectionError, CollectionInfo, CollectionSettings, Collections, DEFAULT_COLLECTION,
 };
 use crate::embed::{Embedding, TokenizedText};
 use crate::engine::{
     DocumentInput, Engine, EngineError, EngineStats, IngestReport, Query, SearchMode,
-    SearchRequest, SearchResults, validate_search,
+    SearchRequest, SearchResults, validate_document, validate_search,
 };
 use crate::progress::NoProgress;
 use crate::queue::{EmbedQueue, QueueError};
@@ -27,17 +33,30 @@ use crate::store::{ChunkSpan, DocumentSummary, StoredDocument};
 pub const MAX_PAGE: usize = 1000;
 /// Most documents in one ingest call.
 pub const MAX_DOCUMENTS: usize = 10_000;
+/// Text bytes of the documents one engine call ingests: between two such groups an ingest
+/// whose caller has gone stops (what was committed stays committed).
+const INGEST_GROUP_BYTES: usize = 64 * 1024;
 
-/// Limits of what one call may ask for.
+/// Limits of what one call may ask for, and of the ingest work admitted at once (the
+/// embedding budget is the batching queue's `max_queued_inputs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ServiceOptions {
     /// Most inputs in one embedding call.
     pub max_inputs: usize,
+    /// Bytes of documents (text and metadata) being ingested at once; past it, 429. One
+    /// request larger than this still runs, alone.
+    pub max_ingest_bytes: usize,
+    /// Ingest requests running at once; past it, 429.
+    pub max_ingest_requests: usize,
 }
 
 impl Default for ServiceOptions {
     fn default() -> Self {
-        Self { max_inputs: 512 }
+        Self {
+            max_inputs: 512,
+            max_ingest_bytes: 16 * 1024 * 1024,
+            max_ingest_requests: 8,
+        }
     }
 }
 
@@ -59,15 +78,18 @@ pub enum ServiceError {
     CollectionConflict(String),
     /// An input is longer than the model's window and the caller did not allow truncation.
     #[error(
-        "input {index} has {tokens} tokens; the model takes at most {max}. Shorten it, or send \"truncate\": true"
+        "input {index} has {}{tokens} tokens; the model takes at most {max}. Shorten it, or send \"truncate\": true",
+        if *.counted_all { "" } else { "at least " }
     )]
     InputTooLong {
         /// Position of the input in the request.
         index: usize,
-        /// Its length in model tokens.
+        /// Its length in model tokens (a lower bound unless `counted_all`).
         tokens: usize,
         /// The model's window.
         max: usize,
+        /// Whether the whole input was tokenized (only a prefix is, when it is long).
+        counted_all: bool,
     },
     /// Too much work is waiting; retry shortly.
     #[error("{0}")]
@@ -75,6 +97,9 @@ pub enum ServiceError {
     /// The server is stopping.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The caller stopped waiting; the work was abandoned (nobody sees this answer).
+    #[error("the request was abandoned by its caller")]
+    Abandoned,
     /// Something failed on our side.
     #[error("{0}")]
     Internal(String),
@@ -99,6 +124,15 @@ impl From<QueueError> for ServiceError {
             QueueError::Full { .. } => Self::Overloaded(err.to_string()),
             QueueError::Closed => Self::ShuttingDown,
             QueueError::Failed(m) => Self::Internal(format!("embedding failed: {m}")),
+        }
+    }
+}
+
+impl From<Refused> for ServiceError {
+    fn from(err: Refused) -> Self {
+        match err {
+            Refused::Closed => Self::ShuttingDown,
+            other => Self::Overloaded(other.to_string()),
         }
     }
 }
@@ -142,15 +176,23 @@ pub struct DocumentPage {
 pub struct Service {
     collections: Arc<Collections>,
     queue: EmbedQueue,
+    admission: Admission,
     options: ServiceOptions,
 }
 
 impl Service {
-    /// A service over loaded collections and a started queue.
+    /// A service over loaded collections and a started queue. Embedding inputs are admitted
+    /// up to the queue's `max_queued_inputs`.
     pub fn new(collections: Arc<Collections>, queue: EmbedQueue, options: ServiceOptions) -> Self {
+        let admission = Admission::new(AdmissionLimits {
+            inputs: queue.options().max_queued_inputs,
+            ingest_bytes: options.max_ingest_bytes,
+            ingest_requests: options.max_ingest_requests,
+        });
         Self {
             collections,
             queue,
+            admission,
             options,
         }
     }
@@ -175,13 +217,19 @@ impl Service {
         self.options
     }
 
+    /// The admission budgets (for their sizes and use).
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
     /// Whether the service can do its work: the batching worker is alive.
     pub fn is_healthy(&self) -> bool {
         self.queue.is_running()
     }
 
     /// Embeds texts through the batching queue, in order. Unless `truncate`, an input longer
-    /// than the model's window is refused rather than silently cut.
+    /// than the model's window is refused rather than silently cut. Admitted before any input
+    /// is tokenized; refused at once (overloaded) when the embedding budget is spent.
     pub async fn embed(&self, texts: Vec<String>, truncate: bool) -> Result<Vec<Embedding>> {
         self.embed_inner(texts, truncate, false).await
     }
@@ -204,34 +252,63 @@ impl Service {
                 texts.len()
             )));
         }
+        let permit = self.admission.admit_inputs(texts.len())?;
+        let (embeddings, _permit) = self
+            .embed_admitted(texts, truncate, keep_tokens, permit)
+            .await?;
+        Ok(embeddings)
+    }
+
+    /// Tokenizes (only as much of each input as the window holds) and embeds admitted inputs;
+    /// hands the permit back for work that follows. `keep_tokens` keeps each input's token
+    /// vectors (for late interaction).
+    async fn embed_admitted(
+        &self,
+        texts: Vec<String>,
+        truncate: bool,
+        keep_tokens: bool,
+        permit: Permit,
+    ) -> Result<(Vec<Embedding>, Permit)> {
         let encoder = self.engine().encoder().clone();
         let max = encoder.max_tokens();
-        let tokenized: Vec<TokenizedText> = self
+        let guard = CancelOnDrop::new();
+        let cancel = guard.cancellation();
+        let (tokenized, permit) = self
             .blocking(move || {
-                texts
-                    .iter()
-                    .map(|t| encoder.tokenizer().encode(t))
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(|e| ServiceError::Internal(e.to_string()))
+                let mut tokenized: Vec<TokenizedText> = Vec::with_capacity(texts.len());
+                for (index, text) in texts.iter().enumerate() {
+                    if cancel.is_cancelled() {
+                        return Err(ServiceError::Abandoned);
+                    }
+                    let window = encoder
+                        .tokenizer()
+                        .encode_window(text)
+                        .map_err(|e| ServiceError::Internal(e.to_string()))?;
+                    if !truncate && window.tokenized.truncated() {
+                        return Err(ServiceError::InputTooLong {
+                            index,
+                            tokens: window.tokenized.full_len,
+                            max,
+                            counted_all: window.complete,
+                        });
+                    }
+                    tokenized.push(window.tokenized);
+                }
+                Ok((tokenized, permit))
             })
             .await?;
-        let too_long = tokenized.iter().enumerate().find(|(_, t)| t.truncated());
-        if let Some((index, t)) = too_long.filter(|_| !truncate) {
-            return Err(ServiceError::InputTooLong {
-                index,
-                tokens: t.full_len,
-                max,
-            });
-        }
-        Ok(if keep_tokens {
+        let embeddings = if keep_tokens {
             self.queue.embed_with_tokens(tokenized).await?
         } else {
             self.queue.embed(tokenized).await?
-        })
+        };
+        guard.disarm();
+        Ok((embeddings, permit))
     }
 
-    /// The passages that best answer `query`: validated first, then (unless the mode is
-    /// lexical) embedded through the queue, batched with concurrent requests, then searched.
+    /// The passages that best answer `query` in `collection`: validated first, then
+    /// admitted, then (unless the mode is lexical) embedded through the queue, batched with
+    /// concurrent requests, then searched.
     pub async fn search(
         &self,
         collection: &str,
@@ -246,31 +323,46 @@ impl Service {
         // Fail fast, before spending a forward pass.
         validate_search(&request)?;
         let engine = self.engine_of(collection).await?;
-        let embedding = if request.mode.needs_vector() {
+        let permit = self.admission.admit_inputs(1)?;
+        let (embedding, permit) = if request.mode.needs_vector() {
             let rescores = request.mode == SearchMode::Hybrid && request.rerank;
-            let embedding = self
-                .embed_inner(vec![query.clone()], true, rescores)
-                .await?
+            let (mut embeddings, permit) = self
+                .embed_admitted(vec![query.clone()], true, rescores, permit)
+                .await?;
+            let embedding = embeddings
                 .pop()
                 .ok_or_else(|| ServiceError::Internal("no embedding returned".into()))?;
-            Some(embedding)
+            (Some(embedding), permit)
         } else {
-            None
+            (None, permit)
         };
-        self.blocking(move || {
-            let tokens = embedding.as_ref().and_then(|e| engine.query_tokens(e));
-            let query = Query {
-                text: &query,
-                vector: embedding.as_ref().map(|e| e.unit.as_slice()),
-                tokens: tokens.as_ref(),
-            };
-            Ok(engine.search_query(&query, &request)?)
-        })
-        .await
+        let guard = CancelOnDrop::new();
+        let cancel = guard.cancellation();
+        let results = self
+            .blocking(move || {
+                let _permit = permit;
+                if cancel.is_cancelled() {
+                    return Err(ServiceError::Abandoned);
+                }
+                let tokens = embedding.as_ref().and_then(|e| engine.query_tokens(e));
+                let query = Query {
+                    text: &query,
+                    vector: embedding.as_ref().map(|e| e.unit.as_slice()),
+                    tokens: tokens.as_ref(),
+                };
+                Ok(engine.search_query(&query, &request)?)
+            })
+            .await?;
+        guard.disarm();
+        Ok(results)
     }
 
     /// Ingests documents (each committed whole), then compacts the index in the background if
-    /// enough of it is deleted vectors.
+    /// enough of it is deleted vectors. Every document is validated first (nothing is written
+    /// if one is invalid); then the request is admitted against the ingest budget (refused at
+    /// once when it is spent) and ingested in groups. If the caller goes away (a timeout, a
+    /// closed connection) the work stops after the current group: what was committed stays,
+    /// and posting the same documents again skips them as unchanged.
     pub async fn ingest(
         &self,
         collection: &str,
@@ -287,13 +379,31 @@ impl Service {
                 docs.len()
             )));
         }
+        let mut ids = HashSet::with_capacity(docs.len());
+        for doc in &docs {
+            validate_document(doc)?;
+            if !ids.insert(doc.id.as_str()) {
+                return Err(ServiceError::InvalidRequest(format!(
+                    "document id {:?} appears twice in one request",
+                    doc.id
+                )));
+            }
+        }
+        drop(ids);
+        let permit = self.admission.admit_ingest(ingest_bytes(&docs))?;
         let engine = self.engine_of(collection).await?;
+        let guard = CancelOnDrop::new();
+        let cancel = guard.cancellation();
         let reports = self
             .blocking({
                 let engine = engine.clone();
-                move || Ok(engine.ingest(docs, &NoProgress)?)
+                move || {
+                    let _permit = permit;
+                    ingest_in_groups(&engine, docs, &cancel)
+                }
             })
             .await?;
+        guard.disarm();
         compact_in_background(engine);
         Ok(reports)
     }
@@ -334,6 +444,12 @@ impl Service {
         if limit == 0 || limit > MAX_PAGE {
             return Err(ServiceError::InvalidRequest(format!(
                 "limit must be between 1 and {MAX_PAGE}"
+            )));
+        }
+        if i64::try_from(offset).is_err() {
+            return Err(ServiceError::InvalidRequest(format!(
+                "offset must be at most {}",
+                i64::MAX
             )));
         }
         let engine = self.engine_of(collection).await?;
@@ -381,8 +497,9 @@ impl Service {
         self.blocking(move || Ok(collections.delete(&name)?)).await
     }
 
-    /// Stops the queue (finishing what is queued) and saves every open index.
+    /// Refuses new work, stops the queue (finishing what is queued) and saves every open index.
     pub async fn shutdown(&self) -> Result<()> {
+        self.admission.close();
         let queue = self.queue.clone();
         let collections = self.collections.clone();
         self.blocking(move || {
@@ -421,4 +538,46 @@ fn compact_in_background(engine: Arc<Engine>) {
             tracing::warn!(error = %e, "index compaction failed");
         }
     });
+}
+
+/// What a request's documents weigh against the ingest budget: text and metadata bytes.
+fn ingest_bytes(docs: &[DocumentInput]) -> usize {
+    docs.iter()
+        .map(|d| {
+            let metadata: usize = d
+                .metadata
+                .iter()
+                .map(|(k, v)| k.len() + v.to_string().len())
+                .sum();
+            d.id.len() + d.text.len() + metadata
+        })
+        .sum()
+}
+
+/// Ingests `docs` in groups of about [`INGEST_GROUP_BYTES`] of text, in order, stopping
+/// between groups once `cancel` says the caller has gone.
+fn ingest_in_groups(
+    engine: &Engine,
+    docs: Vec<DocumentInput>,
+    cancel: &Cancellation,
+) -> Result<Vec<IngestReport>> {
+    let mut reports = Vec::with_capacity(docs.len());
+    let mut group = Vec::new();
+    let mut group_bytes = 0;
+    let mut docs = docs.into_iter().peekable();
+    while let Some(doc) = docs.next() {
+        group_bytes += doc.text.len();
+        group.push(doc);
+        let full = docs
+            .peek()
+            .is_none_or(|next| group_bytes + next.text.len() > INGEST_GROUP_BYTES);
+        if full {
+            if cancel.is_cancelled() {
+                return Err(ServiceError::Abandoned);
+            }
+            reports.extend(engine.ingest(std::mem::take(&mut group), &NoProgress)?);
+            group_bytes = 0;
+        }
+    }
+    Ok(reports)
 }

@@ -71,14 +71,21 @@ impl ApiError {
         }
     }
 
-    /// 500, logged; the client sees the code `internal` and the cause's one-line message.
+    /// A 500: the cause (SQL, paths, a panic's text) goes to the log, under the request's id;
+    /// the client sees the code `internal`, a generic message and that id (also in the
+    /// `x-request-id` header) to quote when reporting it.
     pub fn internal(err: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %err, "internal error");
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            format!("internal error: {err}"),
-        )
+        let message = match super::request_id::current() {
+            Some(id) => {
+                tracing::error!(error = %err, request_id = %id, "internal error");
+                format!("internal error (request id {id}); the details are in the server's log")
+            }
+            None => {
+                tracing::error!(error = %err, "internal error");
+                "internal error; the details are in the server's log".to_string()
+            }
+        };
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
     }
 
     /// The code conventionally used for a status without a more specific one.
@@ -146,6 +153,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::ShuttingDown => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }
+            ServiceError::Abandoned => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "abandoned", message)
+            }
             ServiceError::Internal(m) => Self::internal(m),
         }
     }
@@ -174,20 +184,64 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-/// `axum::Json` whose rejections are [`ApiError`]s (JSON bodies, the right status).
+/// `axum::Json` whose rejections are [`ApiError`]s (JSON bodies, the right status), for
+/// bodies that are JSON objects: every body of the API is one, and serde would otherwise read
+/// a struct from an array of its field values (`["q", 5]` as a search).
 pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
-    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(value) = axum::Json::<T>::from_request(req, state).await?;
+        if !is_json(req.headers()) {
+            return Err(Self::Rejection::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "Expected request with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|r| {
+                ApiError::new(r.status(), ApiError::code_for(r.status()), r.body_text())
+            })?;
+        let starts_an_object = bytes
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_some_and(|&b| b == b'{');
+        if !starts_an_object {
+            // Malformed JSON is a 400 whatever its shape; well-formed, it is the wrong type.
+            let _ = axum::Json::<serde::de::IgnoredAny>::from_bytes(&bytes)?;
+            return Err(ApiError::invalid("the request body must be a JSON object"));
+        }
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
         Ok(Self(value))
     }
+}
+
+/// Whether the content type is JSON: `application/json` or `application/*+json`, with any
+/// parameters (as axum's own `Json` decides).
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|sub| sub.ends_with("+json") && !sub.contains('/'))
 }
 
 /// `axum::extract::Query` whose rejections are [`ApiError`]s.

@@ -1,4 +1,5 @@
-//! Cross-cutting request handling: logging and metrics, API keys, timeouts, JSON error bodies.
+//! Cross-cutting request handling: logging and metrics, timeouts, JSON error bodies. (API keys
+//! are [`super::auth`]'s, request ids [`super::request_id`]'s.)
 
 use std::time::Instant;
 
@@ -7,17 +8,16 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
 use super::state::AppState;
 
 /// One log line and the Prometheus counters per request, labelled by route template (not raw
-/// path, so unknown URLs cannot blow up the label set).
+/// path) and by method name only for the standard methods, so that requests (before any key
+/// is checked) cannot blow up the label set.
 pub async fn observe(req: Request, next: Next) -> Response {
     let started = Instant::now();
-    let method = req.method().clone();
+    let method = method_label(req.method());
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -42,38 +42,19 @@ pub async fn observe(req: Request, next: Next) -> Response {
     response
 }
 
-/// Requires `Authorization: Bearer <key>` on every route but `/health` and the browser page
-/// (`/`, `/assets/*`) when a key is set. Keys are compared through their SHA-256 digests in
-/// constant time.
-pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(key) = state.config().api_key.as_deref() else {
-        return next.run(req).await;
-    };
-    let path = req.uri().path();
-    if path == "/health" || super::routes::page::is_public(path) || req.method() == Method::OPTIONS
-    {
-        return next.run(req).await;
-    }
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let valid = presented.is_some_and(|p| {
-        let a = Sha256::digest(p.as_bytes());
-        let b = Sha256::digest(key.as_bytes());
-        bool::from(a.as_slice().ct_eq(b.as_slice()))
-    });
-    if valid {
-        next.run(req).await
-    } else {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthorized",
-            "missing or wrong API key: send Authorization: Bearer <key>",
-        )
-        .into_response()
+/// The `method` label of a request: the standard methods by name, anything else `other`.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
     }
 }
 
@@ -117,7 +98,13 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         .and_then(|b| String::from_utf8(b.to_vec()).ok())
         .filter(|t| !t.trim().is_empty())
         .unwrap_or_else(|| status.canonical_reason().unwrap_or("error").to_string());
-    let mut fixed = ApiError::new(status, ApiError::code_for(status), text).into_response();
+    // A 500 made elsewhere may carry internal detail too: the log gets it, the client does not.
+    let error = if status == StatusCode::INTERNAL_SERVER_ERROR {
+        ApiError::internal(text)
+    } else {
+        ApiError::new(status, ApiError::code_for(status), text)
+    };
+    let mut fixed = error.into_response();
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
             fixed.headers_mut().insert(name.clone(), value.clone());
@@ -133,4 +120,19 @@ pub async fn not_found(req: Request<Body>) -> ApiError {
         req.method(),
         req.uri().path()
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for name in ["FOO", "get", "X-ATTACK-1", "BREW"] {
+            let method = Method::from_bytes(name.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "other", "{name}");
+        }
+    }
 }

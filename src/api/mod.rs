@@ -4,11 +4,19 @@
 //! Routes are registered through utoipa-axum, so `/openapi.json` is generated from the same
 //! handlers the router serves and cannot drift from them.
 
+mod auth;
 pub mod error;
+mod integers;
+mod limits;
+mod metadata_budget;
 mod metrics;
 mod middleware;
+mod objects;
 pub mod openai_tokens;
+pub mod request_id;
+pub mod responses;
 pub mod routes;
+mod schemas;
 pub mod state;
 pub mod types;
 
@@ -45,10 +53,15 @@ use routes::{collections, documents, embeddings, page, search, system};
 )]
 struct ApiDoc;
 
-/// The routes and their OpenAPI description, before state and middleware.
-fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// The routes and their OpenAPI description, before state and middleware; routes with a body
+/// limit of their own get it here.
+fn routes(config: &ApiConfig) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let search = limits::limit_body(
+        OpenApiRouter::new().routes(routes!(search::search_post, search::search_get)),
+        config.max_search_body_bytes,
+    );
     OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .routes(routes!(search::search_post, search::search_get))
+        .merge(search)
         .routes(routes!(documents::ingest, documents::list))
         .routes(routes!(documents::get, documents::delete))
         .routes(routes!(documents::chunks))
@@ -69,33 +82,45 @@ fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 
 /// The OpenAPI document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes().1
+    routes(&ApiConfig::default()).1
 }
 
-/// The complete application: routes, `/openapi.json`, limits, auth, CORS, logging, metrics and
-/// JSON errors everywhere.
+/// The complete application: routes, `/openapi.json`, limits, auth, CORS, logging, metrics,
+/// request ids and JSON errors everywhere.
 pub fn router(state: AppState) -> Router {
-    let (routes, spec) = routes();
-    let spec = Arc::new(spec);
     let config = state.config().clone();
+    let (routes, spec) = routes(&config);
+    let spec = Arc::new(spec);
     let app = routes
         .route(
             "/openapi.json",
-            get(move || {
-                let spec = spec.clone();
-                async move { axum::Json(spec.as_ref().clone()) }
-            }),
+            get(
+                move |axum::extract::State(state): axum::extract::State<AppState>| {
+                    let spec = spec.clone();
+                    async move {
+                        let dimension = state
+                            .service()
+                            .ok()
+                            .map(|s| s.engine().encoder().dimension());
+                        axum::Json(schemas::for_model(&spec, dimension))
+                    }
+                },
+            ),
         )
         .merge(page::router())
         .fallback(middleware::not_found)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            config.max_body_bytes,
+            limits::reject_declared_oversize,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::timeout,
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
-            middleware::authorize,
+            auth::authorize,
         ))
         .with_state(state);
     let app = match cors(&config.cors_origins) {
@@ -104,9 +129,17 @@ pub fn router(state: AppState) -> Router {
     };
     app.layer(axum::middleware::from_fn(middleware::observe))
         .layer(axum::middleware::from_fn(middleware::json_errors))
-        .layer(CatchPanicLayer::custom(|_panic| {
-            ApiError::internal("the handler panicked").into_response_owned()
-        }))
+        .layer(CatchPanicLayer::custom(
+            |panic: Box<dyn std::any::Any + Send>| {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                ApiError::internal(format!("the handler panicked: {what}")).into_response_owned()
+            },
+        ))
+        .layer(axum::middleware::from_fn(request_id::assign))
 }
 
 fn cors(origins: &[String]) -> Option<CorsLayer> {
@@ -122,7 +155,12 @@ fn cors(origins: &[String]) -> Option<CorsLayer> {
         CorsLayer::new()
             .allow_origin(allow)
             .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
-            .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                request_id::HEADER.clone(),
+            ])
+            .expose_headers([request_id::HEADER.clone(), header::RETRY_AFTER]),
     )
 }
 

@@ -213,7 +213,14 @@ fn decode_ids(
     let mut ids = Vec::with_capacity(values.len());
     let mut malformed = None;
     for (j, value) in values.iter().enumerate() {
-        match value.as_u64() {
+        // JSON Schema counts 5.0 as an integer; so do we.
+        let id = value.as_u64().or_else(|| {
+            value
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && (0.0..4_294_967_296.0).contains(f))
+                .map(|f| f as u64)
+        });
+        match id {
             Some(n) => match u32::try_from(n) {
                 Ok(id) => ids.push(id),
                 Err(_) => {

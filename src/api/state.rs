@@ -20,6 +20,13 @@ pub struct ApiConfig {
     pub cors_origins: Vec<String>,
     /// Largest request body, in bytes (413 above).
     pub max_body_bytes: usize,
+    /// Largest body of `POST /search`, in bytes (413 above): a question and a filter. 1 MiB
+    /// holds a filter at its limits (10,000 document ids of up to ~100 bytes, 64 clauses of
+    /// 1,000 values) without buffering the 16 MiB an ingest may send.
+    pub max_search_body_bytes: usize,
+    /// Most bytes of document metadata in one search response; hits past it carry none
+    /// (`metadata_omitted`), so that `k` hits of large metadata cannot make a huge answer.
+    pub max_response_metadata_bytes: usize,
     /// Longest time a request may take (503 after).
     pub request_timeout: Duration,
     /// The tiktoken encoding that token-id inputs of `/v1/embeddings` are read in.
@@ -32,6 +39,8 @@ impl Default for ApiConfig {
             api_key: None,
             cors_origins: Vec::new(),
             max_body_bytes: 16 * 1024 * 1024,
+            max_search_body_bytes: 1024 * 1024,
+            max_response_metadata_bytes: 1024 * 1024,
             request_timeout: Duration::from_secs(60),
             openai_token_encoding: TokenEncoding::default(),
         }

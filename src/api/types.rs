@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
+use super::{integers, objects};
 use crate::collections::{CollectionInfo, CollectionSettings};
 use crate::engine::{
     DocumentInput, Fusion, HitScores, IngestReport, SearchHit, SearchMode, SearchRequest,
@@ -24,32 +25,52 @@ fn default_k() -> usize {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SearchBody {
-    /// The question or text to find passages for.
+    /// The question or text to find passages for (not blank).
+    #[schema(pattern = r"\S")]
     pub query: String,
     /// How many passages (1..=1000).
-    #[serde(default = "default_k")]
+    #[serde(default = "default_k", deserialize_with = "integers::usize")]
+    #[schema(minimum = 1, maximum = 1000)]
     pub k: usize,
-    /// HNSW search breadth for this query.
-    #[serde(default)]
+    /// HNSW search breadth for this query (1..=10000).
+    #[serde(default, deserialize_with = "integers::option_usize")]
+    #[schema(minimum = 1, maximum = 10000)]
     pub ef: Option<usize>,
     /// Exact (brute-force) search instead of HNSW.
     #[serde(default)]
     pub exact: bool,
     /// Restrict to documents or metadata values.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "objects::option_object")]
     pub filter: Option<FilterBody>,
+    /// Send each hit's document metadata (default true). Either way a response holds at most
+    /// the server's `--max-response-metadata-bytes` of metadata; see `metadata_omitted`.
+    #[serde(default = "yes")]
+    pub include_metadata: bool,
     /// "hybrid" (default: embeddings and BM25, fused), "dense" or "lexical".
     #[serde(default)]
+    #[schema(pattern = "^(hybrid|dense|lexical)$")]
     pub mode: Option<String>,
     /// How hybrid mode merges its lists: "convex" (default; normalised scores) or "rrf".
     #[serde(default)]
+    #[schema(pattern = "^(convex|rrf)$")]
     pub fusion: Option<String>,
     /// Weight of the dense list in hybrid mode, 0..=1 (default 0.5).
     #[serde(default)]
-    pub dense_weight: Option<f32>,
+    #[schema(minimum = 0, maximum = 1)]
+    pub dense_weight: Option<f64>,
     /// Whether hybrid mode rescores its best candidates by late interaction (default true).
     #[serde(default)]
     pub rerank: Option<bool>,
+}
+
+/// `dense_weight` checked as sent (a tiny negative number must not round to 0 in f32 and pass).
+fn dense_weight(weight: Option<f64>) -> Result<Option<f32>, crate::api::ApiError> {
+    match weight {
+        Some(w) if !(0.0..=1.0).contains(&w) => Err(crate::api::ApiError::invalid(format!(
+            "dense_weight must be between 0 and 1, got {w}"
+        ))),
+        other => Ok(other.map(|w| w as f32)),
+    }
 }
 
 /// The search options shared by `POST /search` and `GET /search`, checked: an unknown mode or
@@ -124,7 +145,7 @@ impl SearchBody {
             },
             mode,
             fusion,
-            dense_weight: self.dense_weight,
+            dense_weight: dense_weight(self.dense_weight)?,
             rerank: self.rerank.unwrap_or(true),
         })
     }
@@ -150,9 +171,14 @@ pub struct SearchResult {
     pub start: usize,
     /// Byte offset one past the passage's end.
     pub end: usize,
-    /// The document's metadata.
+    /// The document's metadata (`{}` when `metadata_omitted`).
     #[schema(value_type = Object)]
     pub metadata: Map<String, Value>,
+    /// Present and true when this hit's metadata was left out: the request said
+    /// `include_metadata: false`, or the response's metadata budget was spent on better hits.
+    /// `GET /documents/{doc_id}` has it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub metadata_omitted: bool,
 }
 
 /// A hit's score from each retriever that saw it (`null` where one did not).
@@ -190,6 +216,7 @@ impl From<SearchHit> for SearchResult {
             start: h.start,
             end: h.end,
             metadata: h.metadata,
+            metadata_omitted: false,
         }
     }
 }
@@ -224,26 +251,36 @@ impl SearchResponse {
 #[derive(Debug, Clone, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SearchParams {
-    /// The question.
+    /// The question (not blank).
+    #[param(pattern = r"\S")]
     pub q: String,
-    /// How many passages.
-    #[serde(default = "default_k")]
+    /// How many passages (1..=1000).
+    #[serde(default = "default_k", deserialize_with = "integers::query_usize")]
+    #[param(minimum = 1, maximum = 1000)]
     pub k: usize,
-    /// HNSW search breadth.
+    /// HNSW search breadth (1..=10000).
+    #[serde(default, deserialize_with = "integers::query_option_usize")]
+    #[param(minimum = 1, maximum = 10000)]
     pub ef: Option<usize>,
     /// Exact search.
     #[serde(default)]
     pub exact: bool,
+    /// Send each hit's document metadata (default true).
+    #[serde(default = "yes")]
+    pub include_metadata: bool,
     /// A filter as JSON text, URL-encoded: the shape of POST's `filter`,
     /// `{"doc_ids"?: [...], "metadata"?: {...}}`.
     #[param(example = r#"{"metadata": {"year": {"$gte": 2020}}}"#)]
     pub filter: Option<String>,
     /// "hybrid" (default), "dense" or "lexical".
+    #[param(pattern = "^(hybrid|dense|lexical)$")]
     pub mode: Option<String>,
     /// "convex" (default) or "rrf".
+    #[param(pattern = "^(convex|rrf)$")]
     pub fusion: Option<String>,
     /// Weight of the dense list in hybrid mode, 0..=1.
-    pub dense_weight: Option<f32>,
+    #[param(minimum = 0, maximum = 1)]
+    pub dense_weight: Option<f64>,
     /// Whether hybrid mode rescores by late interaction (default true).
     pub rerank: Option<bool>,
 }
@@ -266,19 +303,19 @@ impl SearchParams {
             filter,
             mode,
             fusion,
-            dense_weight: self.dense_weight,
+            dense_weight: dense_weight(self.dense_weight)?,
             rerank: self.rerank.unwrap_or(true),
         })
     }
 }
 
-/// One text or many.
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+/// One text or many (schema in [`super::schemas`]).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum Inputs {
     /// A single text.
     One(String),
-    /// Several texts.
+    /// Several texts (at least one).
     Many(Vec<String>),
 }
 
@@ -307,19 +344,20 @@ pub struct EmbedBody {
     /// Cut inputs longer than the model's window instead of refusing them (413).
     #[serde(default)]
     pub truncate: bool,
-    /// Which end to cut; only "Right" is supported.
+    /// Which end to cut; only "Right" is supported (in any case).
     #[serde(default)]
+    #[schema(pattern = "^[Rr][Ii][Gg][Hh][Tt]$")]
     pub truncation_direction: Option<String>,
 }
 
 /// OpenAI's `input`: text(s), or tiktoken token ids (decoded to text, see
-/// [`crate::api::openai_tokens`]).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
+/// [`crate::api::openai_tokens`]; schema in [`super::schemas`]).
+#[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum OpenAiInput {
     /// One text.
     One(String),
-    /// Several texts.
+    /// Several texts (at least one).
     Many(Vec<String>),
     /// Token ids of the configured tiktoken encoding: one array, or an array of arrays.
     Tokens(Vec<Value>),
@@ -335,9 +373,11 @@ pub struct OpenAiEmbeddingsBody {
     pub model: Option<String>,
     /// "float" (default) or "base64" (little-endian f32).
     #[serde(default)]
+    #[schema(pattern = "^(float|base64)$")]
     pub encoding_format: Option<String>,
-    /// Shorten vectors to this many dimensions (re-normalised).
-    #[serde(default)]
+    /// Shorten vectors to this many dimensions (re-normalised; at most the model's dimension).
+    #[serde(default, deserialize_with = "integers::option_usize")]
+    #[schema(minimum = 1)]
     pub dimensions: Option<usize>,
     /// Accepted and ignored.
     #[serde(default)]
@@ -392,7 +432,8 @@ pub struct OpenAiEmbeddingsResponse {
 pub struct SimilarityInputs {
     /// The sentence to compare against.
     pub source_sentence: String,
-    /// Sentences to score.
+    /// Sentences to score (at least one).
+    #[schema(min_items = 1)]
     pub sentences: Vec<String>,
 }
 
@@ -400,6 +441,7 @@ pub struct SimilarityInputs {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 pub struct SimilarityBody {
     /// The sentences.
+    #[serde(deserialize_with = "objects::object")]
     pub inputs: SimilarityInputs,
 }
 
@@ -407,10 +449,13 @@ pub struct SimilarityBody {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DocumentBody {
-    /// Stable id; when absent, one is derived from the text's hash.
+    /// Stable id (not blank, at most 512 bytes of UTF-8, unique within a request); when absent,
+    /// one is derived from the text's hash.
     #[serde(default)]
+    #[schema(pattern = r"\S")]
     pub id: Option<String>,
-    /// The text.
+    /// The text (not blank).
+    #[schema(pattern = r"\S")]
     pub text: String,
     /// Metadata to filter on.
     #[serde(default)]
@@ -424,7 +469,9 @@ pub struct DocumentBody {
 pub enum DocumentsBody {
     /// Several documents.
     Many {
-        /// The documents.
+        /// The documents (1..=10000).
+        #[serde(deserialize_with = "objects::objects")]
+        #[schema(min_items = 1, max_items = 10000)]
         documents: Vec<DocumentBody>,
     },
     /// One document.
@@ -457,9 +504,13 @@ impl DocumentsBody {
 pub struct IngestedDocument {
     /// The document's id.
     pub id: String,
-    /// created, updated, metadata_updated or unchanged.
+    /// created, updated, metadata_updated or unchanged; or deleted: a DELETE of this id ran
+    /// while the document was being embedded, and that delete stands (nothing was stored).
+    /// Decided when the document is committed, so two requests with one new id report
+    /// `created` once.
+    #[schema(pattern = "^(created|updated|metadata_updated|unchanged|deleted)$")]
     pub status: String,
-    /// Chunks it has.
+    /// Chunks it has (0 when deleted).
     pub chunks: usize,
 }
 
@@ -559,8 +610,12 @@ impl From<DocumentSummary> for DocumentSummaryResponse {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Page size (1..=1000, default 100).
+    #[serde(default, deserialize_with = "integers::query_option_usize")]
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// Documents to skip.
+    #[serde(default, deserialize_with = "integers::query_option_usize")]
+    #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub offset: Option<usize>,
 }
 
@@ -603,7 +658,7 @@ pub struct DeleteResponse {
 #[serde(deny_unknown_fields)]
 pub struct CollectionBody {
     /// 1 to 64 characters of `A-Z a-z 0-9 _ -`.
-    #[schema(example = "product-docs")]
+    #[schema(example = "product-docs", pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub name: String,
     /// Passage size in model tokens (the server's `--chunk-tokens` when absent).
     pub chunk_tokens: Option<usize>,

@@ -1,5 +1,6 @@
 //! Argument parsing and dispatch; each subcommand lives in its own file.
 
+mod api_key;
 mod bench;
 mod chunk;
 mod embed;
@@ -180,7 +181,17 @@ impl EngineArgs {
         if engine.stats()?.documents == 0 && !engine.options().read_only {
             if self.seeds.exists() {
                 tracing::info!(seeds = %self.seeds.display(), "data directory is empty: ingesting the seed documents");
-                ingest::ingest_paths(&engine, std::slice::from_ref(&self.seeds))?;
+                let summary = ingest::ingest_paths(
+                    &engine,
+                    std::slice::from_ref(&self.seeds),
+                    semdex::engine::sources::SourceOptions::default(),
+                )?;
+                if summary.skipped > 0 {
+                    tracing::warn!(
+                        skipped = summary.skipped,
+                        "some seed files were skipped; serving the rest"
+                    );
+                }
             } else {
                 tracing::warn!(seeds = %self.seeds.display(), "data directory is empty and the seed folder does not exist");
             }

@@ -1,5 +1,6 @@
 //! `semdex serve`: the HTTP server over the data directory (the seed article on a fresh one).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -11,7 +12,7 @@ use semdex::queue::{EmbedQueue, QueueOptions};
 use semdex::service::{Service, ServiceOptions};
 use tokio::sync::watch;
 
-use super::{EngineArgs, GlobalArgs};
+use super::{EngineArgs, GlobalArgs, api_key};
 
 #[derive(Args, Debug)]
 pub struct ServeArgs {
@@ -19,8 +20,13 @@ pub struct ServeArgs {
     #[arg(long, env = "SEMDEX_ADDR", default_value = "127.0.0.1:8080")]
     pub addr: String,
     /// Require `Authorization: Bearer KEY` on every route but /health and the browser page.
+    /// An empty key is refused (it would leave the server open).
     #[arg(long, env = "SEMDEX_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
+    /// Read the API key from this file (its trailing newline removed), so that it does not
+    /// show in `ps`.
+    #[arg(long, env = "SEMDEX_API_KEY_FILE", conflicts_with = "api_key")]
+    pub api_key_file: Option<PathBuf>,
     /// Allowed CORS origin (repeatable or comma-separated; `*` for any).
     #[arg(
         long = "cors-origin",
@@ -31,13 +37,27 @@ pub struct ServeArgs {
     /// Largest request body in bytes.
     #[arg(long, env = "SEMDEX_MAX_BODY_BYTES", default_value_t = ApiConfig::default().max_body_bytes)]
     pub max_body_bytes: usize,
+    /// Largest body of POST /search in bytes.
+    #[arg(long, env = "SEMDEX_MAX_SEARCH_BODY_BYTES", default_value_t = ApiConfig::default().max_search_body_bytes)]
+    pub max_search_body_bytes: usize,
+    /// Most bytes of document metadata in one search response (hits past it carry none and
+    /// say `metadata_omitted`).
+    #[arg(long, env = "SEMDEX_MAX_RESPONSE_METADATA_BYTES", default_value_t = ApiConfig::default().max_response_metadata_bytes)]
+    pub max_response_metadata_bytes: usize,
+    /// Bytes of documents being ingested at once before ingest requests are refused with 429.
+    #[arg(long, env = "SEMDEX_MAX_INGEST_BYTES", default_value_t = ServiceOptions::default().max_ingest_bytes)]
+    pub max_ingest_bytes: usize,
+    /// Ingest requests running at once before more are refused with 429.
+    #[arg(long, env = "SEMDEX_MAX_INGEST_REQUESTS", default_value_t = ServiceOptions::default().max_ingest_requests)]
+    pub max_ingest_requests: usize,
     /// Most inputs in one embedding request.
     #[arg(long, env = "SEMDEX_MAX_INPUTS", default_value_t = ServiceOptions::default().max_inputs)]
     pub max_inputs: usize,
     /// Seconds a request may take before it is answered 503.
     #[arg(long, env = "SEMDEX_REQUEST_TIMEOUT", default_value_t = ApiConfig::default().request_timeout.as_secs())]
     pub request_timeout: u64,
-    /// Inputs that may wait for the encoder before requests are refused with 429.
+    /// Embedding inputs admitted at once (being tokenized, waiting for the encoder or in a
+    /// forward pass) before requests are refused with 429.
     #[arg(long, env = "SEMDEX_MAX_QUEUED_INPUTS", default_value_t = QueueOptions::default().max_queued_inputs)]
     pub max_queued_inputs: usize,
     /// tiktoken encoding of token-id inputs to /v1/embeddings: "cl100k_base" (what LangChain
@@ -61,14 +81,18 @@ pub fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let config = ApiConfig {
-        api_key: args.api_key.clone().filter(|k| !k.is_empty()),
+        api_key: api_key::resolve(args.api_key.as_deref(), args.api_key_file.as_deref())?,
         cors_origins: args.cors_origins.clone(),
         max_body_bytes: args.max_body_bytes,
+        max_search_body_bytes: args.max_search_body_bytes,
+        max_response_metadata_bytes: args.max_response_metadata_bytes,
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
         openai_token_encoding: args.openai_token_encoding,
     };
     let service_options = ServiceOptions {
         max_inputs: args.max_inputs.max(1),
+        max_ingest_bytes: args.max_ingest_bytes.max(1),
+        max_ingest_requests: args.max_ingest_requests.max(1),
     };
     let queue_options = QueueOptions {
         max_queued_inputs: args.max_queued_inputs.max(1),

@@ -14,6 +14,7 @@ mod packed_bert;
 mod pooling;
 mod tokenize;
 mod weights;
+mod window;
 
 use std::fmt;
 use std::path::Path;
@@ -26,6 +27,7 @@ pub use error::{EmbedError, Result};
 pub use packed_bert::PackedBert;
 pub use pooling::{Pooling, l2_normalize};
 pub use tokenize::{TextTokenizer, TokenizedText};
+pub use window::WindowEncoding;
 
 /// The default model folder, relative to the working directory.
 pub const DEFAULT_MODEL_DIR: &str = "models/all-MiniLM-L6-v2";

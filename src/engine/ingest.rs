@@ -9,7 +9,9 @@ use sha2::Digest;
 use crate::chunk::Chunk;
 use crate::index::VectorIndex;
 use crate::progress::Progress;
-use crate::store::{ChunkSpan, DocumentSummary, NewChunk, NewDocument, StoredDocument};
+use crate::store::{ChunkSpan, DocumentSummary, NewChunk, NewDocument, Store, StoredDocument};
+
+use super::claims::Claim;
 
 use super::{Engine, EngineError, MAX_ID_BYTES, Result};
 
@@ -37,6 +39,9 @@ pub enum IngestStatus {
     MetadataUpdated,
     /// Same text and metadata: nothing done.
     Unchanged,
+    /// A DELETE of this id ran while the document was being embedded: the delete comes after
+    /// this ingest, so nothing of it is stored.
+    Deleted,
 }
 
 impl IngestStatus {
@@ -47,6 +52,7 @@ impl IngestStatus {
             Self::Updated => "updated",
             Self::MetadataUpdated => "metadata_updated",
             Self::Unchanged => "unchanged",
+            Self::Deleted => "deleted",
         }
     }
 }
@@ -65,8 +71,14 @@ pub struct IngestReport {
 /// How often a long ingest commits the lexical index (each commit costs a segment flush).
 const LEXICAL_COMMIT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// Vectors inserted into the HNSW graph per hold of the index's write lock while committing a
+/// document (a few milliseconds of work; a 2,000-passage document held it for seconds).
+const INDEX_STEP: usize = 64;
+
 /// A document chunked and waiting for its vectors.
-struct Pending {
+struct Pending<'a> {
+    /// Held until the document is committed (or abandoned): see [`super::claims`].
+    claim: Claim<'a>,
     input: DocumentInput,
     /// The document's title, embedded with each of its passages for context.
     title: Option<String>,
@@ -75,10 +87,9 @@ struct Pending {
     vectors: Vec<Vec<f32>>,
     /// Each embedded chunk's token vectors, packed for the store.
     tokens: Vec<Vec<u8>>,
-    existed: bool,
 }
 
-impl Pending {
+impl Pending<'_> {
     fn complete(&self) -> bool {
         self.vectors.len() == self.chunks.len()
     }
@@ -87,9 +98,9 @@ impl Pending {
 /// Chunks flow through here in document order: they are embedded in full batches, and each
 /// document is committed as soon as all of its chunks have vectors.
 #[derive(Default)]
-struct Pipeline {
+struct Pipeline<'a> {
     /// Documents waiting, oldest first.
-    queue: std::collections::VecDeque<Pending>,
+    queue: std::collections::VecDeque<Pending<'a>>,
     /// Chunks of queued documents not yet embedded.
     waiting: usize,
 }
@@ -155,23 +166,22 @@ impl Engine {
         let mut pipeline = Pipeline::default();
         for input in docs {
             let hash = content_hash(&input.text);
-            let state = self.reader().document_state(&input.id)?;
-            if let Some(state) = state.as_ref().filter(|s| s.content_hash == hash) {
-                let status = if state.metadata == input.metadata {
-                    IngestStatus::Unchanged
-                } else {
-                    self.writer_for_update()?
-                        .set_metadata(&input.id, &input.metadata)?;
-                    IngestStatus::MetadataUpdated
-                };
-                let chunks = self.chunk_count(&input.id)?;
-                progress.advance(input.text.len() as u64);
-                reports.push(IngestReport {
-                    id: input.id,
-                    status,
-                    chunks,
-                });
-                continue;
+            let (claim, state) = self
+                .claims
+                .claim(&input.id, || self.reader().document_state(&input.id))?;
+            if state.is_some_and(|s| s.content_hash == hash) {
+                // Probably nothing to embed; decided under the write connection.
+                let mut writer = self.writer_for_update()?;
+                if let Some(status) = self.settle_same_text(&mut writer, &claim, &input, &hash)? {
+                    drop(writer);
+                    progress.advance(input.text.len() as u64);
+                    reports.push(IngestReport {
+                        chunks: self.chunk_count_if(status, &input.id)?,
+                        id: input.id,
+                        status,
+                    });
+                    continue;
+                }
             }
             let chunks = self.chunker.chunk(&input.id, &input.text);
             pipeline.waiting += chunks.len();
@@ -181,13 +191,13 @@ impl Engine {
                 .then(|| crate::chunk::document_title(&input.text, &input.metadata))
                 .flatten();
             pipeline.queue.push_back(Pending {
+                claim,
                 title,
                 vectors: Vec::with_capacity(chunks.len()),
                 tokens: Vec::with_capacity(chunks.len()),
                 input,
                 hash,
                 chunks,
-                existed: state.is_some(),
             });
             while pipeline.waiting >= batch {
                 self.embed_next(&mut pipeline, batch, progress)?;
@@ -211,7 +221,7 @@ impl Engine {
     /// Embeds the next `batch` waiting chunks (fewer at the end), in document order.
     fn embed_next(
         &self,
-        pipeline: &mut Pipeline,
+        pipeline: &mut Pipeline<'_>,
         batch: usize,
         progress: &dyn Progress,
     ) -> Result<()> {
@@ -252,7 +262,7 @@ impl Engine {
     /// Commits every fully embedded document at the front of the pipeline.
     fn commit_ready(
         &self,
-        pipeline: &mut Pipeline,
+        pipeline: &mut Pipeline<'_>,
         progress: &dyn Progress,
     ) -> Result<Vec<IngestReport>> {
         let mut reports = Vec::new();
@@ -265,8 +275,13 @@ impl Engine {
         Ok(reports)
     }
 
-    /// Writes one document (store transaction, then index) as a unit.
-    fn commit(&self, p: Pending, progress: &dyn Progress) -> Result<IngestReport> {
+    /// Writes one document (store transaction, then index) as a unit. What it reports is
+    /// decided here, under the write connection, from what the store holds now: commits are
+    /// the serial order of writes to an id.
+    fn commit(&self, p: Pending<'_>, progress: &dyn Progress) -> Result<IngestReport> {
+        // Whitespace between chunks never reaches the encoder; count it now.
+        let embedded: usize = p.chunks.iter().map(|c| c.text.len()).sum();
+        progress.advance(p.input.text.len().saturating_sub(embedded) as u64);
         let chunks: Vec<NewChunk> = p
             .chunks
             .iter()
@@ -289,11 +304,21 @@ impl Engine {
             content_hash: &p.hash,
             title: p.title.as_deref(),
         };
-        {
+        let existed = {
             // Hold the write connection until the index reflects this commit, so that
             // concurrent writers apply their index changes in commit order and the index's
             // generation always names a state the store was in.
             let mut writer = self.writer_for_update()?;
+            if let Some(status) = self.settle_same_text(&mut writer, &p.claim, &p.input, &p.hash)? {
+                // Deleted meanwhile, or the same text committed by a concurrent ingest.
+                drop(writer);
+                return Ok(IngestReport {
+                    chunks: self.chunk_count_if(status, &p.input.id)?,
+                    id: p.input.id,
+                    status,
+                });
+            }
+            let existed = writer.document_state(&p.input.id)?.is_some();
             let outcome = writer.put_document(&doc, &chunks)?;
             let items: Vec<(u64, &[f32])> = outcome
                 .added
@@ -301,11 +326,18 @@ impl Engine {
                 .copied()
                 .zip(p.vectors.iter().map(Vec::as_slice))
                 .collect();
-            let mut ix = self.write_index();
-            ix.remove(&outcome.removed);
-            ix.add(&items)?;
-            ix.set_generation(outcome.generation);
-            drop(ix);
+            // The index's write lock is taken per step, not for the whole document: a search
+            // waits for one step at most, never for all of a long document's insertions.
+            // Between steps a search may see part of the new version (every hit it gets is a
+            // committed passage); the old version is gone from the first step.
+            self.write_index().remove(&outcome.removed);
+            for step in items.chunks(INDEX_STEP) {
+                let mut ix = self.write_index();
+                ix.add(step)?;
+                // Searches waiting for the lock get it before this loop takes it again.
+                parking_lot::RwLockWriteGuard::unlock_fair(ix);
+            }
+            self.write_index().set_generation(outcome.generation);
             // The lexical index takes the same changes; they become searchable at its next
             // commit (the end of this ingest call), and a crash before that is caught up
             // from the store on the next start.
@@ -322,13 +354,11 @@ impl Engine {
                 .collect();
             self.lexical.remove(&outcome.removed)?;
             self.lexical.add(&passages)?;
-        }
-        // Whitespace between chunks never reaches the encoder; count it now.
-        let embedded: usize = p.chunks.iter().map(|c| c.text.len()).sum();
-        progress.advance(p.input.text.len().saturating_sub(embedded) as u64);
+            existed
+        };
         Ok(IngestReport {
             id: p.input.id,
-            status: if p.existed {
+            status: if existed {
                 IngestStatus::Updated
             } else {
                 IngestStatus::Created
@@ -337,7 +367,38 @@ impl Engine {
         })
     }
 
-    fn chunk_count(&self, id: &str) -> Result<usize> {
+    /// The status of an ingest that needs no new vectors, decided under the write connection
+    /// `writer`: `Deleted` when a delete of the id ran since `claim` read its state; `Unchanged`
+    /// or `MetadataUpdated` (written here) when the store holds the same text; `None` when the
+    /// text must be embedded and written.
+    fn settle_same_text(
+        &self,
+        writer: &mut Store,
+        claim: &Claim<'_>,
+        input: &DocumentInput,
+        hash: &str,
+    ) -> Result<Option<IngestStatus>> {
+        if claim.deleted_since() {
+            return Ok(Some(IngestStatus::Deleted));
+        }
+        match writer.document_state(&input.id)? {
+            Some(state) if state.content_hash == hash => {
+                if state.metadata == input.metadata {
+                    Ok(Some(IngestStatus::Unchanged))
+                } else {
+                    writer.set_metadata(&input.id, &input.metadata)?;
+                    Ok(Some(IngestStatus::MetadataUpdated))
+                }
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// The chunk count to report for `status`, `id` (none for a deleted document).
+    fn chunk_count_if(&self, status: IngestStatus, id: &str) -> Result<usize> {
+        if status == IngestStatus::Deleted {
+            return Ok(0);
+        }
         Ok(self.reader().get_document(id)?.map_or(0, |d| d.chunks))
     }
 
@@ -345,8 +406,9 @@ impl Engine {
     /// Returns how many chunks it had.
     pub fn delete(&self, id: &str) -> Result<usize> {
         let mut writer = self.writer_for_update()?;
-        let outcome = writer
-            .delete_document(id)?
+        let outcome = self
+            .claims
+            .delete(id, || writer.delete_document(id))?
             .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
         let mut ix = self.write_index();
         ix.remove(&outcome.removed);

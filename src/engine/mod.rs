@@ -6,6 +6,7 @@
 //! document is committed (store transaction, then index) as a unit. A data directory is open
 //! for writing in one process at a time ([`DirLock`]).
 
+mod claims;
 pub mod fusion;
 mod indexes;
 mod ingest;
@@ -13,7 +14,9 @@ mod search;
 pub mod sources;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::chunk::{ChunkError, ChunkOptions, Chunker};
 use crate::embed::{EmbedError, Encoder};
@@ -23,7 +26,9 @@ use crate::lexical::{LexicalError, LexicalIndex, LexicalStats};
 use crate::progress::{NoProgress, Progress};
 use crate::store::{DirLock, ModelIdentity, PooledStore, ReadPool, Store, StoreError};
 pub use fusion::Fusion;
-pub use ingest::{DocumentInput, IngestReport, IngestStatus, content_hash};
+pub use ingest::{
+    DocumentInput, IngestReport, IngestStatus, content_hash, validate as validate_document,
+};
 pub use search::{
     DEFAULT_DENSE_WEIGHT, HYBRID_CANDIDATES, HitScores, MAX_RESCORED, Query, RESCORED_CANDIDATES,
     SearchHit, SearchMode, SearchRequest, SearchResults, SearchStrategy,
@@ -143,11 +148,15 @@ pub struct Engine {
     chunker: Chunker,
     writer: Mutex<Store>,
     readers: ReadPool,
+    /// parking_lot's lock, for its fair unlock: a writer adding a long document step by step
+    /// hands the lock to waiting searches between steps instead of taking it straight back.
     index: RwLock<HnswIndex>,
     lexical: LexicalIndex,
     /// Which tokens late interaction ignores.
     token_filter: TokenFilter,
     compaction: Mutex<()>,
+    /// Ids that ingests are embedding, so that a delete meanwhile is not undone.
+    claims: claims::Claims,
     options: EngineOptions,
     /// Held while the engine lives (absent when read-only).
     _lock: Option<DirLock>,
@@ -196,6 +205,7 @@ impl Engine {
             lexical,
             token_filter,
             compaction: Mutex::new(()),
+            claims: claims::Claims::default(),
             options,
             _lock: lock,
         };
@@ -326,15 +336,11 @@ impl Engine {
     }
 
     fn read_index(&self) -> RwLockReadGuard<'_, HnswIndex> {
-        self.index
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.index.read()
     }
 
     fn write_index(&self) -> RwLockWriteGuard<'_, HnswIndex> {
-        self.index
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.index.write()
     }
 }
 

@@ -1,16 +1,43 @@
 //! Finding documents to ingest: text files, directories (recursive), JSON lines, stdin.
+//!
+//! Walking is bounded: symbolic links are followed only while they stay inside the paths the
+//! caller named (a link to `/` does not walk the disk), files over a size cap are skipped
+//! unread, and a file or line that cannot be used is reported and skipped without stopping
+//! the others.
 
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::DocumentInput;
+use super::{DocumentInput, ingest};
 
 /// File extensions read as one plain-text document each.
 pub const TEXT_EXTENSIONS: [&str; 4] = ["txt", "md", "markdown", "text"];
 /// File extensions read as JSON lines, one document per line.
 pub const JSONL_EXTENSIONS: [&str; 2] = ["jsonl", "ndjson"];
+/// Default size cap of one file (and of standard input).
+pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How sources are read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SourceOptions {
+    /// Files larger than this are skipped unread.
+    pub max_file_bytes: u64,
+    /// Follow symbolic links wherever they lead (by default only those that stay inside the
+    /// named paths).
+    pub follow_links_anywhere: bool,
+}
+
+impl Default for SourceOptions {
+    fn default() -> Self {
+        Self {
+            max_file_bytes: DEFAULT_MAX_FILE_BYTES,
+            follow_links_anywhere: false,
+        }
+    }
+}
 
 /// Something that was not ingested, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,10 +51,12 @@ pub struct Skipped {
 /// Documents found, and what was passed over.
 #[derive(Debug, Default)]
 pub struct Collected {
-    /// Documents to ingest, in a stable order.
+    /// Documents to ingest, in a stable order; each valid, ids unique.
     pub documents: Vec<DocumentInput>,
-    /// What was skipped, with reasons (for warnings).
+    /// Files and documents that could not be used, with reasons: the run should say so.
     pub skipped: Vec<Skipped>,
+    /// Files met while walking a directory that are not of a kind semdex reads (not errors).
+    pub ignored: usize,
 }
 
 /// A source that cannot be read at all.
@@ -46,16 +75,42 @@ pub enum SourceError {
     StdinNotUtf8,
 }
 
+/// Collects documents from `paths` with the default [`SourceOptions`].
+pub fn collect(paths: &[PathBuf], stdin: impl Read) -> Result<Collected, SourceError> {
+    collect_with(paths, stdin, SourceOptions::default())
+}
+
 /// Collects documents from `paths`: files, directories (walked recursively, in name order),
-/// and `-` for `stdin` (JSON lines if it looks like them, else one text document).
-pub fn collect(paths: &[PathBuf], mut stdin: impl Read) -> Result<Collected, SourceError> {
+/// and `-` for `stdin` (JSON lines if it looks like them, else one text document). Documents
+/// that would fail ingest (an empty or over-long id, no text) and repeated ids (the first is
+/// kept) are skipped with a reason, so that one bad entry does not stop the rest.
+pub fn collect_with(
+    paths: &[PathBuf],
+    mut stdin: impl Read,
+    options: SourceOptions,
+) -> Result<Collected, SourceError> {
     let mut out = Collected::default();
     for path in paths {
         if path.as_os_str() == "-" {
-            let mut text = String::new();
-            stdin
-                .read_to_string(&mut text)
-                .map_err(|_| SourceError::StdinNotUtf8)?;
+            let mut bytes = Vec::new();
+            (&mut stdin)
+                .take(options.max_file_bytes.saturating_add(1))
+                .read_to_end(&mut bytes)
+                .map_err(|source| SourceError::Io {
+                    path: "stdin".into(),
+                    source,
+                })?;
+            if bytes.len() as u64 > options.max_file_bytes {
+                out.skipped.push(skip(
+                    "stdin",
+                    &format!(
+                        "longer than {} bytes (raise --max-file-bytes)",
+                        options.max_file_bytes
+                    ),
+                ));
+                continue;
+            }
+            let text = String::from_utf8(bytes).map_err(|_| SourceError::StdinNotUtf8)?;
             if looks_like_jsonl(&text) {
                 parse_jsonl(&text, "stdin", &mut out);
             } else if text.trim().is_empty() {
@@ -71,23 +126,53 @@ pub fn collect(paths: &[PathBuf], mut stdin: impl Read) -> Result<Collected, Sou
             source,
         })?;
         if meta.is_dir() {
-            let walker = walkdir::WalkDir::new(path)
-                .follow_links(true)
-                .sort_by_file_name();
-            for entry in walker {
-                match entry {
-                    Ok(e) if e.file_type().is_file() => read_file(e.path(), &mut out),
-                    Ok(_) => {}
-                    Err(e) => out
-                        .skipped
-                        .push(skip(&path.display().to_string(), &e.to_string())),
-                }
-            }
+            walk(path, options, &mut out);
         } else {
-            read_file(path, &mut out);
+            read_file(path, options, true, &mut out);
         }
     }
+    keep_valid_documents(&mut out);
     Ok(out)
+}
+
+/// Reads the files under `root`, following links only inside it unless told otherwise.
+fn walk(root: &Path, options: SourceOptions, out: &mut Collected) {
+    let inside = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
+    let mut outside = Vec::new();
+    let walker = walkdir::WalkDir::new(root)
+        .follow_links(true)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_entry(|e| {
+            if options.follow_links_anywhere || e.depth() == 0 || !e.path_is_symlink() {
+                return true;
+            }
+            let target = std::fs::canonicalize(e.path());
+            let stays = target.as_ref().is_ok_and(|t| t.starts_with(&inside));
+            if !stays {
+                let to = target.map_or_else(|e| e.to_string(), |t| t.display().to_string());
+                outside.push(skip(
+                    &id_for_path(e.path()),
+                    &format!(
+                        "a symbolic link to {to}, outside {}; not followed (--follow-links follows it)",
+                        root.display()
+                    ),
+                ));
+            }
+            stays
+        });
+    for entry in walker {
+        match entry {
+            Ok(e) if e.file_type().is_file() => read_file(e.path(), options, false, out),
+            Ok(_) => {}
+            Err(e) => {
+                let location = e.path().unwrap_or(root);
+                out.skipped
+                    .push(skip(&id_for_path(location), &e.to_string()));
+            }
+        }
+    }
+    out.skipped.append(&mut outside);
 }
 
 /// A document id for a file: its path as given, with `/` separators.
@@ -96,7 +181,9 @@ pub fn id_for_path(path: &Path) -> String {
     s.strip_prefix("./").map(str::to_string).unwrap_or(s)
 }
 
-fn read_file(path: &Path, out: &mut Collected) {
+/// Reads one file; `named` when the caller named it (a file of another kind is then an
+/// error, not something passed over in a walk).
+fn read_file(path: &Path, options: SourceOptions, named: bool, out: &mut Collected) {
     let location = id_for_path(path);
     let ext = path
         .extension()
@@ -105,12 +192,25 @@ fn read_file(path: &Path, out: &mut Collected) {
     let is_text = TEXT_EXTENSIONS.contains(&ext.as_str());
     let is_jsonl = JSONL_EXTENSIONS.contains(&ext.as_str());
     if !is_text && !is_jsonl {
-        out.skipped
-            .push(skip(&location, "not a .txt, .md or .jsonl file"));
+        if named {
+            out.skipped
+                .push(skip(&location, "not a .txt, .md or .jsonl file"));
+        } else {
+            out.ignored += 1;
+        }
         return;
     }
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
+    let bytes = match read_capped(path, options.max_file_bytes) {
+        Ok(Some(b)) => b,
+        Ok(None) => {
+            return out.skipped.push(skip(
+                &location,
+                &format!(
+                    "larger than {} bytes (raise --max-file-bytes)",
+                    options.max_file_bytes
+                ),
+            ));
+        }
         Err(e) => return out.skipped.push(skip(&location, &e.to_string())),
     };
     let Ok(text) = String::from_utf8(bytes) else {
@@ -123,6 +223,41 @@ fn read_file(path: &Path, out: &mut Collected) {
     } else {
         out.documents
             .push(text_document(location.clone(), text, &location));
+    }
+}
+
+/// The file's bytes, or `None` when it is larger than `max` (checked before reading, and
+/// again while reading, in case it grows).
+fn read_capped(path: &Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > max {
+        return Ok(None);
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    file.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
+}
+
+/// Moves documents that ingest would refuse, and repeats of an id, to `skipped`.
+fn keep_valid_documents(out: &mut Collected) {
+    let mut first_at: HashMap<String, String> = HashMap::new();
+    let documents = std::mem::take(&mut out.documents);
+    for doc in documents {
+        let location = doc.source.clone().unwrap_or_else(|| doc.id.clone());
+        if let Err(e) = ingest::validate(&doc) {
+            out.skipped.push(skip(&location, &e.to_string()));
+            continue;
+        }
+        if let Some(first) = first_at.get(&doc.id) {
+            out.skipped.push(skip(
+                &location,
+                &format!("document id {:?} was already read from {first}", doc.id),
+            ));
+            continue;
+        }
+        first_at.insert(doc.id.clone(), location);
+        out.documents.push(doc);
     }
 }
 
@@ -228,7 +363,8 @@ mod tests {
             ]
         );
         assert_eq!(got.documents[1].metadata["k"], 1);
-        assert_eq!(got.skipped.len(), 5, "{:?}", got.skipped);
+        assert_eq!(got.skipped.len(), 4, "{:?}", got.skipped);
+        assert_eq!(got.ignored, 1, "image.png is passed over, not an error");
         assert!(got.skipped.iter().any(|s| s.reason.contains("UTF-8")));
         assert!(
             got.skipped
@@ -245,5 +381,112 @@ mod tests {
         .unwrap();
         assert_eq!(stdin.documents[0].id, "s");
         assert!(collect(&[root.join("missing.txt")], std::io::empty()).is_err());
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_are_followed_only_inside_the_named_paths() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("secret.txt"), "outside the root").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("real")).unwrap();
+        std::fs::write(root.join("real/inside.txt"), "inside the root").unwrap();
+        let link = |target: &Path, name: &str| {
+            std::os::unix::fs::symlink(target, root.join(name)).unwrap();
+        };
+        link(&root.join("real"), "again");
+        link(outside.path(), "out-dir");
+        link(&outside.path().join("secret.txt"), "out-file.txt");
+        link(Path::new("/"), "slash");
+
+        let got = collect(std::slice::from_ref(&root), std::io::empty()).unwrap();
+        let texts: Vec<&str> = got.documents.iter().map(|d| d.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            ["inside the root", "inside the root"],
+            "the inside link is followed, the outside ones are not"
+        );
+        let mut refused: Vec<&str> = got
+            .skipped
+            .iter()
+            .map(|s| s.location.rsplit('/').next().unwrap())
+            .collect();
+        refused.sort_unstable();
+        assert_eq!(
+            refused,
+            ["out-dir", "out-file.txt", "slash"],
+            "{:?}",
+            got.skipped
+        );
+        // A link to an ancestor ("/" is everyone's) is a loop walkdir reports itself.
+        assert!(
+            got.skipped
+                .iter()
+                .all(|s| s.reason.contains("--follow-links") || s.reason.contains("loop")),
+            "{:?}",
+            got.skipped
+        );
+
+        // Following "/" would walk the disk: check the option with the other links only.
+        std::fs::remove_file(root.join("slash")).unwrap();
+        let anywhere = collect_with(
+            &[root],
+            std::io::empty(),
+            SourceOptions {
+                follow_links_anywhere: true,
+                ..SourceOptions::default()
+            },
+        )
+        .unwrap();
+        assert!(
+            anywhere
+                .documents
+                .iter()
+                .any(|d| d.text == "outside the root")
+        );
+    }
+
+    #[test]
+    fn large_files_and_bad_documents_are_skipped_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("big.txt"), "x".repeat(2_000)).unwrap();
+        std::fs::write(root.join("small.txt"), "fine").unwrap();
+        let long_id = "i".repeat(super::super::MAX_ID_BYTES + 1);
+        std::fs::write(
+            root.join("lines.jsonl"),
+            format!(
+                "{{\"id\": \"{long_id}\", \"text\": \"too long an id\"}}\n\
+                 {{\"id\": \"dup\", \"text\": \"first\"}}\n\
+                 {{\"id\": \"dup\", \"text\": \"second\"}}\n\
+                 {{\"id\": \" \", \"text\": \"blank id\"}}\n\
+                 {{\"id\": \"ok\", \"text\": \"good\"}}\n"
+            ),
+        )
+        .unwrap();
+        let options = SourceOptions {
+            max_file_bytes: 1_000,
+            ..SourceOptions::default()
+        };
+        let got = collect_with(&[root.to_path_buf()], std::io::empty(), options).unwrap();
+        let ids: Vec<&str> = got.documents.iter().map(|d| d.id.as_str()).collect();
+        let base = id_for_path(root);
+        assert_eq!(ids, ["dup", "ok", &format!("{base}/small.txt")]);
+        assert_eq!(
+            got.documents[0].text, "first",
+            "the first of a repeated id is kept"
+        );
+        let reasons: Vec<&str> = got.skipped.iter().map(|s| s.reason.as_str()).collect();
+        assert_eq!(reasons.len(), 4, "{reasons:?}");
+        assert!(reasons.iter().any(|r| r.contains("--max-file-bytes")));
+        assert!(reasons.iter().any(|r| r.contains("limit is 512")));
+        assert!(reasons.iter().any(|r| r.contains("already read from")));
+        assert!(reasons.iter().any(|r| r.contains("must not be empty")));
+
+        let stdin =
+            collect_with(&[PathBuf::from("-")], "y".repeat(1_001).as_bytes(), options).unwrap();
+        assert!(stdin.documents.is_empty());
+        assert!(stdin.skipped[0].reason.contains("--max-file-bytes"));
     }
 }

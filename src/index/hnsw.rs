@@ -377,12 +377,16 @@ impl HnswIndex {
     /// The point table, built from the graph if an insert invalidated it.
     fn table(&self) -> &PointTable {
         self.table.get_or_init(|| {
-            let points: Vec<Arc<Point<'static, f32>>> = self
-                .graph
-                .get_point_indexation()
-                .into_iter()
-                .filter(|p| p.get_v().len() == self.dimension)
-                .collect();
+            // hnsw_rs's point iterator unwraps the entry point: an empty graph has none.
+            let points: Vec<Arc<Point<'static, f32>>> = if self.indexed.is_empty() {
+                Vec::new()
+            } else {
+                self.graph
+                    .get_point_indexation()
+                    .into_iter()
+                    .filter(|p| p.get_v().len() == self.dimension)
+                    .collect()
+            };
             let vectors = points
                 .iter()
                 .map(|p| (p.get_origin_id() as VectorId, VectorPtr(p.get_v().as_ptr())))
@@ -506,6 +510,15 @@ mod tests {
                 v
             })
             .collect()
+    }
+
+    #[test]
+    fn an_empty_index_answers_a_search_among_ids() {
+        // Found by schemathesis: a filtered search in a new, empty collection panicked inside
+        // hnsw_rs (its point iterator assumes an entry point).
+        let index = HnswIndex::new(4, HnswParams::default(), 0).unwrap();
+        let query = [0.5, 0.5, 0.5, 0.5];
+        assert!(index.search_among(&query, &[1, 2], 3).unwrap().is_empty());
     }
 
     #[test]

@@ -434,3 +434,59 @@ fn bench_beir_scores_and_reuses_its_data_directory() {
         String::from_utf8_lossy(&refused.stderr)
     );
 }
+
+#[test]
+fn ingest_skips_bad_files_and_documents_and_fails_at_the_end() {
+    let data = tempfile::tempdir().unwrap();
+    let corpus = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    let root = corpus.path();
+    std::fs::write(
+        root.join("good.txt"),
+        "The aircraft plant builds fighter jets.",
+    )
+    .unwrap();
+    std::fs::write(root.join("big.txt"), "word ".repeat(400)).unwrap();
+    std::fs::write(
+        root.join("lines.jsonl"),
+        format!(
+            "{{\"id\": \"{}\", \"text\": \"an id over the limit\"}}\n{{\"id\": \"line\", \"text\": \"Trains run on rails.\"}}\n",
+            "i".repeat(600)
+        ),
+    )
+    .unwrap();
+    std::fs::write(outside.path().join("secret.txt"), "outside the corpus").unwrap();
+    std::os::unix::fs::symlink(outside.path(), root.join("elsewhere")).unwrap();
+    std::os::unix::fs::symlink("/", root.join("slash")).unwrap();
+
+    let out = semdex(&[
+        "ingest",
+        "--max-file-bytes",
+        "1000",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        root.to_str().unwrap(),
+    ])
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "skips make the run fail: {stderr}");
+    assert!(
+        stderr.contains("4 files or documents were skipped"),
+        "{stderr}"
+    );
+    for reason in ["--max-file-bytes", "limit is 512", "not followed", "loop"] {
+        assert!(stderr.contains(reason), "{reason}: {stderr}");
+    }
+
+    let engine = crate::common::engine_with(semdex::engine::EngineOptions::new(data.path()));
+    let mut ids: Vec<String> = engine
+        .documents(10, 0)
+        .unwrap()
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    ids.sort();
+    let good = format!("{}/good.txt", semdex::engine::sources::id_for_path(root));
+    assert_eq!(ids, [good, "line".to_string()], "the rest was ingested");
+}

@@ -11,16 +11,22 @@ static GLOBAL: semdex::alloc::CountingMimalloc = semdex::alloc::CountingMimalloc
 
 mod common;
 
+mod admission;
 mod ann_scifact;
+mod bad_inputs;
+mod body_props;
 mod chunk_props;
 mod cli;
 mod collections;
+mod concurrent_writers;
 mod crash;
+mod crash_http;
 mod document_chunks;
 mod encoder_reference;
 mod engine;
 mod filters;
 mod http_api;
+mod http_hardening;
 mod hybrid;
 mod openai_tokens;
 mod page_routes;

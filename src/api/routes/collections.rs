@@ -7,6 +7,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 
 use crate::api::error::{ApiError, ApiJson, ErrorBody};
+use crate::api::responses::{Common, JsonBody};
 use crate::api::state::AppState;
 use crate::api::types::{
     CollectionBody, CollectionList, CollectionResponse, DeleteCollectionResponse,
@@ -17,7 +18,10 @@ use crate::api::types::{
     get,
     path = "/collections",
     tag = "collections",
-    responses((status = 200, description = "The collections", body = CollectionList))
+    responses(
+        (status = 200, description = "The collections", body = CollectionList),
+        Common,
+    )
 )]
 pub async fn list(State(state): State<AppState>) -> Result<Json<CollectionList>, ApiError> {
     let collections = state.service()?.list_collections().await?;
@@ -38,7 +42,8 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<CollectionList>,
     responses(
         (status = 201, description = "Created", body = CollectionResponse),
         (status = 409, description = "A collection with this name exists", body = ErrorBody),
-        (status = 422, description = "Invalid name or chunk settings", body = ErrorBody),
+        JsonBody,
+        Common,
     )
 )]
 pub async fn create(
@@ -58,11 +63,12 @@ pub async fn create(
     get,
     path = "/collections/{name}",
     tag = "collections",
-    params(("name" = String, Path, description = "Collection name")),
+    params(("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     responses(
         (status = 200, description = "The collection", body = CollectionResponse),
         (status = 404, description = "No such collection", body = ErrorBody),
         (status = 422, description = "Invalid name", body = ErrorBody),
+        Common,
     )
 )]
 pub async fn get(
@@ -78,7 +84,7 @@ pub async fn get(
     delete,
     path = "/collections/{name}",
     tag = "collections",
-    params(("name" = String, Path, description = "Collection name")),
+    params(("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     responses(
         (status = 200, description = "Deleted", body = DeleteCollectionResponse),
         (status = 404, description = "No such collection", body = ErrorBody),

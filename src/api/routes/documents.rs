@@ -6,6 +6,9 @@ use axum::Json;
 use axum::extract::{Path, State};
 
 use crate::api::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::api::responses::{
+    Common, JsonBody, Overloaded, QueryString, UnknownCollection, UnknownId,
+};
 use crate::api::state::AppState;
 use crate::api::types::{
     ChunkSpanResponse, DeleteResponse, DocumentChunksResponse, DocumentList, DocumentResponse,
@@ -22,8 +25,9 @@ use crate::collections::DEFAULT_COLLECTION;
     request_body = DocumentsBody,
     responses(
         (status = 200, description = "What happened to each document", body = IngestResponse),
-        (status = 422, description = "Empty text, bad id, duplicate ids; nothing was written", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
+        JsonBody,
+        Overloaded,
+        Common,
     )
 )]
 pub async fn ingest(
@@ -38,13 +42,14 @@ pub async fn ingest(
     post,
     path = "/collections/{name}/documents",
     tag = "documents",
-    params(("name" = String, Path, description = "Collection name")),
+    params(("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     request_body = DocumentsBody,
     responses(
         (status = 200, description = "What happened to each document", body = IngestResponse),
-        (status = 404, description = "No such collection", body = ErrorBody),
-        (status = 422, description = "Empty text, bad id, duplicate ids; nothing was written", body = ErrorBody),
-        (status = 413, description = "Body too large", body = ErrorBody),
+        UnknownCollection,
+        JsonBody,
+        Overloaded,
+        Common,
     )
 )]
 pub async fn ingest_in(
@@ -77,7 +82,11 @@ async fn ingest_into(
     path = "/documents",
     tag = "documents",
     params(ListParams),
-    responses((status = 200, description = "A page of documents", body = DocumentList))
+    responses(
+        (status = 200, description = "A page of documents", body = DocumentList),
+        QueryString,
+        Common,
+    )
 )]
 pub async fn list(
     State(state): State<AppState>,
@@ -91,10 +100,12 @@ pub async fn list(
     get,
     path = "/collections/{name}/documents",
     tag = "documents",
-    params(("name" = String, Path, description = "Collection name"), ListParams),
+    params(("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$"), ListParams),
     responses(
         (status = 200, description = "A page of documents", body = DocumentList),
-        (status = 404, description = "No such collection", body = ErrorBody),
+        UnknownCollection,
+        QueryString,
+        Common,
     )
 )]
 pub async fn list_in(
@@ -127,7 +138,8 @@ async fn list_of(
     params(("id" = String, Path, description = "Document id")),
     responses(
         (status = 200, description = "The document", body = DocumentResponse),
-        (status = 404, description = "No such document", body = ErrorBody),
+        UnknownId,
+        Common,
     )
 )]
 pub async fn get(
@@ -144,12 +156,14 @@ pub async fn get(
     path = "/collections/{name}/documents/{id}",
     tag = "documents",
     params(
-        ("name" = String, Path, description = "Collection name"),
+        ("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$"),
         ("id" = String, Path, description = "Document id"),
     ),
     responses(
         (status = 200, description = "The document", body = DocumentResponse),
         (status = 404, description = "No such collection or document", body = ErrorBody),
+        (status = 422, description = "An invalid collection name", body = ErrorBody),
+        Common,
     )
 )]
 pub async fn get_in(
@@ -168,7 +182,8 @@ pub async fn get_in(
     params(("id" = String, Path, description = "Document id")),
     responses(
         (status = 200, description = "Deleted", body = DeleteResponse),
-        (status = 404, description = "No such document", body = ErrorBody),
+        UnknownId,
+        Common,
     )
 )]
 pub async fn delete(
@@ -188,12 +203,14 @@ pub async fn delete(
     path = "/collections/{name}/documents/{id}",
     tag = "documents",
     params(
-        ("name" = String, Path, description = "Collection name"),
+        ("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$"),
         ("id" = String, Path, description = "Document id"),
     ),
     responses(
         (status = 200, description = "Deleted", body = DeleteResponse),
         (status = 404, description = "No such collection or document", body = ErrorBody),
+        (status = 422, description = "An invalid collection name", body = ErrorBody),
+        Common,
     )
 )]
 pub async fn delete_in(
@@ -212,7 +229,8 @@ pub async fn delete_in(
     params(("id" = String, Path, description = "Document id")),
     responses(
         (status = 200, description = "The document's passages", body = DocumentChunksResponse),
-        (status = 404, description = "No such document", body = ErrorBody),
+        UnknownId,
+        Common,
     )
 )]
 pub async fn chunks(
@@ -228,12 +246,14 @@ pub async fn chunks(
     path = "/collections/{name}/documents/{id}/chunks",
     tag = "documents",
     params(
-        ("name" = String, Path, description = "Collection name"),
+        ("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$"),
         ("id" = String, Path, description = "Document id"),
     ),
     responses(
         (status = 200, description = "The document's passages", body = DocumentChunksResponse),
         (status = 404, description = "No such collection or document", body = ErrorBody),
+        (status = 422, description = "An invalid collection name", body = ErrorBody),
+        Common,
     )
 )]
 pub async fn chunks_in(

@@ -5,8 +5,9 @@ use axum::Json;
 use axum::extract::State;
 use base64::Engine as _;
 
-use crate::api::error::{ApiError, ApiJson, ErrorBody};
+use crate::api::error::{ApiError, ApiJson};
 use crate::api::openai_tokens;
+use crate::api::responses::{Common, JsonBody, Overloaded};
 use crate::api::state::AppState;
 use crate::api::types::{
     EmbedBody, OpenAiEmbedding, OpenAiEmbeddingsBody, OpenAiEmbeddingsResponse, OpenAiInput,
@@ -23,9 +24,9 @@ use crate::index::dot;
     request_body = EmbedBody,
     responses(
         (status = 200, description = "One vector per input", body = Vec<Vec<f32>>),
-        (status = 413, description = "An input is longer than the model's window and truncate is false", body = ErrorBody),
-        (status = 422, description = "No inputs, too many inputs", body = ErrorBody),
-        (status = 429, description = "Embedding queue full", body = ErrorBody),
+        JsonBody,
+        Overloaded,
+        Common,
     )
 )]
 pub async fn embed(
@@ -61,7 +62,9 @@ pub async fn embed(
     request_body = SimilarityBody,
     responses(
         (status = 200, description = "One score per sentence", body = Vec<f32>),
-        (status = 422, description = "No sentences", body = ErrorBody),
+        JsonBody,
+        Overloaded,
+        Common,
     )
 )]
 pub async fn similarity(
@@ -98,7 +101,9 @@ pub async fn similarity(
     request_body = OpenAiEmbeddingsBody,
     responses(
         (status = 200, description = "One vector per input", body = OpenAiEmbeddingsResponse),
-        (status = 422, description = "Ids that are not tokens of the encoding, unknown encoding_format, bad dimensions", body = ErrorBody),
+        JsonBody,
+        Overloaded,
+        Common,
     )
 )]
 pub async fn openai(

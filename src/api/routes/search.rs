@@ -5,7 +5,9 @@ use std::time::Instant;
 use axum::Json;
 use axum::extract::{Path, State};
 
-use crate::api::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::api::error::{ApiError, ApiJson, ApiQuery};
+use crate::api::metadata_budget;
+use crate::api::responses::{Common, JsonBody, Overloaded, QueryString, UnknownCollection};
 use crate::api::state::AppState;
 use crate::api::types::{SearchBody, SearchParams, SearchResponse};
 use crate::collections::DEFAULT_COLLECTION;
@@ -19,8 +21,9 @@ use crate::engine::SearchRequest;
     request_body = SearchBody,
     responses(
         (status = 200, description = "Passages, best first", body = SearchResponse),
-        (status = 422, description = "Empty query, k or ef out of range, bad filter (unknown operator, wrong operand type, over 64 clauses, 1,000 $in values or 10,000 doc_ids)", body = ErrorBody),
-        (status = 429, description = "Embedding queue full", body = ErrorBody),
+        JsonBody,
+        Overloaded,
+        Common,
     )
 )]
 pub async fn search_post(
@@ -28,7 +31,14 @@ pub async fn search_post(
     ApiJson(body): ApiJson<SearchBody>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let request = body.to_request()?;
-    run(state, DEFAULT_COLLECTION, body.query, request).await
+    run(
+        state,
+        DEFAULT_COLLECTION,
+        body.query,
+        request,
+        body.include_metadata,
+    )
+    .await
 }
 
 /// The same as `POST /search`, for curl and browsers: `/search?q=...&k=5`, with the filter as
@@ -40,8 +50,9 @@ pub async fn search_post(
     params(SearchParams),
     responses(
         (status = 200, description = "Passages, best first", body = SearchResponse),
-        (status = 422, description = "Empty query, k or ef out of range, bad filter (not JSON, or as for POST)", body = ErrorBody),
-        (status = 429, description = "Embedding queue full", body = ErrorBody),
+        QueryString,
+        Overloaded,
+        Common,
     )
 )]
 pub async fn search_get(
@@ -49,7 +60,14 @@ pub async fn search_get(
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let request = params.to_request()?;
-    run(state, DEFAULT_COLLECTION, params.q, request).await
+    run(
+        state,
+        DEFAULT_COLLECTION,
+        params.q,
+        request,
+        params.include_metadata,
+    )
+    .await
 }
 
 /// `POST /search` within one collection.
@@ -57,13 +75,14 @@ pub async fn search_get(
     post,
     path = "/collections/{name}/search",
     tag = "search",
-    params(("name" = String, Path, description = "Collection name")),
+    params(("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$")),
     request_body = SearchBody,
     responses(
         (status = 200, description = "Passages of this collection, best first", body = SearchResponse),
-        (status = 404, description = "No such collection", body = ErrorBody),
-        (status = 422, description = "Empty query, k or ef out of range, bad filter", body = ErrorBody),
-        (status = 429, description = "Embedding queue full", body = ErrorBody),
+        UnknownCollection,
+        JsonBody,
+        Overloaded,
+        Common,
     )
 )]
 pub async fn search_post_in(
@@ -72,7 +91,7 @@ pub async fn search_post_in(
     ApiJson(body): ApiJson<SearchBody>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let request = body.to_request()?;
-    run(state, &name, body.query, request).await
+    run(state, &name, body.query, request, body.include_metadata).await
 }
 
 /// `GET /search` within one collection.
@@ -80,12 +99,13 @@ pub async fn search_post_in(
     get,
     path = "/collections/{name}/search",
     tag = "search",
-    params(("name" = String, Path, description = "Collection name"), SearchParams),
+    params(("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$"), SearchParams),
     responses(
         (status = 200, description = "Passages of this collection, best first", body = SearchResponse),
-        (status = 404, description = "No such collection", body = ErrorBody),
-        (status = 422, description = "Empty query, k or ef out of range, bad filter", body = ErrorBody),
-        (status = 429, description = "Embedding queue full", body = ErrorBody),
+        UnknownCollection,
+        QueryString,
+        Overloaded,
+        Common,
     )
 )]
 pub async fn search_get_in(
@@ -94,7 +114,7 @@ pub async fn search_get_in(
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let request = params.to_request()?;
-    run(state, &name, params.q, request).await
+    run(state, &name, params.q, request, params.include_metadata).await
 }
 
 async fn run(
@@ -102,11 +122,15 @@ async fn run(
     collection: &str,
     query: String,
     request: SearchRequest,
+    include_metadata: bool,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let started = Instant::now();
     let results = state.service()?.search(collection, query, request).await?;
-    Ok(Json(SearchResponse::new(
-        results,
-        started.elapsed().as_secs_f64() * 1000.0,
-    )))
+    let mut response = SearchResponse::new(results, started.elapsed().as_secs_f64() * 1000.0);
+    metadata_budget::apply(
+        &mut response.results,
+        include_metadata,
+        state.config().max_response_metadata_bytes,
+    );
+    Ok(Json(response))
 }

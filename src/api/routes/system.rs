@@ -6,6 +6,7 @@ use axum::http::header;
 use axum::response::IntoResponse;
 
 use crate::api::error::{ApiError, ErrorBody};
+use crate::api::responses::Common;
 use crate::api::state::AppState;
 use crate::api::types::{
     CollectionInfoEntry, HealthResponse, IndexInfo, InfoResponse, LexicalInfo, QueueInfo,
@@ -23,6 +24,7 @@ use crate::engine::{DEFAULT_DENSE_WEIGHT, Fusion, HYBRID_CANDIDATES, SearchMode}
     responses(
         (status = 200, description = "Ready", body = HealthResponse),
         (status = 503, description = "Still loading, or unable to embed", body = ErrorBody),
+        (status = 500, description = "A failure on the server's side", body = ErrorBody),
     )
 )]
 pub async fn health(State(state): State<AppState>) -> Result<Json<HealthResponse>, ApiError> {
@@ -43,7 +45,10 @@ pub async fn health(State(state): State<AppState>) -> Result<Json<HealthResponse
     get,
     path = "/info",
     tag = "system",
-    responses((status = 200, description = "Server information", body = InfoResponse))
+    responses(
+        (status = 200, description = "Server information", body = InfoResponse),
+        Common,
+    )
 )]
 pub async fn info(State(state): State<AppState>) -> Result<Json<InfoResponse>, ApiError> {
     let service = state.service()?;
@@ -138,7 +143,10 @@ async fn collection_entries(
     get,
     path = "/metrics",
     tag = "system",
-    responses((status = 200, description = "Prometheus exposition format", content_type = "text/plain"))
+    responses(
+        (status = 200, description = "Prometheus exposition format", content_type = "text/plain"),
+        Common,
+    )
 )]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     if let Ok(service) = state.service() {

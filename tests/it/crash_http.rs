@@ -1,0 +1,196 @@
+//! Crash over HTTP: the real `semdex serve` binary is SIGKILLed while a client streams
+//! `POST /documents` at it. After a restart every document it acknowledged with a 2xx is
+//! there, whole (all its passages, searchable), nothing is partial, and the index holds exactly
+//! the stored passages.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use semdex::chunk::{ChunkOptions, Chunker};
+use serde_json::{Value, json};
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+/// Starts `semdex serve` on `data` (ephemeral port, no seeds) and waits until it is ready.
+fn serve(data: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_semdex"))
+        .arg("--model")
+        .arg(crate::common::model_dir())
+        .args(["serve", "--addr", "127.0.0.1:0", "--seeds"])
+        .arg(data.join("no-seeds"))
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("SEMDEX_API_KEY")
+        .env_remove("SEMDEX_API_KEY_FILE")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("addr=").nth(1) {
+                let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("server did not report its address");
+    let base = format!("http://{addr}");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while client()
+        .get(format!("{base}/health"))
+        .send()
+        .map_or(true, |r| r.status() != StatusCode::OK)
+    {
+        assert!(Instant::now() < deadline, "never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, base)
+}
+
+#[test]
+fn sigkill_during_http_ingest_keeps_every_acknowledged_document_whole() {
+    let data = tempfile::tempdir().unwrap();
+    let (mut child, base) = serve(data.path());
+
+    // Documents of a few passages each, posted one after another until the server dies.
+    let texts = crate::common::seed_windows(400, 300);
+    let acked: Arc<Mutex<Vec<(String, usize)>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (acked, stop, texts, base) = (acked.clone(), stop.clone(), texts.clone(), base.clone());
+        std::thread::spawn(move || {
+            let c = client();
+            for (i, text) in texts.iter().enumerate() {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let id = format!("doc-{i:03}");
+                let Ok(r) = c
+                    .post(format!("{base}/documents"))
+                    .json(&json!({"id": id, "text": text, "metadata": {"n": i}}))
+                    .send()
+                else {
+                    break; // the server is gone
+                };
+                if !r.status().is_success() {
+                    break;
+                }
+                let Ok(body) = r.json::<Value>() else { break };
+                let chunks = body["documents"][0]["chunks"].as_u64().unwrap_or(0) as usize;
+                acked.lock().unwrap().push((id, chunks));
+            }
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while acked.lock().unwrap().len() < 5 {
+        assert!(Instant::now() < deadline, "ingest made no progress");
+        assert!(!writer.is_finished(), "the writer stopped early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL, with a request most likely in flight
+    child.wait().unwrap();
+    stop.store(true, Ordering::SeqCst);
+    writer.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() < texts.len(), "the kill came mid-stream");
+
+    let (mut child, base) = serve(data.path());
+    let c = client();
+    let chunker = Chunker::new(
+        crate::common::encoder().tokenizer().clone(),
+        ChunkOptions::default(),
+    )
+    .unwrap();
+    // Every acknowledged document is there, with the passages it was acknowledged with, and
+    // each of them is found by its own text.
+    for (id, chunks) in &acked {
+        let i: usize = id.trim_start_matches("doc-").parse().unwrap();
+        let doc: Value = c
+            .get(format!("{base}/documents/{id}"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(doc["text"], texts[i], "{id} lost or changed");
+        let spans: Value = c
+            .get(format!("{base}/documents/{id}/chunks"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let spans = spans["chunks"].as_array().unwrap();
+        assert_eq!(spans.len(), *chunks, "{id} has all its passages");
+        for span in spans {
+            let (start, end) = (
+                span["start"].as_u64().unwrap() as usize,
+                span["end"].as_u64().unwrap() as usize,
+            );
+            let hits: Value = c
+                .post(format!("{base}/search"))
+                .json(
+                    &json!({"query": &texts[i][start..end], "k": 1, "exact": true,
+                    "filter": {"doc_ids": [id]}}),
+                )
+                .send()
+                .unwrap()
+                .json()
+                .unwrap();
+            assert_eq!(
+                hits["results"][0]["chunk_id"], span["chunk_id"],
+                "{id}'s passage {} is searchable",
+                span["index"]
+            );
+        }
+    }
+    // Nothing is partial, acknowledged or not: every stored document has every passage the
+    // chunker makes of its text.
+    let page: Value = c
+        .get(format!("{base}/documents?limit=1000"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let listed = page["documents"].as_array().unwrap();
+    assert!(listed.len() >= acked.len());
+    let mut passages = 0;
+    for summary in listed {
+        let id = summary["id"].as_str().unwrap();
+        let doc: Value = c
+            .get(format!("{base}/documents/{id}"))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        let expected = chunker.chunk(id, doc["text"].as_str().unwrap()).len();
+        assert_eq!(doc["chunks"], expected, "{id} is whole");
+        passages += expected;
+    }
+    // The index agrees with the store.
+    let info: Value = c
+        .get(format!("{base}/info"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(info["documents"], listed.len());
+    assert_eq!(info["chunks"], passages);
+    assert_eq!(info["index"]["vectors"], passages, "index = store");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
