@@ -97,6 +97,81 @@ fn erf_one<const FMA: bool>(x: f32) -> f32 {
     y.copysign(x)
 }
 
+/// Late interaction's inner loop on int8 codes: for every passage token and every query
+/// token (each `codes × scale`), raises `best[query token]` to their dot product when it is
+/// larger. Integer products sum exactly in i32 (at most 2 × 127² per lane and step).
+pub fn int8_best_matches(
+    passage: &[i8],
+    passage_scales: &[f32],
+    query: &[i8],
+    query_scales: &[f32],
+    best: &mut [f32],
+) {
+    let d = query.len() / query_scales.len().max(1);
+    if d == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if d.is_multiple_of(16) && fast_simd() {
+        // SAFETY: the CPU has AVX2 (checked above); rows are whole multiples of 16 codes.
+        unsafe { int8_best_matches_avx2(passage, passage_scales, query, query_scales, best, d) };
+        return;
+    }
+    for (row, ps) in passage.chunks_exact(d).zip(passage_scales) {
+        for ((q, qs), b) in query.chunks_exact(d).zip(query_scales).zip(best.iter_mut()) {
+            let dot: i32 = row
+                .iter()
+                .zip(q)
+                .map(|(x, y)| i32::from(*x) * i32::from(*y))
+                .sum();
+            *b = b.max(dot as f32 * ps * qs);
+        }
+    }
+}
+
+/// [`int8_best_matches`] with AVX2: each 16 passage codes are widened to i16 once and
+/// multiplied-and-added (`vpmaddwd`) with four query tokens at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn int8_best_matches_avx2(
+    passage: &[i8],
+    passage_scales: &[f32],
+    query: &[i8],
+    query_scales: &[f32],
+    best: &mut [f32],
+    d: usize,
+) {
+    use std::arch::x86_64::*;
+    const GROUP: usize = 4;
+    let wide: Vec<i16> = query.iter().map(|&v| i16::from(v)).collect();
+    let tokens = query_scales.len();
+    for (row, ps) in passage.chunks_exact(d).zip(passage_scales) {
+        for first in (0..tokens).step_by(GROUP) {
+            let count = GROUP.min(tokens - first);
+            let mut acc = [_mm256_setzero_si256(); GROUP];
+            for k in (0..d).step_by(16) {
+                // SAFETY: k + 16 <= d, within this row and within each query token's row.
+                let p =
+                    unsafe { _mm256_cvtepi8_epi16(_mm_loadu_si128(row.as_ptr().add(k).cast())) };
+                for (j, a) in acc.iter_mut().enumerate().take(count) {
+                    let q = unsafe {
+                        _mm256_loadu_si256(wide.as_ptr().add((first + j) * d + k).cast())
+                    };
+                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(p, q));
+                }
+            }
+            for (j, a) in acc.iter().enumerate().take(count) {
+                let half =
+                    _mm_add_epi32(_mm256_castsi256_si128(*a), _mm256_extracti128_si256(*a, 1));
+                let pairs = _mm_hadd_epi32(half, half);
+                let dot = _mm_cvtsi128_si32(_mm_hadd_epi32(pairs, pairs));
+                let b = &mut best[first + j];
+                *b = b.max(dot as f32 * ps * query_scales[first + j]);
+            }
+        }
+    }
+}
+
 multiversion! {
     /// `x = gelu(x + bias)` row by row, with the exact (erf) GELU that BERT uses.
     fn bias_gelu(x: &mut [f32], bias: &[f32]) {

@@ -10,6 +10,7 @@ mod candle_bert;
 mod config;
 mod error;
 mod kernels;
+pub(crate) use kernels::int8_best_matches;
 mod packed_bert;
 mod pooling;
 mod tokenize;

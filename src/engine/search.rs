@@ -365,12 +365,15 @@ impl Engine {
                 .for_each(|c| c.lexical = Some(0.0));
         }
         let all: Vec<u64> = head.iter().map(|c| c.id).collect();
-        let packed = self.reader().token_vectors_by_ids(&all)?;
         let mut scorer = MaxSim::new(tokens);
+        let mut late = std::collections::HashMap::with_capacity(all.len());
+        self.reader().visit_token_vectors(&all, |id, bytes| {
+            if let Some(score) = scorer.score_stored(bytes) {
+                late.insert(id, score);
+            }
+        })?;
         for c in head.iter_mut() {
-            c.late = packed
-                .get(&c.id)
-                .and_then(|bytes| scorer.score_stored(bytes));
+            c.late = late.get(&c.id).copied();
         }
         fusion::rescore(head, RescoreWeights::default());
         if !tail.is_empty() {
