@@ -14,6 +14,8 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 BIN=${1:-$ROOT/target/release/semdex}
 VENV=${SCHEMATHESIS_VENV:-$ROOT/target/schemathesis-venv}
+# Absolute: the runs below change directory (to read schemathesis.toml).
+case $VENV in /*) ;; *) VENV="$PWD/$VENV" ;; esac
 PORT=${PORT:-18231}
 EXAMPLES=${EXAMPLES:-100}
 WORK=$(mktemp -d)
