@@ -2,12 +2,10 @@
 //! collections, name rules and errors, per-collection chunking, reopening, the CLI's
 //! `--collection`, and deletes interrupted by a crash (on disk and by SIGKILL of the binary).
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use reqwest::StatusCode;
 use reqwest::blocking::{Client, Response};
@@ -295,62 +293,6 @@ fn collections_survive_a_restart_and_interrupted_creates_and_deletes_leave_no_tr
     assert!(collections.info("papers").unwrap().loaded);
 }
 
-/// Starts the real binary on `data`; returns the child, its base URL and its log reader.
-fn spawn_server(
-    data: &Path,
-) -> (
-    std::process::Child,
-    String,
-    std::thread::JoinHandle<Vec<String>>,
-) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_semdex"))
-        .arg("--model")
-        .arg(crate::common::model_dir())
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--seeds",
-            "/nonexistent",
-            "--data-dir",
-        ])
-        .arg(data)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut log = Vec::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("addr=").nth(1) {
-                let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
-            }
-            log.push(line);
-        }
-        log
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("server did not report its address");
-    let base = format!("http://{addr}");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let ready = client()
-            .get(format!("{base}/health"))
-            .send()
-            .is_ok_and(|r| r.status() == StatusCode::OK);
-        if ready {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never became ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (child, base, reader)
-}
-
 #[test]
 fn a_server_killed_during_a_collection_delete_restarts_with_it_whole_or_gone() {
     let data = tempfile::tempdir().unwrap();
@@ -358,7 +300,7 @@ fn a_server_killed_during_a_collection_delete_restarts_with_it_whole_or_gone() {
     let documents: Vec<Value> = (0..40)
         .map(|i| json!({"id": format!("d{i}"), "text": format!("{ROCKETS} Flight number {i}.")}))
         .collect();
-    let (mut child, base, _log) = spawn_server(data.path());
+    let (mut child, base) = crate::common::serve_binary(data.path());
     let (status, _) = send(
         c.post(format!("{base}/collections"))
             .json(&json!({"name": "fleet"})),
@@ -381,7 +323,7 @@ fn a_server_killed_during_a_collection_delete_restarts_with_it_whole_or_gone() {
     child.wait().unwrap();
     deleter.join().unwrap();
 
-    let (mut child, base, _log) = spawn_server(data.path());
+    let (mut child, base) = crate::common::serve_binary(data.path());
     let (status, body) = send(c.get(format!("{base}/collections/fleet")));
     match status {
         StatusCode::OK => {

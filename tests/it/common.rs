@@ -2,8 +2,11 @@
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use semdex::embed::{Encoder, EncoderOptions};
 
@@ -155,4 +158,47 @@ pub fn start_server_with(
         _runtime: runtime,
         _dir: dir,
     }
+}
+
+/// Starts the real `semdex serve` binary on `data` (ephemeral port, no seeds, no API key)
+/// and waits until it is ready; returns the child and its base URL.
+pub fn serve_binary(data: &Path) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_semdex"))
+        .arg("--model")
+        .arg(model_dir())
+        .args(["serve", "--addr", "127.0.0.1:0", "--seeds"])
+        .arg(data.join("no-seeds"))
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("SEMDEX_API_KEY")
+        .env_remove("SEMDEX_API_KEY_FILE")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stderr = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(addr) = line.split("addr=").nth(1) {
+                let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    });
+    let addr = rx
+        .recv_timeout(Duration::from_secs(120))
+        .expect("server did not report its address");
+    let base = format!("http://{addr}");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let client = reqwest::blocking::Client::new();
+    while client
+        .get(format!("{base}/health"))
+        .send()
+        .map_or(true, |r| r.status() != reqwest::StatusCode::OK)
+    {
+        assert!(Instant::now() < deadline, "never became ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, base)
 }

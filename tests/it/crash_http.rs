@@ -3,14 +3,10 @@
 //! there, whole (all its passages, searchable), nothing is partial, and the index holds exactly
 //! the stored passages.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use semdex::chunk::{ChunkOptions, Chunker};
 use serde_json::{Value, json};
@@ -22,51 +18,10 @@ fn client() -> Client {
         .unwrap()
 }
 
-/// Starts `semdex serve` on `data` (ephemeral port, no seeds) and waits until it is ready.
-fn serve(data: &Path) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_semdex"))
-        .arg("--model")
-        .arg(crate::common::model_dir())
-        .args(["serve", "--addr", "127.0.0.1:0", "--seeds"])
-        .arg(data.join("no-seeds"))
-        .arg("--data-dir")
-        .arg(data)
-        .env_remove("SEMDEX_API_KEY")
-        .env_remove("SEMDEX_API_KEY_FILE")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(addr) = line.split("addr=").nth(1) {
-                let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
-            }
-        }
-    });
-    let addr = rx
-        .recv_timeout(Duration::from_secs(120))
-        .expect("server did not report its address");
-    let base = format!("http://{addr}");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while client()
-        .get(format!("{base}/health"))
-        .send()
-        .map_or(true, |r| r.status() != StatusCode::OK)
-    {
-        assert!(Instant::now() < deadline, "never became ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    (child, base)
-}
-
 #[test]
 fn sigkill_during_http_ingest_keeps_every_acknowledged_document_whole() {
     let data = tempfile::tempdir().unwrap();
-    let (mut child, base) = serve(data.path());
+    let (mut child, base) = crate::common::serve_binary(data.path());
 
     // Documents of a few passages each, posted one after another until the server dies.
     let texts = crate::common::seed_windows(400, 300);
@@ -110,7 +65,7 @@ fn sigkill_during_http_ingest_keeps_every_acknowledged_document_whole() {
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() < texts.len(), "the kill came mid-stream");
 
-    let (mut child, base) = serve(data.path());
+    let (mut child, base) = crate::common::serve_binary(data.path());
     let c = client();
     let chunker = Chunker::new(
         crate::common::encoder().tokenizer().clone(),
