@@ -178,12 +178,7 @@ impl Collections {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
             Err(e) => Err(e),
         }
-        .map_err(|source| CollectionError::Io {
-            name: String::new(),
-            action: "reading",
-            path: parent.clone(),
-            source,
-        })?;
+        .map_err(io_error("", "reading", &parent))?;
         for entry in entries {
             let file_name = entry.file_name();
             let Some(name) = file_name.to_str() else {
@@ -299,12 +294,7 @@ impl Collections {
     /// collection becomes visible, and its engine is opened before this returns.
     pub fn create(&self, name: &str, settings: CollectionSettings) -> Result<CollectionInfo> {
         check_name(name)?;
-        if self.template.read_only {
-            return Err(CollectionError::Engine {
-                name: name.to_string(),
-                source: EngineError::ReadOnly(self.root.clone()),
-            });
-        }
+        self.check_writable(name)?;
         let chunk = self.chunk_options(settings);
         crate::chunk::Chunker::new(self.encoder.tokenizer().clone(), chunk)
             .map_err(|e| CollectionError::InvalidSettings(e.to_string()))?;
@@ -313,18 +303,9 @@ impl Collections {
             return Err(CollectionError::Exists(name.to_string()));
         }
         let parent = self.root.join(COLLECTIONS_DIR);
-        let io = |action: &'static str, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| CollectionError::Io {
-                name: name.to_string(),
-                action,
-                path,
-                source,
-            }
-        };
-        std::fs::create_dir_all(&parent).map_err(io("creating", &parent))?;
+        std::fs::create_dir_all(&parent).map_err(io_error(name, "creating", &parent))?;
         let staging = parent.join(format!("{CREATING}{name}-{}", unique_suffix()));
-        std::fs::create_dir(&staging).map_err(io("creating", &staging))?;
+        std::fs::create_dir(&staging).map_err(io_error(name, "creating", &staging))?;
         let manifest = Manifest {
             name: name.to_string(),
             created: jiff::Timestamp::now().to_string(),
@@ -338,11 +319,12 @@ impl Collections {
                     path: staging.join(MANIFEST),
                     message: e.to_string(),
                 })?;
-            write_durably(&staging.join(MANIFEST), &text).map_err(io("writing", &staging))?;
-            sync_dir(&staging).map_err(io("syncing", &staging))?;
+            write_durably(&staging.join(MANIFEST), &text)
+                .map_err(io_error(name, "writing", &staging))?;
+            sync_dir(&staging).map_err(io_error(name, "syncing", &staging))?;
             let dir = parent.join(name);
-            std::fs::rename(&staging, &dir).map_err(io("renaming", &staging))?;
-            sync_dir(&parent).map_err(io("syncing", &parent))?;
+            std::fs::rename(&staging, &dir).map_err(io_error(name, "renaming", &staging))?;
+            sync_dir(&parent).map_err(io_error(name, "syncing", &parent))?;
             Ok(dir)
         })();
         let dir = match placed {
@@ -371,12 +353,7 @@ impl Collections {
             return Err(CollectionError::DefaultIsPermanent);
         }
         check_name(name)?;
-        if self.template.read_only {
-            return Err(CollectionError::Engine {
-                name: name.to_string(),
-                source: EngineError::ReadOnly(self.root.clone()),
-            });
-        }
+        self.check_writable(name)?;
         let mut named = self.named.write().unwrap_or_else(|p| p.into_inner());
         let slot = named
             .get(name)
@@ -386,19 +363,10 @@ impl Collections {
         let mut engine = slot.engine.lock().unwrap_or_else(|p| p.into_inner());
         let parent = self.root.join(COLLECTIONS_DIR);
         let doomed = parent.join(format!("{DELETED}{name}-{}", unique_suffix()));
-        let io = |action: &'static str, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| CollectionError::Io {
-                name: name.to_string(),
-                action,
-                path,
-                source,
-            }
-        };
         // The rename is the delete: after it (and the directory sync) the collection is gone
         // whatever happens next.
-        std::fs::rename(&slot.dir, &doomed).map_err(io("renaming", &slot.dir))?;
-        sync_dir(&parent).map_err(io("syncing", &parent))?;
+        std::fs::rename(&slot.dir, &doomed).map_err(io_error(name, "renaming", &slot.dir))?;
+        sync_dir(&parent).map_err(io_error(name, "syncing", &parent))?;
         named.remove(name);
         engine.take();
         drop(engine);
@@ -423,6 +391,17 @@ impl Collections {
             if let Some(engine) = engine {
                 engine.persist()?;
             }
+        }
+        Ok(())
+    }
+
+    /// Fails when the data directory is open read-only here (another process holds it).
+    fn check_writable(&self, name: &str) -> Result<()> {
+        if self.template.read_only {
+            return Err(CollectionError::Engine {
+                name: name.to_string(),
+                source: EngineError::ReadOnly(self.root.clone()),
+            });
         }
         Ok(())
     }
@@ -527,12 +506,7 @@ impl Collections {
 
 fn read_manifest(name: &str, dir: &Path) -> Result<Manifest> {
     let path = dir.join(MANIFEST);
-    let text = std::fs::read(&path).map_err(|source| CollectionError::Io {
-        name: name.to_string(),
-        action: "reading",
-        path: path.clone(),
-        source,
-    })?;
+    let text = std::fs::read(&path).map_err(io_error(name, "reading", &path))?;
     let manifest: Manifest =
         serde_json::from_slice(&text).map_err(|e| CollectionError::Manifest {
             name: name.to_string(),
@@ -547,6 +521,21 @@ fn read_manifest(name: &str, dir: &Path) -> Result<Manifest> {
         });
     }
     Ok(manifest)
+}
+
+/// The error of a file operation on `path` for collection `name`, for `map_err`.
+fn io_error(
+    name: &str,
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> CollectionError + use<> {
+    let (name, path) = (name.to_string(), path.to_path_buf());
+    move |source| CollectionError::Io {
+        name,
+        action,
+        path,
+        source,
+    }
 }
 
 /// A suffix no other staging folder of this process or another has.
