@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use serde::{Deserialize, Serialize};
 
@@ -151,6 +151,10 @@ struct Slot {
     dir: PathBuf,
     /// `None` until first use. The mutex also makes a load and a delete exclusive.
     engine: Mutex<Option<Arc<Engine>>>,
+    /// Documents and passages, counted from the store while the engine is not open. Nothing
+    /// writes an unopened collection, so the count stays true until the engine opens; it
+    /// spares `/info` and `/metrics` a database open per collection on every call.
+    stored_counts: OnceLock<(usize, usize)>,
 }
 
 /// Every collection of one data directory, sharing one encoder.
@@ -205,6 +209,7 @@ impl Collections {
                     manifest,
                     dir: path,
                     engine: Mutex::new(None),
+                    stored_counts: OnceLock::new(),
                 }),
             );
         }
@@ -338,6 +343,7 @@ impl Collections {
             manifest,
             dir,
             engine: Mutex::new(None),
+            stored_counts: OnceLock::new(),
         });
         named.insert(name.to_string(), slot.clone());
         drop(named);
@@ -487,7 +493,14 @@ impl Collections {
                 let stats = engine.stats().map_err(engine_error)?;
                 (stats.documents, stats.chunks)
             }
-            None => crate::engine::count_stored(&slot.dir, &self.encoder).map_err(engine_error)?,
+            None => match slot.stored_counts.get() {
+                Some(counts) => *counts,
+                None => {
+                    let counts = crate::engine::count_stored(&slot.dir, &self.encoder)
+                        .map_err(engine_error)?;
+                    *slot.stored_counts.get_or_init(|| counts)
+                }
+            },
         };
         Ok(CollectionInfo {
             name: name.to_string(),
