@@ -138,6 +138,24 @@ fn collections_are_isolated_named_and_deletable_over_http() {
     }
     let (status, _) = send(c.get(s.url("/documents/x")));
     assert_eq!(status, StatusCode::NOT_FOUND, "x is not in default");
+    // ... and /collections/default/... is the same collection under its name: a document
+    // created at one address is read and deleted at the other.
+    let (status, body) = send(c.post(s.url("/documents")).json(&json!({
+        "id": "both-addresses",
+        "text": "One document, two addresses."
+    })));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = send(c.get(s.url("/collections/default/documents/both-addresses")));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["text"], "One document, two addresses.");
+    let (status, body) = send(c.delete(s.url("/collections/default/documents/both-addresses")));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = send(c.get(s.url("/documents/both-addresses")));
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "deleted through its other address"
+    );
     let (status, body) = send(c.get(s.url("/collections/kitchen/documents/x")));
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body["text"], long_bread.as_str());
