@@ -13,6 +13,11 @@
 //!
 //! Engines are opened on first use and stay open, so a server with many collections pays at
 //! start only for those it is asked about.
+//!
+//! With PostgreSQL as the storage ([`Storage::Postgres`]) the collections are rows of the
+//! database instead of folders (`semdex_collections`, whose delete cascades to the
+//! collection's documents and passages), so that every replica sees the same ones: a name
+//! this process does not know is looked up there before it is called unknown.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,6 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::chunk::ChunkOptions;
 use crate::embed::Encoder;
+#[cfg(feature = "postgres")]
+use crate::engine::Storage;
 use crate::engine::{Engine, EngineError, EngineOptions, EngineStats};
 use crate::progress::NoProgress;
 
@@ -175,6 +182,18 @@ impl Collections {
     pub fn open(default: Arc<Engine>) -> Result<Self> {
         let template = default.options().clone();
         let root = template.data_dir.clone();
+        #[cfg(feature = "postgres")]
+        if let Storage::Postgres { database, .. } = &template.storage {
+            let collections = Self {
+                root,
+                encoder: default.encoder().clone(),
+                template: template.clone(),
+                default,
+                named: RwLock::new(BTreeMap::new()),
+            };
+            collections.refresh_from(database)?;
+            return Ok(collections);
+        }
         let parent = root.join(COLLECTIONS_DIR);
         let mut named = BTreeMap::new();
         let entries = match std::fs::read_dir(&parent) {
@@ -233,16 +252,20 @@ impl Collections {
             return Ok(self.default.clone());
         }
         check_name(name)?;
-        let slot = self
-            .slot(name)
-            .ok_or_else(|| CollectionError::NotFound(name.to_string()))?;
+        let slot = self.find(name)?;
         self.load(name, &slot)
     }
 
-    /// The engine of collection `name` if it is open (no blocking work).
+    /// The engine of collection `name` if it is open and known to exist without asking
+    /// anyone (no blocking work): never for a named collection in a shared database, which
+    /// another replica may have deleted.
     pub fn loaded(&self, name: &str) -> Option<Arc<Engine>> {
         if name == DEFAULT_COLLECTION {
             return Some(self.default.clone());
+        }
+        #[cfg(feature = "postgres")]
+        if self.database().is_some() {
+            return None;
         }
         let slot = self.slot(name)?;
         let engine = slot.engine.lock().unwrap_or_else(|p| p.into_inner());
@@ -252,6 +275,11 @@ impl Collections {
     /// Every collection, `default` first, then by name. Unopened collections are counted
     /// from their stores without opening their indexes.
     pub fn list(&self) -> Result<Vec<CollectionInfo>> {
+        #[cfg(feature = "postgres")]
+        if let Some(database) = self.database() {
+            // Other replicas create and delete collections too.
+            self.refresh_from(database)?;
+        }
         let mut out = vec![self.info_of_default()?];
         let slots: Vec<(String, Arc<Slot>)> = self
             .named
@@ -272,9 +300,7 @@ impl Collections {
             return self.info_of_default();
         }
         check_name(name)?;
-        let slot = self
-            .slot(name)
-            .ok_or_else(|| CollectionError::NotFound(name.to_string()))?;
+        let slot = self.find(name)?;
         self.info_of(name, &slot)
     }
 
@@ -306,6 +332,39 @@ impl Collections {
         let mut named = self.named.write().unwrap_or_else(|p| p.into_inner());
         if name == DEFAULT_COLLECTION || named.contains_key(name) {
             return Err(CollectionError::Exists(name.to_string()));
+        }
+        #[cfg(feature = "postgres")]
+        if let Some(database) = self.database() {
+            let manifest = Manifest {
+                name: name.to_string(),
+                created: jiff::Timestamp::now().to_string(),
+                chunk_tokens: chunk.max_tokens,
+                chunk_overlap: chunk.overlap,
+            };
+            let settings = serde_json::json!({
+                "chunk_tokens": chunk.max_tokens,
+                "chunk_overlap": chunk.overlap,
+            });
+            let created = database
+                .create_collection(name, &settings)
+                .map_err(|source| CollectionError::Engine {
+                    name: name.to_string(),
+                    source,
+                })?;
+            if !created {
+                return Err(CollectionError::Exists(name.to_string()));
+            }
+            let slot = Arc::new(Slot {
+                manifest,
+                dir: PathBuf::new(),
+                engine: Mutex::new(None),
+                stored_counts: OnceLock::new(),
+            });
+            named.insert(name.to_string(), slot.clone());
+            drop(named);
+            self.load(name, &slot)?;
+            tracing::info!(collection = name, "collection created");
+            return self.info_of(name, &slot);
         }
         let parent = self.root.join(COLLECTIONS_DIR);
         std::fs::create_dir_all(&parent).map_err(io_error(name, "creating", &parent))?;
@@ -360,6 +419,26 @@ impl Collections {
         }
         check_name(name)?;
         self.check_writable(name)?;
+        #[cfg(feature = "postgres")]
+        if let Some(database) = self.database() {
+            let mut named = self.named.write().unwrap_or_else(|p| p.into_inner());
+            // One transaction: the row and every document and passage of the collection.
+            let deleted =
+                database
+                    .delete_collection(name)
+                    .map_err(|source| CollectionError::Engine {
+                        name: name.to_string(),
+                        source,
+                    })?;
+            if let Some(slot) = named.remove(name) {
+                slot.engine.lock().unwrap_or_else(|p| p.into_inner()).take();
+            }
+            if !deleted {
+                return Err(CollectionError::NotFound(name.to_string()));
+            }
+            tracing::info!(collection = name, "collection deleted");
+            return Ok(());
+        }
         let mut named = self.named.write().unwrap_or_else(|p| p.into_inner());
         let slot = named
             .get(name)
@@ -431,6 +510,14 @@ impl Collections {
         }
         let mut options = self.template.clone();
         options.data_dir = slot.dir.clone();
+        #[cfg(feature = "postgres")]
+        if let Storage::Postgres { database, .. } = &self.template.storage {
+            options.data_dir = self.root.clone();
+            options.storage = Storage::Postgres {
+                database: database.clone(),
+                collection: name.to_string(),
+            };
+        }
         options.chunk = self.chunk_options(CollectionSettings {
             chunk_tokens: Some(slot.manifest.chunk_tokens),
             chunk_overlap: Some(slot.manifest.chunk_overlap),
@@ -446,6 +533,112 @@ impl Collections {
         let opened = Arc::new(opened);
         *engine = Some(opened.clone());
         Ok(opened)
+    }
+
+    /// The slot of `name`, looked up in the database when this process does not know it (a
+    /// collection another replica created).
+    fn find(&self, name: &str) -> Result<Arc<Slot>> {
+        #[cfg(feature = "postgres")]
+        if let Some(database) = self.database() {
+            // Another replica may have created or deleted it: the database decides.
+            let exists =
+                database
+                    .has_collection(name)
+                    .map_err(|source| CollectionError::Engine {
+                        name: name.to_string(),
+                        source,
+                    })?;
+            if !exists {
+                self.named
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(name);
+                return Err(CollectionError::NotFound(name.to_string()));
+            }
+        }
+        if let Some(slot) = self.slot(name) {
+            return Ok(slot);
+        }
+        #[cfg(feature = "postgres")]
+        if let Some(database) = self.database() {
+            self.refresh_from(database)?;
+            if let Some(slot) = self.slot(name) {
+                return Ok(slot);
+            }
+        }
+        Err(CollectionError::NotFound(name.to_string()))
+    }
+
+    /// Documents and passages of a collection whose engine is not open: counted in the
+    /// database (other replicas write it), or once from its store (nothing writes an
+    /// unopened folder).
+    fn count_unopened(
+        &self,
+        name: &str,
+        slot: &Slot,
+    ) -> std::result::Result<(usize, usize), EngineError> {
+        #[cfg(feature = "postgres")]
+        if let Some(database) = self.database() {
+            return database.counts(name);
+        }
+        let _ = name;
+        if let Some(counts) = slot.stored_counts.get() {
+            return Ok(*counts);
+        }
+        let counts = crate::engine::count_stored(&slot.dir, &self.encoder)?;
+        Ok(*slot.stored_counts.get_or_init(|| counts))
+    }
+
+    /// The database that records the collections, when the storage is PostgreSQL.
+    #[cfg(feature = "postgres")]
+    fn database(&self) -> Option<&Arc<crate::engine::backend::postgres::Database>> {
+        match &self.template.storage {
+            Storage::Postgres { database, .. } => Some(database),
+            Storage::Embedded => None,
+        }
+    }
+
+    /// Makes the known collections those the database records: adds new ones, forgets
+    /// deleted ones (an open engine of a deleted collection is dropped with its slot).
+    #[cfg(feature = "postgres")]
+    fn refresh_from(&self, database: &crate::engine::backend::postgres::Database) -> Result<()> {
+        let rows = database
+            .collections()
+            .map_err(|source| CollectionError::Engine {
+                name: String::new(),
+                source,
+            })?;
+        let mut named = self.named.write().unwrap_or_else(|p| p.into_inner());
+        let live: std::collections::HashSet<&str> =
+            rows.iter().map(|(name, _, _)| name.as_str()).collect();
+        named.retain(|name, _| live.contains(name.as_str()));
+        for (name, settings, created) in &rows {
+            if name == DEFAULT_COLLECTION || named.contains_key(name) || !is_valid_name(name) {
+                continue;
+            }
+            let setting = |key: &str, default: usize| {
+                settings
+                    .get(key)
+                    .and_then(serde_json::Value::as_u64)
+                    .map_or(default, |v| v as usize)
+            };
+            let manifest = Manifest {
+                name: name.clone(),
+                created: created.clone(),
+                chunk_tokens: setting("chunk_tokens", self.template.chunk.max_tokens),
+                chunk_overlap: setting("chunk_overlap", self.template.chunk.overlap),
+            };
+            named.insert(
+                name.clone(),
+                Arc::new(Slot {
+                    manifest,
+                    dir: PathBuf::new(),
+                    engine: Mutex::new(None),
+                    stored_counts: OnceLock::new(),
+                }),
+            );
+        }
+        Ok(())
     }
 
     fn chunk_options(&self, settings: CollectionSettings) -> ChunkOptions {
@@ -493,14 +686,7 @@ impl Collections {
                 let stats = engine.stats().map_err(engine_error)?;
                 (stats.documents, stats.chunks)
             }
-            None => match slot.stored_counts.get() {
-                Some(counts) => *counts,
-                None => {
-                    let counts = crate::engine::count_stored(&slot.dir, &self.encoder)
-                        .map_err(engine_error)?;
-                    *slot.stored_counts.get_or_init(|| counts)
-                }
-            },
+            None => self.count_unopened(name, slot).map_err(engine_error)?,
         };
         Ok(CollectionInfo {
             name: name.to_string(),

@@ -97,6 +97,9 @@ pub enum ServiceError {
     /// The server is stopping.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The storage cannot be reached now (a database that is down or restarting); retry.
+    #[error("{0}")]
+    Unavailable(String),
     /// The caller stopped waiting; the work was abandoned (nobody sees this answer).
     #[error("the request was abandoned by its caller")]
     Abandoned,
@@ -113,6 +116,7 @@ impl From<EngineError> for ServiceError {
         match err {
             EngineError::InvalidRequest(m) => Self::InvalidRequest(m),
             EngineError::NotFound(id) => Self::NotFound(id),
+            EngineError::Unavailable(m) => Self::Unavailable(m),
             other => Self::Internal(other.to_string()),
         }
     }
@@ -151,6 +155,10 @@ impl From<CollectionError> for ServiceError {
                 source: EngineError::ReadOnly(_),
                 ..
             } => Self::InvalidRequest(err.to_string()),
+            CollectionError::Engine {
+                source: EngineError::Unavailable(m),
+                ..
+            } => Self::Unavailable(m),
             other => Self::Internal(other.to_string()),
         }
     }

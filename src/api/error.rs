@@ -150,6 +150,10 @@ impl From<ServiceError> for ApiError {
                 retry_after: Some(1),
                 ..Self::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", message)
             },
+            ServiceError::Unavailable(_) => Self {
+                retry_after: Some(1),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            },
             ServiceError::ShuttingDown => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }

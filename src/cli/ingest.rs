@@ -39,17 +39,13 @@ pub struct IngestSummary {
 pub fn run(global: &GlobalArgs, args: IngestArgs) -> anyhow::Result<()> {
     let encoder = std::sync::Arc::new(global.encoder()?);
     let rebuild = progress_bar("rebuilding index", "vectors");
-    let options = args.engine.options();
+    let options = args.engine.options_for(&encoder)?;
     let settings = semdex::collections::CollectionSettings {
         chunk_tokens: Some(options.chunk.max_tokens),
         chunk_overlap: Some(options.chunk.overlap),
     };
-    let engine = Engine::open(encoder, options, &rebuild).with_context(|| {
-        format!(
-            "cannot open data directory {}",
-            args.engine.data_dir.display()
-        )
-    })?;
+    let engine = Engine::open(encoder, options, &rebuild)
+        .with_context(|| format!("cannot open {}", args.engine.describe()))?;
     let engine = super::collection_engine(
         std::sync::Arc::new(engine),
         &args.collection,

@@ -21,7 +21,7 @@ use semdex::collections::{CollectionError, CollectionSettings, Collections, DEFA
 use semdex::embed::{
     BackendKind, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MODEL_DIR, Encoder, EncoderOptions,
 };
-use semdex::engine::{Engine, EngineError, EngineOptions};
+use semdex::engine::{Engine, EngineError, EngineOptions, Storage};
 use semdex::index::HnswParams;
 use semdex::progress::Progress;
 use semdex::store::StoreError;
@@ -97,6 +97,59 @@ impl HybridArgs {
     }
 }
 
+/// Where the corpus lives when it is not in the data directory.
+#[derive(Args, Debug, Clone)]
+pub struct DatabaseArgs {
+    /// Keep the corpus in this PostgreSQL database (with pgvector) instead of the data
+    /// directory, shared by every semdex given the same URL:
+    /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE`. The schema is created and migrated at
+    /// start.
+    #[cfg(feature = "postgres")]
+    #[arg(long, env = "SEMDEX_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// Most connections this process opens to the database (requests beyond wait for one).
+    #[cfg(feature = "postgres")]
+    #[arg(long, env = "SEMDEX_DATABASE_POOL", default_value_t = 16)]
+    pub database_pool: u32,
+}
+
+impl DatabaseArgs {
+    /// The storage of `collection`: the data directory, or (with `--database-url`) the
+    /// database, connected to and migrated here.
+    pub fn storage(
+        &self,
+        encoder: &Encoder,
+        hnsw: HnswParams,
+        collection: &str,
+    ) -> anyhow::Result<Storage> {
+        #[cfg(feature = "postgres")]
+        if let Some(url) = &self.database_url {
+            let database = semdex::engine::backend::postgres::Database::connect(
+                url,
+                self.database_pool,
+                &semdex::engine::model_identity(encoder),
+                hnsw,
+            )
+            .context("cannot open the PostgreSQL database")?;
+            return Ok(Storage::Postgres {
+                database,
+                collection: collection.to_string(),
+            });
+        }
+        let _ = (encoder, hnsw, collection);
+        Ok(Storage::Embedded)
+    }
+
+    /// Whether the corpus is in a database rather than the data directory.
+    pub fn in_database(&self) -> bool {
+        #[cfg(feature = "postgres")]
+        if self.database_url.is_some() {
+            return true;
+        }
+        false
+    }
+}
+
 /// Options of the subcommands that open a data directory.
 #[derive(Args, Debug, Clone)]
 pub struct EngineArgs {
@@ -123,6 +176,8 @@ pub struct EngineArgs {
     pub ingest_batch: usize,
     #[command(flatten)]
     pub chunking: ChunkArgs,
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 impl EngineArgs {
@@ -141,11 +196,31 @@ impl EngineArgs {
         options
     }
 
+    /// [`EngineArgs::options`] with the storage the arguments name (connecting to the
+    /// database, if one is named).
+    pub fn options_for(&self, encoder: &Encoder) -> anyhow::Result<EngineOptions> {
+        let mut options = self.options();
+        options.storage = self
+            .database
+            .storage(encoder, options.hnsw, DEFAULT_COLLECTION)?;
+        Ok(options)
+    }
+
+    /// What the engine is opened on, for error messages.
+    pub fn describe(&self) -> String {
+        if self.database.in_database() {
+            "the PostgreSQL database".to_string()
+        } else {
+            format!("data directory {}", self.data_dir.display())
+        }
+    }
+
     /// Loads the model, opens the data directory (showing an index rebuild), and ingests the
     /// seed documents if it is empty.
     pub fn open(&self, global: &GlobalArgs) -> anyhow::Result<Arc<Engine>> {
         let encoder = Arc::new(global.encoder()?);
-        self.open_with(encoder, self.options())
+        let options = self.options_for(&encoder)?;
+        self.open_with(encoder, options)
     }
 
     /// Like [`EngineArgs::open`], but when another process holds the data directory, opens it
@@ -153,7 +228,7 @@ impl EngineArgs {
     pub fn open_for_reading(&self, global: &GlobalArgs) -> anyhow::Result<Arc<Engine>> {
         let encoder = Arc::new(global.encoder()?);
         let rebuild = progress_bar("rebuilding index", "vectors");
-        match Engine::open(encoder.clone(), self.options(), &rebuild) {
+        match Engine::open(encoder.clone(), self.options_for(&encoder)?, &rebuild) {
             Err(EngineError::Store(StoreError::Locked { holder, .. })) => {
                 tracing::info!(%holder, "the data directory is in use; reading it read-only");
                 let mut options = self.options();
@@ -175,8 +250,7 @@ impl EngineArgs {
 
     /// Ingests the seed documents into a freshly opened, empty, writable engine.
     fn seeded(&self, opened: Result<Engine, EngineError>) -> anyhow::Result<Arc<Engine>> {
-        let engine = opened
-            .with_context(|| format!("cannot open data directory {}", self.data_dir.display()))?;
+        let engine = opened.with_context(|| format!("cannot open {}", self.describe()))?;
         let engine = Arc::new(engine);
         if engine.stats()?.documents == 0 && !engine.options().read_only {
             if self.seeds.exists() {

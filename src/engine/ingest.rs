@@ -7,10 +7,10 @@ use serde_json::{Map, Value};
 use sha2::Digest;
 
 use crate::chunk::Chunk;
-use crate::index::VectorIndex;
 use crate::progress::Progress;
-use crate::store::{ChunkSpan, DocumentSummary, NewChunk, NewDocument, Store, StoredDocument};
+use crate::store::{ChunkSpan, DocumentSummary, NewChunk, NewDocument, StoredDocument};
 
+use super::backend::Written;
 use super::claims::Claim;
 
 use super::{Engine, EngineError, MAX_ID_BYTES, Result};
@@ -68,12 +68,9 @@ pub struct IngestReport {
     pub chunks: usize,
 }
 
-/// How often a long ingest commits the lexical index (each commit costs a segment flush).
+/// How often a long ingest makes its passages searchable by words (an embedded backend's
+/// commit costs a segment flush).
 const LEXICAL_COMMIT_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Vectors inserted into the HNSW graph per hold of the index's write lock while committing a
-/// document (a few milliseconds of work; a 2,000-passage document held it for seconds).
-const INDEX_STEP: usize = 64;
 
 /// A document chunked and waiting for its vectors.
 struct Pending<'a> {
@@ -111,6 +108,22 @@ pub fn content_hash(text: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// The store's view of an input document (`title`: what its passages were embedded after).
+fn new_document<'a>(
+    input: &'a DocumentInput,
+    hash: &'a str,
+    title: Option<&'a str>,
+) -> NewDocument<'a> {
+    NewDocument {
+        id: &input.id,
+        source: input.source.as_deref(),
+        text: &input.text,
+        metadata: &input.metadata,
+        content_hash: hash,
+        title,
+    }
 }
 
 /// Checks one document; the message names the offending id.
@@ -168,12 +181,13 @@ impl Engine {
             let hash = content_hash(&input.text);
             let (claim, state) = self
                 .claims
-                .claim(&input.id, || self.reader().document_state(&input.id))?;
+                .claim(&input.id, || self.backend.document_state(&input.id))?;
             if state.is_some_and(|s| s.content_hash == hash) {
-                // Probably nothing to embed; decided under the write connection.
-                let mut writer = self.writer_for_update()?;
-                if let Some(status) = self.settle_same_text(&mut writer, &claim, &input, &hash)? {
-                    drop(writer);
+                // Probably nothing to embed; decided under the backend's write lock.
+                let doc = new_document(&input, &hash, None);
+                if let Written::Settled(status) =
+                    self.backend.write(&doc, None, &|| claim.deleted_since())?
+                {
                     progress.advance(input.text.len() as u64);
                     reports.push(IngestReport {
                         chunks: self.chunk_count_if(status, &input.id)?,
@@ -204,7 +218,7 @@ impl Engine {
                 reports.extend(self.commit_ready(&mut pipeline, progress)?);
                 // A long ingest makes its passages searchable by words as it goes.
                 if lexical_committed.elapsed() >= LEXICAL_COMMIT_EVERY {
-                    self.commit_lexical()?;
+                    self.backend.flush()?;
                     lexical_committed = std::time::Instant::now();
                 }
             }
@@ -213,7 +227,7 @@ impl Engine {
             self.embed_next(&mut pipeline, batch, progress)?;
         }
         reports.extend(self.commit_ready(&mut pipeline, progress)?);
-        self.commit_lexical()?;
+        self.backend.flush()?;
         progress.finish();
         Ok(reports)
     }
@@ -275,9 +289,9 @@ impl Engine {
         Ok(reports)
     }
 
-    /// Writes one document (store transaction, then index) as a unit. What it reports is
-    /// decided here, under the write connection, from what the store holds now: commits are
-    /// the serial order of writes to an id.
+    /// Writes one document as a unit. What it reports is decided by the backend under its
+    /// write lock, from what the store holds then: commits are the serial order of writes to
+    /// an id.
     fn commit(&self, p: Pending<'_>, progress: &dyn Progress) -> Result<IngestReport> {
         // Whitespace between chunks never reaches the encoder; count it now.
         let embedded: usize = p.chunks.iter().map(|c| c.text.len()).sum();
@@ -296,102 +310,33 @@ impl Engine {
                 tokens: Some(t),
             })
             .collect();
-        let doc = NewDocument {
-            id: &p.input.id,
-            source: p.input.source.as_deref(),
-            text: &p.input.text,
-            metadata: &p.input.metadata,
-            content_hash: &p.hash,
-            title: p.title.as_deref(),
-        };
-        let existed = {
-            // Hold the write connection until the index reflects this commit, so that
-            // concurrent writers apply their index changes in commit order and the index's
-            // generation always names a state the store was in.
-            let mut writer = self.writer_for_update()?;
-            if let Some(status) = self.settle_same_text(&mut writer, &p.claim, &p.input, &p.hash)? {
-                // Deleted meanwhile, or the same text committed by a concurrent ingest.
-                drop(writer);
+        let doc = new_document(&p.input, &p.hash, p.title.as_deref());
+        let status = match self
+            .backend
+            .write(&doc, Some(&chunks), &|| p.claim.deleted_since())?
+        {
+            // Deleted meanwhile, or the same text committed by a concurrent ingest.
+            Written::Settled(status) => {
                 return Ok(IngestReport {
                     chunks: self.chunk_count_if(status, &p.input.id)?,
                     id: p.input.id,
                     status,
                 });
             }
-            let existed = writer.document_state(&p.input.id)?.is_some();
-            let outcome = writer.put_document(&doc, &chunks)?;
-            let items: Vec<(u64, &[f32])> = outcome
-                .added
-                .iter()
-                .copied()
-                .zip(p.vectors.iter().map(Vec::as_slice))
-                .collect();
-            // The index's write lock is taken per step, not for the whole document: a search
-            // waits for one step at most, never for all of a long document's insertions.
-            // Between steps a search may see part of the new version (every hit it gets is a
-            // committed passage); the old version is gone from the first step.
-            self.write_index().remove(&outcome.removed);
-            for step in items.chunks(INDEX_STEP) {
-                let mut ix = self.write_index();
-                ix.add(step)?;
-                // Searches waiting for the lock get it before this loop takes it again.
-                parking_lot::RwLockWriteGuard::unlock_fair(ix);
+            Written::Stored { existed: true } => IngestStatus::Updated,
+            Written::Stored { existed: false } => IngestStatus::Created,
+            Written::NeedsPassages => {
+                return Err(EngineError::InvalidRequest(format!(
+                    "document {:?}: the backend refused its passages",
+                    p.input.id
+                )));
             }
-            self.write_index().set_generation(outcome.generation);
-            // The lexical index takes the same changes; they become searchable at its next
-            // commit (the end of this ingest call), and a crash before that is caught up
-            // from the store on the next start.
-            let texts: Vec<std::borrow::Cow<'_, str>> = p
-                .chunks
-                .iter()
-                .map(|c| crate::chunk::with_title(p.title.as_deref(), &c.text))
-                .collect();
-            let passages: Vec<(u64, &str)> = outcome
-                .added
-                .iter()
-                .copied()
-                .zip(texts.iter().map(|t| t.as_ref()))
-                .collect();
-            self.lexical.remove(&outcome.removed)?;
-            self.lexical.add(&passages)?;
-            existed
         };
         Ok(IngestReport {
             id: p.input.id,
-            status: if existed {
-                IngestStatus::Updated
-            } else {
-                IngestStatus::Created
-            },
+            status,
             chunks: p.chunks.len(),
         })
-    }
-
-    /// The status of an ingest that needs no new vectors, decided under the write connection
-    /// `writer`: `Deleted` when a delete of the id ran since `claim` read its state; `Unchanged`
-    /// or `MetadataUpdated` (written here) when the store holds the same text; `None` when the
-    /// text must be embedded and written.
-    fn settle_same_text(
-        &self,
-        writer: &mut Store,
-        claim: &Claim<'_>,
-        input: &DocumentInput,
-        hash: &str,
-    ) -> Result<Option<IngestStatus>> {
-        if claim.deleted_since() {
-            return Ok(Some(IngestStatus::Deleted));
-        }
-        match writer.document_state(&input.id)? {
-            Some(state) if state.content_hash == hash => {
-                if state.metadata == input.metadata {
-                    Ok(Some(IngestStatus::Unchanged))
-                } else {
-                    writer.set_metadata(&input.id, &input.metadata)?;
-                    Ok(Some(IngestStatus::MetadataUpdated))
-                }
-            }
-            _ => Ok(None),
-        }
     }
 
     /// The chunk count to report for `status`, `id` (none for a deleted document).
@@ -399,24 +344,18 @@ impl Engine {
         if status == IngestStatus::Deleted {
             return Ok(0);
         }
-        Ok(self.reader().get_document(id)?.map_or(0, |d| d.chunks))
+        Ok(self.backend.document(id)?.map_or(0, |d| d.chunks))
     }
 
     /// Deletes a document and its chunks; its vectors stop appearing in results at once.
     /// Returns how many chunks it had.
     pub fn delete(&self, id: &str) -> Result<usize> {
-        let mut writer = self.writer_for_update()?;
-        let outcome = self
-            .claims
-            .delete(id, || writer.delete_document(id))?
-            .ok_or_else(|| EngineError::NotFound(id.to_string()))?;
-        let mut ix = self.write_index();
-        ix.remove(&outcome.removed);
-        ix.set_generation(outcome.generation);
-        drop(ix);
-        self.lexical.remove(&outcome.removed)?;
-        self.lexical.commit(outcome.generation)?;
-        Ok(outcome.removed.len())
+        if self.options.read_only {
+            return Err(EngineError::ReadOnly(self.options.data_dir.clone()));
+        }
+        self.claims
+            .delete(id, || self.backend.delete(id))?
+            .ok_or_else(|| EngineError::NotFound(id.to_string()))
     }
 
     /// A passage's token vectors in their stored form (empty when the embedding has none).
@@ -430,7 +369,7 @@ impl Engine {
     /// Gives every stored passage that has no token vectors (stored before they existed) its
     /// token vectors, by embedding it again; `progress` counts passages.
     pub(super) fn fill_token_vectors(&self, progress: &dyn Progress) -> Result<()> {
-        let missing = self.reader().count_without_token_vectors()?;
+        let missing = self.backend.count_without_token_vectors()?;
         if missing == 0 || self.options.read_only {
             return Ok(());
         }
@@ -441,7 +380,7 @@ impl Engine {
         progress.set_total(missing as u64);
         let batch = self.options.ingest_batch.max(1);
         loop {
-            let passages = self.reader().passages_without_token_vectors(batch)?;
+            let passages = self.backend.passages_without_token_vectors(batch)?;
             if passages.is_empty() {
                 break;
             }
@@ -453,39 +392,28 @@ impl Engine {
                 .zip(&passages)
                 .map(|(e, (id, _))| (*id, self.pack_tokens(e)))
                 .collect();
-            self.writer_for_update()?.put_token_vectors(&packed)?;
+            self.backend.put_token_vectors(&packed)?;
             progress.advance(packed.len() as u64);
         }
         progress.finish();
         Ok(())
     }
 
-    /// Makes the lexical index's pending writes searchable. The write connection is held so
-    /// that the generation recorded is exactly the one whose passages the index holds.
-    fn commit_lexical(&self) -> Result<()> {
-        if !self.lexical.has_uncommitted() {
-            return Ok(());
-        }
-        let writer = self.writer_for_update()?;
-        self.lexical.commit(writer.generation()?)?;
-        Ok(())
-    }
-
     /// A whole stored document.
     pub fn document(&self, id: &str) -> Result<StoredDocument> {
-        self.reader()
-            .get_document(id)?
+        self.backend
+            .document(id)?
             .ok_or_else(|| EngineError::NotFound(id.to_string()))
     }
 
     /// Documents in id order, without their text.
     pub fn documents(&self, limit: usize, offset: usize) -> Result<Vec<DocumentSummary>> {
-        Ok(self.reader().list_documents(limit, offset)?)
+        self.backend.documents(limit, offset)
     }
 
     /// Where a stored document's passages lie (byte offsets), in order.
     pub fn document_chunks(&self, id: &str) -> Result<Vec<ChunkSpan>> {
-        self.reader()
+        self.backend
             .document_chunks(id)?
             .ok_or_else(|| EngineError::NotFound(id.to_string()))
     }

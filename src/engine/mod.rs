@@ -1,30 +1,30 @@
-//! Ingest and search orchestration: chunker, encoder, store and index working together.
+//! Ingest and search orchestration: chunker, encoder and a storage [`backend`] working
+//! together.
 //!
 //! The engine knows nothing of HTTP or JSON formatting; the CLI and the service layer call it.
-//! It is `Sync`: searches run concurrently (a pool of read connections to the store, a read
-//! lock on the index), writers serialise on the store's one write connection, and each
-//! document is committed (store transaction, then index) as a unit. A data directory is open
-//! for writing in one process at a time ([`DirLock`]).
+//! It chunks and embeds documents and hands each to its backend to commit as a unit; it asks
+//! the backend for dense and lexical candidates, fuses them and rescores the best with late
+//! interaction. It is `Sync`: searches run concurrently, and writes to one id are made
+//! serial ([`claims`]) before the backend serialises them again under its own lock.
 
+pub mod backend;
 mod claims;
 pub mod fusion;
-mod indexes;
 mod ingest;
 mod search;
 pub mod sources;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
-
-use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::Arc;
 
 use crate::chunk::{ChunkError, ChunkOptions, Chunker};
 use crate::embed::{EmbedError, Encoder};
-use crate::index::{HnswIndex, HnswParams, IndexError, VectorIndex};
+use crate::index::{HnswParams, IndexError};
 use crate::late::TokenFilter;
-use crate::lexical::{LexicalError, LexicalIndex, LexicalStats};
-use crate::progress::{NoProgress, Progress};
-use crate::store::{DirLock, ModelIdentity, PooledStore, ReadPool, Store, StoreError};
+use crate::lexical::{LexicalError, LexicalStats};
+use crate::progress::Progress;
+use crate::store::{ModelIdentity, StoreError};
+use backend::Backend;
 pub use fusion::Fusion;
 pub use ingest::{
     DocumentInput, IngestReport, IngestStatus, content_hash, validate as validate_document,
@@ -69,6 +69,14 @@ pub enum EngineError {
     /// A write to an engine opened read-only.
     #[error("the data directory {0} is open read-only here (another process holds it)")]
     ReadOnly(PathBuf),
+    /// The database failed (a bad statement, a constraint, a schema problem).
+    #[cfg(feature = "postgres")]
+    #[error(transparent)]
+    Postgres(#[from] backend::postgres::PgError),
+    /// The storage cannot be reached now (a database that is down or restarting); the
+    /// request may be retried.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Result alias for the engine.
@@ -100,6 +108,8 @@ pub struct EngineOptions {
     /// Open without the directory's write lock, for reading beside a process that holds it:
     /// writes fail with [`EngineError::ReadOnly`] and the index is never saved.
     pub read_only: bool,
+    /// Where the corpus lives: the data directory (default) or a PostgreSQL database.
+    pub storage: Storage,
 }
 
 impl EngineOptions {
@@ -115,6 +125,7 @@ impl EngineOptions {
             read_connections: 4,
             title_context: false,
             read_only: false,
+            storage: Storage::Embedded,
         }
     }
 }
@@ -142,72 +153,71 @@ pub struct EngineStats {
     pub lexical: LexicalStats,
 }
 
-/// The retrieval engine over one data directory.
+/// Where an engine keeps its corpus.
+#[derive(Debug, Clone, Default)]
+pub enum Storage {
+    /// SQLite, an HNSW graph and a tantivy index in the data directory.
+    #[default]
+    Embedded,
+    /// A PostgreSQL database with pgvector, shared with other semdex processes; the
+    /// collection's rows are those under its name.
+    #[cfg(feature = "postgres")]
+    Postgres {
+        /// The database (a bounded pool of connections).
+        database: Arc<backend::postgres::Database>,
+        /// The collection's name.
+        collection: String,
+    },
+}
+
+/// The retrieval engine over one collection.
 pub struct Engine {
     encoder: Arc<Encoder>,
     chunker: Chunker,
-    writer: Mutex<Store>,
-    readers: ReadPool,
-    /// parking_lot's lock, for its fair unlock: a writer adding a long document step by step
-    /// hands the lock to waiting searches between steps instead of taking it straight back.
-    index: RwLock<HnswIndex>,
-    lexical: LexicalIndex,
+    backend: Box<dyn Backend>,
     /// Which tokens late interaction ignores.
     token_filter: TokenFilter,
-    compaction: Mutex<()>,
     /// Ids that ingests are embedding, so that a delete meanwhile is not undone.
     claims: claims::Claims,
     options: EngineOptions,
-    /// Held while the engine lives (absent when read-only).
-    _lock: Option<DirLock>,
 }
 
 impl Engine {
-    /// Opens the data directory (creating it and taking its write lock), checks it was made
-    /// with this encoder's model, and loads the index from its dump — catching up with the
-    /// store if the dump is behind — or rebuilds it from the stored vectors (never by
-    /// re-embedding). `progress` shows a rebuild.
+    /// Opens the collection's storage ([`EngineOptions::storage`]), checks it was made with
+    /// this encoder's model, and brings its indexes up to date (never by re-embedding, except
+    /// for token vectors an older semdex did not store). `progress` shows a rebuild.
     pub fn open(
         encoder: Arc<Encoder>,
         options: EngineOptions,
         progress: &dyn Progress,
     ) -> Result<Self> {
-        options.hnsw.validate()?;
-        let lock = if options.read_only {
-            None
-        } else {
-            Some(DirLock::acquire(&options.data_dir)?)
-        };
         let model = model_identity(&encoder);
-        let writer = Store::open(&options.data_dir, &model)?;
-        let readers = ReadPool::open(&options.data_dir, &model, options.read_connections)?;
+        let backend: Box<dyn Backend> = match &options.storage {
+            Storage::Embedded => Box::new(backend::embedded::EmbeddedBackend::open(
+                &model,
+                options.clone(),
+                progress,
+            )?),
+            #[cfg(feature = "postgres")]
+            Storage::Postgres {
+                database,
+                collection,
+            } => Box::new(backend::postgres::PostgresBackend::open(
+                database.clone(),
+                collection,
+                &model,
+                &options,
+            )?),
+        };
         let chunker = Chunker::new(encoder.tokenizer().clone(), options.chunk)?;
-        let index = indexes::open_vector_index(
-            &readers.get(),
-            &index_dir(&options.data_dir),
-            encoder.dimension(),
-            options.hnsw,
-            progress,
-        )?;
-        let lexical = indexes::open_lexical_index(
-            &readers.get(),
-            &lexical_dir(&options.data_dir),
-            !options.read_only,
-            progress,
-        )?;
         let token_filter = TokenFilter::new(encoder.tokenizer());
         let engine = Self {
             encoder,
             chunker,
-            writer: Mutex::new(writer),
-            readers,
-            index: RwLock::new(index),
-            lexical,
+            backend,
             token_filter,
-            compaction: Mutex::new(()),
             claims: claims::Claims::default(),
             options,
-            _lock: lock,
         };
         engine.fill_token_vectors(progress)?;
         Ok(engine)
@@ -225,122 +235,19 @@ impl Engine {
 
     /// Counts and index settings.
     pub fn stats(&self) -> Result<EngineStats> {
-        let (documents, chunks) = self.reader().counts()?;
-        let ix = self.read_index();
-        Ok(EngineStats {
-            documents,
-            chunks,
-            indexed: ix.len(),
-            tombstones: ix.tombstones(),
-            index_kind: ix.kind(),
-            hnsw: ix.params(),
-            exact_below: self.options.exact_below,
-            vector_bytes: ix.vector_bytes(),
-            lexical: self.lexical.stats(),
-        })
+        self.backend.stats()
     }
 
-    /// Writes the index dump so that the next start loads instead of rebuilding. A read-only
+    /// Saves what makes the next start fast (the embedded backend's index dump). A read-only
     /// engine saves nothing.
     pub fn persist(&self) -> Result<()> {
-        if self.options.read_only {
-            return Ok(());
-        }
-        self.read_index().save(&index_dir(&self.options.data_dir))?;
-        Ok(())
+        self.backend.persist()
     }
 
-    /// Rebuilds the graph without its deleted vectors once they pass the configured share.
-    /// Searches and writes go on meanwhile; returns whether a rebuild happened.
-    ///
-    /// The new graph is built from the store (the old graph holds the only other copy of the
-    /// vectors, so memory peaks at two graphs, never three copies). What changed during the
-    /// build is replayed with writers paused, and the graphs are swapped.
+    /// Housekeeping between requests (the embedded backend compacts its graph once deleted
+    /// vectors pass the configured share); returns whether something was done.
     pub fn maintain(&self) -> Result<bool> {
-        let Ok(_only_one) = self.compaction.try_lock() else {
-            return Ok(false);
-        };
-        let (due, held) = {
-            let ix = self.read_index();
-            let held = ix.indexed_ids().len();
-            (
-                held > 0 && ix.tombstones() as f64 > self.options.compact_ratio * held as f64,
-                held,
-            )
-        };
-        if !due {
-            return Ok(false);
-        }
-        let mut fresh = indexes::build_from_store(
-            &self.reader(),
-            self.encoder.dimension(),
-            self.options.hnsw,
-            held,
-            &NoProgress,
-        )?;
-        // Writers commit to the store and then to the index under the write connection: holding
-        // it makes the index exactly as current as the store while the difference is replayed.
-        let writer = self.writer();
-        let mut ix = self.write_index();
-        if ix.generation() != fresh.generation() {
-            let live_now: Vec<u64> = ix
-                .indexed_ids()
-                .iter()
-                .copied()
-                .filter(|&id| ix.contains(id))
-                .collect();
-            let added: Vec<u64> = live_now
-                .iter()
-                .copied()
-                .filter(|&id| !fresh.contains(id))
-                .collect();
-            let live: std::collections::HashSet<u64> = live_now.into_iter().collect();
-            let removed: Vec<u64> = fresh
-                .indexed_ids()
-                .iter()
-                .copied()
-                .filter(|id| !live.contains(id))
-                .collect();
-            let vectors = writer.vectors_by_ids(&added)?;
-            let items: Vec<(u64, &[f32])> =
-                vectors.iter().map(|(id, v)| (*id, v.as_slice())).collect();
-            fresh.add(&items)?;
-            fresh.remove(&removed);
-        }
-        fresh.set_generation(ix.generation());
-        let vectors = fresh.len();
-        *ix = fresh;
-        drop(ix);
-        drop(writer);
-        tracing::info!(vectors, "compacted the HNSW graph");
-        Ok(true)
-    }
-
-    /// A read connection from the pool.
-    fn reader(&self) -> PooledStore<'_> {
-        self.readers.get()
-    }
-
-    /// The write connection; fails on a read-only engine.
-    fn writer_for_update(&self) -> Result<MutexGuard<'_, Store>> {
-        if self.options.read_only {
-            return Err(EngineError::ReadOnly(self.options.data_dir.clone()));
-        }
-        Ok(self.writer())
-    }
-
-    fn writer(&self) -> MutexGuard<'_, Store> {
-        self.writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn read_index(&self) -> RwLockReadGuard<'_, HnswIndex> {
-        self.index.read()
-    }
-
-    fn write_index(&self) -> RwLockWriteGuard<'_, HnswIndex> {
-        self.index.write()
+        self.backend.maintain()
     }
 }
 
@@ -354,19 +261,10 @@ pub fn model_identity(encoder: &Encoder) -> ModelIdentity {
     }
 }
 
+pub use backend::embedded::{index_dir, lexical_dir};
+
 /// Documents and passages stored in a data directory made with `encoder`'s model, read
 /// without opening its indexes or taking its lock (for listings of unopened collections).
 pub fn count_stored(data_dir: &Path, encoder: &Encoder) -> Result<(usize, usize)> {
-    let pool = ReadPool::open(data_dir, &model_identity(encoder), 1)?;
-    Ok(pool.get().counts()?)
-}
-
-/// Where the index dump lives inside a data directory.
-pub fn index_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("index")
-}
-
-/// Where the lexical index lives inside a data directory.
-pub fn lexical_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("lexical")
+    backend::embedded::count_stored(data_dir, &model_identity(encoder))
 }

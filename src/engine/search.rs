@@ -4,10 +4,11 @@
 use serde_json::{Map, Value};
 
 use crate::embed::l2_normalize;
-use crate::index::{Hit, SearchParams, VectorIndex};
+use crate::index::Hit;
 use crate::late::{MaxSim, TokenMatrix};
 use crate::store::ChunkFilter;
 
+use super::backend::{CandidateQuery, Candidates};
 use super::fusion::{self, Fused, Fusion, RescoreWeights};
 use super::{Engine, EngineError, MAX_EF, MAX_K, Result};
 
@@ -274,21 +275,13 @@ impl Engine {
     /// The `k` passages that best answer an already embedded query, by the request's mode.
     pub fn search_query(&self, query: &Query<'_>, req: &SearchRequest) -> Result<SearchResults> {
         validate(req)?;
-        let allowed = if req.filter.is_empty() {
-            None
-        } else {
-            Some(self.reader().chunk_ids_matching(&req.filter)?)
-        };
         let depth = match req.mode {
             SearchMode::Hybrid => req.k.max(HYBRID_CANDIDATES),
             SearchMode::Dense | SearchMode::Lexical => req.k,
         };
-        let (dense, strategy) = match (req.mode.needs_vector(), query.vector) {
-            (false, _) => (Vec::new(), SearchStrategy::Lexical),
-            (true, Some(vector)) => {
-                let vector = self.checked_query_vector(vector)?;
-                self.dense_candidates(&vector, depth, req, allowed.as_deref())?
-            }
+        let vector = match (req.mode.needs_vector(), query.vector) {
+            (false, _) => None,
+            (true, Some(vector)) => Some(self.checked_query_vector(vector)?),
             (true, None) => {
                 return Err(EngineError::InvalidRequest(format!(
                     "{} search needs the query's embedding",
@@ -296,11 +289,24 @@ impl Engine {
                 )));
             }
         };
-        let lexical = if req.mode == SearchMode::Dense {
-            Vec::new()
-        } else {
-            self.lexical.search(query.text, depth, allowed.as_deref())?
-        };
+        let Candidates {
+            dense,
+            lexical,
+            strategy,
+        } = self.backend.candidates(&CandidateQuery {
+            text: query.text,
+            vector: vector.as_deref(),
+            dense_depth: if vector.is_some() { depth } else { 0 },
+            lexical_depth: if req.mode == SearchMode::Dense {
+                0
+            } else {
+                depth
+            },
+            ef: req.ef,
+            exact: req.exact,
+            filter: &req.filter,
+        })?;
+        let strategy = strategy.unwrap_or(SearchStrategy::Lexical);
         let mut ranking: Vec<Fused> = match req.mode {
             SearchMode::Dense => as_ranking(&dense, true),
             SearchMode::Lexical => as_ranking(&lexical, false),
@@ -313,10 +319,9 @@ impl Engine {
         };
         let rescore_with = query.tokens.filter(|t| !t.is_empty());
         if let (SearchMode::Hybrid, true, Some(tokens), Some(vector)) =
-            (req.mode, req.rerank, rescore_with, query.vector)
+            (req.mode, req.rerank, rescore_with, vector.as_deref())
         {
-            let vector = self.checked_query_vector(vector)?;
-            self.rescore(&mut ranking, req.k, &vector, query.text, tokens)?;
+            self.rescore(&mut ranking, req.k, vector, query.text, tokens)?;
         }
         ranking.truncate(req.k);
         Ok(SearchResults {
@@ -348,16 +353,12 @@ impl Engine {
         };
         let no_dense = ids(head, |c| c.dense.is_none());
         if !no_dense.is_empty() {
-            let found = self
-                .read_index()
-                .search_among(vector, &no_dense, no_dense.len())?;
+            let found = self.backend.dense_among(vector, &no_dense)?;
             fill(head, &found, |c, s| c.dense = Some(s));
         }
         let no_lexical = ids(head, |c| c.lexical.is_none());
         if !no_lexical.is_empty() {
-            let found = self
-                .lexical
-                .search(text, no_lexical.len(), Some(&no_lexical))?;
+            let found = self.backend.lexical_among(text, &no_lexical)?;
             fill(head, &found, |c, s| c.lexical = Some(s));
             // A passage that matches none of the query's terms scores 0 in BM25.
             head.iter_mut()
@@ -367,7 +368,7 @@ impl Engine {
         let all: Vec<u64> = head.iter().map(|c| c.id).collect();
         let mut scorer = MaxSim::new(tokens);
         let mut late = std::collections::HashMap::with_capacity(all.len());
-        self.reader().visit_token_vectors(&all, |id, bytes| {
+        self.backend.visit_token_vectors(&all, &mut |id, bytes| {
             if let Some(score) = scorer.score_stored(bytes) {
                 late.insert(id, score);
             }
@@ -407,53 +408,10 @@ impl Engine {
         Ok(query)
     }
 
-    /// The `depth` passages nearest to a unit query vector among `allowed`, exactly or through
-    /// the graph as the corpus size and filter selectivity call for.
-    fn dense_candidates(
-        &self,
-        query: &[f32],
-        depth: usize,
-        req: &SearchRequest,
-        allowed: Option<&[u64]>,
-    ) -> Result<(Vec<Hit>, SearchStrategy)> {
-        let ix = self.read_index();
-        let live = ix.len();
-        let ef = req.ef.unwrap_or(ix.params().ef_search);
-        let approximate = SearchParams { ef, exact: false };
-        let exact = SearchParams { ef, exact: true };
-        Ok(match allowed {
-            None if req.exact || live < self.options.exact_below => {
-                (ix.search(query, depth, exact, None)?, SearchStrategy::Exact)
-            }
-            None => (
-                ix.search(query, depth, approximate, None)?,
-                SearchStrategy::Hnsw,
-            ),
-            Some(ids) => {
-                // Selective filters: scoring the allowed vectors beats walking a graph
-                // whose neighbours are mostly excluded.
-                let selective =
-                    ids.len() <= self.options.exact_below.max(depth) || ids.len() * 10 < live;
-                if req.exact || selective {
-                    (
-                        ix.search_among(query, ids, depth)?,
-                        SearchStrategy::ExactFiltered,
-                    )
-                } else {
-                    let pass = |id: u64| ids.binary_search(&id).is_ok();
-                    (
-                        ix.search(query, depth, approximate, Some(&pass))?,
-                        SearchStrategy::HnswFiltered,
-                    )
-                }
-            }
-        })
-    }
-
     /// Turns a ranking into passages, in order; chunks deleted meanwhile are dropped.
     fn hydrate(&self, ranking: &[Fused]) -> Result<Vec<SearchHit>> {
         let ids: Vec<u64> = ranking.iter().map(|h| h.id).collect();
-        let mut records = self.reader().chunks_by_ids(&ids)?;
+        let mut records = self.backend.chunks_by_ids(&ids)?;
         Ok(ranking
             .iter()
             .filter_map(|h| {

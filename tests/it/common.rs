@@ -163,6 +163,11 @@ pub fn start_server_with(
 /// Starts the real `semdex serve` binary on `data` (ephemeral port, no seeds, no API key)
 /// and waits until it is ready; returns the child and its base URL.
 pub fn serve_binary(data: &Path) -> (Child, String) {
+    serve_binary_with(data, &[])
+}
+
+/// [`serve_binary`] with more `serve` arguments (`--database-url URL`, say).
+pub fn serve_binary_with(data: &Path, extra: &[&str]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_semdex"))
         .arg("--model")
         .arg(model_dir())
@@ -170,6 +175,8 @@ pub fn serve_binary(data: &Path) -> (Child, String) {
         .arg(data.join("no-seeds"))
         .arg("--data-dir")
         .arg(data)
+        .args(extra)
+        .env_remove("SEMDEX_DATABASE_URL")
         .env_remove("SEMDEX_API_KEY")
         .env_remove("SEMDEX_API_KEY_FILE")
         .env("RUST_LOG", "info")

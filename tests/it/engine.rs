@@ -1,23 +1,15 @@
-//! The engine through its public API, on the real model and a real SQLite store.
-
-use std::collections::HashSet;
+//! The engine through its public API, on the real model and a real SQLite store: the shared
+//! suite (`suite.rs`) on the embedded backend, and what only the embedded backend has (its
+//! index dump, graph compaction, the data directory's model check).
 
 use semdex::engine::{
-    Engine, EngineError, EngineOptions, IngestStatus, SearchMode, SearchRequest, SearchStrategy,
+    Engine, EngineError, EngineOptions, SearchMode, SearchRequest, SearchStrategy,
 };
-use semdex::filter::MetadataFilter;
 use semdex::progress::NoProgress;
-use semdex::store::{ChunkFilter, ModelIdentity, Store, StoreError};
-use serde_json::{Value, json};
+use semdex::store::{ModelIdentity, Store, StoreError};
 
 fn hidden() -> NoProgress {
     NoProgress
-}
-
-fn with_meta(id: &str, text: &str, meta: Value) -> semdex::engine::DocumentInput {
-    let mut d = crate::common::doc(id, text);
-    d.metadata = meta.as_object().unwrap().clone();
-    d
 }
 
 /// A dense-only request: these tests are about the vector index.
@@ -27,27 +19,6 @@ fn req(k: usize) -> SearchRequest {
         mode: SearchMode::Dense,
         ..SearchRequest::default()
     }
-}
-
-#[test]
-fn seed_article_questions_hit_at_3() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = crate::common::engine_with(EngineOptions::new(dir.path()));
-    engine
-        .ingest(
-            vec![crate::common::doc("seed", &crate::common::seed_article())],
-            &hidden(),
-        )
-        .unwrap();
-    let items = semdex::eval::qa::load(&crate::common::data("seed_qa.jsonl")).unwrap();
-    assert!(items.len() >= 20);
-    let report = semdex::eval::qa::evaluate(&engine, &items, &SearchRequest::default()).unwrap();
-    println!(
-        "hit@1 {:.3} hit@3 {:.3} hit@5 {:.3} MRR@10 {:.3}; missed: {:?}",
-        report.hit_1, report.hit_3, report.hit_5, report.mrr_10, report.missed
-    );
-    assert!(report.hit_3 >= 0.85, "hit@3 {:.3} < 0.85", report.hit_3);
-    assert!(report.hit_1 <= report.hit_3 && report.hit_3 <= report.hit_5);
 }
 
 #[test]
@@ -146,64 +117,6 @@ fn restart_gives_identical_results_with_and_without_a_dump() {
 }
 
 #[test]
-fn dedup_update_metadata_and_delete() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = crate::common::engine_with(EngineOptions::new(dir.path()));
-    let text = "The cosmodrome meeting lasted several hours. Artillery shells were discussed.";
-    let r = engine
-        .ingest(vec![with_meta("a", text, json!({"v": 1}))], &hidden())
-        .unwrap();
-    assert_eq!(r[0].status, IngestStatus::Created);
-    let r = engine
-        .ingest(vec![with_meta("a", text, json!({"v": 1}))], &hidden())
-        .unwrap();
-    assert_eq!(r[0].status, IngestStatus::Unchanged);
-    assert_eq!(r[0].chunks, 1);
-    let r = engine
-        .ingest(vec![with_meta("a", text, json!({"v": 2}))], &hidden())
-        .unwrap();
-    assert_eq!(r[0].status, IngestStatus::MetadataUpdated);
-    let hit = &engine.search("artillery", &req(1)).unwrap().hits[0];
-    assert_eq!(hit.metadata["v"], 2);
-    let old_chunk = hit.chunk_id;
-
-    let r = engine
-        .ingest(
-            vec![crate::common::doc(
-                "a",
-                "Completely new text about satellites.",
-            )],
-            &hidden(),
-        )
-        .unwrap();
-    assert_eq!(r[0].status, IngestStatus::Updated);
-    let hits = engine.search("artillery", &req(5)).unwrap().hits;
-    assert_eq!(hits.len(), 1);
-    assert_ne!(hits[0].chunk_id, old_chunk);
-    assert!(hits[0].text.contains("satellites"));
-    assert_eq!(
-        engine.document("a").unwrap().text,
-        "Completely new text about satellites."
-    );
-
-    engine
-        .ingest(
-            vec![crate::common::doc("b", "Another document.")],
-            &hidden(),
-        )
-        .unwrap();
-    assert_eq!(engine.delete("a").unwrap(), 1);
-    assert!(matches!(engine.delete("a"), Err(EngineError::NotFound(_))));
-    assert!(matches!(
-        engine.document("a"),
-        Err(EngineError::NotFound(_))
-    ));
-    let hits = engine.search("satellites", &req(5)).unwrap().hits;
-    assert!(hits.iter().all(|h| h.doc_id == "b"));
-    assert_eq!(engine.documents(10, 0).unwrap().len(), 1);
-}
-
-#[test]
 fn deleted_chunks_vanish_from_hnsw_results_and_compaction_keeps_k() {
     let dir = tempfile::tempdir().unwrap();
     let mut options = EngineOptions::new(dir.path());
@@ -249,58 +162,6 @@ fn deleted_chunks_vanish_from_hnsw_results_and_compaction_keeps_k() {
 }
 
 #[test]
-fn filters_by_document_and_metadata_still_return_k() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut options = EngineOptions::new(dir.path());
-    options.exact_below = 0;
-    let engine = crate::common::engine_with(options);
-    let docs: Vec<_> = crate::common::seed_windows(60, 30)
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            with_meta(
-                &format!("w{i}"),
-                t,
-                json!({"parity": if i % 2 == 0 {"even"} else {"odd"}, "i": i}),
-            )
-        })
-        .collect();
-    engine.ingest(docs, &hidden()).unwrap();
-    let mut r = req(10);
-    r.filter = ChunkFilter {
-        doc_ids: None,
-        metadata: MetadataFilter::parse(&json!({"parity": "odd"})).unwrap(),
-    };
-    let odd = engine.search("military aircraft plant", &r).unwrap();
-    assert_eq!(odd.hits.len(), 10);
-    assert!(odd.hits.iter().all(|h| h.metadata["parity"] == "odd"));
-    assert_eq!(
-        odd.strategy,
-        SearchStrategy::HnswFiltered,
-        "half the corpus: not selective"
-    );
-    let mut exact = r.clone();
-    exact.exact = true;
-    let truth = engine.search("military aircraft plant", &exact).unwrap();
-    assert_eq!(truth.strategy, SearchStrategy::ExactFiltered);
-    let a: HashSet<u64> = odd.hits.iter().map(|h| h.chunk_id).collect();
-    let b: HashSet<u64> = truth.hits.iter().map(|h| h.chunk_id).collect();
-    assert!(a.intersection(&b).count() >= 9);
-
-    r.filter = ChunkFilter {
-        doc_ids: Some(vec!["w3".into(), "w4".into(), "nope".into()]),
-        metadata: Default::default(),
-    };
-    let few = engine.search("anything", &r).unwrap();
-    assert_eq!(few.strategy, SearchStrategy::ExactFiltered);
-    let ids: HashSet<&str> = few.hits.iter().map(|h| h.doc_id.as_str()).collect();
-    assert_eq!(ids, HashSet::from(["w3", "w4"]));
-
-    r.filter.metadata = MetadataFilter::parse(&json!({"i": 4})).unwrap();
-    assert_eq!(engine.search("anything", &r).unwrap().hits.len(), 1);
-}
-
-#[test]
 fn another_model_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     Store::open(
@@ -324,52 +185,6 @@ fn another_model_is_refused() {
         "{err}"
     );
     assert!(err.to_string().contains("other-model"));
-}
-
-#[test]
-fn empty_store_and_invalid_requests() {
-    let dir = tempfile::tempdir().unwrap();
-    let engine = crate::common::engine_with(EngineOptions::new(dir.path()));
-    let empty = engine.search("anything at all", &req(5)).unwrap();
-    assert!(empty.hits.is_empty());
-    assert_eq!(engine.stats().unwrap().documents, 0);
-
-    fn invalid<T>(r: Result<T, EngineError>) -> bool {
-        matches!(r, Err(EngineError::InvalidRequest(_)))
-    }
-    assert!(invalid(engine.search("q", &req(0))));
-    assert!(invalid(engine.search("q", &req(1001))));
-    assert!(invalid(engine.search("   ", &req(5))));
-    assert!(invalid(engine.search(
-        "q",
-        &SearchRequest {
-            ef: Some(0),
-            ..req(5)
-        }
-    )));
-    assert!(
-        MetadataFilter::parse(&json!({"k": {"nested": 1}})).is_err(),
-        "a bad filter cannot even be built"
-    );
-    assert!(invalid(engine.search_vector(&[1.0, 2.0], &req(5))));
-    assert!(invalid(
-        engine.ingest(vec![crate::common::doc("x", "  ")], &hidden())
-    ));
-    assert!(invalid(
-        engine.ingest(vec![crate::common::doc("", "text")], &hidden())
-    ));
-    assert!(invalid(engine.ingest(
-        vec![
-            crate::common::doc("d", "one"),
-            crate::common::doc("d", "two")
-        ],
-        &hidden()
-    )));
-    assert_eq!(
-        engine.stats().unwrap().documents,
-        0,
-        "nothing written by a rejected batch"
-    );
 }
 
 #[test]
@@ -411,4 +226,29 @@ fn hnsw_recall_against_exact_on_real_vectors() {
         windows.len()
     );
     assert!(recall >= 0.99, "recall@10 {recall}");
+}
+
+#[test]
+fn suite_seed_article_questions_hit_at_3() {
+    crate::suite::seed_article_questions_hit_at_3(&crate::suite::Embedded::new());
+}
+
+#[test]
+fn suite_dedup_update_metadata_and_delete() {
+    crate::suite::dedup_update_metadata_and_delete(&crate::suite::Embedded::new());
+}
+
+#[test]
+fn suite_filters_by_document_and_metadata_still_return_k() {
+    crate::suite::filters_by_document_and_metadata_still_return_k(&crate::suite::Embedded::new());
+}
+
+#[test]
+fn suite_empty_store_and_invalid_requests() {
+    crate::suite::empty_store_and_invalid_requests(&crate::suite::Embedded::new());
+}
+
+#[test]
+fn suite_modes_follow_updates_and_deletes() {
+    crate::suite::modes_follow_updates_and_deletes(&crate::suite::Embedded::new());
 }

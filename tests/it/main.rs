@@ -10,6 +10,7 @@
 static GLOBAL: semdex::alloc::CountingMimalloc = semdex::alloc::CountingMimalloc;
 
 mod common;
+mod suite;
 
 mod admission;
 mod ann_scifact;
@@ -30,4 +31,6 @@ mod http_hardening;
 mod hybrid;
 mod openai_tokens;
 mod page_routes;
+#[cfg(feature = "postgres")]
+mod pg;
 mod serve_binary;

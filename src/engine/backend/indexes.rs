@@ -10,7 +10,7 @@ use crate::lexical::{LexicalIndex, Opened};
 use crate::progress::{NoProgress, Progress};
 use crate::store::{Passage, Store};
 
-use super::{EngineError, Result};
+use super::super::{EngineError, Result};
 
 /// Vectors inserted per call while building, so progress moves.
 const BUILD_STEP: usize = 2048;

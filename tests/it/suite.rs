@@ -1,0 +1,322 @@
+//! The engine test suite every storage backend must pass: the same functions run on the
+//! embedded backend (`engine.rs`) and on PostgreSQL (`pg.rs`), each through a [`Backing`]
+//! that gives it fresh, isolated storage.
+
+use std::collections::HashSet;
+
+use semdex::engine::{
+    Engine, EngineError, EngineOptions, IngestStatus, SearchMode, SearchRequest, SearchStrategy,
+};
+use semdex::filter::MetadataFilter;
+use semdex::progress::NoProgress;
+use semdex::store::ChunkFilter;
+use serde_json::{Value, json};
+
+/// Fresh storage for one suite test.
+pub trait Backing {
+    /// Engine options over this backing's storage (data directory or database).
+    fn options(&self) -> EngineOptions;
+
+    /// An engine over this backing's storage, with `adjust` applied to its options.
+    fn engine(&self, adjust: fn(&mut EngineOptions)) -> Engine {
+        let mut options = self.options();
+        adjust(&mut options);
+        crate::common::engine_with(options)
+    }
+}
+
+/// The embedded backend in a temporary data directory.
+pub struct Embedded(tempfile::TempDir);
+
+impl Embedded {
+    /// A fresh, empty data directory.
+    pub fn new() -> Self {
+        Self(tempfile::tempdir().unwrap())
+    }
+}
+
+impl Backing for Embedded {
+    fn options(&self) -> EngineOptions {
+        EngineOptions::new(self.0.path())
+    }
+}
+
+fn hidden() -> NoProgress {
+    NoProgress
+}
+
+fn with_meta(id: &str, text: &str, meta: Value) -> semdex::engine::DocumentInput {
+    let mut d = crate::common::doc(id, text);
+    d.metadata = meta.as_object().unwrap().clone();
+    d
+}
+
+/// A dense-only request: these tests are about the vector index.
+fn req(k: usize) -> SearchRequest {
+    SearchRequest {
+        k,
+        mode: SearchMode::Dense,
+        ..SearchRequest::default()
+    }
+}
+
+/// Shared suite: see the module doc.
+pub fn seed_article_questions_hit_at_3(backing: &dyn Backing) {
+    let engine = backing.engine(|_| {});
+    engine
+        .ingest(
+            vec![crate::common::doc("seed", &crate::common::seed_article())],
+            &hidden(),
+        )
+        .unwrap();
+    let items = semdex::eval::qa::load(&crate::common::data("seed_qa.jsonl")).unwrap();
+    assert!(items.len() >= 20);
+    let report = semdex::eval::qa::evaluate(&engine, &items, &SearchRequest::default()).unwrap();
+    println!(
+        "hit@1 {:.3} hit@3 {:.3} hit@5 {:.3} MRR@10 {:.3}; missed: {:?}",
+        report.hit_1, report.hit_3, report.hit_5, report.mrr_10, report.missed
+    );
+    assert!(report.hit_3 >= 0.85, "hit@3 {:.3} < 0.85", report.hit_3);
+    assert!(report.hit_1 <= report.hit_3 && report.hit_3 <= report.hit_5);
+}
+
+/// Shared suite: see the module doc.
+pub fn dedup_update_metadata_and_delete(backing: &dyn Backing) {
+    let engine = backing.engine(|_| {});
+    let text = "The cosmodrome meeting lasted several hours. Artillery shells were discussed.";
+    let r = engine
+        .ingest(vec![with_meta("a", text, json!({"v": 1}))], &hidden())
+        .unwrap();
+    assert_eq!(r[0].status, IngestStatus::Created);
+    let r = engine
+        .ingest(vec![with_meta("a", text, json!({"v": 1}))], &hidden())
+        .unwrap();
+    assert_eq!(r[0].status, IngestStatus::Unchanged);
+    assert_eq!(r[0].chunks, 1);
+    let r = engine
+        .ingest(vec![with_meta("a", text, json!({"v": 2}))], &hidden())
+        .unwrap();
+    assert_eq!(r[0].status, IngestStatus::MetadataUpdated);
+    let hit = &engine.search("artillery", &req(1)).unwrap().hits[0];
+    assert_eq!(hit.metadata["v"], 2);
+    let old_chunk = hit.chunk_id;
+
+    let r = engine
+        .ingest(
+            vec![crate::common::doc(
+                "a",
+                "Completely new text about satellites.",
+            )],
+            &hidden(),
+        )
+        .unwrap();
+    assert_eq!(r[0].status, IngestStatus::Updated);
+    let hits = engine.search("artillery", &req(5)).unwrap().hits;
+    assert_eq!(hits.len(), 1);
+    assert_ne!(hits[0].chunk_id, old_chunk);
+    assert!(hits[0].text.contains("satellites"));
+    assert_eq!(
+        engine.document("a").unwrap().text,
+        "Completely new text about satellites."
+    );
+
+    engine
+        .ingest(
+            vec![crate::common::doc("b", "Another document.")],
+            &hidden(),
+        )
+        .unwrap();
+    assert_eq!(engine.delete("a").unwrap(), 1);
+    assert!(matches!(engine.delete("a"), Err(EngineError::NotFound(_))));
+    assert!(matches!(
+        engine.document("a"),
+        Err(EngineError::NotFound(_))
+    ));
+    let hits = engine.search("satellites", &req(5)).unwrap().hits;
+    assert!(hits.iter().all(|h| h.doc_id == "b"));
+    assert_eq!(engine.documents(10, 0).unwrap().len(), 1);
+}
+
+/// Shared suite: see the module doc.
+pub fn filters_by_document_and_metadata_still_return_k(backing: &dyn Backing) {
+    let engine = backing.engine(|o| o.exact_below = 0);
+    let docs: Vec<_> = crate::common::seed_windows(60, 30)
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            with_meta(
+                &format!("w{i}"),
+                t,
+                json!({"parity": if i % 2 == 0 {"even"} else {"odd"}, "i": i}),
+            )
+        })
+        .collect();
+    engine.ingest(docs, &hidden()).unwrap();
+    let mut r = req(10);
+    r.filter = ChunkFilter {
+        doc_ids: None,
+        metadata: MetadataFilter::parse(&json!({"parity": "odd"})).unwrap(),
+    };
+    let odd = engine.search("military aircraft plant", &r).unwrap();
+    assert_eq!(odd.hits.len(), 10);
+    assert!(odd.hits.iter().all(|h| h.metadata["parity"] == "odd"));
+    assert_eq!(
+        odd.strategy,
+        SearchStrategy::HnswFiltered,
+        "half the corpus: not selective"
+    );
+    let mut exact = r.clone();
+    exact.exact = true;
+    let truth = engine.search("military aircraft plant", &exact).unwrap();
+    assert_eq!(truth.strategy, SearchStrategy::ExactFiltered);
+    let a: HashSet<u64> = odd.hits.iter().map(|h| h.chunk_id).collect();
+    let b: HashSet<u64> = truth.hits.iter().map(|h| h.chunk_id).collect();
+    assert!(a.intersection(&b).count() >= 9);
+
+    r.filter = ChunkFilter {
+        doc_ids: Some(vec!["w3".into(), "w4".into(), "nope".into()]),
+        metadata: Default::default(),
+    };
+    let few = engine.search("anything", &r).unwrap();
+    assert_eq!(few.strategy, SearchStrategy::ExactFiltered);
+    let ids: HashSet<&str> = few.hits.iter().map(|h| h.doc_id.as_str()).collect();
+    assert_eq!(ids, HashSet::from(["w3", "w4"]));
+
+    r.filter.metadata = MetadataFilter::parse(&json!({"i": 4})).unwrap();
+    assert_eq!(engine.search("anything", &r).unwrap().hits.len(), 1);
+}
+
+/// Shared suite: see the module doc.
+pub fn empty_store_and_invalid_requests(backing: &dyn Backing) {
+    let engine = backing.engine(|_| {});
+    let empty = engine.search("anything at all", &req(5)).unwrap();
+    assert!(empty.hits.is_empty());
+    assert_eq!(engine.stats().unwrap().documents, 0);
+
+    fn invalid<T>(r: Result<T, EngineError>) -> bool {
+        matches!(r, Err(EngineError::InvalidRequest(_)))
+    }
+    assert!(invalid(engine.search("q", &req(0))));
+    assert!(invalid(engine.search("q", &req(1001))));
+    assert!(invalid(engine.search("   ", &req(5))));
+    assert!(invalid(engine.search(
+        "q",
+        &SearchRequest {
+            ef: Some(0),
+            ..req(5)
+        }
+    )));
+    assert!(
+        MetadataFilter::parse(&json!({"k": {"nested": 1}})).is_err(),
+        "a bad filter cannot even be built"
+    );
+    assert!(invalid(engine.search_vector(&[1.0, 2.0], &req(5))));
+    assert!(invalid(
+        engine.ingest(vec![crate::common::doc("x", "  ")], &hidden())
+    ));
+    assert!(invalid(
+        engine.ingest(vec![crate::common::doc("", "text")], &hidden())
+    ));
+    assert!(invalid(engine.ingest(
+        vec![
+            crate::common::doc("d", "one"),
+            crate::common::doc("d", "two")
+        ],
+        &hidden()
+    )));
+    assert_eq!(
+        engine.stats().unwrap().documents,
+        0,
+        "nothing written by a rejected batch"
+    );
+}
+
+/// Shared suite: the three modes over one small corpus, each hit carrying its retrievers'
+/// scores, and words found by the lexical retriever after an update and gone after a delete.
+pub fn modes_follow_updates_and_deletes(backing: &dyn Backing) {
+    let engine = backing.engine(|_| {});
+    engine
+        .ingest(
+            vec![
+                crate::common::doc(
+                    "rockets",
+                    "The rocket launch from the cosmodrome was delayed by wind.",
+                ),
+                crate::common::doc(
+                    "bread",
+                    "Knead the dough, let it rise overnight, then bake the loaf.",
+                ),
+            ],
+            &hidden(),
+        )
+        .unwrap();
+    for mode in SearchMode::ALL {
+        let r = engine
+            .search(
+                "when will the rocket launch",
+                &SearchRequest {
+                    k: 2,
+                    mode,
+                    ..SearchRequest::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(r.mode, mode);
+        assert_eq!(r.hits[0].doc_id, "rockets", "{mode:?}");
+        let scores = r.hits[0].scores;
+        assert_eq!(
+            scores.dense.is_some(),
+            mode != SearchMode::Lexical,
+            "{mode:?}"
+        );
+        assert_eq!(
+            scores.lexical.is_some(),
+            mode != SearchMode::Dense,
+            "{mode:?}"
+        );
+        assert_eq!(
+            scores.late.is_some(),
+            mode == SearchMode::Hybrid,
+            "{mode:?}"
+        );
+    }
+    let lexical = |q: &str| {
+        engine
+            .search(
+                q,
+                &SearchRequest {
+                    k: 5,
+                    mode: SearchMode::Lexical,
+                    ..SearchRequest::default()
+                },
+            )
+            .unwrap()
+            .hits
+            .into_iter()
+            .map(|h| h.doc_id)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(lexical("loaf"), ["bread"]);
+    engine
+        .ingest(
+            vec![crate::common::doc(
+                "bread",
+                "Sourdough needs a starter fed daily.",
+            )],
+            &hidden(),
+        )
+        .unwrap();
+    assert!(
+        lexical("loaf").is_empty(),
+        "the old words went with the update"
+    );
+    assert_eq!(lexical("sourdough starter"), ["bread"]);
+    engine.delete("bread").unwrap();
+    assert!(
+        lexical("sourdough").is_empty(),
+        "and the new ones with the delete"
+    );
+    // A query of stop words only, or of characters no analyser keeps, finds nothing by words.
+    assert!(lexical("the of and").is_empty());
+    assert!(lexical("!!! ???").is_empty());
+}
