@@ -146,6 +146,10 @@ pub struct BeirArgs {
     pub json: bool,
     #[command(flatten)]
     pub chunking: super::ChunkArgs,
+    /// With `--database-url`, the corpus goes into the collection `beir-NAME-MODE` of that
+    /// database instead of the data directory.
+    #[command(flatten)]
+    pub database: super::DatabaseArgs,
 }
 
 #[derive(Args, Debug)]
@@ -309,7 +313,16 @@ fn beir(global: &GlobalArgs, args: BeirArgs) -> anyhow::Result<()> {
         PathBuf::from("data").join(format!("beir-{}-{mode}{titled}", dataset.name))
     });
     let encoder = std::sync::Arc::new(global.encoder()?);
+    let collection = format!("beir-{}-{mode}{titled}", dataset.name);
+    let storage =
+        args.database
+            .storage(&encoder, semdex::index::HnswParams::default(), &collection)?;
+    #[cfg(feature = "postgres")]
+    if let semdex::engine::Storage::Postgres { database, .. } = &storage {
+        database.create_collection(&collection, &serde_json::json!({}))?;
+    }
     let options = beir::BeirOptions {
+        storage,
         data_dir: data_dir.clone(),
         chunked: args.chunked,
         chunk: args.chunking.options(),

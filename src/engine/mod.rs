@@ -151,6 +151,8 @@ pub struct EngineStats {
     pub vector_bytes: usize,
     /// The lexical index's passages and size.
     pub lexical: LexicalStats,
+    /// What ranks passages by their words, and how words are analysed.
+    pub lexical_kind: LexicalKind,
 }
 
 /// Where an engine keeps its corpus.
@@ -168,6 +170,15 @@ pub enum Storage {
         /// The collection's name.
         collection: String,
     },
+}
+
+/// What ranks passages by their words in a backend, for `/info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LexicalKind {
+    /// The ranking ("tantivy (BM25)").
+    pub ranking: &'static str,
+    /// How text becomes terms.
+    pub analyzer: &'static str,
 }
 
 /// The retrieval engine over one collection.

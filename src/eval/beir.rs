@@ -231,6 +231,8 @@ const LAYOUT: u32 = 2;
 pub struct BeirOptions {
     /// Where the ingested corpus lives (reused when made from the same corpus and settings).
     pub data_dir: PathBuf,
+    /// The data directory's embedded store (the default), or a database collection.
+    pub storage: crate::engine::Storage,
     /// Evaluate semdex's chunked pipeline (a document scores as its best chunk) instead of
     /// whole documents.
     pub chunked: bool,
@@ -307,8 +309,13 @@ pub fn run(
         title_context: options.title_context,
         layout: LAYOUT,
     };
-    check_marker(&options.data_dir, &marker)?;
+    if matches!(options.storage, crate::engine::Storage::Embedded) {
+        // A database collection needs no marker: documents already stored with the same text
+        // are skipped by the ingest below, others replaced.
+        check_marker(&options.data_dir, &marker)?;
+    }
     let mut engine_options = EngineOptions::new(&options.data_dir);
+    engine_options.storage = options.storage.clone();
     engine_options.chunk = chunk;
     engine_options.title_context = options.title_context;
     engine_options.exact_below = 0;

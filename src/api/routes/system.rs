@@ -81,10 +81,10 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<InfoResponse>, A
             exact_below: stats.exact_below,
         },
         lexical: LexicalInfo {
-            kind: "tantivy (BM25)".into(),
+            kind: stats.lexical_kind.ranking.into(),
             passages: stats.lexical.passages,
             bytes: stats.lexical.bytes,
-            analyzer: crate::lexical::analyzer::ANALYZER.into(),
+            analyzer: stats.lexical_kind.analyzer.into(),
         },
         search: SearchInfo {
             modes: SearchMode::ALL

@@ -20,7 +20,9 @@ use crate::store::{
     NewDocument, PooledStore, ReadPool, Store, StoredDocument,
 };
 
-use super::super::{EngineError, EngineOptions, EngineStats, IngestStatus, Result, SearchStrategy};
+use super::super::{
+    EngineError, EngineOptions, EngineStats, IngestStatus, LexicalKind, Result, SearchStrategy,
+};
 use super::{Backend, CandidateQuery, Candidates, Decision, Written, decide, indexes};
 
 /// Vectors inserted into the HNSW graph per hold of the index's write lock while committing a
@@ -168,6 +170,10 @@ impl Backend for EmbeddedBackend {
             exact_below: self.options.exact_below,
             vector_bytes: ix.vector_bytes(),
             lexical: self.lexical.stats(),
+            lexical_kind: LexicalKind {
+                ranking: "tantivy (BM25)",
+                analyzer: crate::lexical::analyzer::ANALYZER,
+            },
         })
     }
 
