@@ -58,7 +58,7 @@ def top10(name):
 ann, exact = top10("dense"), top10("dense_exact")
 recall = sum(len(ann[q] & exact[q]) / max(1, len(exact[q])) for q in exact) / len(exact)
 names = ["dense", "dense_exact", "lexical", "hybrid"]
-print(f"{backend:9} {mode:8} " + " ".join(f"{n} {r[n]['ndcg_10']:.4f}" for n in names)
+print(f"{backend:9} {mode:8} " + " ".join(f"{n} {r[n]['ndcg@10']:.4f}" for n in names)
       + f"  HNSW recall@10 vs exact {recall:.3f}")
 PY
     done

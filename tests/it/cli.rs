@@ -321,7 +321,7 @@ fn bench_qa_and_ann_on_small_inputs() {
 }
 
 /// A BEIR-layout folder with three obvious query/document pairs.
-fn tiny_beir(dir: &std::path::Path) {
+pub fn tiny_beir(dir: &std::path::Path) {
     let docs = [
         (
             "d1",

@@ -4,6 +4,7 @@
 //! `semdex serve` replicas on one database, a database restart during searches, and a SIGKILL
 //! during ingest.
 
+use std::path::Path;
 use std::process::Command;
 
 use std::time::{Duration, Instant};
@@ -515,4 +516,99 @@ fn reference_chunk_counts(docs: &[Value]) -> std::collections::HashMap<String, u
             )
         })
         .collect()
+}
+
+/// `semdex ARGS` with the test model, from the repository root; its stdout on success.
+fn semdex_ok(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_semdex"))
+        .arg("--model")
+        .arg(crate::common::model_dir())
+        .args(args)
+        .env_remove("SEMDEX_DATABASE_URL")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "semdex {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn the_command_line_ingests_queries_and_benchmarks_through_the_database() {
+    let server = PgServer::start();
+    let url = server.url.as_str();
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("unused");
+    let dir = dir.to_str().unwrap();
+    let corpus = tempfile::tempdir().unwrap();
+    let notes = corpus.path().join("notes.jsonl");
+    std::fs::write(
+        &notes,
+        "{\"id\": \"n1\", \"text\": \"Trains run on rails.\", \"metadata\": {\"kind\": \"note\"}}\n\
+         {\"id\": \"n2\", \"text\": \"The aircraft plant builds fighter jets.\"}\n",
+    )
+    .unwrap();
+    let notes = notes.to_str().unwrap();
+    for collection in ["default", "travel"] {
+        semdex_ok(&[
+            "ingest",
+            "--data-dir",
+            dir,
+            "--database-url",
+            url,
+            "--collection",
+            collection,
+            notes,
+        ]);
+        let found: Value = serde_json::from_str(&semdex_ok(&[
+            "query",
+            "--data-dir",
+            dir,
+            "--database-url",
+            url,
+            "--collection",
+            collection,
+            "--json",
+            "-k",
+            "1",
+            "--meta",
+            "kind=note",
+            "railway transport",
+        ]))
+        .unwrap();
+        assert_eq!(found["results"][0]["doc_id"], "n1", "{collection}: {found}");
+    }
+    assert!(
+        !Path::new(dir).join("semdex.sqlite3").exists(),
+        "the data directory holds nothing"
+    );
+
+    let dataset = tempfile::tempdir().unwrap();
+    crate::cli::tiny_beir(dataset.path());
+    let report: Value = serde_json::from_str(&semdex_ok(&[
+        "bench",
+        "beir",
+        "--dataset",
+        dataset.path().to_str().unwrap(),
+        "--data-dir",
+        dir,
+        "--database-url",
+        url,
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(report["documents"], 4, "{report}");
+    assert_eq!(
+        report["dense_exact"]["ndcg@10"].as_f64().unwrap(),
+        1.0,
+        "{report}"
+    );
+    assert_eq!(
+        report["hybrid"]["recall@100"].as_f64().unwrap(),
+        1.0,
+        "{report}"
+    );
 }
