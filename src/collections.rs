@@ -329,18 +329,13 @@ impl Collections {
         let chunk = self.chunk_options(settings);
         crate::chunk::Chunker::new(self.encoder.tokenizer().clone(), chunk)
             .map_err(|e| CollectionError::InvalidSettings(e.to_string()))?;
-        let mut named = self.named.write().unwrap_or_else(|p| p.into_inner());
-        if name == DEFAULT_COLLECTION || named.contains_key(name) {
+        if name == DEFAULT_COLLECTION {
             return Err(CollectionError::Exists(name.to_string()));
         }
         #[cfg(feature = "postgres")]
         if let Some(database) = self.database() {
-            let manifest = Manifest {
-                name: name.to_string(),
-                created: jiff::Timestamp::now().to_string(),
-                chunk_tokens: chunk.max_tokens,
-                chunk_overlap: chunk.overlap,
-            };
+            // The database decides whether the name is taken (this process's list may be
+            // stale: another replica may have deleted it).
             let settings = serde_json::json!({
                 "chunk_tokens": chunk.max_tokens,
                 "chunk_overlap": chunk.overlap,
@@ -350,21 +345,30 @@ impl Collections {
                 .map_err(|source| CollectionError::Engine {
                     name: name.to_string(),
                     source,
-                })?;
-            if !created {
-                return Err(CollectionError::Exists(name.to_string()));
-            }
+                })?
+                .ok_or_else(|| CollectionError::Exists(name.to_string()))?;
             let slot = Arc::new(Slot {
-                manifest,
+                manifest: Manifest {
+                    name: name.to_string(),
+                    created,
+                    chunk_tokens: chunk.max_tokens,
+                    chunk_overlap: chunk.overlap,
+                },
                 dir: PathBuf::new(),
                 engine: Mutex::new(None),
                 stored_counts: OnceLock::new(),
             });
-            named.insert(name.to_string(), slot.clone());
-            drop(named);
+            self.named
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(name.to_string(), slot.clone());
             self.load(name, &slot)?;
             tracing::info!(collection = name, "collection created");
             return self.info_of(name, &slot);
+        }
+        let mut named = self.named.write().unwrap_or_else(|p| p.into_inner());
+        if named.contains_key(name) {
+            return Err(CollectionError::Exists(name.to_string()));
         }
         let parent = self.root.join(COLLECTIONS_DIR);
         std::fs::create_dir_all(&parent).map_err(io_error(name, "creating", &parent))?;
@@ -421,8 +425,8 @@ impl Collections {
         self.check_writable(name)?;
         #[cfg(feature = "postgres")]
         if let Some(database) = self.database() {
-            let mut named = self.named.write().unwrap_or_else(|p| p.into_inner());
-            // One transaction: the row and every document and passage of the collection.
+            // One transaction: the row and every document and passage of the collection (not
+            // under this process's lock on the list: a large collection takes a while).
             let deleted =
                 database
                     .delete_collection(name)
@@ -430,7 +434,12 @@ impl Collections {
                         name: name.to_string(),
                         source,
                     })?;
-            if let Some(slot) = named.remove(name) {
+            let slot = self
+                .named
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(name);
+            if let Some(slot) = slot {
                 slot.engine.lock().unwrap_or_else(|p| p.into_inner()).take();
             }
             if !deleted {
@@ -540,20 +549,29 @@ impl Collections {
     fn find(&self, name: &str) -> Result<Arc<Slot>> {
         #[cfg(feature = "postgres")]
         if let Some(database) = self.database() {
-            // Another replica may have created or deleted it: the database decides.
-            let exists =
+            // Another replica may have created or deleted it (or deleted it and made another
+            // of the same name): the database decides, and a stale slot goes.
+            let created =
                 database
-                    .has_collection(name)
+                    .collection_created(name)
                     .map_err(|source| CollectionError::Engine {
                         name: name.to_string(),
                         source,
                     })?;
-            if !exists {
-                self.named
-                    .write()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .remove(name);
-                return Err(CollectionError::NotFound(name.to_string()));
+            let mut named = self.named.write().unwrap_or_else(|p| p.into_inner());
+            match created {
+                None => {
+                    named.remove(name);
+                    return Err(CollectionError::NotFound(name.to_string()));
+                }
+                Some(created) => {
+                    if named
+                        .get(name)
+                        .is_some_and(|slot| slot.manifest.created != created)
+                    {
+                        named.remove(name);
+                    }
+                }
             }
         }
         if let Some(slot) = self.slot(name) {

@@ -117,6 +117,7 @@ impl From<EngineError> for ServiceError {
             EngineError::InvalidRequest(m) => Self::InvalidRequest(m),
             EngineError::NotFound(id) => Self::NotFound(id),
             EngineError::Unavailable(m) => Self::Unavailable(m),
+            EngineError::CollectionNotFound(name) => Self::CollectionNotFound(name),
             other => Self::Internal(other.to_string()),
         }
     }
@@ -159,6 +160,10 @@ impl From<CollectionError> for ServiceError {
                 source: EngineError::Unavailable(m),
                 ..
             } => Self::Unavailable(m),
+            CollectionError::Engine {
+                source: EngineError::CollectionNotFound(_),
+                name,
+            } => Self::CollectionNotFound(name),
             other => Self::Internal(other.to_string()),
         }
     }

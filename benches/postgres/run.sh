@@ -13,8 +13,10 @@
 #   search   POST /search with the test questions through `semdex serve` on the chunked
 #            corpus, wrk at concurrency 1 and 8 (DURATION per row, default 15s), the rows of
 #            the two backends interleaved.
-# Embedded data directories are kept in target/bench-postgres/ and reused by later runs
-# (`bench beir` skips what is already ingested); the database is fresh every run.
+# Embedded data directories and the database (PG_DIR) are kept in target/bench-postgres/ and
+# reused by later runs (`bench beir` skips what is already ingested). PHASES (default
+# "quality ingest search") and MODES (default "whole chunked") pick what runs; the search
+# phase needs the chunked corpus in both backends (the chunked quality run makes it).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -24,20 +26,25 @@ PORT=${PG_PORT:-55439}
 HTTP_PORT=${PORT_HTTP:-18090}
 DURATION=${DURATION:-15s}
 INGEST_DOCS=${INGEST_DOCS:-500}
+PHASES=${PHASES:-quality ingest search}
+MODES=${MODES:-whole chunked}
 mkdir -p "$OUT"
+PG_DIR=${PG_DIR:-$OUT/pg}
 WORK=$(mktemp -d)
 SERVER=
-trap '[ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; "$ROOT/tests/pg/server.sh" stop "$WORK/pg" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+trap '[ -n "$SERVER" ] && kill "$SERVER" 2>/dev/null; "$ROOT/tests/pg/server.sh" stop "$PG_DIR" >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 1; }
 "$ROOT/models/fetch.sh" >&2
 (cd "$ROOT" && cargo build --release --quiet)
 BIN=$ROOT/target/release/semdex
 MODEL=(--model "$ROOT/models/all-MiniLM-L6-v2")
-URL=$(PG_FSYNC=on "$ROOT/tests/pg/server.sh" start "$WORK/pg" "$PORT")
+URL=$(PG_FSYNC=on "$ROOT/tests/pg/server.sh" start "$PG_DIR" "$PORT")
 echo "PostgreSQL: $URL (fsync on)"
 
-echo "== quality (bench beir, test split)"
-for mode in whole chunked; do
+phase() { [[ " $PHASES " == *" $1 "* ]]; }
+
+phase quality && echo "== quality (bench beir, test split)"
+phase quality && for mode in $MODES; do
     flag=(); [ $mode = chunked ] && flag=(--chunked)
     for backend in embedded postgres; do
         db=(); [ $backend = postgres ] && db=(--database-url "$URL")
@@ -64,25 +71,26 @@ PY
     done
 done
 
-echo "== ingest (first $INGEST_DOCS documents, chunked)"
-python3 - "$SCIFACT/corpus.jsonl" "$INGEST_DOCS" > "$WORK/ingest.jsonl" <<'PY'
+phase ingest && echo "== ingest (first $INGEST_DOCS documents, chunked)"
+phase ingest && python3 - "$SCIFACT/corpus.jsonl" "$INGEST_DOCS" > "$WORK/ingest.jsonl" <<'PY'
 import json, sys
 for i, line in enumerate(open(sys.argv[1])):
     if i == int(sys.argv[2]): break
     d = json.loads(line)
     print(json.dumps({"id": d["_id"], "text": (d["title"] + "\n\n" + d["text"]).strip()}))
 PY
-for backend in embedded postgres; do
-    db=(); [ $backend = postgres ] && db=(--database-url "$URL" --collection ingest-bench)
+phase ingest && for backend in embedded postgres; do
+    db=(); [ $backend = postgres ] && db=(--database-url "$URL" --collection "ingest-bench-$$")
     start=$(date +%s.%N)
     "$BIN" "${MODEL[@]}" ingest --data-dir "$WORK/ingest-$backend" "${db[@]}" "$WORK/ingest.jsonl" 2> "$WORK/ingest.log"
     end=$(date +%s.%N)
     python3 -c "d=$INGEST_DOCS; s=$end-$start; print(f'$backend  {d} documents in {s:.1f} s: {d/s:.1f} documents/s')"
 done
 
+phase search || exit 0
 echo "== POST /search at concurrency 1 and 8 (chunked corpus, $DURATION per row)"
-python3 -c 'import json,sys; [print(json.loads(l)["text"]) for l in open(sys.argv[1])]' \
-    "$SCIFACT/queries.jsonl" | head -300 > "$WORK/queries.txt"
+python3 -c 'import json,sys; [print(json.loads(l)["text"]) for l in list(open(sys.argv[1]))[:300]]' \
+    "$SCIFACT/queries.jsonl" > "$WORK/queries.txt"
 start_server() { # BACKEND
     local db=()
     [ "$1" = postgres ] && db=(--database-url "$URL")

@@ -76,6 +76,8 @@ const LEXICAL_COMMIT_EVERY: std::time::Duration = std::time::Duration::from_secs
 struct Pending<'a> {
     /// Held until the document is committed (or abandoned): see [`super::claims`].
     claim: Claim<'a>,
+    /// Whether the store held the id when the claim read its state.
+    existed: bool,
     input: DocumentInput,
     /// The document's title, embedded with each of its passages for context.
     title: Option<String>,
@@ -108,6 +110,17 @@ pub fn content_hash(text: &str) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
+}
+
+/// Whether a delete of the claimed id came after the claim read its state: one in this
+/// process marked the claim, or (another process sharing the storage) the document the claim
+/// saw is gone now.
+fn deleted_since(
+    claim: &Claim<'_>,
+    existed: bool,
+    now: Option<&crate::store::DocumentState>,
+) -> bool {
+    claim.deleted_since() || (existed && now.is_none())
 }
 
 /// The store's view of an input document (`title`: what its passages were embedded after).
@@ -182,11 +195,13 @@ impl Engine {
             let (claim, state) = self
                 .claims
                 .claim(&input.id, || self.backend.document_state(&input.id))?;
+            let existed = state.is_some();
             if state.is_some_and(|s| s.content_hash == hash) {
                 // Probably nothing to embed; decided under the backend's write lock.
                 let doc = new_document(&input, &hash, None);
-                if let Written::Settled(status) =
-                    self.backend.write(&doc, None, &|| claim.deleted_since())?
+                if let Written::Settled(status) = self
+                    .backend
+                    .write(&doc, None, &|now| deleted_since(&claim, existed, now))?
                 {
                     progress.advance(input.text.len() as u64);
                     reports.push(IngestReport {
@@ -206,6 +221,7 @@ impl Engine {
                 .flatten();
             pipeline.queue.push_back(Pending {
                 claim,
+                existed,
                 title,
                 vectors: Vec::with_capacity(chunks.len()),
                 tokens: Vec::with_capacity(chunks.len()),
@@ -311,10 +327,9 @@ impl Engine {
             })
             .collect();
         let doc = new_document(&p.input, &p.hash, p.title.as_deref());
-        let status = match self
-            .backend
-            .write(&doc, Some(&chunks), &|| p.claim.deleted_since())?
-        {
+        let status = match self.backend.write(&doc, Some(&chunks), &|now| {
+            deleted_since(&p.claim, p.existed, now)
+        })? {
             // Deleted meanwhile, or the same text committed by a concurrent ingest.
             Written::Settled(status) => {
                 return Ok(IngestReport {

@@ -51,6 +51,10 @@ pub enum EngineError {
     /// A document id that does not exist.
     #[error("no document with id {0:?}")]
     NotFound(String),
+    /// The collection was deleted (by another process sharing its database) while this
+    /// request ran.
+    #[error("no collection named {0:?}")]
+    CollectionNotFound(String),
     /// Embedding failed.
     #[error(transparent)]
     Embed(#[from] EmbedError),

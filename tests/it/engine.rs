@@ -249,6 +249,11 @@ fn suite_empty_store_and_invalid_requests() {
 }
 
 #[test]
+fn suite_metadata_filters_match_the_reference() {
+    crate::suite::metadata_filters_match_the_reference(&crate::suite::Embedded::new());
+}
+
+#[test]
 fn suite_modes_follow_updates_and_deletes() {
     crate::suite::modes_follow_updates_and_deletes(&crate::suite::Embedded::new());
 }

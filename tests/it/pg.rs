@@ -135,6 +135,11 @@ fn suite_empty_store_and_invalid_requests() {
 }
 
 #[test]
+fn suite_metadata_filters_match_the_reference() {
+    suite::metadata_filters_match_the_reference(&Postgres::new());
+}
+
+#[test]
 fn suite_modes_follow_updates_and_deletes() {
     suite::modes_follow_updates_and_deletes(&Postgres::new());
 }
@@ -426,7 +431,7 @@ fn batch(count: usize) -> Vec<Value> {
 #[test]
 fn a_semdex_killed_during_ingest_leaves_only_whole_documents() {
     let server = PgServer::start();
-    let docs = batch(24);
+    let docs = batch(48);
     let (mut semdex, base, data) = replica(&server.url);
     let c = client();
     let ingest = {

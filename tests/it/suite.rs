@@ -320,3 +320,117 @@ pub fn modes_follow_updates_and_deletes(backing: &dyn Backing) {
     assert!(lexical("the of and").is_empty());
     assert!(lexical("!!! ???").is_empty());
 }
+
+/// Shared suite: every filter operator, on values of every JSON type, gives the same
+/// documents on every backend (missing keys, types that must not coerce, odd keys, NUL).
+pub fn metadata_filters_match_the_reference(backing: &dyn Backing) {
+    let engine = backing.engine(|_| {});
+    engine
+        .ingest(
+            vec![
+                crate::common::doc("plain", "A satellite story without metadata."),
+                with_meta(
+                    "p2019",
+                    "Rockets launched satellites in 2019.",
+                    json!({"year": 2019, "lang": "en", "draft": true, "dotted.key": "x", "q\"uote": 1}),
+                ),
+                with_meta(
+                    "p2021",
+                    "Ein Satellit wurde 2021 gestartet.",
+                    json!({"year": 2021, "lang": "de", "draft": false, "": "empty key"}),
+                ),
+                with_meta(
+                    "s2021",
+                    "Un satellite a été lancé en 2021.",
+                    json!({"year": "2021", "lang": "fr", "note": null}),
+                ),
+                with_meta(
+                    "p2024",
+                    "A satellite launch is planned for 2024.",
+                    json!({"year": 2024, "lang": "en", "draft": 1, "big": 1e300}),
+                ),
+            ],
+            &hidden(),
+        )
+        .unwrap();
+    let cases = [
+        (json!({"lang": "en"}), "p2019,p2024"),
+        (json!({"year": {"$gte": 2020}}), "p2021,p2024"),
+        (json!({"year": {"$gt": 2019, "$lte": 2021}}), "p2021"),
+        (json!({"year": {"$lt": 2021}}), "p2019"),
+        (json!({"year": 2021}), "p2021"),
+        (json!({"year": 2021.0}), "p2021"),
+        (json!({"year": "2021"}), "s2021"),
+        (json!({"year": {"$gte": "2000"}}), "s2021"),
+        (json!({"year": {"$ne": 2021}}), "p2019,p2024,plain,s2021"),
+        (json!({"lang": {"$in": ["de", "fr"]}}), "p2021,s2021"),
+        (json!({"year": {"$in": [2019, "2021"]}}), "p2019,s2021"),
+        (json!({"lang": {"$nin": ["de", "fr"]}}), "p2019,p2024,plain"),
+        (json!({"draft": true}), "p2019"),
+        (json!({"draft": 1}), "p2024"),
+        (json!({"draft": {"$in": [false, null]}}), "p2021"),
+        (json!({"note": null}), "s2021"),
+        (json!({"note": {"$exists": true}}), "s2021"),
+        (json!({"lang": {"$exists": false}}), "plain"),
+        (json!({"dotted.key": "x"}), "p2019"),
+        (json!({"q\"uote": 1}), "p2019"),
+        (json!({"": "empty key"}), "p2021"),
+        (json!({"big": {"$gt": 1e299}}), "p2024"),
+        (json!({"lang": {"$gt": "en"}}), "s2021"),
+        (json!({"lang": {"$lt": "en\u{0}x"}}), "p2019,p2021,p2024"),
+        (json!({"lang": "en\u{0}"}), ""),
+        (
+            json!({"lang": {"$ne": "en\u{0}"}}),
+            "p2019,p2021,p2024,plain,s2021",
+        ),
+        (
+            json!({"la\u{0}ng": {"$exists": false}}),
+            "p2019,p2021,p2024,plain,s2021",
+        ),
+        (
+            json!({"$or": [{"lang": "de"}, {"year": {"$gte": 2024}}]}),
+            "p2021,p2024",
+        ),
+        (
+            json!({"$and": [{"lang": "en"}, {"$or": [{"draft": true}, {"draft": false}]}]}),
+            "p2019",
+        ),
+    ];
+    for exact in [true, false] {
+        for (filter, expected) in &cases {
+            let request = SearchRequest {
+                k: 100,
+                exact,
+                filter: ChunkFilter {
+                    doc_ids: None,
+                    metadata: MetadataFilter::parse(filter).unwrap(),
+                },
+                ..SearchRequest::default()
+            };
+            let ids: std::collections::BTreeSet<String> = engine
+                .search("satellite launch", &request)
+                .unwrap()
+                .hits
+                .into_iter()
+                .map(|h| h.doc_id)
+                .collect();
+            let ids: Vec<String> = ids.into_iter().collect();
+            assert_eq!(ids.join(","), *expected, "{filter} (exact {exact})");
+        }
+    }
+    // Document ids with NUL name nothing (and are no error).
+    let request = SearchRequest {
+        k: 10,
+        filter: ChunkFilter {
+            doc_ids: Some(vec!["p2019".into(), "p\u{0}2021".into()]),
+            metadata: MetadataFilter::default(),
+        },
+        ..SearchRequest::default()
+    };
+    let hits = engine.search("satellite", &request).unwrap().hits;
+    assert!(hits.iter().all(|h| h.doc_id == "p2019") && !hits.is_empty());
+    assert!(matches!(
+        engine.document("p\u{0}2021"),
+        Err(EngineError::NotFound(_))
+    ));
+}

@@ -185,16 +185,17 @@ impl Backend for EmbeddedBackend {
         &self,
         doc: &NewDocument<'_>,
         passages: Option<&[NewChunk<'_>]>,
-        deleted_since: &dyn Fn() -> bool,
+        deleted_since: &dyn Fn(Option<&DocumentState>) -> bool,
     ) -> Result<Written> {
         // Hold the write connection until the index reflects this commit, so that concurrent
         // writers apply their index changes in commit order and the index's generation always
         // names a state the store was in.
         let mut writer = self.writer_for_update()?;
-        if deleted_since() {
+        let state = writer.document_state(doc.id)?;
+        if deleted_since(state.as_ref()) {
             return Ok(Written::Settled(IngestStatus::Deleted));
         }
-        let existed = match decide(writer.document_state(doc.id)?.as_ref(), doc) {
+        let existed = match decide(state.as_ref(), doc) {
             Decision::Unchanged => return Ok(Written::Settled(IngestStatus::Unchanged)),
             Decision::MetadataOnly => {
                 writer.set_metadata(doc.id, doc.metadata)?;

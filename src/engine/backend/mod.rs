@@ -110,13 +110,14 @@ pub trait Backend: Send + Sync {
 
     /// Writes a document as a unit, deciding under the backend's write lock for the id
     /// ([`decide`]): returns [`Written::Settled`]`(Deleted)` without writing when
-    /// `deleted_since()` says a delete of the id came after the caller read its state, and
-    /// [`Written::NeedsPassages`] when `passages` is `None` and the text must be embedded.
+    /// `deleted_since(what the store holds now)` says a delete of the id came after the caller
+    /// read its state, and [`Written::NeedsPassages`] when `passages` is `None` and the text
+    /// must be embedded.
     fn write(
         &self,
         doc: &NewDocument<'_>,
         passages: Option<&[NewChunk<'_>]>,
-        deleted_since: &dyn Fn() -> bool,
+        deleted_since: &dyn Fn(Option<&DocumentState>) -> bool,
     ) -> Result<Written>;
 
     /// Deletes a document and its passages; returns how many passages it had, or `None` when

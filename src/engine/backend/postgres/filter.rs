@@ -2,6 +2,10 @@
 //! column. Types never coerce: each leaf checks `jsonb_typeof` first, inside a `CASE` so that
 //! a cast only ever sees a value of its type, and strings compare byte-wise (`COLLATE "C"`)
 //! as they do in the embedded backend.
+//!
+//! PostgreSQL text cannot hold NUL, so nothing stored has one: an operand or key with NUL is
+//! decided here instead of being sent (equal to nothing; ordered against the part before its
+//! first NUL, which orders the same against any NUL-free string).
 
 use postgres::types::ToSql;
 
@@ -54,8 +58,24 @@ impl SqlDialect for Postgres<'_> {
             CompareOp::Lte => "<=",
         };
         let ordered = !matches!(op, CompareOp::Eq | CompareOp::Ne);
+        if key.contains('\0') {
+            return Self::FALSE.to_string();
+        }
+        let (operator, value) = match value {
+            Scalar::Str(s) if s.contains('\0') => {
+                // t > "a\0x" and t >= "a\0x" are t > "a"; t < and t <= "a\0x" are t <= "a".
+                let prefix = s.split('\0').next().unwrap_or_default().to_string();
+                let operator = match op {
+                    CompareOp::Eq | CompareOp::Ne => return Self::FALSE.to_string(),
+                    CompareOp::Gt | CompareOp::Gte => ">",
+                    CompareOp::Lt | CompareOp::Lte => "<=",
+                };
+                (operator, std::borrow::Cow::Owned(Scalar::Str(prefix)))
+            }
+            _ => (operator, std::borrow::Cow::Borrowed(value)),
+        };
         let member = self.member(key, params);
-        match value {
+        match value.as_ref() {
             Scalar::Str(s) => {
                 let p = params.bind(Box::new(s.clone()));
                 format!(
@@ -79,12 +99,17 @@ impl SqlDialect for Postgres<'_> {
     }
 
     fn one_of(&self, key: &str, values: &[Scalar], params: &mut Params<Param>) -> String {
+        if key.contains('\0') {
+            return Self::FALSE.to_string();
+        }
         let member = self.member(key, params);
         let mut strings = Vec::new();
         let mut numbers = Vec::new();
         let mut kinds = Vec::new();
         for v in values {
             match v {
+                // Equal to nothing stored.
+                Scalar::Str(s) if s.contains('\0') => {}
                 Scalar::Str(s) => strings.push(s.clone()),
                 Scalar::Num(n) => numbers.push(*n),
                 Scalar::Bool(true) => kinds.push("'true'::jsonb"),
@@ -123,6 +148,9 @@ impl SqlDialect for Postgres<'_> {
     }
 
     fn exists(&self, key: &str, params: &mut Params<Param>) -> String {
+        if key.contains('\0') {
+            return Self::FALSE.to_string();
+        }
         let key = params.bind(Box::new(key.to_string()));
         format!("jsonb_exists({}, {key}::text)", self.column)
     }

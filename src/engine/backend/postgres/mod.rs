@@ -72,22 +72,34 @@ pub enum PgError {
     /// The URL cannot be parsed.
     #[error("database URL: {0}")]
     BadUrl(String),
+    /// The server lacks something semdex needs (pgvector 0.8, a UTF-8 database).
+    #[error("the database is not usable: {0}")]
+    Unsupported(String),
 }
 
 impl From<postgres::Error> for EngineError {
-    /// Sorts a driver error: an outage (no connection, a closed one, a server shutting down
-    /// or starting) is [`EngineError::Unavailable`]; a value the database cannot take (a NUL
-    /// character, an out-of-range number) is the caller's [`EngineError::InvalidRequest`];
-    /// the rest is ours.
+    /// Sorts a driver error: an outage or a conflict worth retrying (no connection, a closed
+    /// one, a server shutting down or starting, a deadlock, a failover) is
+    /// [`EngineError::Unavailable`]; a value the database cannot take from the caller (a
+    /// character outside the server's encoding, a passage whose words overflow a tsvector)
+    /// is [`EngineError::InvalidRequest`]; a write into a collection another replica deleted
+    /// is [`EngineError::CollectionNotFound`]; the rest is ours.
     fn from(err: postgres::Error) -> Self {
-        if is_outage(&err) {
+        if is_retryable(&err) {
             return EngineError::Unavailable(err.to_string());
         }
         match err.code() {
-            Some(code) if *code == SqlState::FOREIGN_KEY_VIOLATION => EngineError::InvalidRequest(
-                "the collection was deleted (by another replica) while this request ran".into(),
-            ),
-            Some(code) if code.code().starts_with("22") => {
+            Some(code) if *code == SqlState::FOREIGN_KEY_VIOLATION => {
+                EngineError::CollectionNotFound(String::new())
+            }
+            Some(code)
+                if [
+                    SqlState::CHARACTER_NOT_IN_REPERTOIRE,
+                    SqlState::UNTRANSLATABLE_CHARACTER,
+                    SqlState::PROGRAM_LIMIT_EXCEEDED,
+                ]
+                .contains(code) =>
+            {
                 EngineError::InvalidRequest(format!("the database refused a value: {err}"))
             }
             _ => EngineError::Postgres(PgError::Query(err)),
@@ -95,8 +107,9 @@ impl From<postgres::Error> for EngineError {
     }
 }
 
-/// Whether a driver error means the database is unreachable now (worth a retry).
-fn is_outage(err: &postgres::Error) -> bool {
+/// Whether a driver error is worth a retry: the database is unreachable now, or the
+/// statement lost a conflict (deadlock, serialisation) or hit a standby after a failover.
+fn is_retryable(err: &postgres::Error) -> bool {
     if err.is_closed() {
         return true;
     }
@@ -108,11 +121,18 @@ fn is_outage(err: &postgres::Error) -> bool {
                     SqlState::CRASH_SHUTDOWN,
                     SqlState::CANNOT_CONNECT_NOW,
                     SqlState::TOO_MANY_CONNECTIONS,
+                    SqlState::T_R_DEADLOCK_DETECTED,
+                    SqlState::T_R_SERIALIZATION_FAILURE,
+                    SqlState::LOCK_NOT_AVAILABLE,
+                    SqlState::QUERY_CANCELED,
+                    SqlState::READ_ONLY_SQL_TRANSACTION,
                 ]
                 .contains(code)
         }
-        // No SQLSTATE: the connection itself failed (I/O, the server went away).
-        None => err.as_db_error().is_none(),
+        // No SQLSTATE: an I/O failure of the connection is an outage; a conversion or
+        // protocol error is a bug of ours, not worth a retry.
+        None => std::error::Error::source(err)
+            .is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some()),
     }
 }
 
@@ -196,22 +216,31 @@ impl Database {
             .collect())
     }
 
-    /// Records a collection; `false` when one of that name exists already.
-    pub fn create_collection(&self, name: &str, settings: &Value) -> Result<bool> {
-        let created = self.client()?.execute(
-            "INSERT INTO semdex_collections (name, settings) VALUES ($1, $2)
-             ON CONFLICT (name) DO NOTHING",
+    /// Records a collection and returns its creation time (RFC 3339, the database's clock);
+    /// `None` when one of that name exists already.
+    pub fn create_collection(&self, name: &str, settings: &Value) -> Result<Option<String>> {
+        let row = self.client()?.query_opt(
+            &format!(
+                "INSERT INTO semdex_collections (name, settings) VALUES ($1, $2)
+                 ON CONFLICT (name) DO NOTHING RETURNING {}",
+                rfc3339("created_at")
+            ),
             &[&name, settings],
         )?;
-        Ok(created == 1)
+        Ok(row.map(|r| r.get(0)))
     }
 
-    /// Whether a collection of that name exists (another replica may have deleted it).
-    pub fn has_collection(&self, name: &str) -> Result<bool> {
-        Ok(self
-            .client()?
-            .query_opt("SELECT 1 FROM semdex_collections WHERE name = $1", &[&name])?
-            .is_some())
+    /// When the collection of that name was created, or `None` when there is none: another
+    /// replica may have deleted it, or deleted it and created another of the same name.
+    pub fn collection_created(&self, name: &str) -> Result<Option<String>> {
+        let row = self.client()?.query_opt(
+            &format!(
+                "SELECT {} FROM semdex_collections WHERE name = $1",
+                rfc3339("created_at")
+            ),
+            &[&name],
+        )?;
+        Ok(row.map(|r| r.get(0)))
     }
 
     /// Deletes a collection and everything in it, in one transaction; `false` when there was
@@ -269,12 +298,23 @@ impl PostgresBackend {
     }
 
     /// Takes the transaction-level lock that serialises writes to one document id in every
-    /// replica.
+    /// replica, then a share lock on the collection's row: a delete of the collection waits
+    /// for this write (always locked in this order: no deadlock with it), or has happened, and
+    /// the write is refused.
     fn lock_id(&self, tx: &mut postgres::Transaction<'_>, id: &str) -> Result<()> {
         tx.execute(
             "SELECT pg_advisory_xact_lock(hashtextextended($1 || '/' || $2, 0))",
             &[&self.collection, &id],
         )?;
+        let live = tx
+            .query_opt(
+                "SELECT 1 FROM semdex_collections WHERE name = $1 FOR KEY SHARE",
+                &[&self.collection],
+            )?
+            .is_some();
+        if !live {
+            return Err(EngineError::CollectionNotFound(self.collection.clone()));
+        }
         Ok(())
     }
 
@@ -285,7 +325,13 @@ impl PostgresBackend {
         let mut conditions = vec![format!("c.collection = {collection}")];
         let mut needs_documents = false;
         if let Some(ids) = &filter.doc_ids {
-            let list = params.bind(Box::new(ids.clone()));
+            // An id with NUL names nothing stored (and PostgreSQL text cannot carry it).
+            let ids: Vec<String> = ids
+                .iter()
+                .filter(|id| !id.contains('\0'))
+                .cloned()
+                .collect();
+            let list = params.bind(Box::new(ids));
             conditions.push(format!("c.doc_id = ANY({list}::text[])"));
         }
         if !filter.metadata.is_empty() {
@@ -318,24 +364,25 @@ impl PostgresBackend {
             .max(query.dense_depth)
             .min(MAX_EF_SEARCH);
         let filtered = !query.filter.is_empty();
-        // A selective filter (a list of documents, or metadata few passages match) is answered
-        // by scoring the passages it admits, as the embedded backend does: walking the graph
-        // past passages it excludes would stop at pgvector's scan limit with fewer than k.
+        // Few passages (a small collection, a list of documents, metadata few passages match)
+        // are scored exactly, as the embedded backend does: walking a graph that other
+        // collections share past passages the query excludes would stop at pgvector's scan
+        // limit with fewer than k.
         let exact = query.exact
             || query.filter.doc_ids.is_some()
-            || (filtered
-                && self.admits_at_most(
-                    client,
-                    query.filter,
-                    self.exact_below.max(query.dense_depth),
-                )?);
+            || self.admits_at_most(
+                client,
+                query.filter,
+                self.exact_below.max(query.dense_depth),
+            )?;
         let mut tx = client.build_transaction().read_only(true).start()?;
         let mut settings = format!("SET LOCAL hnsw.ef_search = {ef};");
         if exact {
-            // Without index scans the planner scores every passage: exact search.
+            // Without index scans the planner scores every admitted passage: exact search.
             settings.push_str("SET LOCAL enable_indexscan = off;");
-        } else if filtered {
-            // Keep walking the graph until enough passages pass the filter, in exact order.
+        } else {
+            // The graph holds every collection: keep walking it until enough passages of this
+            // one (and its filter) are found, in exact order.
             settings.push_str("SET LOCAL hnsw.iterative_scan = strict_order;");
         }
         tx.batch_execute(&settings)?;
@@ -456,13 +503,22 @@ fn metadata_of(value: Value) -> Result<Map<String, Value>> {
 
 /// Refuses what PostgreSQL text cannot hold (NUL), naming the document.
 fn check_storable(doc: &NewDocument<'_>) -> Result<()> {
-    let metadata = Value::Object(doc.metadata.clone()).to_string();
+    fn has_nul(value: &Value) -> bool {
+        match value {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(items) => items.iter().any(has_nul),
+            Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
     let has_nul = doc.text.contains('\0')
         || doc.id.contains('\0')
         || doc.source.is_some_and(|s| s.contains('\0'))
         || doc.title.is_some_and(|t| t.contains('\0'))
-        // A NUL inside a JSON string is the escape \u0000.
-        || metadata.contains("\\u0000");
+        || doc
+            .metadata
+            .iter()
+            .any(|(k, v)| k.contains('\0') || has_nul(v));
     if has_nul {
         return Err(EngineError::InvalidRequest(format!(
             "document {:?}: the NUL character cannot be stored in PostgreSQL",
@@ -519,6 +575,9 @@ impl Backend for PostgresBackend {
     }
 
     fn document_state(&self, id: &str) -> Result<Option<DocumentState>> {
+        if id.contains('\0') {
+            return Ok(None);
+        }
         document_state(&mut *self.client()?, &self.collection, id)
     }
 
@@ -526,21 +585,22 @@ impl Backend for PostgresBackend {
         &self,
         doc: &NewDocument<'_>,
         passages: Option<&[NewChunk<'_>]>,
-        deleted_since: &dyn Fn() -> bool,
+        deleted_since: &dyn Fn(Option<&DocumentState>) -> bool,
     ) -> Result<Written> {
         check_storable(doc)?;
         let mut client = self.client()?;
         let mut tx = client.transaction()?;
         self.lock_id(&mut tx, doc.id)?;
-        if deleted_since() {
+        let state = document_state(&mut tx, &self.collection, doc.id)?;
+        if deleted_since(state.as_ref()) {
             return Ok(Written::Settled(IngestStatus::Deleted));
         }
-        let state = document_state(&mut tx, &self.collection, doc.id)?;
         let existed = match decide(state.as_ref(), doc) {
             Decision::Unchanged => return Ok(Written::Settled(IngestStatus::Unchanged)),
             Decision::MetadataOnly => {
                 tx.execute(
-                    "UPDATE semdex_documents SET metadata = $3 WHERE collection = $1 AND id = $2",
+                    "UPDATE semdex_documents SET metadata = $3, ingested_at = clock_timestamp()
+                     WHERE collection = $1 AND id = $2",
                     &[
                         &self.collection,
                         &doc.id,
@@ -602,6 +662,10 @@ impl Backend for PostgresBackend {
     }
 
     fn delete(&self, id: &str) -> Result<Option<usize>> {
+        if id.contains('\0') {
+            // Nothing stored has one.
+            return Ok(None);
+        }
         let mut client = self.client()?;
         let mut tx = client.transaction()?;
         self.lock_id(&mut tx, id)?;
@@ -625,6 +689,9 @@ impl Backend for PostgresBackend {
     }
 
     fn document(&self, id: &str) -> Result<Option<StoredDocument>> {
+        if id.contains('\0') {
+            return Ok(None);
+        }
         let row = self.client()?.query_opt(
             &format!(
                 "SELECT d.id, d.source, d.text, d.metadata, d.content_hash, {},
@@ -676,6 +743,9 @@ impl Backend for PostgresBackend {
     }
 
     fn document_chunks(&self, id: &str) -> Result<Option<Vec<ChunkSpan>>> {
+        if id.contains('\0') {
+            return Ok(None);
+        }
         let mut client = self.client()?;
         let mut tx = client.build_transaction().read_only(true).start()?;
         let exists = tx

@@ -117,6 +117,7 @@ pub fn migrate(
         )?;
         tracing::info!(version = migration.version, "applied a database migration");
     }
+    check_server(&mut tx)?;
     let described = describe(model);
     let stored: Option<String> = tx
         .query_opt("SELECT value FROM semdex_meta WHERE key = 'model'", &[])?
@@ -137,6 +138,34 @@ pub fn migrate(
         }
     }
     tx.commit()?;
+    Ok(())
+}
+
+/// pgvector 0.8 or later (filtered graph scans: `hnsw.iterative_scan`) in a UTF-8 database
+/// (text in any script).
+fn check_server(tx: &mut postgres::Transaction<'_>) -> Result<(), PgError> {
+    let version: String = tx
+        .query_one(
+            "SELECT extversion FROM pg_extension WHERE extname = 'vector'",
+            &[],
+        )?
+        .get(0);
+    let parts: Vec<u32> = version.split('.').map(|p| p.parse().unwrap_or(0)).collect();
+    if (
+        parts.first().copied().unwrap_or(0),
+        parts.get(1).copied().unwrap_or(0),
+    ) < (0, 8)
+    {
+        return Err(PgError::Unsupported(format!(
+            "pgvector {version} is installed; semdex needs 0.8 or later (ALTER EXTENSION vector UPDATE)"
+        )));
+    }
+    let encoding: String = tx.query_one("SHOW server_encoding", &[])?.get(0);
+    if encoding != "UTF8" {
+        return Err(PgError::Unsupported(format!(
+            "the database's encoding is {encoding}; semdex needs UTF8 (CREATE DATABASE ... ENCODING 'UTF8')"
+        )));
+    }
     Ok(())
 }
 
