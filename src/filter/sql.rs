@@ -75,6 +75,17 @@ pub trait SqlDialect {
     fn exists(&self, key: &str, params: &mut Params<Self::Param>) -> String;
 }
 
+/// The SQL operator of a comparison (`$ne` is rendered as `NOT` of `=` by the walker).
+pub fn operator(op: CompareOp) -> &'static str {
+    match op {
+        CompareOp::Eq | CompareOp::Ne => "=",
+        CompareOp::Gt => ">",
+        CompareOp::Gte => ">=",
+        CompareOp::Lt => "<",
+        CompareOp::Lte => "<=",
+    }
+}
+
 /// The SQL condition for `filter` in `dialect`, its parameters added to `params`.
 pub fn to_sql<D: SqlDialect>(
     dialect: &D,

@@ -57,13 +57,7 @@ impl SqlDialect for Sqlite<'_> {
         value: &Scalar,
         params: &mut Params<SqlValue>,
     ) -> String {
-        let operator = match op {
-            CompareOp::Eq | CompareOp::Ne => "=",
-            CompareOp::Gt => ">",
-            CompareOp::Gte => ">=",
-            CompareOp::Lt => "<",
-            CompareOp::Lte => "<=",
-        };
+        let operator = crate::filter::sql::operator(op);
         let ordered = !matches!(op, CompareOp::Eq | CompareOp::Ne);
         let (ty, val) = self.access(key, params);
         // IFNULL: a missing key makes the type NULL; the leaf must still say false.

@@ -5,7 +5,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::{Value, json};
 
-fn semdex(args: &[&str]) -> Command {
+pub fn semdex(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_semdex"));
     cmd.arg("--model")
         .arg(crate::common::model_dir())
@@ -14,7 +14,7 @@ fn semdex(args: &[&str]) -> Command {
     cmd
 }
 
-fn run_ok(cmd: &mut Command) -> String {
+pub fn run_ok(cmd: &mut Command) -> String {
     let out: Output = cmd.stderr(Stdio::piped()).output().unwrap();
     assert!(
         out.status.success(),

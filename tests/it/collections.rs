@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use reqwest::blocking::{Client, Response};
+
 use semdex::api::ApiConfig;
 use semdex::collections::{CollectionSettings, Collections};
 use semdex::engine::{Engine, EngineOptions, SearchRequest};
@@ -16,19 +16,7 @@ use semdex::progress::NoProgress;
 use semdex::queue::QueueOptions;
 use serde_json::{Value, json};
 
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap()
-}
-
-fn send(request: reqwest::blocking::RequestBuilder) -> (StatusCode, Value) {
-    let response: Response = request.send().unwrap();
-    let status = response.status();
-    let body = response.json::<Value>().unwrap_or(Value::Null);
-    (status, body)
-}
+use crate::common::{http_client as client, send};
 
 const ROCKETS: &str = "The rocket lifted off from the launch pad at dawn. Its second stage \
      placed the weather satellite in a polar orbit four hundred kilometres up.";

@@ -87,6 +87,23 @@ pub fn seed_windows(count: usize, words_per_window: usize) -> Vec<String> {
         .collect()
 }
 
+/// An HTTP client for the tests (two minutes per request: the model is slow in debug builds).
+pub fn http_client() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .unwrap()
+}
+
+/// Sends a request; its status and JSON body (`null` when the body is not JSON).
+pub fn send(
+    request: reqwest::blocking::RequestBuilder,
+) -> (reqwest::StatusCode, serde_json::Value) {
+    let response = request.send().unwrap();
+    let status = response.status();
+    (status, response.json().unwrap_or(serde_json::Value::Null))
+}
+
 use semdex::api::{ApiConfig, AppState};
 use semdex::queue::{EmbedQueue, QueueOptions};
 use semdex::service::{Service, ServiceOptions};

@@ -228,32 +228,4 @@ fn hnsw_recall_against_exact_on_real_vectors() {
     assert!(recall >= 0.99, "recall@10 {recall}");
 }
 
-#[test]
-fn suite_seed_article_questions_hit_at_3() {
-    crate::suite::seed_article_questions_hit_at_3(&crate::suite::Embedded::new());
-}
-
-#[test]
-fn suite_dedup_update_metadata_and_delete() {
-    crate::suite::dedup_update_metadata_and_delete(&crate::suite::Embedded::new());
-}
-
-#[test]
-fn suite_filters_by_document_and_metadata_still_return_k() {
-    crate::suite::filters_by_document_and_metadata_still_return_k(&crate::suite::Embedded::new());
-}
-
-#[test]
-fn suite_empty_store_and_invalid_requests() {
-    crate::suite::empty_store_and_invalid_requests(&crate::suite::Embedded::new());
-}
-
-#[test]
-fn suite_metadata_filters_match_the_reference() {
-    crate::suite::metadata_filters_match_the_reference(&crate::suite::Embedded::new());
-}
-
-#[test]
-fn suite_modes_follow_updates_and_deletes() {
-    crate::suite::modes_follow_updates_and_deletes(&crate::suite::Embedded::new());
-}
+crate::suite::backend_suite!(crate::suite::Embedded::new());

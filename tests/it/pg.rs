@@ -16,7 +16,7 @@ use semdex::engine::{EngineError, EngineOptions, Storage, model_identity};
 use semdex::store::ModelIdentity;
 use serde_json::{Value, json};
 
-use crate::suite::{self, Backing};
+use crate::suite::Backing;
 
 /// A PostgreSQL server of its own, stopped when dropped.
 pub struct PgServer {
@@ -114,35 +114,7 @@ impl Backing for Postgres {
     }
 }
 
-#[test]
-fn suite_seed_article_questions_hit_at_3() {
-    suite::seed_article_questions_hit_at_3(&Postgres::new());
-}
-
-#[test]
-fn suite_dedup_update_metadata_and_delete() {
-    suite::dedup_update_metadata_and_delete(&Postgres::new());
-}
-
-#[test]
-fn suite_filters_by_document_and_metadata_still_return_k() {
-    suite::filters_by_document_and_metadata_still_return_k(&Postgres::new());
-}
-
-#[test]
-fn suite_empty_store_and_invalid_requests() {
-    suite::empty_store_and_invalid_requests(&Postgres::new());
-}
-
-#[test]
-fn suite_metadata_filters_match_the_reference() {
-    suite::metadata_filters_match_the_reference(&Postgres::new());
-}
-
-#[test]
-fn suite_modes_follow_updates_and_deletes() {
-    suite::modes_follow_updates_and_deletes(&Postgres::new());
-}
+crate::suite::backend_suite!(Postgres::new());
 
 #[test]
 fn the_schema_is_migrated_once_and_another_model_is_refused() {
@@ -188,18 +160,7 @@ fn the_schema_is_migrated_once_and_another_model_is_refused() {
     assert!(matches!(err, EngineError::Unavailable(_)), "{err}");
 }
 
-fn client() -> Client {
-    Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap()
-}
-
-fn send(request: reqwest::blocking::RequestBuilder) -> (StatusCode, Value) {
-    let response = request.send().unwrap();
-    let status = response.status();
-    (status, response.json().unwrap_or(Value::Null))
-}
+use crate::common::{http_client as client, send};
 
 /// `semdex serve --database-url URL` with a data directory of its own (which stays empty).
 fn replica(url: &str) -> (std::process::Child, String, tempfile::TempDir) {
@@ -525,20 +486,7 @@ fn reference_chunk_counts(docs: &[Value]) -> std::collections::HashMap<String, u
 
 /// `semdex ARGS` with the test model, from the repository root; its stdout on success.
 fn semdex_ok(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_semdex"))
-        .arg("--model")
-        .arg(crate::common::model_dir())
-        .args(args)
-        .env_remove("SEMDEX_DATABASE_URL")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "semdex {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+    crate::cli::run_ok(crate::cli::semdex(args).env_remove("SEMDEX_DATABASE_URL"))
 }
 
 #[test]

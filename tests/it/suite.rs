@@ -12,6 +12,34 @@ use semdex::progress::NoProgress;
 use semdex::store::ChunkFilter;
 use serde_json::{Value, json};
 
+/// The suite's tests for one backend: `backend_suite!(make)` defines a `#[test]` per suite
+/// function, each on fresh storage from `make()`.
+macro_rules! backend_suite {
+    ($make:expr) => {
+        $crate::suite::backend_suite!(@tests $make;
+            seed_article_questions_hit_at_3,
+            dedup_update_metadata_and_delete,
+            filters_by_document_and_metadata_still_return_k,
+            empty_store_and_invalid_requests,
+            metadata_filters_match_the_reference,
+            modes_follow_updates_and_deletes,
+        );
+    };
+    (@tests $make:expr; $($name:ident,)*) => {
+        mod shared_suite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[test]
+                fn $name() {
+                    crate::suite::$name(&$make);
+                }
+            )*
+        }
+    };
+}
+pub(crate) use backend_suite;
+
 /// Fresh storage for one suite test.
 pub trait Backing {
     /// Engine options over this backing's storage (data directory or database).

@@ -50,13 +50,7 @@ impl SqlDialect for Postgres<'_> {
         value: &Scalar,
         params: &mut Params<Param>,
     ) -> String {
-        let operator = match op {
-            CompareOp::Eq | CompareOp::Ne => "=",
-            CompareOp::Gt => ">",
-            CompareOp::Gte => ">=",
-            CompareOp::Lt => "<",
-            CompareOp::Lte => "<=",
-        };
+        let operator = crate::filter::sql::operator(op);
         let ordered = !matches!(op, CompareOp::Eq | CompareOp::Ne);
         if key.contains('\0') {
             return Self::FALSE.to_string();
