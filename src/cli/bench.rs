@@ -319,7 +319,28 @@ fn beir(global: &GlobalArgs, args: BeirArgs) -> anyhow::Result<()> {
             .storage(&encoder, semdex::index::HnswParams::default(), &collection)?;
     #[cfg(feature = "postgres")]
     if let semdex::engine::Storage::Postgres { database, .. } = &storage {
-        database.create_collection(&collection, &serde_json::json!({}))?;
+        // What the collection holds, so that a later run with other settings is refused
+        // instead of measuring the old passages (the data directory's beir.json, for a
+        // database).
+        let chunk = args.chunking.options();
+        let settings = serde_json::json!({
+            "chunk_tokens": chunk.max_tokens,
+            "chunk_overlap": chunk.overlap,
+            "whole_documents": !args.chunked,
+            "title_context": args.chunking.title_context,
+            "corpus_sha256": dataset.corpus_sha256,
+        });
+        if database
+            .create_collection(&collection, &settings)?
+            .is_none()
+        {
+            let stored = database.collection_settings(&collection)?;
+            anyhow::ensure!(
+                stored.as_ref() == Some(&settings),
+                "collection {collection} of the database holds another corpus or other settings                  ({}); delete it (DELETE /collections/{collection}) or run with the same settings",
+                stored.unwrap_or_default()
+            );
+        }
     }
     let options = beir::BeirOptions {
         storage,

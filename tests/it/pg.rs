@@ -132,6 +132,15 @@ fn the_schema_is_migrated_once_and_another_model_is_refused() {
         c.join().unwrap().unwrap();
     }
     let mut client = postgres::Client::connect(&server.url, postgres::NoTls).unwrap();
+    // The graph keeps the settings it was built with, whatever a later replica is given.
+    let mut options = EngineOptions::new(server.dir.path());
+    options.hnsw.m = 24;
+    options.storage = Storage::Postgres {
+        database: Database::connect(&server.url, 2, &model, options.hnsw).unwrap(),
+        collection: "default".into(),
+    };
+    let stats = crate::common::engine_with(options).stats().unwrap();
+    assert_eq!((stats.hnsw.m, stats.hnsw.ef_construction), (16, 200));
     let versions: Vec<i32> = client
         .query(
             "SELECT version FROM semdex_migrations ORDER BY version",
@@ -563,5 +572,27 @@ fn the_command_line_ingests_queries_and_benchmarks_through_the_database() {
         report["hybrid"]["recall@100"].as_f64().unwrap(),
         1.0,
         "{report}"
+    );
+    // The same collection with other chunking is refused, not silently reused.
+    let refused = crate::cli::semdex(&[
+        "bench",
+        "beir",
+        "--dataset",
+        dataset.path().to_str().unwrap(),
+        "--data-dir",
+        dir,
+        "--database-url",
+        url,
+        "--chunk-tokens",
+        "64",
+    ])
+    .env_remove("SEMDEX_DATABASE_URL")
+    .output()
+    .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("other settings"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
     );
 }

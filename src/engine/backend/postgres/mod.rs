@@ -230,6 +230,15 @@ impl Database {
         Ok(row.map(|r| r.get(0)))
     }
 
+    /// The settings a collection was created with, or `None` when there is none.
+    pub fn collection_settings(&self, name: &str) -> Result<Option<Value>> {
+        let row = self.client()?.query_opt(
+            "SELECT settings FROM semdex_collections WHERE name = $1",
+            &[&name],
+        )?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
     /// When the collection of that name was created, or `None` when there is none: another
     /// replica may have deleted it, or deleted it and created another of the same name.
     pub fn collection_created(&self, name: &str) -> Result<Option<String>> {
@@ -549,20 +558,39 @@ fn redact(url: &str) -> String {
 impl Backend for PostgresBackend {
     fn stats(&self) -> Result<EngineStats> {
         let (documents, chunks) = self.database.counts(&self.collection)?;
-        let bytes: i64 = self
-            .client()?
-            .query_one("SELECT pg_relation_size('semdex_chunks_words')", &[])?
-            .get(0);
+        let row = self.client()?.query_one(
+            "SELECT pg_relation_size('semdex_chunks_words'),
+                    coalesce((SELECT array_to_string(reloptions, ',') FROM pg_class
+                              WHERE relname = 'semdex_chunks_embedding'), '')",
+            &[],
+        )?;
+        let bytes: i64 = row.get(0);
+        // The graph was built with the settings of the semdex that created the schema.
+        let built: String = row.get(1);
+        let setting = |key: &str, default: usize| {
+            built
+                .split(',')
+                .filter_map(|kv| kv.split_once('='))
+                .find(|(k, _)| *k == key)
+                .and_then(|(_, v)| v.parse().ok())
+                .unwrap_or(default)
+        };
+        let hnsw = HnswParams {
+            m: setting("m", self.hnsw.m),
+            ef_construction: setting("ef_construction", self.hnsw.ef_construction),
+            ef_search: self.hnsw.ef_search,
+        };
         Ok(EngineStats {
             documents,
             chunks,
             indexed: chunks,
             tombstones: 0,
             index_kind: "pgvector_hnsw",
-            hnsw: self.hnsw,
+            hnsw,
             exact_below: self.exact_below,
             // The vectors live in PostgreSQL, not in this process.
             vector_bytes: 0,
+            // The words index of the whole database (every collection's).
             lexical: LexicalStats {
                 passages: chunks as u64,
                 bytes: bytes as u64,
