@@ -163,6 +163,34 @@ pub fn dedup_update_metadata_and_delete(backing: &dyn Backing) {
     let hits = engine.search("satellites", &req(5)).unwrap().hits;
     assert!(hits.iter().all(|h| h.doc_id == "b"));
     assert_eq!(engine.documents(10, 0).unwrap().len(), 1);
+
+    // Numbers at the edges of f64 come back as they were given, and compare in filters.
+    let edges = json!({"max": f64::MAX, "min": -f64::MAX, "big": 1e16, "tiny": 5e-324,
+                       "int": 12345678901234567u64, "list": [0.1, -0.0]});
+    let numbers = || {
+        vec![with_meta(
+            "n",
+            "Numbers at the edges of doubles.",
+            edges.clone(),
+        )]
+    };
+    engine.ingest(numbers(), &hidden()).unwrap();
+    assert_eq!(Value::Object(engine.document("n").unwrap().metadata), edges);
+    assert_eq!(
+        engine.ingest(numbers(), &hidden()).unwrap()[0].status,
+        IngestStatus::Unchanged
+    );
+    let listed = engine.documents(10, 0).unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|d| Value::Object(d.metadata.clone()) == edges)
+    );
+    let mut r = req(5);
+    r.filter.metadata = MetadataFilter::parse(&json!({"max": {"$gt": 1e300}})).unwrap();
+    let hits = engine.search("doubles", &r).unwrap().hits;
+    assert_eq!(hits.len(), 1);
+    assert_eq!(Value::Object(hits[0].metadata.clone()), edges);
 }
 
 /// Shared suite: see the module doc.

@@ -72,6 +72,9 @@ pub enum PgError {
     /// The URL cannot be parsed.
     #[error("database URL: {0}")]
     BadUrl(String),
+    /// A stored value is not what the schema promises.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
     /// The server lacks something semdex needs (pgvector 0.8, a UTF-8 database).
     #[error("the database is not usable: {0}")]
     Unsupported(String),
@@ -501,12 +504,15 @@ fn ids_param(ids: &[u64]) -> Vec<i64> {
     ids.iter().map(|&id| id as i64).collect()
 }
 
-fn metadata_of(value: Value) -> Result<Map<String, Value>> {
-    match value {
-        Value::Object(map) => Ok(map),
-        other => Err(EngineError::InvalidRequest(format!(
-            "stored metadata is not a JSON object: {other}"
-        ))),
+/// Metadata as it was given, from its stored text (the `jsonb` copy, which filters read,
+/// normalises numbers: 1e16 comes back as 10000000000000000, and f64::MAX as 309 digits that
+/// serde_json cannot read back).
+fn metadata_of(text: &str) -> Result<Map<String, Value>> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(EngineError::Postgres(PgError::Corrupt(format!(
+            "stored metadata is not a JSON object: {text}"
+        )))),
     }
 }
 
@@ -627,12 +633,14 @@ impl Backend for PostgresBackend {
             Decision::Unchanged => return Ok(Written::Settled(IngestStatus::Unchanged)),
             Decision::MetadataOnly => {
                 tx.execute(
-                    "UPDATE semdex_documents SET metadata = $3, ingested_at = clock_timestamp()
+                    "UPDATE semdex_documents
+                     SET metadata = $3, metadata_text = $4, ingested_at = clock_timestamp()
                      WHERE collection = $1 AND id = $2",
                     &[
                         &self.collection,
                         &doc.id,
                         &Value::Object(doc.metadata.clone()),
+                        &Value::Object(doc.metadata.clone()).to_string(),
                     ],
                 )?;
                 tx.commit()?;
@@ -651,14 +659,16 @@ impl Backend for PostgresBackend {
             )?;
         }
         tx.execute(
-            "INSERT INTO semdex_documents (collection, id, source, text, metadata, content_hash, title)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO semdex_documents
+                 (collection, id, source, text, metadata, metadata_text, content_hash, title)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             &[
                 &self.collection,
                 &doc.id,
                 &doc.source,
                 &doc.text,
                 &Value::Object(doc.metadata.clone()),
+                &Value::Object(doc.metadata.clone()).to_string(),
                 &doc.content_hash,
                 &doc.title,
             ],
@@ -722,7 +732,7 @@ impl Backend for PostgresBackend {
         }
         let row = self.client()?.query_opt(
             &format!(
-                "SELECT d.id, d.source, d.text, d.metadata, d.content_hash, {},
+                "SELECT d.id, d.source, d.text, d.metadata_text, d.content_hash, {},
                         (SELECT count(*) FROM semdex_chunks c
                          WHERE c.collection = d.collection AND c.doc_id = d.id)
                  FROM semdex_documents d WHERE d.collection = $1 AND d.id = $2",
@@ -735,7 +745,7 @@ impl Backend for PostgresBackend {
                 id: r.get(0),
                 source: r.get(1),
                 text: r.get(2),
-                metadata: metadata_of(r.get(3))?,
+                metadata: metadata_of(r.get::<_, &str>(3))?,
                 content_hash: r.get(4),
                 ingested_at: r.get(5),
                 chunks: r.get::<_, i64>(6) as usize,
@@ -747,7 +757,7 @@ impl Backend for PostgresBackend {
     fn documents(&self, limit: usize, offset: usize) -> Result<Vec<DocumentSummary>> {
         let rows = self.client()?.query(
             &format!(
-                "SELECT d.id, d.source, d.metadata, {}, octet_length(d.text)::bigint,
+                "SELECT d.id, d.source, d.metadata_text, {}, octet_length(d.text)::bigint,
                         (SELECT count(*) FROM semdex_chunks c
                          WHERE c.collection = d.collection AND c.doc_id = d.id)
                  FROM semdex_documents d WHERE d.collection = $1
@@ -761,7 +771,7 @@ impl Backend for PostgresBackend {
                 Ok(DocumentSummary {
                     id: r.get(0),
                     source: r.get(1),
-                    metadata: metadata_of(r.get(2))?,
+                    metadata: metadata_of(r.get::<_, &str>(2))?,
                     ingested_at: r.get(3),
                     bytes: r.get::<_, i64>(4) as usize,
                     chunks: r.get::<_, i64>(5) as usize,
@@ -866,7 +876,7 @@ impl Backend for PostgresBackend {
     fn chunks_by_ids(&self, ids: &[u64]) -> Result<HashMap<u64, ChunkRecord>> {
         let rows = self.client()?.query(
             &format!(
-                "SELECT c.id, c.doc_id, c.idx, c.start_byte, c.end_byte, c.text, d.metadata
+                "SELECT c.id, c.doc_id, c.idx, c.start_byte, c.end_byte, c.text, d.metadata_text
                  FROM semdex_chunks c {DOCUMENTS_JOIN}
                  WHERE c.collection = $1 AND c.id = ANY($2)"
             ),
@@ -884,7 +894,7 @@ impl Backend for PostgresBackend {
                         start: r.get::<_, i64>(3) as usize,
                         end: r.get::<_, i64>(4) as usize,
                         text: r.get(5),
-                        metadata: metadata_of(r.get(6))?,
+                        metadata: metadata_of(r.get::<_, &str>(6))?,
                     },
                 ))
             })
@@ -900,13 +910,13 @@ fn document_state(
 ) -> Result<Option<DocumentState>> {
     client
         .query_opt(
-            "SELECT content_hash, metadata FROM semdex_documents WHERE collection = $1 AND id = $2",
+            "SELECT content_hash, metadata_text FROM semdex_documents WHERE collection = $1 AND id = $2",
             &[&collection, &id],
         )?
         .map(|r| {
             Ok(DocumentState {
                 content_hash: r.get(0),
-                metadata: metadata_of(r.get(1))?,
+                metadata: metadata_of(r.get::<_, &str>(1))?,
             })
         })
         .transpose()

@@ -44,7 +44,9 @@ const MIGRATIONS: &[Migration] = &[Migration {
             id           text COLLATE \"C\" NOT NULL,
             source       text,
             text         text NOT NULL,
+            -- jsonb for filters; the text as given for reading back (jsonb rewrites numbers).
             metadata     jsonb NOT NULL DEFAULT '{}',
+            metadata_text text NOT NULL DEFAULT '{}',
             content_hash text NOT NULL,
             title        text,
             ingested_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
