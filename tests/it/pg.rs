@@ -550,18 +550,23 @@ fn the_command_line_ingests_queries_and_benchmarks_through_the_database() {
 
     let dataset = tempfile::tempdir().unwrap();
     crate::cli::tiny_beir(dataset.path());
-    let report: Value = serde_json::from_str(&semdex_ok(&[
-        "bench",
-        "beir",
-        "--dataset",
-        dataset.path().to_str().unwrap(),
-        "--data-dir",
-        dir,
-        "--database-url",
-        url,
-        "--json",
-    ]))
-    .unwrap();
+    let beir = |extra: &[&str]| {
+        let mut args = vec![
+            "bench",
+            "beir",
+            "--dataset",
+            dataset.path().to_str().unwrap(),
+            "--data-dir",
+            dir,
+            "--database-url",
+            url,
+        ];
+        args.extend_from_slice(extra);
+        let mut command = crate::cli::semdex(&args);
+        command.env_remove("SEMDEX_DATABASE_URL");
+        command
+    };
+    let report: Value = serde_json::from_str(&crate::cli::run_ok(&mut beir(&["--json"]))).unwrap();
     assert_eq!(report["documents"], 4, "{report}");
     assert_eq!(
         report["dense_exact"]["ndcg@10"].as_f64().unwrap(),
@@ -574,21 +579,7 @@ fn the_command_line_ingests_queries_and_benchmarks_through_the_database() {
         "{report}"
     );
     // The same collection with other chunking is refused, not silently reused.
-    let refused = crate::cli::semdex(&[
-        "bench",
-        "beir",
-        "--dataset",
-        dataset.path().to_str().unwrap(),
-        "--data-dir",
-        dir,
-        "--database-url",
-        url,
-        "--chunk-tokens",
-        "64",
-    ])
-    .env_remove("SEMDEX_DATABASE_URL")
-    .output()
-    .unwrap();
+    let refused = beir(&["--chunk-tokens", "64"]).output().unwrap();
     assert!(!refused.status.success());
     assert!(
         String::from_utf8_lossy(&refused.stderr).contains("other settings"),
