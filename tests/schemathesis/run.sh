@@ -7,6 +7,8 @@
 #
 # Needs python3; installs schemathesis into a throwaway venv under target/ (SCHEMATHESIS_VENV
 # picks another). Settings, and why each deviates from the defaults: tests/schemathesis/schemathesis.toml.
+# ensure_resource_availability is off: the default collection has two addresses, which it
+# cannot know are one resource (schemathesis.toml says more).
 # hypothesis's filter_too_much health check is off: path parameters (document ids) that cannot
 # go into a URL are filtered out, and on some runs that trips it without any failure found.
 set -euo pipefail
@@ -42,7 +44,8 @@ run() { # LABEL [st options...]
     echo "== schemathesis: $label"
     local started=$SECONDS
     (cd "$HERE" && "$VENV/bin/st" run "http://127.0.0.1:$PORT/openapi.json" \
-        --checks all --max-examples "$EXAMPLES" --no-color \
+        --checks all --exclude-checks ensure_resource_availability \
+        --max-examples "$EXAMPLES" --no-color \
         --suppress-health-check=filter_too_much "$@")
     echo "== $label: $((SECONDS - started)) s"
 }
