@@ -342,10 +342,7 @@ impl Collections {
             });
             let created = database
                 .create_collection(name, &settings)
-                .map_err(|source| CollectionError::Engine {
-                    name: name.to_string(),
-                    source,
-                })?
+                .map_err(engine_error(name))?
                 .ok_or_else(|| CollectionError::Exists(name.to_string()))?;
             let slot = Arc::new(Slot {
                 manifest: Manifest {
@@ -427,13 +424,9 @@ impl Collections {
         if let Some(database) = self.database() {
             // One transaction: the row and every document and passage of the collection (not
             // under this process's lock on the list: a large collection takes a while).
-            let deleted =
-                database
-                    .delete_collection(name)
-                    .map_err(|source| CollectionError::Engine {
-                        name: name.to_string(),
-                        source,
-                    })?;
+            let deleted = database
+                .delete_collection(name)
+                .map_err(engine_error(name))?;
             let slot = self
                 .named
                 .write()
@@ -532,12 +525,7 @@ impl Collections {
             chunk_overlap: Some(slot.manifest.chunk_overlap),
         });
         let opened =
-            Engine::open(self.encoder.clone(), options, &NoProgress).map_err(|source| {
-                CollectionError::Engine {
-                    name: name.to_string(),
-                    source,
-                }
-            })?;
+            Engine::open(self.encoder.clone(), options, &NoProgress).map_err(engine_error(name))?;
         tracing::info!(collection = name, "collection opened");
         let opened = Arc::new(opened);
         *engine = Some(opened.clone());
@@ -551,13 +539,9 @@ impl Collections {
         if let Some(database) = self.database() {
             // Another replica may have created or deleted it (or deleted it and made another
             // of the same name): the database decides, and a stale slot goes.
-            let created =
-                database
-                    .collection_created(name)
-                    .map_err(|source| CollectionError::Engine {
-                        name: name.to_string(),
-                        source,
-                    })?;
+            let created = database
+                .collection_created(name)
+                .map_err(engine_error(name))?;
             let mut named = self.named.write().unwrap_or_else(|p| p.into_inner());
             match created {
                 None => {
@@ -620,12 +604,7 @@ impl Collections {
     /// deleted ones (an open engine of a deleted collection is dropped with its slot).
     #[cfg(feature = "postgres")]
     fn refresh_from(&self, database: &crate::engine::backend::postgres::Database) -> Result<()> {
-        let rows = database
-            .collections()
-            .map_err(|source| CollectionError::Engine {
-                name: String::new(),
-                source,
-            })?;
+        let rows = database.collections().map_err(engine_error(""))?;
         let mut named = self.named.write().unwrap_or_else(|p| p.into_inner());
         let live: std::collections::HashSet<&str> =
             rows.iter().map(|(name, _, _)| name.as_str()).collect();
@@ -675,10 +654,7 @@ impl Collections {
         let stats = self
             .default
             .stats()
-            .map_err(|source| CollectionError::Engine {
-                name: DEFAULT_COLLECTION.to_string(),
-                source,
-            })?;
+            .map_err(engine_error(DEFAULT_COLLECTION))?;
         Ok(CollectionInfo {
             name: DEFAULT_COLLECTION.to_string(),
             created: None,
@@ -695,16 +671,14 @@ impl Collections {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let engine_error = |source| CollectionError::Engine {
-            name: name.to_string(),
-            source,
-        };
         let (documents, chunks) = match &engine {
             Some(engine) => {
-                let stats = engine.stats().map_err(engine_error)?;
+                let stats = engine.stats().map_err(engine_error(name))?;
                 (stats.documents, stats.chunks)
             }
-            None => self.count_unopened(name, slot).map_err(engine_error)?,
+            None => self
+                .count_unopened(name, slot)
+                .map_err(engine_error(name))?,
         };
         Ok(CollectionInfo {
             name: name.to_string(),
@@ -753,6 +727,12 @@ fn io_error(
         path,
         source,
     }
+}
+
+/// The error of an engine or database call for collection `name`, for `map_err`.
+fn engine_error(name: &str) -> impl FnOnce(EngineError) -> CollectionError + use<> {
+    let name = name.to_string();
+    move |source| CollectionError::Engine { name, source }
 }
 
 /// A suffix no other staging folder of this process or another has.
