@@ -1,6 +1,9 @@
 //! Answering queries: validate, retrieve candidates (dense, lexical or both), fuse them,
 //! rescore the best with late interaction, and hydrate the hits from the store.
 
+use std::collections::HashMap;
+
+use rayon::prelude::*;
 use serde_json::{Map, Value};
 
 use crate::embed::l2_normalize;
@@ -23,6 +26,8 @@ pub const HYBRID_CANDIDATES: usize = 100;
 pub const RESCORED_CANDIDATES: usize = 30;
 /// The most candidates rescored; beyond, a long result list keeps the fused order.
 pub const MAX_RESCORED: usize = 200;
+/// The fewest passages a thread rescores: below, handing work over costs more than it saves.
+const MIN_LATE_PART: usize = 8;
 
 /// Which retrievers answer a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -275,6 +280,7 @@ impl Engine {
     /// The `k` passages that best answer an already embedded query, by the request's mode.
     pub fn search_query(&self, query: &Query<'_>, req: &SearchRequest) -> Result<SearchResults> {
         validate(req)?;
+        let started = std::time::Instant::now();
         let depth = match req.mode {
             SearchMode::Hybrid => req.k.max(HYBRID_CANDIDATES),
             SearchMode::Dense | SearchMode::Lexical => req.k,
@@ -307,6 +313,7 @@ impl Engine {
             filter: &req.filter,
         })?;
         let strategy = strategy.unwrap_or(SearchStrategy::Lexical);
+        let retrieved = started.elapsed();
         let mut ranking: Vec<Fused> = match req.mode {
             SearchMode::Dense => as_ranking(&dense, true),
             SearchMode::Lexical => as_ranking(&lexical, false),
@@ -323,9 +330,18 @@ impl Engine {
         {
             self.rescore(&mut ranking, req.k, vector, query.text, tokens)?;
         }
+        let rescored = started.elapsed();
         ranking.truncate(req.k);
+        let hits = self.hydrate(&ranking)?;
+        tracing::debug!(
+            mode = req.mode.as_str(),
+            retrieve_us = retrieved.as_micros() as u64,
+            rescore_us = (rescored - retrieved).as_micros() as u64,
+            hydrate_us = (started.elapsed() - rescored).as_micros() as u64,
+            "search stages"
+        );
         Ok(SearchResults {
-            hits: self.hydrate(&ranking)?,
+            hits,
             strategy,
             mode: req.mode,
         })
@@ -352,28 +368,33 @@ impl Engine {
             head.iter().filter(|c| f(c)).map(|c| c.id).collect()
         };
         let no_dense = ids(head, |c| c.dense.is_none());
-        if !no_dense.is_empty() {
-            let found = self.backend.dense_among(vector, &no_dense)?;
-            fill(head, &found, |c, s| c.dense = Some(s));
-        }
         let no_lexical = ids(head, |c| c.lexical.is_none());
-        if !no_lexical.is_empty() {
-            let found = self.backend.lexical_among(text, &no_lexical)?;
-            fill(head, &found, |c, s| c.lexical = Some(s));
-            // A passage that matches none of the query's terms scores 0 in BM25.
-            head.iter_mut()
-                .filter(|c| c.lexical.is_none())
-                .for_each(|c| c.lexical = Some(0.0));
-        }
-        let all: Vec<u64> = head.iter().map(|c| c.id).collect();
-        let mut scorer = MaxSim::new(tokens);
-        let mut late = std::collections::HashMap::with_capacity(all.len());
-        self.backend.visit_token_vectors(&all, &mut |id, bytes| {
-            if let Some(score) = scorer.score_stored(bytes) {
-                late.insert(id, score);
-            }
-        })?;
+        let all = ids(head, |_| true);
+        // The missing scores and the late-interaction scores read different data: in
+        // parallel, as the cores are free once the query is embedded.
+        let (missing, late) = rayon::join(
+            || -> Result<(Vec<Hit>, Vec<Hit>)> {
+                let dense = if no_dense.is_empty() {
+                    Vec::new()
+                } else {
+                    self.backend.dense_among(vector, &no_dense)?
+                };
+                let lexical = if no_lexical.is_empty() {
+                    Vec::new()
+                } else {
+                    self.backend.lexical_among(text, &no_lexical)?
+                };
+                Ok((dense, lexical))
+            },
+            || self.late_scores(&all, tokens),
+        );
+        let ((dense, lexical), late) = (missing?, late?);
+        fill(head, &dense, |c, s| c.dense = Some(s));
+        fill(head, &lexical, |c, s| c.lexical = Some(s));
+        let late: HashMap<u64, f32> = late.into_iter().map(|h| (h.id, h.score)).collect();
         for c in head.iter_mut() {
+            // A passage that matches none of the query's terms scores 0 in BM25.
+            c.lexical.get_or_insert(0.0);
             c.late = late.get(&c.id).copied();
         }
         fusion::rescore(head, RescoreWeights::default());
@@ -387,6 +408,30 @@ impl Engine {
             head.append(&mut tail);
         }
         Ok(())
+    }
+
+    /// MaxSim of the query's token vectors with each of these passages that has stored ones.
+    /// The passages are split over the worker threads, each part read through its own
+    /// connection: reading and scoring about a megabyte is most of a rescoring's time.
+    fn late_scores(&self, ids: &[u64], tokens: &TokenMatrix) -> Result<Vec<Hit>> {
+        let parts = rayon::current_num_threads()
+            .min(ids.len().div_ceil(MIN_LATE_PART))
+            .max(1);
+        let part_len = ids.len().div_ceil(parts).max(1);
+        let scored: Vec<Vec<Hit>> = ids
+            .par_chunks(part_len)
+            .map(|part| {
+                let mut scorer = MaxSim::new(tokens);
+                let mut hits = Vec::with_capacity(part.len());
+                self.backend.visit_token_vectors(part, &mut |id, bytes| {
+                    if let Some(score) = scorer.score_stored(bytes) {
+                        hits.push(Hit { id, score });
+                    }
+                })?;
+                Ok(hits)
+            })
+            .collect::<Result<_>>()?;
+        Ok(scored.into_iter().flatten().collect())
     }
 
     /// Checks a query vector's length and values and returns it at unit length.
@@ -437,8 +482,7 @@ impl Engine {
 
 /// Copies the scores of `found` into the matching candidates.
 fn fill(candidates: &mut [Fused], found: &[Hit], set: impl Fn(&mut Fused, f32)) {
-    let scores: std::collections::HashMap<u64, f32> =
-        found.iter().map(|h| (h.id, h.score)).collect();
+    let scores: HashMap<u64, f32> = found.iter().map(|h| (h.id, h.score)).collect();
     for c in candidates.iter_mut() {
         if let Some(&s) = scores.get(&c.id) {
             set(c, s);

@@ -17,11 +17,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{FilterCollector, TopDocs};
 use tantivy::indexer::IndexWriterOptions;
-use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::query::{BooleanQuery, EnableScoring, Occur, Query, TermQuery};
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, Schema, TextFieldIndexing, TextOptions,
 };
-use tantivy::{Index, IndexReader, IndexWriter, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{
+    DocId, DocSet, Index, IndexReader, IndexWriter, ReloadPolicy, TERMINATED, TantivyDocument, Term,
+};
 
 use crate::index::{Hit, VectorId};
 
@@ -291,21 +293,12 @@ impl LexicalIndex {
     /// `allowed` when given. A query with no terms (only stop words or punctuation) matches
     /// nothing.
     pub fn search(&self, query: &str, k: usize, allowed: Option<&[VectorId]>) -> Result<Vec<Hit>> {
-        let mut seen = HashSet::new();
-        let clauses: Vec<(Occur, Box<dyn Query>)> = analyzer::terms(query)
-            .into_iter()
-            .filter(|t| seen.insert(t.clone()))
-            .map(|t| {
-                let term = Term::from_field_text(self.text, &t);
-                let query: Box<dyn Query> =
-                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
-                (Occur::Should, query)
-            })
-            .collect();
-        if clauses.is_empty() || k == 0 || allowed.is_some_and(<[_]>::is_empty) {
+        let Some(query) = self.query(query) else {
+            return Ok(Vec::new());
+        };
+        if k == 0 || allowed.is_some_and(<[_]>::is_empty) {
             return Ok(Vec::new());
         }
-        let query = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
         let top = TopDocs::with_limit(k).order_by_score();
         let found = match allowed {
@@ -327,6 +320,74 @@ impl LexicalIndex {
             }
         }
         Ok(hits)
+    }
+
+    /// The BM25 scores of the passages `ids` for `query`, the same scores [`Self::search`]
+    /// gives them; passages matching none of its terms are left out. A hybrid query asks this
+    /// of the candidates only the dense retriever found: each is looked up by its id and the
+    /// query's scorer jumps to it, so the cost follows the candidates, not the passages that
+    /// share a word with the query.
+    pub fn score_among(&self, query: &str, ids: &[VectorId]) -> Result<Vec<Hit>> {
+        let Some(query) = self.query(query) else {
+            return Ok(Vec::new());
+        };
+        let searcher = self.reader.searcher();
+        let weight = query.weight(EnableScoring::enabled_from_searcher(&searcher))?;
+        let mut hits = Vec::with_capacity(ids.len());
+        for segment in searcher.segment_readers() {
+            let ids_index = segment.inverted_index(self.chunk_id)?;
+            let alive = segment.alive_bitset();
+            let mut docs: Vec<(DocId, VectorId)> = Vec::with_capacity(ids.len());
+            for &id in ids {
+                let term = Term::from_field_u64(self.chunk_id, id);
+                let postings = ids_index
+                    .read_postings(&term, IndexRecordOption::Basic)
+                    .map_err(tantivy::TantivyError::from)?;
+                let Some(mut postings) = postings else {
+                    continue;
+                };
+                let mut doc = postings.doc();
+                while doc != TERMINATED {
+                    if alive.is_none_or(|a| a.is_alive(doc)) {
+                        docs.push((doc, id));
+                    }
+                    doc = postings.advance();
+                }
+            }
+            if docs.is_empty() {
+                continue;
+            }
+            docs.sort_unstable();
+            docs.dedup();
+            let mut scorer = weight.scorer(segment, 1.0)?;
+            for (doc, id) in docs {
+                // A scorer only moves forward; one already past `doc` skipped it: no match.
+                if scorer.doc() <= doc && scorer.seek(doc) == doc {
+                    hits.push(Hit {
+                        id,
+                        score: scorer.score(),
+                    });
+                }
+            }
+        }
+        Ok(hits)
+    }
+
+    /// A query's terms as an OR of BM25 term queries; `None` when it has none (only stop
+    /// words or punctuation).
+    fn query(&self, text: &str) -> Option<BooleanQuery> {
+        let mut seen = HashSet::new();
+        let clauses: Vec<(Occur, Box<dyn Query>)> = analyzer::terms(text)
+            .into_iter()
+            .filter(|t| seen.insert(t.clone()))
+            .map(|t| {
+                let term = Term::from_field_text(self.text, &t);
+                let query: Box<dyn Query> =
+                    Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs));
+                (Occur::Should, query)
+            })
+            .collect();
+        (!clauses.is_empty()).then(|| BooleanQuery::new(clauses))
     }
 
     /// The chunk ids of every passage indexed (committed), for catching up with the store.
@@ -364,6 +425,51 @@ impl LexicalIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn scores_among_ids_match_the_search_across_segments_and_deletes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (index, _) = LexicalIndex::open(&dir.path().join("lexical"), true).unwrap();
+        let words = ["summit", "rocket", "train", "cosmodrome", "talks", "leader"];
+        let text = |id: u64| {
+            (0..=id % 5)
+                .map(|i| words[((id + i * 7) % words.len() as u64) as usize])
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        // Three commits: three segments (merges may join some; either way must agree).
+        for batch in 0..3u64 {
+            let passages: Vec<(u64, String)> = (batch * 20..batch * 20 + 20)
+                .map(|id| (id, text(id)))
+                .collect();
+            let refs: Vec<(u64, &str)> = passages.iter().map(|(i, t)| (*i, t.as_str())).collect();
+            index.add(&refs).unwrap();
+            index.commit(batch + 1).unwrap();
+        }
+        index.remove(&[3, 25, 41]).unwrap();
+        index.commit(4).unwrap();
+
+        let query = "Which leader went to the cosmodrome by train?";
+        let all = index.search(query, 100, None).unwrap();
+        assert!(all.len() > 20, "the query matches most passages");
+        let mut ids: Vec<u64> = (0..60).rev().collect();
+        ids.extend([7, 7, 1_000]); // a repeat and an unknown id
+        let among = index.score_among(query, &ids).unwrap();
+        assert_eq!(among.len(), all.len(), "every matching passage, once");
+        let expected: std::collections::HashMap<u64, f32> =
+            all.iter().map(|h| (h.id, h.score)).collect();
+        let mut found: std::collections::HashMap<u64, f32> = std::collections::HashMap::new();
+        for hit in &among {
+            let want = expected.get(&hit.id).copied();
+            assert_eq!(want, Some(hit.score), "passage {}", hit.id);
+            found.insert(hit.id, hit.score);
+        }
+        for deleted in [3, 25, 41] {
+            assert!(!found.contains_key(&deleted));
+        }
+        assert!(index.score_among("the of and", &ids).unwrap().is_empty());
+        assert!(index.score_among(query, &[]).unwrap().is_empty());
+    }
 
     #[test]
     fn bm25_search_filters_updates_and_reopening() {

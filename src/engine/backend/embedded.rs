@@ -286,20 +286,27 @@ impl Backend for EmbeddedBackend {
         } else {
             Some(self.reader().chunk_ids_matching(query.filter)?)
         };
-        let (dense, strategy) = match query.vector {
-            Some(vector) if query.dense_depth > 0 => {
-                let (hits, strategy) =
-                    self.dense(vector, query.dense_depth, query, allowed.as_deref())?;
-                (hits, Some(strategy))
+        let dense = || match query.vector {
+            Some(vector) if query.dense_depth > 0 => self
+                .dense(vector, query.dense_depth, query, allowed.as_deref())
+                .map(|(hits, strategy)| (hits, Some(strategy))),
+            _ => Ok((Vec::new(), None)),
+        };
+        let lexical = || -> Result<Vec<Hit>> {
+            if query.lexical_depth == 0 {
+                return Ok(Vec::new());
             }
-            _ => (Vec::new(), None),
+            Ok(self
+                .lexical
+                .search(query.text, query.lexical_depth, allowed.as_deref())?)
         };
-        let lexical = if query.lexical_depth > 0 {
-            self.lexical
-                .search(query.text, query.lexical_depth, allowed.as_deref())?
+        // A hybrid query's two retrievers share nothing: each gets a core.
+        let (dense, lexical) = if query.dense_depth > 0 && query.lexical_depth > 0 {
+            rayon::join(dense, lexical)
         } else {
-            Vec::new()
+            (dense(), lexical())
         };
+        let ((dense, strategy), lexical) = (dense?, lexical?);
         Ok(Candidates {
             dense,
             lexical,
@@ -312,7 +319,7 @@ impl Backend for EmbeddedBackend {
     }
 
     fn lexical_among(&self, text: &str, ids: &[u64]) -> Result<Vec<Hit>> {
-        Ok(self.lexical.search(text, ids.len(), Some(ids))?)
+        Ok(self.lexical.score_among(text, ids)?)
     }
 
     fn visit_token_vectors(&self, ids: &[u64], visit: &mut dyn FnMut(u64, &[u8])) -> Result<()> {
