@@ -370,24 +370,27 @@ impl Engine {
         let no_dense = ids(head, |c| c.dense.is_none());
         let no_lexical = ids(head, |c| c.lexical.is_none());
         let all = ids(head, |_| true);
+        let missing = || -> Result<(Vec<Hit>, Vec<Hit>)> {
+            let dense = if no_dense.is_empty() {
+                Vec::new()
+            } else {
+                self.backend.dense_among(vector, &no_dense)?
+            };
+            let lexical = if no_lexical.is_empty() {
+                Vec::new()
+            } else {
+                self.backend.lexical_among(text, &no_lexical)?
+            };
+            Ok((dense, lexical))
+        };
+        let late = || self.late_scores(&all, tokens);
         // The missing scores and the late-interaction scores read different data: in
         // parallel, as the cores are free once the query is embedded.
-        let (missing, late) = rayon::join(
-            || -> Result<(Vec<Hit>, Vec<Hit>)> {
-                let dense = if no_dense.is_empty() {
-                    Vec::new()
-                } else {
-                    self.backend.dense_among(vector, &no_dense)?
-                };
-                let lexical = if no_lexical.is_empty() {
-                    Vec::new()
-                } else {
-                    self.backend.lexical_among(text, &no_lexical)?
-                };
-                Ok((dense, lexical))
-            },
-            || self.late_scores(&all, tokens),
-        );
+        let (missing, late) = if self.backend.reads_are_local() {
+            rayon::join(missing, late)
+        } else {
+            (missing(), late())
+        };
         let ((dense, lexical), late) = (missing?, late?);
         fill(head, &dense, |c, s| c.dense = Some(s));
         fill(head, &lexical, |c, s| c.lexical = Some(s));
@@ -411,25 +414,33 @@ impl Engine {
     }
 
     /// MaxSim of the query's token vectors with each of these passages that has stored ones.
-    /// The passages are split over the worker threads, each part read through its own
-    /// connection: reading and scoring about a megabyte is most of a rescoring's time.
+    /// With local reads the passages are split over the worker threads, each part read
+    /// through its own connection: reading and scoring about a megabyte is most of a
+    /// rescoring's time.
     fn late_scores(&self, ids: &[u64], tokens: &TokenMatrix) -> Result<Vec<Hit>> {
-        let parts = rayon::current_num_threads()
-            .min(ids.len().div_ceil(MIN_LATE_PART))
-            .max(1);
-        let part_len = ids.len().div_ceil(parts).max(1);
+        let threads = if self.backend.reads_are_local() {
+            rayon::current_num_threads()
+        } else {
+            1
+        };
+        let parts = threads.min(ids.len().div_ceil(MIN_LATE_PART)).max(1);
+        let score_part = |part: &[u64]| -> Result<Vec<Hit>> {
+            let mut scorer = MaxSim::new(tokens);
+            let mut hits = Vec::with_capacity(part.len());
+            self.backend.visit_token_vectors(part, &mut |id, bytes| {
+                if let Some(score) = scorer.score_stored(bytes) {
+                    hits.push(Hit { id, score });
+                }
+            })?;
+            Ok(hits)
+        };
+        if parts == 1 {
+            // On this thread: a parallel iterator would hand even one part to the pool.
+            return score_part(ids);
+        }
         let scored: Vec<Vec<Hit>> = ids
-            .par_chunks(part_len)
-            .map(|part| {
-                let mut scorer = MaxSim::new(tokens);
-                let mut hits = Vec::with_capacity(part.len());
-                self.backend.visit_token_vectors(part, &mut |id, bytes| {
-                    if let Some(score) = scorer.score_stored(bytes) {
-                        hits.push(Hit { id, score });
-                    }
-                })?;
-                Ok(hits)
-            })
+            .par_chunks(ids.len().div_ceil(parts))
+            .map(score_part)
             .collect::<Result<_>>()?;
         Ok(scored.into_iter().flatten().collect())
     }

@@ -314,6 +314,10 @@ impl Backend for EmbeddedBackend {
         })
     }
 
+    fn reads_are_local(&self) -> bool {
+        true
+    }
+
     fn dense_among(&self, vector: &[f32], ids: &[u64]) -> Result<Vec<Hit>> {
         Ok(self.read_index().search_among(vector, ids, ids.len())?)
     }

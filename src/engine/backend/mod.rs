@@ -152,6 +152,13 @@ pub trait Backend: Send + Sync {
     /// The passages with these ids, for results (missing ids are absent).
     fn chunks_by_ids(&self, ids: &[u64]) -> Result<HashMap<u64, ChunkRecord>>;
 
+    /// Whether reads are work on this machine's cores (files, memory maps) rather than waits
+    /// on a server. A query then spreads its reads over the rayon pool; a backend that waits on
+    /// a network must not, as that pool also runs the encoder. False by default.
+    fn reads_are_local(&self) -> bool {
+        false
+    }
+
     /// Saves what makes the next start fast (an index dump); nothing by default.
     fn persist(&self) -> Result<()> {
         Ok(())
