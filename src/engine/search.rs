@@ -28,6 +28,9 @@ pub const RESCORED_CANDIDATES: usize = 30;
 pub const MAX_RESCORED: usize = 200;
 /// The fewest passages a thread rescores: below, handing work over costs more than it saves.
 const MIN_LATE_PART: usize = 8;
+/// The most parts a query's rescoring is split into: two give most of the gain, and each
+/// part holds one of the store's few read connections while it runs.
+const MAX_LATE_PARTS: usize = 2;
 
 /// Which retrievers answer a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -370,28 +373,27 @@ impl Engine {
         let no_dense = ids(head, |c| c.dense.is_none());
         let no_lexical = ids(head, |c| c.lexical.is_none());
         let all = ids(head, |_| true);
-        let missing = || -> Result<(Vec<Hit>, Vec<Hit>)> {
-            let dense = if no_dense.is_empty() {
-                Vec::new()
-            } else {
-                self.backend.dense_among(vector, &no_dense)?
-            };
-            let lexical = if no_lexical.is_empty() {
-                Vec::new()
-            } else {
-                self.backend.lexical_among(text, &no_lexical)?
-            };
-            Ok((dense, lexical))
+        // A few dot products, on this thread: the index's lock is not taken in the pool.
+        let dense = if no_dense.is_empty() {
+            Vec::new()
+        } else {
+            self.backend.dense_among(vector, &no_dense)?
+        };
+        let lexical = || -> Result<Vec<Hit>> {
+            if no_lexical.is_empty() {
+                return Ok(Vec::new());
+            }
+            self.backend.lexical_among(text, &no_lexical)
         };
         let late = || self.late_scores(&all, tokens);
-        // The missing scores and the late-interaction scores read different data: in
-        // parallel, as the cores are free once the query is embedded.
-        let (missing, late) = if self.backend.reads_are_local() {
-            rayon::join(missing, late)
+        // The missing BM25 scores and the late-interaction scores read different data: side
+        // by side, when reading is work for this machine's cores.
+        let (lexical, late) = if self.backend.reads_are_local() {
+            rayon::join(lexical, late)
         } else {
-            (missing(), late())
+            (lexical(), late())
         };
-        let ((dense, lexical), late) = (missing?, late?);
+        let (lexical, late) = (lexical?, late?);
         fill(head, &dense, |c, s| c.dense = Some(s));
         fill(head, &lexical, |c, s| c.lexical = Some(s));
         let late: HashMap<u64, f32> = late.into_iter().map(|h| (h.id, h.score)).collect();
@@ -414,12 +416,12 @@ impl Engine {
     }
 
     /// MaxSim of the query's token vectors with each of these passages that has stored ones.
-    /// With local reads the passages are split over the worker threads, each part read
-    /// through its own connection: reading and scoring about a megabyte is most of a
-    /// rescoring's time.
+    /// With local reads the passages are split in up to [`MAX_LATE_PARTS`] parts on the rayon
+    /// pool, each read through its own connection: reading and scoring about a megabyte is
+    /// most of a rescoring's time.
     fn late_scores(&self, ids: &[u64], tokens: &TokenMatrix) -> Result<Vec<Hit>> {
         let threads = if self.backend.reads_are_local() {
-            rayon::current_num_threads()
+            rayon::current_num_threads().min(MAX_LATE_PARTS)
         } else {
             1
         };

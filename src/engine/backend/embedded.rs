@@ -115,12 +115,12 @@ impl EmbeddedBackend {
     /// the graph as the corpus size and filter selectivity call for.
     fn dense(
         &self,
+        ix: &HnswIndex,
         vector: &[f32],
         depth: usize,
         query: &CandidateQuery<'_>,
         allowed: Option<&[u64]>,
     ) -> Result<(Vec<Hit>, SearchStrategy)> {
-        let ix = self.read_index();
         let live = ix.len();
         let ef = query.ef.unwrap_or(ix.params().ef_search);
         let approximate = SearchParams { ef, exact: false };
@@ -286,9 +286,14 @@ impl Backend for EmbeddedBackend {
         } else {
             Some(self.reader().chunk_ids_matching(query.filter)?)
         };
-        let dense = || match query.vector {
-            Some(vector) if query.dense_depth > 0 => self
-                .dense(vector, query.dense_depth, query, allowed.as_deref())
+        let vector = query.vector.filter(|_| query.dense_depth > 0);
+        // The index lock is taken here, never inside a job of the rayon pool: a writer holding
+        // it may be waiting on that pool (parallel inserts), and a job blocked on the lock
+        // would take a thread the writer needs.
+        let ix = vector.map(|_| self.read_index());
+        let dense = || match (vector, ix.as_deref()) {
+            (Some(vector), Some(ix)) => self
+                .dense(ix, vector, query.dense_depth, query, allowed.as_deref())
                 .map(|(hits, strategy)| (hits, Some(strategy))),
             _ => Ok((Vec::new(), None)),
         };
@@ -301,7 +306,7 @@ impl Backend for EmbeddedBackend {
                 .search(query.text, query.lexical_depth, allowed.as_deref())?)
         };
         // A hybrid query's two retrievers share nothing: each gets a core.
-        let (dense, lexical) = if query.dense_depth > 0 && query.lexical_depth > 0 {
+        let (dense, lexical) = if vector.is_some() && query.lexical_depth > 0 {
             rayon::join(dense, lexical)
         } else {
             (dense(), lexical())
@@ -314,6 +319,9 @@ impl Backend for EmbeddedBackend {
         })
     }
 
+    /// Its `lexical_among` (tantivy) and `visit_token_vectors` (the read pool) take no lock
+    /// that a writer holds while it waits on the rayon pool; `dense_among` does (the index's)
+    /// and is called outside the pool.
     fn reads_are_local(&self) -> bool {
         true
     }
