@@ -222,3 +222,62 @@ fn the_default_mode_answers_the_seed_questions_first() {
     assert!(dev.hit_1 >= 0.65, "dev_qa hit@1 {}", dev.hit_1);
     assert!(dev.hit_5 >= 0.9, "dev_qa hit@5 {}", dev.hit_5);
 }
+
+/// Hybrid searches while documents long enough to enter the graph by parallel inserts are
+/// written: the inserts run on the rayon pool under the index's write lock, and a search
+/// whose rayon job waited for that lock could take a thread the insert needed, deadlocking
+/// both. Every search and ingest must finish.
+#[test]
+fn hybrid_searches_during_parallel_index_inserts_finish() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let data = tempfile::tempdir().unwrap();
+    let mut options = EngineOptions::new(data.path());
+    // Short passages: a few hundred per document, cheap to embed, several parallel inserts.
+    options.chunk.max_tokens = 16;
+    let engine = Arc::new(crate::common::engine_with(options));
+    let seed = crate::common::seed_article();
+    engine
+        .ingest(vec![crate::common::doc("seed", &seed)], &NoProgress)
+        .unwrap();
+    let long = crate::common::seed_windows(40, 60).join(" ");
+    let writing = Arc::new(AtomicBool::new(true));
+    let searches = Arc::new(AtomicUsize::new(0));
+    let searchers: Vec<_> = (0..2)
+        .map(|_| {
+            let (engine, writing, searches) = (engine.clone(), writing.clone(), searches.clone());
+            std::thread::spawn(move || {
+                while writing.load(Ordering::SeqCst) {
+                    let found = engine
+                        .search("Where did Putin and Kim meet?", &SearchRequest::default())
+                        .unwrap();
+                    assert_eq!(found.mode, SearchMode::Hybrid);
+                    searches.fetch_add(1, Ordering::SeqCst);
+                }
+            })
+        })
+        .collect();
+    let (done, finished) = std::sync::mpsc::channel();
+    let writer = {
+        let engine = engine.clone();
+        std::thread::spawn(move || {
+            for i in 0..3 {
+                let doc = crate::common::doc(&format!("long-{i}"), &long);
+                let report = engine.ingest(vec![doc], &NoProgress).unwrap();
+                assert!(report[0].chunks >= 128, "{} passages", report[0].chunks);
+            }
+            done.send(()).unwrap();
+        })
+    };
+    // A deadlock never ends: fail instead of hanging (the stuck threads die with the process).
+    finished
+        .recv_timeout(Duration::from_secs(180))
+        .expect("the ingest did not finish beside hybrid searches: deadlocked?");
+    writing.store(false, Ordering::SeqCst);
+    writer.join().unwrap();
+    for searcher in searchers {
+        searcher.join().unwrap();
+    }
+    assert!(searches.load(Ordering::SeqCst) > 0);
+}
