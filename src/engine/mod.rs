@@ -11,6 +11,7 @@ pub mod backend;
 mod claims;
 pub mod fusion;
 mod ingest;
+mod parallel;
 mod search;
 pub mod sources;
 

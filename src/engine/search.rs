@@ -13,6 +13,7 @@ use crate::store::ChunkFilter;
 
 use super::backend::{CandidateQuery, Candidates};
 use super::fusion::{self, Fused, Fusion, RescoreWeights};
+use super::parallel;
 use super::{Engine, EngineError, MAX_EF, MAX_K, Result};
 
 /// Candidates each retriever contributes to a hybrid query (when `k` is smaller): deep enough
@@ -389,7 +390,7 @@ impl Engine {
         // The missing BM25 scores and the late-interaction scores read different data: side
         // by side, when reading is work for this machine's cores.
         let (lexical, late) = if self.backend.reads_are_local() {
-            rayon::join(lexical, late)
+            parallel::join(lexical, late)
         } else {
             (lexical(), late())
         };
@@ -416,12 +417,12 @@ impl Engine {
     }
 
     /// MaxSim of the query's token vectors with each of these passages that has stored ones.
-    /// With local reads the passages are split in up to [`MAX_LATE_PARTS`] parts on the rayon
-    /// pool, each read through its own connection: reading and scoring about a megabyte is
+    /// With local reads the passages are split in up to [`MAX_LATE_PARTS`] parts on the search
+    /// threads, each read through its own connection: reading and scoring about a megabyte is
     /// most of a rescoring's time.
     fn late_scores(&self, ids: &[u64], tokens: &TokenMatrix) -> Result<Vec<Hit>> {
         let threads = if self.backend.reads_are_local() {
-            rayon::current_num_threads().min(MAX_LATE_PARTS)
+            MAX_LATE_PARTS
         } else {
             1
         };
@@ -440,10 +441,11 @@ impl Engine {
             // On this thread: a parallel iterator would hand even one part to the pool.
             return score_part(ids);
         }
-        let scored: Vec<Vec<Hit>> = ids
-            .par_chunks(ids.len().div_ceil(parts))
-            .map(score_part)
-            .collect::<Result<_>>()?;
+        let scored: Vec<Vec<Hit>> = parallel::install(|| {
+            ids.par_chunks(ids.len().div_ceil(parts))
+                .map(score_part)
+                .collect::<Result<_>>()
+        })?;
         Ok(scored.into_iter().flatten().collect())
     }
 

@@ -287,9 +287,9 @@ impl Backend for EmbeddedBackend {
             Some(self.reader().chunk_ids_matching(query.filter)?)
         };
         let vector = query.vector.filter(|_| query.dense_depth > 0);
-        // The index lock is taken here, never inside a job of the rayon pool: a writer holding
-        // it may be waiting on that pool (parallel inserts), and a job blocked on the lock
-        // would take a thread the writer needs.
+        // The index lock is taken here, never inside a job on the search threads
+        // (`engine::parallel`): a job that waited for it could block the threads a query
+        // holding it needs.
         let ix = vector.map(|_| self.read_index());
         let dense = || match (vector, ix.as_deref()) {
             (Some(vector), Some(ix)) => self
@@ -307,7 +307,7 @@ impl Backend for EmbeddedBackend {
         };
         // A hybrid query's two retrievers share nothing: each gets a core.
         let (dense, lexical) = if vector.is_some() && query.lexical_depth > 0 {
-            rayon::join(dense, lexical)
+            super::super::parallel::join(dense, lexical)
         } else {
             (dense(), lexical())
         };
@@ -319,9 +319,8 @@ impl Backend for EmbeddedBackend {
         })
     }
 
-    /// Its `lexical_among` (tantivy) and `visit_token_vectors` (the read pool) take no lock
-    /// that a writer holds while it waits on the rayon pool; `dense_among` does (the index's)
-    /// and is called outside the pool.
+    /// Its `lexical_among` (tantivy) and `visit_token_vectors` (the read pool) take no lock a
+    /// writer holds; `dense_among` takes the index's and is called on the query's thread.
     fn reads_are_local(&self) -> bool {
         true
     }

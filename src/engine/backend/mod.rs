@@ -154,10 +154,10 @@ pub trait Backend: Send + Sync {
 
     /// Whether reads are work on this machine's cores (files, memory maps) rather than waits
     /// on a server. A hybrid query's rescoring then runs [`Self::lexical_among`] and
-    /// [`Self::visit_token_vectors`] as jobs of the global rayon pool, so they must not wait
-    /// for anything that waits on that pool (index inserts run on it); [`Self::dense_among`]
-    /// stays on the calling thread. A backend that waits on a network must say false: its
-    /// waits would hold threads sized to the cores. False by default.
+    /// [`Self::visit_token_vectors`] on the engine's search threads, so they must not wait for
+    /// a lock that a writer may hold ([`Self::dense_among`] stays on the calling thread). A
+    /// backend that waits on a network must say false: its waits would hold threads sized to
+    /// the cores. False by default.
     fn reads_are_local(&self) -> bool {
         false
     }
