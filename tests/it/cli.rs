@@ -321,6 +321,20 @@ fn bench_qa_and_ann_on_small_inputs() {
 }
 
 /// A BEIR-layout folder with three obvious query/document pairs.
+/// `semdex bench beir` on the data set in `dataset`, its corpus kept in `data_dir`, then `extra`.
+pub fn bench_beir(dataset: &std::path::Path, data_dir: &str, extra: &[&str]) -> Command {
+    let mut args = vec![
+        "bench",
+        "beir",
+        "--dataset",
+        dataset.to_str().unwrap(),
+        "--data-dir",
+        data_dir,
+    ];
+    args.extend_from_slice(extra);
+    semdex(&args)
+}
+
 pub fn tiny_beir(dir: &std::path::Path) {
     let docs = [
         (
@@ -377,17 +391,11 @@ fn bench_beir_scores_and_reuses_its_data_directory() {
     let data_dir = data.path().join("beir");
     let runs = tempfile::tempdir().unwrap();
     let bench = |extra: &[&str]| {
-        let mut args = vec![
-            "bench",
-            "beir",
-            "--dataset",
-            dataset.path().to_str().unwrap(),
-            "--data-dir",
+        bench_beir(
+            dataset.path(),
             data_dir.to_str().unwrap(),
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        semdex(&args)
+            &[&["--json"], extra].concat(),
+        )
     };
     let first: Value = serde_json::from_str(&run_ok(&mut bench(&[
         "--runs-out",

@@ -551,18 +551,11 @@ fn the_command_line_ingests_queries_and_benchmarks_through_the_database() {
     let dataset = tempfile::tempdir().unwrap();
     crate::cli::tiny_beir(dataset.path());
     let beir = |extra: &[&str]| {
-        let mut args = vec![
-            "bench",
-            "beir",
-            "--dataset",
-            dataset.path().to_str().unwrap(),
-            "--data-dir",
+        let mut command = crate::cli::bench_beir(
+            dataset.path(),
             dir,
-            "--database-url",
-            url,
-        ];
-        args.extend_from_slice(extra);
-        let mut command = crate::cli::semdex(&args);
+            &[&["--database-url", url], extra].concat(),
+        );
         command.env_remove("SEMDEX_DATABASE_URL");
         command
     };
