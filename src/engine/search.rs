@@ -421,12 +421,12 @@ impl Engine {
     /// threads, each read through its own connection: reading and scoring about a megabyte is
     /// most of a rescoring's time.
     fn late_scores(&self, ids: &[u64], tokens: &TokenMatrix) -> Result<Vec<Hit>> {
-        let threads = if self.backend.reads_are_local() {
+        let most_parts = if self.backend.reads_are_local() {
             MAX_LATE_PARTS
         } else {
             1
         };
-        let parts = threads.min(ids.len().div_ceil(MIN_LATE_PART)).max(1);
+        let parts = most_parts.min(ids.len().div_ceil(MIN_LATE_PART)).max(1);
         let score_part = |part: &[u64]| -> Result<Vec<Hit>> {
             let mut scorer = MaxSim::new(tokens);
             let mut hits = Vec::with_capacity(part.len());

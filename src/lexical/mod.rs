@@ -324,10 +324,10 @@ impl LexicalIndex {
 
     /// The BM25 scores of the passages `ids` for `query`, the scores [`Self::search`] gives
     /// them (to float rounding: the terms' scores may be summed in another order); passages
-    /// matching none of its terms are left out. A hybrid query asks this
-    /// of the candidates only the dense retriever found: each is looked up by its id and the
-    /// query's scorer jumps to it, so the cost follows the candidates, not the passages that
-    /// share a word with the query.
+    /// matching none of its terms are left out. A hybrid query asks this of the candidates
+    /// only the dense retriever found: each is looked up by its id and the query's scorer
+    /// jumps to it, so the cost follows the candidates, not the passages that share a word
+    /// with the query.
     pub fn score_among(&self, query: &str, ids: &[VectorId]) -> Result<Vec<Hit>> {
         let Some(query) = self.query(query) else {
             return Ok(Vec::new());
