@@ -116,6 +116,50 @@ impl Backing for Postgres {
 
 crate::suite::backend_suite!(Postgres::new());
 
+/// BM25's totals (passages, their length) follow an update and a delete, and a database of
+/// schema 1 (passages without postings) gets them at the next start: scores stay BM25's over
+/// the passages there are.
+#[test]
+fn bm25_follows_updates_deletes_and_an_upgrade_from_schema_1() {
+    use crate::suite::{BM25_CORPUS, assert_bm25, bm25_reference};
+    let backing = Postgres::new();
+    let engine = backing.engine(|_| {});
+    let docs = |corpus: &[(&str, &str)]| -> Vec<_> {
+        corpus
+            .iter()
+            .map(|(id, text)| crate::common::doc(id, text))
+            .collect()
+    };
+    engine
+        .ingest(docs(&BM25_CORPUS), &semdex::progress::NoProgress)
+        .unwrap();
+    let mut corpus = BM25_CORPUS.to_vec();
+    let retold = "The cosmodrome launch schedule slipped; every launch moved a week.";
+    // A new version's passage is the newest, last among ties.
+    corpus.retain(|(id, _)| *id != "train");
+    corpus.push(("train", retold));
+    engine
+        .ingest(docs(&[("train", retold)]), &semdex::progress::NoProgress)
+        .unwrap();
+    engine.delete("factories").unwrap();
+    corpus.retain(|(id, _)| *id != "factories");
+    assert_bm25(&engine, |q| bm25_reference(&corpus, q));
+    assert_eq!(engine.stats().unwrap().lexical.passages, 4);
+    drop(engine);
+
+    // What a database of schema 1 looks like once migrated: passages without postings.
+    let mut client = postgres::Client::connect(&backing.server.url, postgres::NoTls).unwrap();
+    client
+        .batch_execute(
+            "DELETE FROM semdex_postings; DELETE FROM semdex_lexical_totals;
+             UPDATE semdex_chunks SET terms = NULL;",
+        )
+        .unwrap();
+    let engine = backing.engine(|_| {});
+    assert_bm25(&engine, |q| bm25_reference(&corpus, q));
+    assert_eq!(engine.stats().unwrap().lexical.passages, 4);
+}
+
 #[test]
 fn the_schema_is_migrated_once_and_another_model_is_refused() {
     let server = PgServer::start();
@@ -150,7 +194,7 @@ fn the_schema_is_migrated_once_and_another_model_is_refused() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1]);
+    assert_eq!(versions, [1, 2]);
     let other = ModelIdentity {
         name: "other-model".into(),
         fingerprint: "0000".into(),

@@ -23,6 +23,7 @@ macro_rules! backend_suite {
             empty_store_and_invalid_requests,
             metadata_filters_match_the_reference,
             modes_follow_updates_and_deletes,
+            lexical_scores_are_bm25,
         );
     };
     (@tests $make:expr; $($name:ident,)*) => {
@@ -489,4 +490,168 @@ pub fn metadata_filters_match_the_reference(backing: &dyn Backing) {
         engine.document("p\u{0}2021"),
         Err(EngineError::NotFound(_))
     ));
+}
+
+/// Short passages in which query words recur, so that BM25's term frequency, document
+/// frequency and length all matter (each under 40 terms, where tantivy stores lengths exactly).
+pub const BM25_CORPUS: [(&str, &str); 5] = [
+    (
+        "launch",
+        "The rocket launch was delayed. A second launch is planned for Friday at the cosmodrome.",
+    ),
+    (
+        "cosmodrome",
+        "Vostochny cosmodrome hosted the summit of the two leaders in the Amur region.",
+    ),
+    (
+        "train",
+        "An armored train carried the leader across the border towards the cosmodrome.",
+    ),
+    (
+        "factories",
+        "Factories for military aircraft and equipment may be visited next.",
+    ),
+    (
+        "rockets",
+        "Rockets, rockets and more rockets: the launch pads of the cosmodrome were busy all year round.",
+    ),
+];
+
+/// The queries [`lexical_scores_are_bm25`] checks: a rare word, a common one, several at once
+/// (one repeated), a word no passage has.
+pub const BM25_QUERIES: [&str; 4] = [
+    "vostochny",
+    "cosmodrome",
+    "rocket launch launch from the cosmodrome",
+    "submarine",
+];
+
+/// BM25 as tantivy computes it (k1 1.2, b 0.75; idf ln(1 + (N - n + 0.5) / (n + 0.5)); the
+/// query's distinct terms), over `passages` by semdex's analyzer: the reference both backends
+/// must match. Best first; `passages` in the order they were ingested.
+pub fn bm25_reference(passages: &[(&str, &str)], query: &str) -> Vec<(String, f64)> {
+    use semdex::lexical::analyzer::terms;
+    let docs: Vec<Vec<String>> = passages.iter().map(|(_, text)| terms(text)).collect();
+    let n = docs.len() as f64;
+    let avgdl = docs.iter().map(Vec::len).sum::<usize>() as f64 / n;
+    let mut query_terms = terms(query);
+    query_terms.sort();
+    query_terms.dedup();
+    let mut scored: Vec<(String, f64)> = passages
+        .iter()
+        .zip(&docs)
+        .filter_map(|((id, _), doc)| {
+            let mut score = 0.0;
+            let mut matched = false;
+            for term in &query_terms {
+                let tf = doc.iter().filter(|t| *t == term).count() as f64;
+                if tf == 0.0 {
+                    continue;
+                }
+                matched = true;
+                let df = docs.iter().filter(|d| d.contains(term)).count() as f64;
+                let idf = (1.0 + (n - df + 0.5) / (df + 0.5)).ln();
+                score +=
+                    idf * 2.2 * tf / (tf + 1.2 * (1.0 - 0.75 + 0.75 * doc.len() as f64 / avgdl));
+            }
+            matched.then(|| (id.to_string(), score))
+        })
+        .collect();
+    // Ties in the order of ingest, as both backends break them (by passage id).
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+    scored
+}
+
+/// Asserts that `engine`'s lexical hits for each of [`BM25_QUERIES`] are `expected(query)`:
+/// the same passages, in order, with the same scores (to f32 rounding).
+pub fn assert_bm25(engine: &Engine, expected: impl Fn(&str) -> Vec<(String, f64)>) {
+    for query in BM25_QUERIES {
+        let hits = engine
+            .search(
+                query,
+                &SearchRequest {
+                    k: 10,
+                    mode: SearchMode::Lexical,
+                    ..SearchRequest::default()
+                },
+            )
+            .unwrap()
+            .hits;
+        let got: Vec<(String, f64)> = hits
+            .iter()
+            .map(|h| (h.doc_id.clone(), f64::from(h.score)))
+            .collect();
+        let want = expected(query);
+        assert_eq!(
+            got.iter().map(|g| &g.0).collect::<Vec<_>>(),
+            want.iter().map(|w| &w.0).collect::<Vec<_>>(),
+            "{query:?}: {got:?} vs {want:?}"
+        );
+        for ((id, g), (_, w)) in got.iter().zip(&want) {
+            assert!(
+                (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                "{query:?}, {id}: score {g}, BM25 says {w}"
+            );
+        }
+    }
+}
+
+/// Shared suite: lexical scores are BM25's, computed here from the analyzer's terms, on every
+/// backend: the same ranking whatever stores the passages. A filter narrows the hits, not the
+/// statistics: frequencies stay the collection's.
+pub fn lexical_scores_are_bm25(backing: &dyn Backing) {
+    let engine = backing.engine(|_| {});
+    engine
+        .ingest(
+            BM25_CORPUS
+                .iter()
+                .enumerate()
+                .map(|(i, (id, text))| with_meta(id, text, json!({"i": i})))
+                .collect(),
+            &hidden(),
+        )
+        .unwrap();
+    assert_bm25(&engine, |q| bm25_reference(&BM25_CORPUS, q));
+
+    let filters = [
+        ChunkFilter {
+            doc_ids: Some(vec!["rockets".into(), "train".into(), "unknown".into()]),
+            ..ChunkFilter::default()
+        },
+        ChunkFilter {
+            metadata: MetadataFilter::parse(&json!({"i": {"$in": [2, 4]}})).unwrap(),
+            ..ChunkFilter::default()
+        },
+    ];
+    for filter in filters {
+        let hits = engine
+            .search(
+                "rocket launch at the cosmodrome",
+                &SearchRequest {
+                    k: 10,
+                    mode: SearchMode::Lexical,
+                    filter,
+                    ..SearchRequest::default()
+                },
+            )
+            .unwrap()
+            .hits;
+        let want: Vec<(String, f64)> =
+            bm25_reference(&BM25_CORPUS, "rocket launch at the cosmodrome")
+                .into_iter()
+                .filter(|(id, _)| id == "rockets" || id == "train")
+                .collect();
+        assert_eq!(
+            hits.iter().map(|h| h.doc_id.as_str()).collect::<Vec<_>>(),
+            want.iter().map(|w| w.0.as_str()).collect::<Vec<_>>()
+        );
+        for (h, (_, w)) in hits.iter().zip(&want) {
+            assert!(
+                (f64::from(h.score) - w).abs() <= 1e-4 * w,
+                "{}: {}",
+                h.doc_id,
+                h.score
+            );
+        }
+    }
 }

@@ -1,6 +1,6 @@
-//! The PostgreSQL backend: documents, passages, vectors (pgvector, HNSW) and words (built-in
-//! full-text search, GIN, ranked by `ts_rank`) in one database that any number of semdex
-//! processes share.
+//! The PostgreSQL backend: documents, passages, vectors (pgvector, HNSW) and BM25 postings (the
+//! terms of semdex's lexical analyzer, scored in SQL as tantivy scores them) in one database
+//! that any number of semdex processes share.
 //!
 //! Nothing is kept in the process but a bounded pool of connections: a document written
 //! through one replica is found through every other at once. Each document is written in one
@@ -84,7 +84,7 @@ impl From<postgres::Error> for EngineError {
     /// Sorts a driver error: an outage or a conflict worth retrying (no connection, a closed
     /// one, a server shutting down or starting, a deadlock, a failover) is
     /// [`EngineError::Unavailable`]; a value the database cannot take from the caller (a
-    /// character outside the server's encoding, a passage whose words overflow a tsvector)
+    /// character outside the server's encoding, a value past one of its limits)
     /// is [`EngineError::InvalidRequest`]; a write into a collection another replica deleted
     /// is [`EngineError::CollectionNotFound`]; the rest is ours.
     fn from(err: postgres::Error) -> Self {
@@ -186,6 +186,7 @@ impl Database {
         let database = Self { pool, display };
         let mut client = database.client()?;
         schema::migrate(&mut client, model, hnsw)?;
+        backfill_postings(&mut client)?;
         drop(client);
         tracing::info!(url = %database.display, pool_size, "connected to PostgreSQL");
         Ok(Arc::new(database))
@@ -437,16 +438,33 @@ impl PostgresBackend {
         depth: usize,
         filter: &ChunkFilter,
     ) -> Result<Vec<Hit>> {
+        let terms = query_terms(text);
+        if terms.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut params: Params<Param> = Params::new(filter::placeholder);
-        let words = params.bind(Box::new(words_query(text)));
-        let (conditions, join) = self.conditions(filter, &mut params);
+        let collection = params.bind(Box::new(self.collection.clone()));
+        let terms = params.bind(Box::new(terms));
+        // The filter's conditions are over the passage (c) and its document (d): joined only
+        // when there is a filter, as scoring itself reads the postings index alone.
+        let restriction = if filter.is_empty() {
+            String::new()
+        } else {
+            let (conditions, join) = self.conditions(filter, &mut params);
+            format!(
+                "JOIN semdex_chunks c ON c.id = p.chunk_id {} WHERE {conditions}",
+                if join { DOCUMENTS_JOIN } else { "" }
+            )
+        };
         let limit = params.bind(Box::new(depth as i64));
         let sql = format!(
-            "SELECT c.id, ts_rank(c.words, q.query, {RANK_NORMALIZATION})::float8 AS rank
-             FROM semdex_chunks c {} CROSS JOIN {} AS q(query)
-             WHERE {conditions} AND c.words @@ q.query ORDER BY rank DESC, c.id LIMIT {limit}",
-            if join { DOCUMENTS_JOIN } else { "" },
-            any_word(&words),
+            "WITH {totals}, {postings}
+             SELECT p.chunk_id, sum({score})::float8 AS score
+             FROM p CROSS JOIN totals t {restriction}
+             GROUP BY p.chunk_id ORDER BY score DESC, p.chunk_id LIMIT {limit}",
+            totals = totals_cte(&collection),
+            postings = postings_cte(&collection, &terms),
+            score = bm25_score(),
         );
         Ok(hits(
             &client.query(&sql, &as_params(&params.into_values()))?,
@@ -454,28 +472,179 @@ impl PostgresBackend {
     }
 }
 
-/// `ts_rank`'s normalisation: divide by 1 + the log of the passage's length, so long passages
-/// do not win by length alone. Measured on SciFact train (nDCG@10, whole documents):
-/// `ts_rank` 1 0.617, 0 0.601, 8 0.416, 2 0.355; `ts_rank_cd` 1 0.424, 0 0.381 (cover density
-/// rewards words near each other, which a query of any-of-its-words rarely has).
-const RANK_NORMALIZATION: i32 = 1;
+/// BM25's constants, tantivy's: both backends rank alike.
+const BM25_K1: f64 = 1.2;
+const BM25_B: f64 = 0.75;
+
+/// One posting's BM25 term score, over `p` ([`postings_cte`]) and `totals t`: the inverse
+/// document frequency times the saturated, length-normalised term frequency. N is never taken
+/// below a term's frequency, so a total that lags a write cannot make the logarithm's argument
+/// negative. Every operand is float8: an integer beside a decimal literal would make
+/// PostgreSQL compute in `numeric`, several times slower.
+fn bm25_score() -> String {
+    format!(
+        "ln(1 + (greatest(t.n, p.df) - p.df + 0.5) / (p.df + 0.5))
+         * {k1_plus_1} * p.tf::float8
+         / (p.tf::float8 + {k1} * ({one_minus_b} + {b} * p.length::float8 / t.avgdl))",
+        k1_plus_1 = BM25_K1 + 1.0,
+        k1 = BM25_K1,
+        one_minus_b = 1.0 - BM25_B,
+        b = BM25_B
+    )
+}
+
+/// `p (chunk_id, tf, length, df)`: the postings of the query's terms in a collection, each with
+/// its term's document frequency. The window counts over the index's order (collection, term),
+/// so it needs no sort; conditions applied outside it leave the frequencies whole.
+fn postings_cte(collection: &str, terms: &str) -> String {
+    format!(
+        "p AS (
+             SELECT chunk_id, tf, length, count(*) OVER (PARTITION BY term)::float8 AS df
+             FROM semdex_postings WHERE collection = {collection} AND term = ANY({terms}::text[])
+         )"
+    )
+}
+
+/// `totals (n, avgdl)`: a collection's BM25 statistics, from its row of `semdex_lexical_totals`.
+fn totals_cte(collection: &str) -> String {
+    format!(
+        "totals AS (
+             SELECT passages::float8 AS n, greatest(terms::float8 / greatest(passages, 1), 1e-9) AS avgdl
+             FROM semdex_lexical_totals WHERE collection = {collection}
+         )"
+    )
+}
+
+/// A query's distinct terms, by the analyzer that wrote the postings.
+fn query_terms(text: &str) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    crate::lexical::analyzer::terms(text)
+        .into_iter()
+        .filter(|t| seen.insert(t.clone()))
+        .collect()
+}
+
+/// A passage's terms (by the lexical analyzer, the embedded backend's) with their counts, and
+/// how many there are in all: its postings and BM25 length.
+struct TermCounts {
+    terms: Vec<String>,
+    counts: Vec<i32>,
+    length: i32,
+}
+
+impl TermCounts {
+    fn of(words: &str) -> Self {
+        let all = crate::lexical::analyzer::terms(words);
+        let mut counts: std::collections::BTreeMap<String, i32> = Default::default();
+        for term in &all {
+            *counts.entry(term.clone()).or_default() += 1;
+        }
+        let length = i32::try_from(all.len()).unwrap_or(i32::MAX);
+        let (terms, counts) = counts.into_iter().unzip();
+        Self {
+            terms,
+            counts,
+            length,
+        }
+    }
+}
+
+/// The postings of several passages, gathered for one insert.
+#[derive(Default)]
+struct PostingRows {
+    chunk_ids: Vec<i64>,
+    terms: Vec<String>,
+    tfs: Vec<i32>,
+    lengths: Vec<i32>,
+}
+
+impl PostingRows {
+    fn push(&mut self, chunk_id: i64, passage: TermCounts) {
+        for (term, tf) in passage.terms.into_iter().zip(passage.counts) {
+            self.chunk_ids.push(chunk_id);
+            self.terms.push(term);
+            self.tfs.push(tf);
+            self.lengths.push(passage.length);
+        }
+    }
+
+    fn insert(&self, tx: &mut impl GenericClient, collection: &str) -> Result<()> {
+        if self.chunk_ids.is_empty() {
+            return Ok(());
+        }
+        tx.execute(
+            "INSERT INTO semdex_postings (collection, term, chunk_id, tf, length)
+             SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::integer[], $5::integer[])",
+            &[
+                &collection,
+                &self.terms,
+                &self.chunk_ids,
+                &self.tfs,
+                &self.lengths,
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// A change to a collection's BM25 totals within one transaction.
+#[derive(Default)]
+struct LexicalDelta {
+    passages: i64,
+    terms: i64,
+}
+
+impl LexicalDelta {
+    fn add(&mut self, length: i32) {
+        self.passages += 1;
+        self.terms += i64::from(length);
+    }
+
+    /// Takes away deleted passages (their `terms`; a passage without postings never counted).
+    fn remove(&mut self, lengths: &[Option<i32>]) {
+        for length in lengths.iter().flatten() {
+            self.passages -= 1;
+            self.terms -= i64::from(*length);
+        }
+    }
+
+    /// Writes the change: last in a transaction, as the row lock it takes is held to commit
+    /// and serialises the collection's writers.
+    fn apply(&self, tx: &mut impl GenericClient, collection: &str) -> Result<()> {
+        if self.passages == 0 && self.terms == 0 {
+            return Ok(());
+        }
+        tx.execute(
+            "INSERT INTO semdex_lexical_totals AS t (collection, passages, terms)
+             VALUES ($1, $2, $3)
+             ON CONFLICT (collection) DO UPDATE
+             SET passages = t.passages + EXCLUDED.passages, terms = t.terms + EXCLUDED.terms",
+            &[&collection, &self.passages, &self.terms],
+        )?;
+        Ok(())
+    }
+}
+
+/// Deletes a document's passages (their postings go with them) and returns their BM25 lengths,
+/// as deleted: a concurrent backfill's are counted once it has committed.
+fn delete_passages(
+    tx: &mut impl GenericClient,
+    collection: &str,
+    doc_id: &str,
+) -> Result<Vec<Option<i32>>> {
+    Ok(tx
+        .query(
+            "DELETE FROM semdex_chunks WHERE collection = $1 AND doc_id = $2 RETURNING terms",
+            &[&collection, &doc_id],
+        )?
+        .iter()
+        .map(|r| r.get(0))
+        .collect())
+}
 
 /// Joins each passage to its document, for metadata filters and results.
 const DOCUMENTS_JOIN: &str =
     "JOIN semdex_documents d ON d.collection = c.collection AND d.id = c.doc_id";
-
-/// The tsquery matching any of the query's words (after English stemming and stop words),
-/// as BM25 does: `plainto_tsquery` joins them with AND, which would demand every word.
-fn any_word(param: &str) -> String {
-    format!(
-        "(SELECT replace(plainto_tsquery('english', {param}::text)::text, ' & ', ' | ')::tsquery)"
-    )
-}
-
-/// Query text as the database can take it (PostgreSQL text cannot hold NUL).
-fn words_query(text: &str) -> String {
-    text.replace('\0', " ")
-}
 
 /// SQL rendering a timestamp column as RFC 3339 UTC with milliseconds, as the embedded store
 /// writes them.
@@ -565,12 +734,14 @@ impl Backend for PostgresBackend {
     fn stats(&self) -> Result<EngineStats> {
         let (documents, chunks) = self.database.counts(&self.collection)?;
         let row = self.client()?.query_one(
-            "SELECT pg_relation_size('semdex_chunks_words'),
+            "SELECT pg_total_relation_size('semdex_postings'),
                     coalesce((SELECT array_to_string(reloptions, ',') FROM pg_class
-                              WHERE relname = 'semdex_chunks_embedding'), '')",
-            &[],
+                              WHERE relname = 'semdex_chunks_embedding'), ''),
+                    coalesce((SELECT passages FROM semdex_lexical_totals WHERE collection = $1), 0)",
+            &[&self.collection],
         )?;
         let bytes: i64 = row.get(0);
+        let with_postings: i64 = row.get(2);
         // The graph was built with the settings of the semdex that created the schema.
         let built: String = row.get(1);
         let setting = |key: &str, default: usize| {
@@ -596,14 +767,15 @@ impl Backend for PostgresBackend {
             exact_below: self.exact_below,
             // The vectors live in PostgreSQL, not in this process.
             vector_bytes: 0,
-            // The words index of the whole database (every collection's).
+            // The passages with postings; the bytes of the whole database's postings (every
+            // collection's), indexes included.
             lexical: LexicalStats {
-                passages: chunks as u64,
+                passages: with_postings as u64,
                 bytes: bytes as u64,
             },
             lexical_kind: LexicalKind {
-                ranking: "PostgreSQL full-text search (ts_rank)",
-                analyzer: "english text search configuration (Snowball stemmer, stop words)",
+                ranking: "BM25 in SQL (semdex_postings)",
+                analyzer: crate::lexical::analyzer::ANALYZER,
             },
         })
     }
@@ -651,8 +823,9 @@ impl Backend for PostgresBackend {
         let Some(passages) = passages else {
             return Ok(Written::NeedsPassages);
         };
+        let mut totals = LexicalDelta::default();
         if existed {
-            // The passages go with it (ON DELETE CASCADE).
+            totals.remove(&delete_passages(&mut tx, &self.collection, doc.id)?);
             tx.execute(
                 "DELETE FROM semdex_documents WHERE collection = $1 AND id = $2",
                 &[&self.collection, &doc.id],
@@ -675,26 +848,33 @@ impl Backend for PostgresBackend {
         )?;
         let insert = tx.prepare(
             "INSERT INTO semdex_chunks
-                 (collection, doc_id, idx, start_byte, end_byte, text, embedding, words, tokens)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, to_tsvector('english', $8::text), $9)",
+                 (collection, doc_id, idx, start_byte, end_byte, text, embedding, tokens, terms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )?;
+        let mut postings = PostingRows::default();
         for p in passages {
-            let words = crate::chunk::with_title(doc.title, p.text);
-            tx.execute(
-                &insert,
-                &[
-                    &self.collection,
-                    &doc.id,
-                    &(p.index as i32),
-                    &(p.start as i64),
-                    &(p.end as i64),
-                    &p.text,
-                    &Vector::from(p.vector.to_vec()),
-                    &words.as_ref(),
-                    &p.tokens,
-                ],
-            )?;
+            let terms = TermCounts::of(&crate::chunk::with_title(doc.title, p.text));
+            let id: i64 = tx
+                .query_one(
+                    &insert,
+                    &[
+                        &self.collection,
+                        &doc.id,
+                        &(p.index as i32),
+                        &(p.start as i64),
+                        &(p.end as i64),
+                        &p.text,
+                        &Vector::from(p.vector.to_vec()),
+                        &p.tokens,
+                        &terms.length,
+                    ],
+                )?
+                .get(0);
+            totals.add(terms.length);
+            postings.push(id, terms);
         }
+        postings.insert(&mut tx, &self.collection)?;
+        totals.apply(&mut tx, &self.collection)?;
         tx.commit()?;
         Ok(Written::Stored { existed })
     }
@@ -707,21 +887,20 @@ impl Backend for PostgresBackend {
         let mut client = self.client()?;
         let mut tx = client.transaction()?;
         self.lock_id(&mut tx, id)?;
-        let passages: i64 = tx
-            .query_one(
-                "SELECT count(*) FROM semdex_chunks WHERE collection = $1 AND doc_id = $2",
-                &[&self.collection, &id],
-            )?
-            .get(0);
+        let removed = delete_passages(&mut tx, &self.collection, id)?;
         let deleted = tx.execute(
             "DELETE FROM semdex_documents WHERE collection = $1 AND id = $2",
             &[&self.collection, &id],
         )?;
+        let mut totals = LexicalDelta::default();
+        totals.remove(&removed);
+        totals.apply(&mut tx, &self.collection)?;
         tx.commit()?;
-        Ok((deleted == 1).then_some(passages as usize))
+        let passages = removed.len();
+        Ok((deleted == 1).then_some(passages))
     }
 
-    /// Nothing to do: the words index is written in each document's transaction.
+    /// Nothing to do: postings are written in each document's transaction.
     fn flush(&self) -> Result<()> {
         Ok(())
     }
@@ -848,16 +1027,24 @@ impl Backend for PostgresBackend {
     }
 
     fn lexical_among(&self, text: &str, ids: &[u64]) -> Result<Vec<Hit>> {
+        let terms = query_terms(text);
+        if terms.is_empty() || ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Document frequencies over the whole collection, as in a search (the condition on
+        // `ids` applies after the window); the scores only for `ids`.
         let sql = format!(
-            "SELECT c.id, ts_rank(c.words, q.query, {RANK_NORMALIZATION})::float8 AS rank
-             FROM semdex_chunks c CROSS JOIN {} AS q(query)
-             WHERE c.collection = $2 AND c.id = ANY($3) AND c.words @@ q.query ORDER BY rank DESC",
-            any_word("$1")
+            "WITH {totals}, {postings}
+             SELECT p.chunk_id, sum({score})::float8 AS score
+             FROM p CROSS JOIN totals t WHERE p.chunk_id = ANY($3)
+             GROUP BY p.chunk_id ORDER BY score DESC",
+            totals = totals_cte("$1"),
+            postings = postings_cte("$1", "$2"),
+            score = bm25_score(),
         );
-        let rows = self.client()?.query(
-            &sql,
-            &[&words_query(text), &self.collection, &ids_param(ids)],
-        )?;
+        let rows = self
+            .client()?
+            .query(&sql, &[&self.collection, &terms, &ids_param(ids)])?;
         Ok(hits(&rows))
     }
 
@@ -900,6 +1087,69 @@ impl Backend for PostgresBackend {
             })
             .collect()
     }
+}
+
+/// Passages per transaction of [`backfill_postings`].
+const BACKFILL_BATCH: i64 = 512;
+
+/// Writes the BM25 postings of passages that have none (written under schema 1), a batch per
+/// transaction, so that an upgraded database ranks every passage; replicas starting together
+/// share the work (`SKIP LOCKED`). Derived data, like the embedded backend's lexical index
+/// rebuilt from its store.
+fn backfill_postings(client: &mut postgres::Client) -> Result<()> {
+    let started = std::time::Instant::now();
+    let mut written = 0usize;
+    loop {
+        let mut tx = client.transaction()?;
+        let rows = tx.query(
+            "SELECT c.id, c.collection, c.text, d.title FROM semdex_chunks c
+             JOIN semdex_documents d ON d.collection = c.collection AND d.id = c.doc_id
+             WHERE c.terms IS NULL ORDER BY c.id LIMIT $1 FOR UPDATE OF c SKIP LOCKED",
+            &[&BACKFILL_BATCH],
+        )?;
+        if rows.is_empty() {
+            break;
+        }
+        // Per collection, in name order: replicas backfilling together lock totals alike.
+        let mut batches: std::collections::BTreeMap<String, (PostingRows, LexicalDelta)> =
+            Default::default();
+        let (mut ids, mut lengths) = (Vec::new(), Vec::new());
+        for row in &rows {
+            let id: i64 = row.get(0);
+            let text: &str = row.get(2);
+            let title: Option<&str> = row.get(3);
+            let terms = TermCounts::of(&crate::chunk::with_title(title, text));
+            ids.push(id);
+            lengths.push(terms.length);
+            let (postings, delta) = batches.entry(row.get(1)).or_default();
+            delta.add(terms.length);
+            postings.push(id, terms);
+        }
+        tx.execute(
+            "UPDATE semdex_chunks SET terms = u.terms
+             FROM unnest($1::bigint[], $2::integer[]) AS u(id, terms) WHERE semdex_chunks.id = u.id",
+            &[&ids, &lengths],
+        )?;
+        for (collection, (postings, _)) in &batches {
+            postings.insert(&mut tx, collection)?;
+        }
+        for (collection, (_, delta)) in &batches {
+            delta.apply(&mut tx, collection)?;
+        }
+        tx.commit()?;
+        if written == 0 {
+            tracing::info!("writing the BM25 postings of passages stored by an older semdex");
+        }
+        written += rows.len();
+    }
+    if written > 0 {
+        tracing::info!(
+            passages = written,
+            seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
+            "wrote BM25 postings"
+        );
+    }
+    Ok(())
 }
 
 /// What the database holds for a document id.

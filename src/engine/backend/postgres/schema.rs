@@ -23,9 +23,10 @@ struct Migration {
 }
 
 /// Every migration, oldest first. Never edit one that has shipped: add another.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    sql: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        sql: "
         CREATE EXTENSION IF NOT EXISTS vector;
         CREATE TABLE semdex_meta (
             key   text PRIMARY KEY,
@@ -75,10 +76,41 @@ const MIGRATIONS: &[Migration] = &[Migration {
         -- Token vectors are int8 data: compressing them gains nothing and costs time.
         ALTER TABLE semdex_chunks ALTER COLUMN tokens SET STORAGE EXTERNAL;
     ",
-}];
+    },
+    Migration {
+        version: 2,
+        // BM25 in SQL, over the terms of semdex's own analyzer (the embedded backend's), in
+        // place of `ts_rank`. The postings index carries tf and length, so scoring reads the
+        // index alone. `terms` is NULL on a passage whose postings are not written yet (one
+        // written by schema 1): [`super::backfill_postings`] writes them at start.
+        sql: "
+        CREATE TABLE semdex_postings (
+            collection text COLLATE \"C\" NOT NULL,
+            term       text COLLATE \"C\" NOT NULL,
+            chunk_id   bigint NOT NULL REFERENCES semdex_chunks (id) ON DELETE CASCADE,
+            tf         integer NOT NULL,
+            length     integer NOT NULL,
+            PRIMARY KEY (collection, term, chunk_id) INCLUDE (tf, length)
+        );
+        CREATE INDEX semdex_postings_by_chunk ON semdex_postings (chunk_id);
+        -- Passages with postings and their terms in all, per collection: BM25's N and average
+        -- length. Each write updates its collection's row last, just before it commits.
+        CREATE TABLE semdex_lexical_totals (
+            collection text COLLATE \"C\" PRIMARY KEY
+                REFERENCES semdex_collections (name) ON DELETE CASCADE,
+            passages   bigint NOT NULL,
+            terms      bigint NOT NULL
+        );
+        ALTER TABLE semdex_chunks ADD COLUMN terms integer;
+        -- The words of schema 1 are no longer written or read.
+        DROP INDEX semdex_chunks_words;
+        ALTER TABLE semdex_chunks ALTER COLUMN words DROP NOT NULL;
+    ",
+    },
+];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Creates or upgrades the schema, and checks (or records) the model the vectors belong to.
 pub fn migrate(
