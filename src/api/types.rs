@@ -776,11 +776,12 @@ pub struct IndexInfo {
 /// The lexical index in `/info`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LexicalInfo {
-    /// "tantivy (BM25)".
+    /// How passages are ranked by words: "tantivy (BM25)" in a data directory, "BM25 in SQL
+    /// (semdex_postings)" in PostgreSQL; the scores are the same.
     pub kind: String,
     /// Passages indexed.
     pub passages: u64,
-    /// Bytes on disk.
+    /// Bytes on disk (in PostgreSQL: the postings of every collection, with their indexes).
     pub bytes: u64,
     /// The analyzer (tokenizer, stop words, stemmer) and its version.
     pub analyzer: String,
