@@ -777,7 +777,7 @@ pub struct IndexInfo {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct LexicalInfo {
     /// How passages are ranked by words: "tantivy (BM25)" in a data directory, "BM25 in SQL
-    /// (semdex_postings)" in PostgreSQL; the scores are the same.
+    /// (semdex_postings)" in PostgreSQL; the same formula over the same terms.
     pub kind: String,
     /// Passages indexed.
     pub passages: u64,

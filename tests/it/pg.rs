@@ -81,6 +81,39 @@ fn script(args: &[&str]) -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
+/// Asserts that BM25's per-collection totals are what the passages say: for every collection,
+/// the passages with postings and their terms in all (derived data kept by each write, which
+/// no interleaving of writers, kills or deletes may leave behind).
+fn assert_totals_match_the_passages(url: &str) {
+    let mut client = postgres::Client::connect(url, postgres::NoTls).unwrap();
+    let rows = client
+        .query(
+            "SELECT c.name, coalesce(t.passages, 0), coalesce(t.terms, 0),
+                    (SELECT count(terms) FROM semdex_chunks WHERE collection = c.name),
+                    (SELECT coalesce(sum(terms), 0)::bigint FROM semdex_chunks
+                     WHERE collection = c.name)
+             FROM semdex_collections c LEFT JOIN semdex_lexical_totals t ON t.collection = c.name",
+            &[],
+        )
+        .unwrap();
+    assert!(!rows.is_empty());
+    for row in rows {
+        let name: String = row.get(0);
+        let kept: (i64, i64) = (row.get(1), row.get(2));
+        let truth: (i64, i64) = (row.get(3), row.get(4));
+        assert_eq!(kept, truth, "collection {name}: totals (passages, terms)");
+    }
+    let orphans: i64 = client
+        .query_one(
+            "SELECT count(*) FROM semdex_lexical_totals t
+             WHERE NOT EXISTS (SELECT 1 FROM semdex_collections c WHERE c.name = t.collection)",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(orphans, 0, "totals of deleted collections");
+}
+
 /// The default collection of a fresh database.
 struct Postgres {
     server: PgServer,
@@ -145,19 +178,21 @@ fn bm25_follows_updates_deletes_and_an_upgrade_from_schema_1() {
     corpus.retain(|(id, _)| *id != "factories");
     assert_bm25(&engine, |q| bm25_reference(&corpus, q));
     assert_eq!(engine.stats().unwrap().lexical.passages, 4);
+    assert_totals_match_the_passages(&backing.server.url);
     drop(engine);
 
     // What a database of schema 1 looks like once migrated: passages without postings.
     let mut client = postgres::Client::connect(&backing.server.url, postgres::NoTls).unwrap();
     client
         .batch_execute(
-            "DELETE FROM semdex_postings; DELETE FROM semdex_lexical_totals;
+            "DELETE FROM semdex_postings; UPDATE semdex_lexical_totals SET passages = 0, terms = 0;
              UPDATE semdex_chunks SET terms = NULL;",
         )
         .unwrap();
     let engine = backing.engine(|_| {});
     assert_bm25(&engine, |q| bm25_reference(&corpus, q));
     assert_eq!(engine.stats().unwrap().lexical.passages, 4);
+    assert_totals_match_the_passages(&backing.server.url);
 }
 
 #[test]
@@ -355,6 +390,7 @@ fn two_replicas_serve_one_corpus_and_its_collections() {
     a.kill().unwrap();
     b.kill().unwrap();
     let _ = (a.wait(), b.wait());
+    assert_totals_match_the_passages(&server.url);
 }
 
 #[test]
@@ -515,6 +551,7 @@ fn a_semdex_killed_during_ingest_leaves_only_whole_documents() {
     );
     semdex.kill().unwrap();
     let _ = semdex.wait();
+    assert_totals_match_the_passages(&server.url);
 }
 
 /// How many passages each document of `docs` has when ingested whole (by the embedded

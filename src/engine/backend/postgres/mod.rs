@@ -1,6 +1,6 @@
 //! The PostgreSQL backend: documents, passages, vectors (pgvector, HNSW) and BM25 postings (the
-//! terms of semdex's lexical analyzer, scored in SQL as tantivy scores them) in one database
-//! that any number of semdex processes share.
+//! terms of semdex's lexical analyzer, scored in SQL by tantivy's formula) in one database that
+//! any number of semdex processes share.
 //!
 //! Nothing is kept in the process but a bounded pool of connections: a document written
 //! through one replica is found through every other at once. Each document is written in one
@@ -478,8 +478,8 @@ const BM25_B: f64 = 0.75;
 
 /// One posting's BM25 term score, over `p` ([`postings_cte`]) and `totals t`: the inverse
 /// document frequency times the saturated, length-normalised term frequency. N is never taken
-/// below a term's frequency, so a total that lags a write cannot make the logarithm's argument
-/// negative. Every operand is float8: an integer beside a decimal literal would make
+/// below a term's frequency, so totals that drifted (see the README on upgrades) cannot make
+/// the idf negative. Every operand is float8: an integer beside a decimal literal would make
 /// PostgreSQL compute in `numeric`, several times slower.
 fn bm25_score() -> String {
     format!(

@@ -101,9 +101,16 @@ const MIGRATIONS: &[Migration] = &[
             passages   bigint NOT NULL,
             terms      bigint NOT NULL
         );
+        -- Every collection has its row from the start: a backfill only updates rows, and so
+        -- takes no lock on the collection that a concurrent delete of it could wait behind.
+        INSERT INTO semdex_lexical_totals (collection, passages, terms)
+            SELECT name, 0, 0 FROM semdex_collections;
         ALTER TABLE semdex_chunks ADD COLUMN terms integer;
-        -- The words of schema 1 are no longer written or read.
-        DROP INDEX semdex_chunks_words;
+        -- What the backfill has left to do, found without reading the table.
+        CREATE INDEX semdex_chunks_without_postings ON semdex_chunks (id) WHERE terms IS NULL;
+        -- The words of schema 1 are no longer written or read here. The column and its index
+        -- stay for a semdex of schema 1 still running against the database; new passages
+        -- leave the column NULL.
         ALTER TABLE semdex_chunks ALTER COLUMN words DROP NOT NULL;
     ",
     },
