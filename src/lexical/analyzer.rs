@@ -52,6 +52,16 @@ pub fn terms(text: &str) -> Vec<String> {
     out
 }
 
+/// A query's distinct terms, in order of first appearance: what BM25 scores a query by, in
+/// tantivy and in PostgreSQL alike (a repeated word counts once).
+pub fn query_terms(text: &str) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    terms(text)
+        .into_iter()
+        .filter(|t| seen.insert(t.clone()))
+        .collect()
+}
+
 /// Whether `c` belongs to a script written without spaces between words (Han, Kana, Hangul
 /// syllables are spaced in modern Korean, but bigrams serve them too).
 fn is_cjk(c: char) -> bool {

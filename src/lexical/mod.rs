@@ -377,10 +377,8 @@ impl LexicalIndex {
     /// A query's terms as an OR of BM25 term queries; `None` when it has none (only stop
     /// words or punctuation).
     fn query(&self, text: &str) -> Option<BooleanQuery> {
-        let mut seen = HashSet::new();
-        let clauses: Vec<(Occur, Box<dyn Query>)> = analyzer::terms(text)
+        let clauses: Vec<(Occur, Box<dyn Query>)> = analyzer::query_terms(text)
             .into_iter()
-            .filter(|t| seen.insert(t.clone()))
             .map(|t| {
                 let term = Term::from_field_text(self.text, &t);
                 let query: Box<dyn Query> =

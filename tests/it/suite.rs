@@ -562,37 +562,42 @@ pub fn bm25_reference(passages: &[(&str, &str)], query: &str) -> Vec<(String, f6
     scored
 }
 
-/// Asserts that `engine`'s lexical hits for each of [`BM25_QUERIES`] are `expected(query)`:
-/// the same passages, in order, with the same scores (to f32 rounding).
+/// Asserts that `engine`'s lexical hits for `query` under `filter` are `want`: the same
+/// passages, in order, with the same scores (to f32 rounding).
+fn assert_lexical_hits(engine: &Engine, query: &str, filter: ChunkFilter, want: &[(String, f64)]) {
+    let hits = engine
+        .search(
+            query,
+            &SearchRequest {
+                k: 10,
+                mode: SearchMode::Lexical,
+                filter,
+                ..SearchRequest::default()
+            },
+        )
+        .unwrap()
+        .hits;
+    let got: Vec<(String, f64)> = hits
+        .iter()
+        .map(|h| (h.doc_id.clone(), f64::from(h.score)))
+        .collect();
+    assert_eq!(
+        got.iter().map(|g| &g.0).collect::<Vec<_>>(),
+        want.iter().map(|w| &w.0).collect::<Vec<_>>(),
+        "{query:?}: {got:?} vs {want:?}"
+    );
+    for ((id, g), (_, w)) in got.iter().zip(want) {
+        assert!(
+            (g - w).abs() <= 1e-4 * w.abs(),
+            "{query:?}, {id}: score {g}, BM25 says {w}"
+        );
+    }
+}
+
+/// Asserts that `engine`'s lexical hits for each of [`BM25_QUERIES`] are `expected(query)`.
 pub fn assert_bm25(engine: &Engine, expected: impl Fn(&str) -> Vec<(String, f64)>) {
     for query in BM25_QUERIES {
-        let hits = engine
-            .search(
-                query,
-                &SearchRequest {
-                    k: 10,
-                    mode: SearchMode::Lexical,
-                    ..SearchRequest::default()
-                },
-            )
-            .unwrap()
-            .hits;
-        let got: Vec<(String, f64)> = hits
-            .iter()
-            .map(|h| (h.doc_id.clone(), f64::from(h.score)))
-            .collect();
-        let want = expected(query);
-        assert_eq!(
-            got.iter().map(|g| &g.0).collect::<Vec<_>>(),
-            want.iter().map(|w| &w.0).collect::<Vec<_>>(),
-            "{query:?}: {got:?} vs {want:?}"
-        );
-        for ((id, g), (_, w)) in got.iter().zip(&want) {
-            assert!(
-                (g - w).abs() <= 1e-4 * w.abs().max(1.0),
-                "{query:?}, {id}: score {g}, BM25 says {w}"
-            );
-        }
+        assert_lexical_hits(engine, query, ChunkFilter::default(), &expected(query));
     }
 }
 
@@ -623,35 +628,12 @@ pub fn lexical_scores_are_bm25(backing: &dyn Backing) {
             ..ChunkFilter::default()
         },
     ];
+    let query = "rocket launch at the cosmodrome";
+    let want: Vec<(String, f64)> = bm25_reference(&BM25_CORPUS, query)
+        .into_iter()
+        .filter(|(id, _)| id == "rockets" || id == "train")
+        .collect();
     for filter in filters {
-        let hits = engine
-            .search(
-                "rocket launch at the cosmodrome",
-                &SearchRequest {
-                    k: 10,
-                    mode: SearchMode::Lexical,
-                    filter,
-                    ..SearchRequest::default()
-                },
-            )
-            .unwrap()
-            .hits;
-        let want: Vec<(String, f64)> =
-            bm25_reference(&BM25_CORPUS, "rocket launch at the cosmodrome")
-                .into_iter()
-                .filter(|(id, _)| id == "rockets" || id == "train")
-                .collect();
-        assert_eq!(
-            hits.iter().map(|h| h.doc_id.as_str()).collect::<Vec<_>>(),
-            want.iter().map(|w| w.0.as_str()).collect::<Vec<_>>()
-        );
-        for (h, (_, w)) in hits.iter().zip(&want) {
-            assert!(
-                (f64::from(h.score) - w).abs() <= 1e-4 * w,
-                "{}: {}",
-                h.doc_id,
-                h.score
-            );
-        }
+        assert_lexical_hits(&engine, query, filter, &want);
     }
 }

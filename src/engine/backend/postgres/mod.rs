@@ -438,7 +438,7 @@ impl PostgresBackend {
         depth: usize,
         filter: &ChunkFilter,
     ) -> Result<Vec<Hit>> {
-        let terms = query_terms(text);
+        let terms = crate::lexical::analyzer::query_terms(text);
         if terms.is_empty() {
             return Ok(Vec::new());
         }
@@ -513,15 +513,6 @@ fn totals_cte(collection: &str) -> String {
              FROM semdex_lexical_totals WHERE collection = {collection}
          )"
     )
-}
-
-/// A query's distinct terms, by the analyzer that wrote the postings.
-fn query_terms(text: &str) -> Vec<String> {
-    let mut seen = std::collections::HashSet::new();
-    crate::lexical::analyzer::terms(text)
-        .into_iter()
-        .filter(|t| seen.insert(t.clone()))
-        .collect()
 }
 
 /// A passage's terms (by the lexical analyzer, the embedded backend's) with their counts, and
@@ -625,21 +616,30 @@ impl LexicalDelta {
     }
 }
 
-/// Deletes a document's passages (their postings go with them) and returns their BM25 lengths,
-/// as deleted: a concurrent backfill's are counted once it has committed.
-fn delete_passages(
+/// Deletes a document and its passages (their postings go with them), and takes the passages
+/// out of the collection's BM25 totals in `delta`, by their lengths as deleted: a concurrent
+/// backfill's are counted once it has committed. Whether the document was there, and how many
+/// passages it had.
+fn delete_document(
     tx: &mut impl GenericClient,
     collection: &str,
     doc_id: &str,
-) -> Result<Vec<Option<i32>>> {
-    Ok(tx
+    delta: &mut LexicalDelta,
+) -> Result<(bool, usize)> {
+    let lengths: Vec<Option<i32>> = tx
         .query(
             "DELETE FROM semdex_chunks WHERE collection = $1 AND doc_id = $2 RETURNING terms",
             &[&collection, &doc_id],
         )?
         .iter()
         .map(|r| r.get(0))
-        .collect())
+        .collect();
+    delta.remove(&lengths);
+    let deleted = tx.execute(
+        "DELETE FROM semdex_documents WHERE collection = $1 AND id = $2",
+        &[&collection, &doc_id],
+    )?;
+    Ok((deleted == 1, lengths.len()))
 }
 
 /// Joins each passage to its document, for metadata filters and results.
@@ -825,11 +825,7 @@ impl Backend for PostgresBackend {
         };
         let mut totals = LexicalDelta::default();
         if existed {
-            totals.remove(&delete_passages(&mut tx, &self.collection, doc.id)?);
-            tx.execute(
-                "DELETE FROM semdex_documents WHERE collection = $1 AND id = $2",
-                &[&self.collection, &doc.id],
-            )?;
+            delete_document(&mut tx, &self.collection, doc.id, &mut totals)?;
         }
         tx.execute(
             "INSERT INTO semdex_documents
@@ -887,17 +883,11 @@ impl Backend for PostgresBackend {
         let mut client = self.client()?;
         let mut tx = client.transaction()?;
         self.lock_id(&mut tx, id)?;
-        let removed = delete_passages(&mut tx, &self.collection, id)?;
-        let deleted = tx.execute(
-            "DELETE FROM semdex_documents WHERE collection = $1 AND id = $2",
-            &[&self.collection, &id],
-        )?;
         let mut totals = LexicalDelta::default();
-        totals.remove(&removed);
+        let (deleted, passages) = delete_document(&mut tx, &self.collection, id, &mut totals)?;
         totals.apply(&mut tx, &self.collection)?;
         tx.commit()?;
-        let passages = removed.len();
-        Ok((deleted == 1).then_some(passages))
+        Ok(deleted.then_some(passages))
     }
 
     /// Nothing to do: postings are written in each document's transaction.
@@ -1027,7 +1017,7 @@ impl Backend for PostgresBackend {
     }
 
     fn lexical_among(&self, text: &str, ids: &[u64]) -> Result<Vec<Hit>> {
-        let terms = query_terms(text);
+        let terms = crate::lexical::analyzer::query_terms(text);
         if terms.is_empty() || ids.is_empty() {
             return Ok(Vec::new());
         }
