@@ -15,7 +15,7 @@ use crate::engine::{
 };
 use crate::filter::{FilterError, FilterErrorKind, MetadataFilter};
 use crate::service::DocumentPage;
-use crate::store::{ChunkFilter, DocumentSummary, StoredDocument};
+use crate::storage::{ChunkFilter, DocumentSummary, StoredDocument};
 
 fn default_k() -> usize {
     5

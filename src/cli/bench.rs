@@ -314,36 +314,48 @@ fn beir(global: &GlobalArgs, args: BeirArgs) -> anyhow::Result<()> {
     });
     let encoder = std::sync::Arc::new(global.encoder()?);
     let collection = format!("beir-{}-{mode}{titled}", dataset.name);
-    let storage =
-        args.database
-            .storage(&encoder, semdex::index::HnswParams::default(), &collection)?;
+    // A database keeps the corpus in a collection of its own.
     #[cfg(feature = "postgres")]
-    if let semdex::engine::Storage::Postgres { database, .. } = &storage {
-        // What the collection holds, so that a later run with other settings is refused
-        // instead of measuring the old passages (the data directory's beir.json, for a
-        // database).
-        let chunk = args.chunking.options();
-        let settings = serde_json::json!({
-            "chunk_tokens": chunk.max_tokens,
-            "chunk_overlap": chunk.overlap,
-            "whole_documents": !args.chunked,
-            "title_context": args.chunking.title_context,
-            "corpus_sha256": dataset.corpus_sha256,
-        });
-        if database
-            .create_collection(&collection, &settings)?
-            .is_none()
-        {
-            let stored = database.collection_settings(&collection)?;
-            anyhow::ensure!(
-                stored.as_ref() == Some(&settings),
-                "collection {collection} of the database holds another corpus or other settings                  ({}); delete it (DELETE /collections/{collection}) or run with the same settings",
-                stored.unwrap_or_default()
+    let in_database = match args
+        .database
+        .database(&encoder, semdex::index::HnswParams::default())?
+    {
+        Some(database) => {
+            let chunk = args.chunking.options();
+            let catalog = semdex::storage::postgres::PostgresCatalog::new(
+                database,
+                semdex::storage::ChunkSettings {
+                    chunk_tokens: chunk.max_tokens,
+                    chunk_overlap: chunk.overlap,
+                },
             );
+            // What the collection holds, so that a later run with other settings is refused
+            // instead of measuring the old passages (the data directory's beir.json, for a
+            // database).
+            let settings = serde_json::json!({
+                "chunk_tokens": chunk.max_tokens,
+                "chunk_overlap": chunk.overlap,
+                "whole_documents": !args.chunked,
+                "title_context": args.chunking.title_context,
+                "corpus_sha256": dataset.corpus_sha256,
+            });
+            if catalog.create_with(&collection, &settings)?.is_none() {
+                let stored = catalog.settings(&collection)?;
+                anyhow::ensure!(
+                    stored.as_ref() == Some(&settings),
+                    "collection {collection} of the database holds another corpus or other settings                      ({}); delete it (DELETE /collections/{collection}) or run with the same settings",
+                    stored.unwrap_or_default()
+                );
+            }
+            let catalog: std::sync::Arc<dyn semdex::storage::Catalog> = std::sync::Arc::new(catalog);
+            Some((catalog, collection.clone()))
         }
-    }
+        None => None,
+    };
+    #[cfg(not(feature = "postgres"))]
+    let in_database = None;
     let options = beir::BeirOptions {
-        storage,
+        in_database,
         data_dir: data_dir.clone(),
         chunked: args.chunked,
         chunk: args.chunking.options(),
@@ -464,7 +476,7 @@ fn ann(global: &GlobalArgs, args: AnnArgs) -> anyhow::Result<()> {
     use semdex::eval::ann;
     let (vectors, source) = match (&args.data_dir, args.synthetic) {
         (Some(dir), _) => (
-            semdex::store::Store::read_vectors(dir)?,
+            semdex::storage::embedded::store::Store::read_vectors(dir)?,
             format!("vectors of {}", dir.display()),
         ),
         (None, Some(n)) => (
@@ -588,11 +600,12 @@ fn qa(global: &GlobalArgs, args: QaArgs) -> anyhow::Result<()> {
             chunk_overlap: Some(options.chunk.overlap),
         };
         let engine = semdex::engine::Engine::open(encoder, options, &semdex::progress::NoProgress)?;
-        let engine = super::collection_engine(
-            std::sync::Arc::new(engine),
-            &args.collection,
-            Some(settings),
-        )?;
+        let catalog = semdex::storage::embedded::EmbeddedCatalog::beside_open_directory(&data_dir, false)?;
+        let engine = super::Opened {
+            catalog: std::sync::Arc::new(catalog),
+            default: std::sync::Arc::new(engine),
+        }
+        .engine(&args.collection, Some(settings))?;
         let docs =
             semdex::engine::sources::collect(&args.corpus, std::io::stdin().lock())?.documents;
         engine.ingest(docs, &super::progress_bar("ingesting", "bytes"))?;
@@ -644,7 +657,7 @@ fn filter(global: &GlobalArgs, args: FilterArgs) -> anyhow::Result<()> {
         "no queries in {}",
         args.queries.display()
     );
-    let engine = args.engine.open_for_reading(global)?;
+    let engine = args.engine.open_for_reading(global)?.default;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let queries: Vec<Vec<f32>> = engine
         .encoder()
@@ -652,7 +665,7 @@ fn filter(global: &GlobalArgs, args: FilterArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(|e| e.unit)
         .collect();
-    let store = semdex::store::Store::open(
+    let store = semdex::storage::embedded::store::Store::open(
         &args.engine.data_dir,
         &semdex::engine::model_identity(engine.encoder()),
     )?;

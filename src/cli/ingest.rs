@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::Args;
 use semdex::engine::sources;
 use semdex::engine::{Engine, IngestStatus};
@@ -38,19 +37,15 @@ pub struct IngestSummary {
 
 pub fn run(global: &GlobalArgs, args: IngestArgs) -> anyhow::Result<()> {
     let encoder = std::sync::Arc::new(global.encoder()?);
-    let rebuild = progress_bar("rebuilding index", "vectors");
-    let options = args.engine.options_for(&encoder)?;
+    let options = args.engine.options();
     let settings = semdex::collections::CollectionSettings {
         chunk_tokens: Some(options.chunk.max_tokens),
         chunk_overlap: Some(options.chunk.overlap),
     };
-    let engine = Engine::open(encoder, options, &rebuild)
-        .with_context(|| format!("cannot open {}", args.engine.describe()))?;
-    let engine = super::collection_engine(
-        std::sync::Arc::new(engine),
-        &args.collection,
-        Some(settings),
-    )?;
+    let engine = args
+        .engine
+        .open_with(encoder, options)?
+        .engine(&args.collection, Some(settings))?;
     let options = sources::SourceOptions {
         max_file_bytes: args.max_file_bytes,
         follow_links_anywhere: args.follow_links,

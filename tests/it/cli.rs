@@ -163,7 +163,7 @@ fn ingest_then_query_as_table_and_json() {
 
     // While another process holds the directory (a running `semdex serve`), a second writer
     // fails at once naming it, and `query` still answers, read-only.
-    let held = semdex::store::DirLock::acquire(data.path()).unwrap();
+    let held = semdex::storage::embedded::store::DirLock::acquire(data.path()).unwrap();
     let refused = semdex(&["ingest", "--data-dir", dir, corpus.path().to_str().unwrap()])
         .output()
         .unwrap();

@@ -235,7 +235,7 @@ fn open_collections(dir: &Path) -> Collections {
         &NoProgress,
     )
     .unwrap();
-    Collections::open(Arc::new(engine)).unwrap()
+    crate::common::collections_beside(Arc::new(engine))
 }
 
 #[test]
@@ -253,7 +253,7 @@ fn collections_survive_a_restart_and_interrupted_creates_and_deletes_leave_no_tr
             )
             .unwrap();
         collections
-            .engine("papers")
+            .engine_blocking("papers")
             .unwrap()
             .ingest(vec![crate::common::doc("r", ROCKETS)], &NoProgress)
             .unwrap();
@@ -290,7 +290,7 @@ fn collections_survive_a_restart_and_interrupted_creates_and_deletes_leave_no_tr
     assert!(!info.loaded, "opened on first use, not at start");
     assert_eq!(info.documents, 1, "counted without opening");
     assert_eq!(info.chunk.max_tokens, 48);
-    let engine = collections.engine("papers").unwrap();
+    let engine = collections.engine_blocking("papers").unwrap();
     assert_eq!(engine.options().chunk.max_tokens, 48, "settings come back");
     let hits = engine
         .search("satellite orbit", &SearchRequest::default())

@@ -62,6 +62,18 @@ pub fn engine_with(options: EngineOptions) -> Engine {
     Engine::open(encoder(), options, &semdex::progress::NoProgress).unwrap()
 }
 
+/// The collections of the data directory whose own collection `default` is (opened with
+/// [`engine_with`] or [`Engine::open`]).
+pub fn collections_beside(default: Arc<Engine>) -> semdex::collections::Collections {
+    let options = default.options();
+    let catalog = semdex::storage::embedded::EmbeddedCatalog::beside_open_directory(
+        &options.data_dir,
+        options.read_only,
+    )
+    .unwrap();
+    semdex::collections::Collections::new(Arc::new(catalog), default).unwrap()
+}
+
 /// A plain document without metadata.
 pub fn doc(id: &str, text: &str) -> DocumentInput {
     DocumentInput {
@@ -163,7 +175,7 @@ pub fn start_server_with(
     let addr = listener.local_addr().unwrap();
     let state = AppState::new(config);
     state.set_ready(Service::new(
-        Arc::new(semdex::collections::Collections::open(engine.clone()).unwrap()),
+        Arc::new(collections_beside(engine.clone())),
         EmbedQueue::start(encoder, queue).unwrap(),
         service,
     ));

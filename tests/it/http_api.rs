@@ -739,7 +739,7 @@ fn concurrent_writers_and_readers() {
             &semdex::engine::SearchRequest {
                 k: 100,
                 exact: true,
-                filter: semdex::store::ChunkFilter {
+                filter: semdex::storage::ChunkFilter {
                     doc_ids: Some(vec!["shared".into()]),
                     ..Default::default()
                 },

@@ -8,9 +8,9 @@ use std::path::Path;
 use crate::index::{HnswIndex, HnswParams, LoadMiss, VectorId, VectorIndex};
 use crate::lexical::{LexicalIndex, Opened};
 use crate::progress::{NoProgress, Progress};
-use crate::store::{Passage, Store};
+use super::store::{Passage, Store};
 
-use super::super::{EngineError, Result};
+use crate::storage::{Result, StorageError};
 
 /// Vectors inserted per call while building, so progress moves.
 const BUILD_STEP: usize = 2048;
@@ -108,14 +108,14 @@ pub(super) fn build_from_store(
         index.add(&items)?;
         progress.advance(items.len() as u64);
         pending.clear();
-        Ok::<_, EngineError>(())
+        Ok::<_, StorageError>(())
     };
     let generation = store.for_each_vector(|id, vector| {
         pending.push((id, vector));
         if pending.len() == BUILD_STEP {
             flush(&mut pending, &mut index)?;
         }
-        Ok::<_, EngineError>(())
+        Ok::<_, StorageError>(())
     })?;
     flush(&mut pending, &mut index)?;
     index.set_generation(generation);
@@ -204,14 +204,14 @@ fn fill_lexical(
         add_passages(index, pending)?;
         progress.advance(pending.len() as u64);
         pending.clear();
-        Ok::<_, EngineError>(())
+        Ok::<_, StorageError>(())
     };
     let generation = store.for_each_passage(|passage| {
         pending.push(passage);
         if pending.len() == BUILD_STEP {
             flush(&mut pending)?;
         }
-        Ok::<_, EngineError>(())
+        Ok::<_, StorageError>(())
     })?;
     flush(&mut pending)?;
     index.commit(generation)?;

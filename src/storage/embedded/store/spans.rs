@@ -2,20 +2,8 @@
 
 use rusqlite::{OptionalExtension, params};
 
-use super::{ChunkId, Result, Store};
-
-/// One passage of a document, located by UTF-8 byte offsets into the document's text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChunkSpan {
-    /// The chunk's id.
-    pub chunk_id: ChunkId,
-    /// Its position in the document, from 0.
-    pub index: usize,
-    /// Byte offset of its start in the document.
-    pub start: usize,
-    /// Byte offset one past its end.
-    pub end: usize,
-}
+use super::{Result, Store};
+use crate::storage::types::{ChunkId, ChunkSpan};
 
 impl Store {
     /// The passages of a document in order, or `None` if there is no such document.
@@ -47,7 +35,8 @@ impl Store {
 mod tests {
     use serde_json::Map;
 
-    use super::super::{ModelIdentity, NewChunk, NewDocument, Store};
+    use super::super::Store;
+    use crate::storage::types::{ModelIdentity, NewChunk, NewDocument};
 
     #[test]
     fn spans_in_order_and_none_for_unknown_documents() {

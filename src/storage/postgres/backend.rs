@@ -1,283 +1,54 @@
-//! The PostgreSQL backend: documents, passages, vectors (pgvector, HNSW) and BM25 postings (the
-//! terms of semdex's lexical analyzer, scored in SQL by tantivy's formula) in one database that
-//! any number of semdex processes share.
-//!
-//! Nothing is kept in the process but a bounded pool of connections: a document written
-//! through one replica is found through every other at once. Each document is written in one
-//! transaction under an advisory lock on its id, so a killed semdex leaves no partial
-//! document and concurrent writers of one id (in any replica) end with one version. A
-//! database that cannot be reached gives [`EngineError::Unavailable`] (the API's 503 with
-//! `Retry-After`); the pool replaces broken connections, so service resumes when it returns.
-
-mod filter;
-mod schema;
+//! One collection's rows in a [`Database`]: the [`Backend`] over PostgreSQL.
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use pgvector::Vector;
-use postgres::error::SqlState;
-use postgres::{GenericClient, NoTls, Row};
-use r2d2_postgres::PostgresConnectionManager;
+use postgres::{GenericClient, Row};
 use serde_json::{Map, Value};
 
 use crate::filter::sql::{Params, to_sql};
 use crate::index::{Hit, HnswParams};
 use crate::lexical::LexicalStats;
-use crate::store::{
-    ChunkFilter, ChunkRecord, ChunkSpan, DocumentState, DocumentSummary, ModelIdentity, NewChunk,
-    NewDocument, StoredDocument,
+use crate::storage::backend::{
+    Backend, BackendOptions, CandidateQuery, Candidates, CollectionStats, Decision, LexicalKind,
+    SearchStrategy, Settled, Written, decide,
 };
-
-use super::super::{
-    EngineError, EngineOptions, EngineStats, IngestStatus, LexicalKind, Result, SearchStrategy,
+use crate::storage::types::{
+    ChunkFilter, ChunkRecord, ChunkSpan, DocumentState, DocumentSummary, NewChunk, NewDocument,
+    StoredDocument,
 };
-use super::{Backend, CandidateQuery, Candidates, Decision, Written, decide};
-use filter::Param;
+use crate::storage::StorageError;
 
-pub use schema::SCHEMA_VERSION;
+use super::bm25::{bm25_score, postings_cte, totals_cte};
+use super::filter::{self, Param};
+use super::postings::{LexicalDelta, PostingRows, TermCounts, delete_document};
+use super::{Connection, Database, PgError, Result};
 
 /// pgvector's largest `hnsw.ef_search`.
 const MAX_EF_SEARCH: usize = 1000;
 
-/// How long a request waits for a pooled connection (or a new one) before the database is
-/// reported unavailable.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-
-/// Failures of the database that are not the caller's doing and not an outage.
-#[derive(Debug, thiserror::Error)]
-pub enum PgError {
-    /// A statement failed.
-    #[error("PostgreSQL: {0}")]
-    Query(#[from] postgres::Error),
-    /// The database's vectors were made with another model.
-    #[error(
-        "the database holds vectors of model {stored}, not {current}: use the model it was made with, or another database"
-    )]
-    ModelMismatch {
-        /// The model recorded in the database.
-        stored: String,
-        /// The model in use now.
-        current: String,
-    },
-    /// The schema was written by a newer semdex.
-    #[error("the database has schema version {found}; this semdex knows up to {supported}")]
-    SchemaTooNew {
-        /// The version found.
-        found: i32,
-        /// The newest version this build knows.
-        supported: i32,
-    },
-    /// The URL cannot be parsed.
-    #[error("database URL: {0}")]
-    BadUrl(String),
-    /// A stored value is not what the schema promises.
-    #[error("corrupt record: {0}")]
-    Corrupt(String),
-    /// The server lacks something semdex needs (pgvector 0.8, a UTF-8 database).
-    #[error("the database is not usable: {0}")]
-    Unsupported(String),
+/// A document's passages as columns, for one insert.
+#[derive(Default)]
+struct PassageRows<'a> {
+    indexes: Vec<i32>,
+    starts: Vec<i64>,
+    ends: Vec<i64>,
+    texts: Vec<&'a str>,
+    vectors: Vec<Vector>,
+    tokens: Vec<Option<&'a [u8]>>,
+    lengths: Vec<i32>,
 }
 
-impl From<postgres::Error> for EngineError {
-    /// Sorts a driver error: an outage or a conflict worth retrying (no connection, a closed
-    /// one, a server shutting down or starting, a deadlock, a failover) is
-    /// [`EngineError::Unavailable`]; a value the database cannot take from the caller (a
-    /// character outside the server's encoding, a value past one of its limits)
-    /// is [`EngineError::InvalidRequest`]; a write into a collection another replica deleted
-    /// is [`EngineError::CollectionNotFound`]; the rest is ours.
-    fn from(err: postgres::Error) -> Self {
-        if is_retryable(&err) {
-            return EngineError::Unavailable(err.to_string());
-        }
-        match err.code() {
-            Some(code) if *code == SqlState::FOREIGN_KEY_VIOLATION => {
-                EngineError::CollectionNotFound(String::new())
-            }
-            Some(code)
-                if [
-                    SqlState::CHARACTER_NOT_IN_REPERTOIRE,
-                    SqlState::UNTRANSLATABLE_CHARACTER,
-                    SqlState::PROGRAM_LIMIT_EXCEEDED,
-                ]
-                .contains(code) =>
-            {
-                EngineError::InvalidRequest(format!("the database refused a value: {err}"))
-            }
-            _ => EngineError::Postgres(PgError::Query(err)),
-        }
-    }
-}
-
-/// Whether a driver error is worth a retry: the database is unreachable now, or the
-/// statement lost a conflict (deadlock, serialisation) or hit a standby after a failover.
-fn is_retryable(err: &postgres::Error) -> bool {
-    if err.is_closed() {
-        return true;
-    }
-    match err.code() {
-        Some(code) => {
-            code.code().starts_with("08")
-                || [
-                    SqlState::ADMIN_SHUTDOWN,
-                    SqlState::CRASH_SHUTDOWN,
-                    SqlState::CANNOT_CONNECT_NOW,
-                    SqlState::TOO_MANY_CONNECTIONS,
-                    SqlState::T_R_DEADLOCK_DETECTED,
-                    SqlState::T_R_SERIALIZATION_FAILURE,
-                    SqlState::LOCK_NOT_AVAILABLE,
-                    SqlState::QUERY_CANCELED,
-                    SqlState::READ_ONLY_SQL_TRANSACTION,
-                ]
-                .contains(code)
-        }
-        // No SQLSTATE: an I/O failure of the connection is an outage; a conversion or
-        // protocol error is a bug of ours, not worth a retry.
-        None => std::error::Error::source(err)
-            .is_some_and(|source| source.downcast_ref::<std::io::Error>().is_some()),
-    }
-}
-
-type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
-type Connection = r2d2::PooledConnection<PostgresConnectionManager<NoTls>>;
-
-/// A PostgreSQL database holding semdex's collections: a bounded pool of connections.
-pub struct Database {
-    pool: Pool,
-    /// The URL without its password, for logs and `/info`.
-    display: String,
-}
-
-impl std::fmt::Debug for Database {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Database")
-            .field("url", &self.display)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Database {
-    /// Connects (lazily: connections open as they are needed, at most `pool_size`), then
-    /// creates or upgrades the schema for `model` and checks the database was made with it.
-    pub fn connect(
-        url: &str,
-        pool_size: u32,
-        model: &ModelIdentity,
-        hnsw: HnswParams,
-    ) -> Result<Arc<Self>> {
-        let config: postgres::Config = url
-            .parse()
-            .map_err(|e: postgres::Error| PgError::BadUrl(e.to_string()))?;
-        let display = redact(url);
-        let mut config = config;
-        if config.get_application_name().is_none() {
-            config.application_name("semdex");
-        }
-        config.connect_timeout(CONNECT_TIMEOUT);
-        let manager = PostgresConnectionManager::new(config, NoTls);
-        let pool = r2d2::Pool::builder()
-            .max_size(pool_size.max(1))
-            .min_idle(Some(0))
-            .connection_timeout(CONNECT_TIMEOUT)
-            // A connection broken by a database restart is found and replaced before use.
-            .test_on_check_out(true)
-            .build_unchecked(manager);
-        let database = Self { pool, display };
-        let mut client = database.client()?;
-        schema::migrate(&mut client, model, hnsw)?;
-        backfill_postings(&mut client)?;
-        drop(client);
-        tracing::info!(url = %database.display, pool_size, "connected to PostgreSQL");
-        Ok(Arc::new(database))
-    }
-
-    /// The URL without its password.
-    pub fn display_url(&self) -> &str {
-        &self.display
-    }
-
-    /// A connection from the pool; [`EngineError::Unavailable`] when none can be had.
-    fn client(&self) -> Result<Connection> {
-        self.pool
-            .get()
-            .map_err(|e| EngineError::Unavailable(format!("PostgreSQL at {}: {e}", self.display)))
-    }
-
-    /// Names of the collections recorded in the database, with their settings (JSON) and
-    /// creation time (RFC 3339), in name order.
-    pub fn collections(&self) -> Result<Vec<(String, Value, String)>> {
-        let rows = self.client()?.query(
-            &format!(
-                "SELECT name, settings, {} FROM semdex_collections ORDER BY name",
-                rfc3339("created_at")
-            ),
-            &[],
-        )?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2)))
-            .collect())
-    }
-
-    /// Records a collection and returns its creation time (RFC 3339, the database's clock);
-    /// `None` when one of that name exists already.
-    pub fn create_collection(&self, name: &str, settings: &Value) -> Result<Option<String>> {
-        let row = self.client()?.query_opt(
-            &format!(
-                "INSERT INTO semdex_collections (name, settings) VALUES ($1, $2)
-                 ON CONFLICT (name) DO NOTHING RETURNING {}",
-                rfc3339("created_at")
-            ),
-            &[&name, settings],
-        )?;
-        Ok(row.map(|r| r.get(0)))
-    }
-
-    /// The settings a collection was created with, or `None` when there is none.
-    pub fn collection_settings(&self, name: &str) -> Result<Option<Value>> {
-        let row = self.client()?.query_opt(
-            "SELECT settings FROM semdex_collections WHERE name = $1",
-            &[&name],
-        )?;
-        Ok(row.map(|r| r.get(0)))
-    }
-
-    /// When the collection of that name was created, or `None` when there is none: another
-    /// replica may have deleted it, or deleted it and created another of the same name.
-    pub fn collection_created(&self, name: &str) -> Result<Option<String>> {
-        let row = self.client()?.query_opt(
-            &format!(
-                "SELECT {} FROM semdex_collections WHERE name = $1",
-                rfc3339("created_at")
-            ),
-            &[&name],
-        )?;
-        Ok(row.map(|r| r.get(0)))
-    }
-
-    /// Deletes a collection and everything in it, in one transaction; `false` when there was
-    /// no such collection.
-    pub fn delete_collection(&self, name: &str) -> Result<bool> {
-        let mut client = self.client()?;
-        let mut tx = client.transaction()?;
-        let deleted = tx.execute("DELETE FROM semdex_collections WHERE name = $1", &[&name])?;
-        tx.execute(
-            "DELETE FROM semdex_documents WHERE collection = $1",
-            &[&name],
-        )?;
-        tx.commit()?;
-        Ok(deleted == 1)
-    }
-
-    /// Documents and passages of a collection.
-    pub fn counts(&self, collection: &str) -> Result<(usize, usize)> {
-        let row = self.client()?.query_one(
-            "SELECT (SELECT count(*) FROM semdex_documents WHERE collection = $1),
-                    (SELECT count(*) FROM semdex_chunks WHERE collection = $1)",
-            &[&collection],
-        )?;
-        Ok((row.get::<_, i64>(0) as usize, row.get::<_, i64>(1) as usize))
+impl<'a> PassageRows<'a> {
+    fn push(&mut self, passage: &NewChunk<'a>, length: i32) {
+        self.indexes.push(passage.index as i32);
+        self.starts.push(passage.start as i64);
+        self.ends.push(passage.end as i64);
+        self.texts.push(passage.text);
+        self.vectors.push(Vector::from(passage.vector.to_vec()));
+        self.tokens.push(passage.tokens);
+        self.lengths.push(length);
     }
 }
 
@@ -291,12 +62,7 @@ pub struct PostgresBackend {
 
 impl PostgresBackend {
     /// The collection `collection` of `database` (whose schema [`Database::connect`] made).
-    pub fn open(
-        database: Arc<Database>,
-        collection: &str,
-        _model: &ModelIdentity,
-        options: &EngineOptions,
-    ) -> Result<Self> {
+    pub fn open(database: Arc<Database>, collection: &str, options: &BackendOptions) -> Result<Self> {
         options.hnsw.validate()?;
         Ok(Self {
             database,
@@ -326,7 +92,7 @@ impl PostgresBackend {
             )?
             .is_some();
         if !live {
-            return Err(EngineError::CollectionNotFound(self.collection.clone()));
+            return Err(StorageError::CollectionNotFound(self.collection.clone()));
         }
         Ok(())
     }
@@ -472,175 +238,6 @@ impl PostgresBackend {
     }
 }
 
-/// BM25's constants, tantivy's: both backends rank alike.
-const BM25_K1: f64 = 1.2;
-const BM25_B: f64 = 0.75;
-
-/// One posting's BM25 term score, over `p` ([`postings_cte`]) and `totals t`: the inverse
-/// document frequency times the saturated, length-normalised term frequency. N is never taken
-/// below a term's frequency, so totals that drifted (see the README on upgrades) cannot make
-/// the idf negative. Every operand is float8: an integer beside a decimal literal would make
-/// PostgreSQL compute in `numeric`, several times slower.
-fn bm25_score() -> String {
-    format!(
-        "ln(1 + (greatest(t.n, p.df) - p.df + 0.5) / (p.df + 0.5))
-         * {k1_plus_1} * p.tf::float8
-         / (p.tf::float8 + {k1} * ({one_minus_b} + {b} * p.length::float8 / t.avgdl))",
-        k1_plus_1 = BM25_K1 + 1.0,
-        k1 = BM25_K1,
-        one_minus_b = 1.0 - BM25_B,
-        b = BM25_B
-    )
-}
-
-/// `p (chunk_id, tf, length, df)`: the postings of the query's terms in a collection, each with
-/// its term's document frequency. The window counts over the index's order (collection, term),
-/// so it needs no sort; conditions applied outside it leave the frequencies whole.
-fn postings_cte(collection: &str, terms: &str) -> String {
-    format!(
-        "p AS (
-             SELECT chunk_id, tf, length, count(*) OVER (PARTITION BY term)::float8 AS df
-             FROM semdex_postings WHERE collection = {collection} AND term = ANY({terms}::text[])
-         )"
-    )
-}
-
-/// `totals (n, avgdl)`: a collection's BM25 statistics, from its row of `semdex_lexical_totals`.
-fn totals_cte(collection: &str) -> String {
-    format!(
-        "totals AS (
-             SELECT passages::float8 AS n, greatest(terms::float8 / greatest(passages, 1), 1e-9) AS avgdl
-             FROM semdex_lexical_totals WHERE collection = {collection}
-         )"
-    )
-}
-
-/// A passage's terms (by the lexical analyzer, the embedded backend's) with their counts, and
-/// how many there are in all: its postings and BM25 length.
-struct TermCounts {
-    terms: Vec<String>,
-    counts: Vec<i32>,
-    length: i32,
-}
-
-impl TermCounts {
-    fn of(words: &str) -> Self {
-        let all = crate::lexical::analyzer::terms(words);
-        let mut counts: std::collections::BTreeMap<String, i32> = Default::default();
-        for term in &all {
-            *counts.entry(term.clone()).or_default() += 1;
-        }
-        let length = i32::try_from(all.len()).unwrap_or(i32::MAX);
-        let (terms, counts) = counts.into_iter().unzip();
-        Self {
-            terms,
-            counts,
-            length,
-        }
-    }
-}
-
-/// The postings of several passages, gathered for one insert.
-#[derive(Default)]
-struct PostingRows {
-    chunk_ids: Vec<i64>,
-    terms: Vec<String>,
-    tfs: Vec<i32>,
-    lengths: Vec<i32>,
-}
-
-impl PostingRows {
-    fn push(&mut self, chunk_id: i64, passage: TermCounts) {
-        for (term, tf) in passage.terms.into_iter().zip(passage.counts) {
-            self.chunk_ids.push(chunk_id);
-            self.terms.push(term);
-            self.tfs.push(tf);
-            self.lengths.push(passage.length);
-        }
-    }
-
-    fn insert(&self, tx: &mut impl GenericClient, collection: &str) -> Result<()> {
-        if self.chunk_ids.is_empty() {
-            return Ok(());
-        }
-        tx.execute(
-            "INSERT INTO semdex_postings (collection, term, chunk_id, tf, length)
-             SELECT $1, * FROM unnest($2::text[], $3::bigint[], $4::integer[], $5::integer[])",
-            &[
-                &collection,
-                &self.terms,
-                &self.chunk_ids,
-                &self.tfs,
-                &self.lengths,
-            ],
-        )?;
-        Ok(())
-    }
-}
-
-/// A change to a collection's BM25 totals within one transaction.
-#[derive(Default)]
-struct LexicalDelta {
-    passages: i64,
-    terms: i64,
-}
-
-impl LexicalDelta {
-    fn add(&mut self, length: i32) {
-        self.passages += 1;
-        self.terms += i64::from(length);
-    }
-
-    /// Takes away deleted passages (their `terms`; a passage without postings never counted).
-    fn remove(&mut self, lengths: &[Option<i32>]) {
-        for length in lengths.iter().flatten() {
-            self.passages -= 1;
-            self.terms -= i64::from(*length);
-        }
-    }
-
-    /// Writes the change: last in a transaction, as the row lock it takes is held to commit
-    /// and serialises the collection's writers.
-    fn apply(&self, tx: &mut impl GenericClient, collection: &str) -> Result<()> {
-        if self.passages == 0 && self.terms == 0 {
-            return Ok(());
-        }
-        tx.execute(
-            "INSERT INTO semdex_lexical_totals AS t (collection, passages, terms)
-             VALUES ($1, $2, $3)
-             ON CONFLICT (collection) DO UPDATE
-             SET passages = t.passages + EXCLUDED.passages, terms = t.terms + EXCLUDED.terms",
-            &[&collection, &self.passages, &self.terms],
-        )?;
-        Ok(())
-    }
-}
-
-/// Deletes a document and its passages (their postings go with them), and takes the passages
-/// out of the collection's BM25 totals in `delta`, by their lengths as deleted: a concurrent
-/// backfill's are counted once it has committed. Whether the document was there, and how many
-/// passages it had.
-fn delete_document(
-    tx: &mut impl GenericClient,
-    collection: &str,
-    doc_id: &str,
-    delta: &mut LexicalDelta,
-) -> Result<(bool, usize)> {
-    let lengths: Vec<Option<i32>> = tx
-        .query(
-            "DELETE FROM semdex_chunks WHERE collection = $1 AND doc_id = $2 RETURNING terms",
-            &[&collection, &doc_id],
-        )?
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    delta.remove(&lengths);
-    let deleted = tx.execute(
-        "DELETE FROM semdex_documents WHERE collection = $1 AND id = $2",
-        &[&collection, &doc_id],
-    )?;
-    Ok((deleted == 1, lengths.len()))
-}
 
 /// Joins each passage to its document, for metadata filters and results.
 const DOCUMENTS_JOIN: &str =
@@ -648,7 +245,7 @@ const DOCUMENTS_JOIN: &str =
 
 /// SQL rendering a timestamp column as RFC 3339 UTC with milliseconds, as the embedded store
 /// writes them.
-fn rfc3339(column: &str) -> String {
+pub(super) fn rfc3339(column: &str) -> String {
     format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')")
 }
 
@@ -679,7 +276,7 @@ fn ids_param(ids: &[u64]) -> Vec<i64> {
 fn metadata_of(text: &str) -> Result<Map<String, Value>> {
     match serde_json::from_str(text) {
         Ok(Value::Object(map)) => Ok(map),
-        _ => Err(EngineError::Postgres(PgError::Corrupt(format!(
+        _ => Err(StorageError::Postgres(PgError::Corrupt(format!(
             "stored metadata is not a JSON object: {text}"
         )))),
     }
@@ -704,7 +301,7 @@ fn check_storable(doc: &NewDocument<'_>) -> Result<()> {
             .iter()
             .any(|(k, v)| k.contains('\0') || has_nul(v));
     if has_nul {
-        return Err(EngineError::InvalidRequest(format!(
+        return Err(StorageError::InvalidRequest(format!(
             "document {:?}: the NUL character cannot be stored in PostgreSQL",
             doc.id
         )));
@@ -712,26 +309,9 @@ fn check_storable(doc: &NewDocument<'_>) -> Result<()> {
     Ok(())
 }
 
-/// Replaces `url`'s password with `***`.
-fn redact(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => match rest.split_once('@') {
-            Some((user_info, host)) => {
-                let user = user_info.split(':').next().unwrap_or("");
-                if user_info.contains(':') {
-                    format!("{scheme}://{user}:***@{host}")
-                } else {
-                    format!("{scheme}://{user_info}@{host}")
-                }
-            }
-            None => url.to_string(),
-        },
-        None => "(key=value connection string)".to_string(),
-    }
-}
 
 impl Backend for PostgresBackend {
-    fn stats(&self) -> Result<EngineStats> {
+    fn stats(&self) -> Result<CollectionStats> {
         let (documents, chunks) = self.database.counts(&self.collection)?;
         let row = self.client()?.query_one(
             "SELECT pg_total_relation_size('semdex_postings'),
@@ -757,7 +337,7 @@ impl Backend for PostgresBackend {
             ef_construction: setting("ef_construction", self.hnsw.ef_construction),
             ef_search: self.hnsw.ef_search,
         };
-        Ok(EngineStats {
+        Ok(CollectionStats {
             documents,
             chunks,
             indexed: chunks,
@@ -799,10 +379,10 @@ impl Backend for PostgresBackend {
         self.lock_id(&mut tx, doc.id)?;
         let state = document_state(&mut tx, &self.collection, doc.id)?;
         if deleted_since(state.as_ref()) {
-            return Ok(Written::Settled(IngestStatus::Deleted));
+            return Ok(Written::Settled(Settled::Deleted));
         }
         let existed = match decide(state.as_ref(), doc) {
-            Decision::Unchanged => return Ok(Written::Settled(IngestStatus::Unchanged)),
+            Decision::Unchanged => return Ok(Written::Settled(Settled::Unchanged)),
             Decision::MetadataOnly => {
                 tx.execute(
                     "UPDATE semdex_documents
@@ -816,7 +396,7 @@ impl Backend for PostgresBackend {
                     ],
                 )?;
                 tx.commit()?;
-                return Ok(Written::Settled(IngestStatus::MetadataUpdated));
+                return Ok(Written::Settled(Settled::MetadataUpdated));
             }
             Decision::Passages { existed } => existed,
         };
@@ -842,40 +422,52 @@ impl Backend for PostgresBackend {
                 &doc.title,
             ],
         )?;
-        let insert = tx.prepare(
-            "INSERT INTO semdex_chunks
-                 (collection, doc_id, idx, start_byte, end_byte, text, embedding, tokens, terms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
-        )?;
+        // Every passage and its postings in one statement: one round trip however long the
+        // document. A posting names its passage by position; the insert maps positions to the
+        // ids the database assigns.
+        let mut rows = PassageRows::default();
         let mut postings = PostingRows::default();
         for p in passages {
             let terms = TermCounts::of(&crate::chunk::with_title(doc.title, p.text));
-            let id: i64 = tx
-                .query_one(
-                    &insert,
-                    &[
-                        &self.collection,
-                        &doc.id,
-                        &(p.index as i32),
-                        &(p.start as i64),
-                        &(p.end as i64),
-                        &p.text,
-                        &Vector::from(p.vector.to_vec()),
-                        &p.tokens,
-                        &terms.length,
-                    ],
-                )?
-                .get(0);
             totals.add(terms.length);
-            postings.push(id, terms);
+            rows.push(p, terms.length);
+            postings.push(p.index as i64, terms);
         }
-        postings.insert(&mut tx, &self.collection)?;
+        tx.execute(
+            "WITH inserted AS (
+                 INSERT INTO semdex_chunks
+                     (collection, doc_id, idx, start_byte, end_byte, text, embedding, tokens, terms)
+                 SELECT $1, $2, * FROM unnest($3::integer[], $4::bigint[], $5::bigint[],
+                                              $6::text[], $7::vector[], $8::bytea[], $9::integer[])
+                 RETURNING id, idx
+             )
+             INSERT INTO semdex_postings (collection, term, chunk_id, tf, length)
+             SELECT $1, p.term, i.id, p.tf, p.length
+             FROM unnest($10::bigint[], $11::text[], $12::integer[], $13::integer[])
+                  AS p(idx, term, tf, length)
+             JOIN inserted i ON i.idx = p.idx",
+            &[
+                &self.collection,
+                &doc.id,
+                &rows.indexes,
+                &rows.starts,
+                &rows.ends,
+                &rows.texts,
+                &rows.vectors,
+                &rows.tokens,
+                &rows.lengths,
+                &postings.chunk_ids,
+                &postings.terms,
+                &postings.tfs,
+                &postings.lengths,
+            ],
+        )?;
         totals.apply(&mut tx, &self.collection)?;
         tx.commit()?;
         Ok(Written::Stored { existed })
     }
 
-    fn delete(&self, id: &str) -> Result<Option<usize>> {
+    fn delete(&self, id: &str, on_deleted: &dyn Fn()) -> Result<Option<usize>> {
         if id.contains('\0') {
             // Nothing stored has one.
             return Ok(None);
@@ -886,6 +478,11 @@ impl Backend for PostgresBackend {
         let mut totals = LexicalDelta::default();
         let (deleted, passages) = delete_document(&mut tx, &self.collection, id, &mut totals)?;
         totals.apply(&mut tx, &self.collection)?;
+        if deleted {
+            // Still under the id's advisory lock (released by the commit): a writer of the id
+            // in this process that takes it next sees the mark.
+            on_deleted();
+        }
         tx.commit()?;
         Ok(deleted.then_some(passages))
     }
@@ -1079,68 +676,6 @@ impl Backend for PostgresBackend {
     }
 }
 
-/// Passages per transaction of [`backfill_postings`].
-const BACKFILL_BATCH: i64 = 512;
-
-/// Writes the BM25 postings of passages that have none (written under schema 1), a batch per
-/// transaction, so that an upgraded database ranks every passage; replicas starting together
-/// share the work (`SKIP LOCKED`). Derived data, like the embedded backend's lexical index
-/// rebuilt from its store.
-fn backfill_postings(client: &mut postgres::Client) -> Result<()> {
-    let started = std::time::Instant::now();
-    let mut written = 0usize;
-    loop {
-        let mut tx = client.transaction()?;
-        let rows = tx.query(
-            "SELECT c.id, c.collection, c.text, d.title FROM semdex_chunks c
-             JOIN semdex_documents d ON d.collection = c.collection AND d.id = c.doc_id
-             WHERE c.terms IS NULL ORDER BY c.id LIMIT $1 FOR UPDATE OF c SKIP LOCKED",
-            &[&BACKFILL_BATCH],
-        )?;
-        if rows.is_empty() {
-            break;
-        }
-        // Per collection, in name order: replicas backfilling together lock totals alike.
-        let mut batches: std::collections::BTreeMap<String, (PostingRows, LexicalDelta)> =
-            Default::default();
-        let (mut ids, mut lengths) = (Vec::new(), Vec::new());
-        for row in &rows {
-            let id: i64 = row.get(0);
-            let text: &str = row.get(2);
-            let title: Option<&str> = row.get(3);
-            let terms = TermCounts::of(&crate::chunk::with_title(title, text));
-            ids.push(id);
-            lengths.push(terms.length);
-            let (postings, delta) = batches.entry(row.get(1)).or_default();
-            delta.add(terms.length);
-            postings.push(id, terms);
-        }
-        tx.execute(
-            "UPDATE semdex_chunks SET terms = u.terms
-             FROM unnest($1::bigint[], $2::integer[]) AS u(id, terms) WHERE semdex_chunks.id = u.id",
-            &[&ids, &lengths],
-        )?;
-        for (collection, (postings, _)) in &batches {
-            postings.insert(&mut tx, collection)?;
-        }
-        for (collection, (_, delta)) in &batches {
-            delta.apply(&mut tx, collection)?;
-        }
-        tx.commit()?;
-        if written == 0 {
-            tracing::info!("writing the BM25 postings of passages stored by an older semdex");
-        }
-        written += rows.len();
-    }
-    if written > 0 {
-        tracing::info!(
-            passages = written,
-            seconds = format!("{:.1}", started.elapsed().as_secs_f64()),
-            "wrote BM25 postings"
-        );
-    }
-    Ok(())
-}
 
 /// What the database holds for a document id.
 fn document_state(
@@ -1162,20 +697,3 @@ fn document_state(
         .transpose()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn passwords_never_reach_the_logs() {
-        assert_eq!(
-            redact("postgres://app:secret@db:5432/semdex"),
-            "postgres://app:***@db:5432/semdex"
-        );
-        assert_eq!(
-            redact("postgres://app@db/semdex"),
-            "postgres://app@db/semdex"
-        );
-        assert_eq!(redact("host=db user=app"), "(key=value connection string)");
-    }
-}

@@ -1,29 +1,35 @@
 //! The embedded backend: SQLite (the source of truth), an in-process HNSW graph and a tantivy
-//! index, in one data directory that one process writes.
+//! index, in one collection folder that one process writes.
 //!
 //! Searches run concurrently (a pool of read connections, a read lock on the graph); writers
 //! serialise on the store's one write connection, and each document is committed (store
 //! transaction, then the graph, then the lexical index) as a unit. The derived indexes are
-//! rebuilt or caught up from the store when they are missing or behind.
+//! rebuilt or caught up from the store when they are missing or behind. Locks are taken in the
+//! order [`crate::storage`] documents: the write connection, then a read connection (only
+//! compaction holds both), then the graph, then tantivy's writer.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::index::{Hit, HnswIndex, SearchParams, VectorIndex};
 use crate::lexical::LexicalIndex;
 use crate::progress::{NoProgress, Progress};
-use crate::store::{
-    ChunkRecord, ChunkSpan, DirLock, DocumentState, DocumentSummary, ModelIdentity, NewChunk,
-    NewDocument, PooledStore, ReadPool, Store, StoredDocument,
+use crate::storage::backend::{
+    Backend, BackendOptions, CandidateQuery, Candidates, CollectionStats, Decision, LexicalKind,
+    SearchStrategy, Settled, Written, decide,
 };
+use crate::storage::types::{
+    ChunkRecord, ChunkSpan, DocumentState, DocumentSummary, ModelIdentity, NewChunk, NewDocument,
+    StoredDocument,
+};
+use crate::storage::{Result, StorageError};
 
-use super::super::{
-    EngineError, EngineOptions, EngineStats, IngestStatus, LexicalKind, Result, SearchStrategy,
-};
-use super::{Backend, CandidateQuery, Candidates, Decision, Written, decide, indexes};
+use super::indexes;
+use super::store::{DirLock, PooledStore, ReadPool, Store};
+use super::{index_dir, lexical_dir};
 
 /// Vectors inserted into the HNSW graph per hold of the index's write lock while committing a
 /// document (a few milliseconds of work; a 2,000-passage document held it for seconds).
@@ -31,45 +37,64 @@ const INDEX_STEP: usize = 64;
 
 /// A data directory's store and derived indexes.
 pub struct EmbeddedBackend {
+    /// The one write connection: lock 4 of the storage lock order.
     writer: Mutex<Store>,
     readers: ReadPool,
-    /// parking_lot's lock, for its fair unlock: a writer adding a long document step by step
-    /// hands the lock to waiting searches between steps instead of taking it straight back.
+    /// Lock 6. parking_lot's lock, for its fair unlock: a writer adding a long document step
+    /// by step hands the lock to waiting searches between steps instead of taking it straight
+    /// back.
     index: RwLock<HnswIndex>,
     lexical: LexicalIndex,
+    /// Taken with `try_lock` only: one compaction at a time, the others skip their turn.
     compaction: Mutex<()>,
-    options: EngineOptions,
+    /// Set under the write connection when the collection is deleted: writes after it fail.
+    closed: AtomicBool,
+    dir: PathBuf,
+    options: BackendOptions,
     /// Held while the backend lives (absent when read-only).
     _lock: Option<DirLock>,
 }
 
 impl EmbeddedBackend {
-    /// Opens the data directory (creating it and taking its write lock), checks it was made
-    /// with `model`, and loads the index from its dump — catching up with the store if the
-    /// dump is behind — or rebuilds it from the stored vectors. `progress` shows a rebuild.
+    /// Opens the collection folder `dir` (creating it and taking its write lock), checks it
+    /// was made with `model`, and loads the index from its dump — catching up with the store if
+    /// the dump is behind — or rebuilds it from the stored vectors. `progress` shows a rebuild.
     pub fn open(
+        dir: &Path,
         model: &ModelIdentity,
-        options: EngineOptions,
+        options: BackendOptions,
         progress: &dyn Progress,
     ) -> Result<Self> {
+        Self::open_with(dir, model, options, progress, true)
+    }
+
+    /// [`EmbeddedBackend::open`], taking the folder's write lock only when `take_lock` (the
+    /// catalog holds it already for the data directory's own collection).
+    pub(super) fn open_with(
+        dir: &Path,
+        model: &ModelIdentity,
+        options: BackendOptions,
+        progress: &dyn Progress,
+        take_lock: bool,
+    ) -> Result<Self> {
         options.hnsw.validate()?;
-        let lock = if options.read_only {
+        let lock = if options.read_only || !take_lock {
             None
         } else {
-            Some(DirLock::acquire(&options.data_dir)?)
+            Some(DirLock::acquire(dir)?)
         };
-        let writer = Store::open(&options.data_dir, model)?;
-        let readers = ReadPool::open(&options.data_dir, model, options.read_connections)?;
+        let writer = Store::open(dir, model)?;
+        let readers = ReadPool::open(dir, model, options.read_connections)?;
         let index = indexes::open_vector_index(
-            &readers.get(),
-            &index_dir(&options.data_dir),
+            &*readers.get()?,
+            &index_dir(dir),
             model.dimension,
             options.hnsw,
             progress,
         )?;
         let lexical = indexes::open_lexical_index(
-            &readers.get(),
-            &lexical_dir(&options.data_dir),
+            &*readers.get()?,
+            &lexical_dir(dir),
             !options.read_only,
             progress,
         )?;
@@ -79,28 +104,28 @@ impl EmbeddedBackend {
             index: RwLock::new(index),
             lexical,
             compaction: Mutex::new(()),
+            closed: AtomicBool::new(false),
+            dir: dir.to_path_buf(),
             options,
             _lock: lock,
         })
     }
 
     /// A read connection from the pool.
-    fn reader(&self) -> PooledStore<'_> {
-        self.readers.get()
+    fn reader(&self) -> Result<PooledStore> {
+        Ok(self.readers.get()?)
     }
 
-    /// The write connection; fails on a read-only backend.
+    /// The write connection; fails on a read-only or closed backend.
     fn writer_for_update(&self) -> Result<MutexGuard<'_, Store>> {
         if self.options.read_only {
-            return Err(EngineError::ReadOnly(self.options.data_dir.clone()));
+            return Err(StorageError::ReadOnly(self.dir.clone()));
         }
-        Ok(self.writer())
-    }
-
-    fn writer(&self) -> MutexGuard<'_, Store> {
-        self.writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        let writer = self.writer.lock();
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(StorageError::CollectionNotFound(String::new()));
+        }
+        Ok(writer)
     }
 
     fn read_index(&self) -> RwLockReadGuard<'_, HnswIndex> {
@@ -157,10 +182,10 @@ impl EmbeddedBackend {
 }
 
 impl Backend for EmbeddedBackend {
-    fn stats(&self) -> Result<EngineStats> {
-        let (documents, chunks) = self.reader().counts()?;
+    fn stats(&self) -> Result<CollectionStats> {
+        let (documents, chunks) = self.reader()?.counts()?;
         let ix = self.read_index();
-        Ok(EngineStats {
+        Ok(CollectionStats {
             documents,
             chunks,
             indexed: ix.len(),
@@ -178,7 +203,7 @@ impl Backend for EmbeddedBackend {
     }
 
     fn document_state(&self, id: &str) -> Result<Option<DocumentState>> {
-        Ok(self.reader().document_state(id)?)
+        Ok(self.reader()?.document_state(id)?)
     }
 
     fn write(
@@ -193,13 +218,13 @@ impl Backend for EmbeddedBackend {
         let mut writer = self.writer_for_update()?;
         let state = writer.document_state(doc.id)?;
         if deleted_since(state.as_ref()) {
-            return Ok(Written::Settled(IngestStatus::Deleted));
+            return Ok(Written::Settled(Settled::Deleted));
         }
         let existed = match decide(state.as_ref(), doc) {
-            Decision::Unchanged => return Ok(Written::Settled(IngestStatus::Unchanged)),
+            Decision::Unchanged => return Ok(Written::Settled(Settled::Unchanged)),
             Decision::MetadataOnly => {
                 writer.set_metadata(doc.id, doc.metadata)?;
-                return Ok(Written::Settled(IngestStatus::MetadataUpdated));
+                return Ok(Written::Settled(Settled::MetadataUpdated));
             }
             Decision::Passages { existed } => existed,
         };
@@ -243,11 +268,13 @@ impl Backend for EmbeddedBackend {
         Ok(Written::Stored { existed })
     }
 
-    fn delete(&self, id: &str) -> Result<Option<usize>> {
+    fn delete(&self, id: &str, on_deleted: &dyn Fn()) -> Result<Option<usize>> {
         let mut writer = self.writer_for_update()?;
         let Some(outcome) = writer.delete_document(id)? else {
             return Ok(None);
         };
+        // Committed: a writer of this id waiting for the write connection sees the mark.
+        on_deleted();
         let mut ix = self.write_index();
         ix.remove(&outcome.removed);
         ix.set_generation(outcome.generation);
@@ -269,22 +296,22 @@ impl Backend for EmbeddedBackend {
     }
 
     fn document(&self, id: &str) -> Result<Option<StoredDocument>> {
-        Ok(self.reader().get_document(id)?)
+        Ok(self.reader()?.get_document(id)?)
     }
 
     fn documents(&self, limit: usize, offset: usize) -> Result<Vec<DocumentSummary>> {
-        Ok(self.reader().list_documents(limit, offset)?)
+        Ok(self.reader()?.list_documents(limit, offset)?)
     }
 
     fn document_chunks(&self, id: &str) -> Result<Option<Vec<ChunkSpan>>> {
-        Ok(self.reader().document_chunks(id)?)
+        Ok(self.reader()?.document_chunks(id)?)
     }
 
     fn candidates(&self, query: &CandidateQuery<'_>) -> Result<Candidates> {
         let allowed = if query.filter.is_empty() {
             None
         } else {
-            Some(self.reader().chunk_ids_matching(query.filter)?)
+            Some(self.reader()?.chunk_ids_matching(query.filter)?)
         };
         let vector = query.vector.filter(|_| query.dense_depth > 0);
         // The index lock is taken here, never inside a job on the search threads
@@ -307,7 +334,7 @@ impl Backend for EmbeddedBackend {
         };
         // A hybrid query's two retrievers share nothing: each gets a core.
         let (dense, lexical) = if vector.is_some() && query.lexical_depth > 0 {
-            super::super::parallel::join(dense, lexical)
+            crate::engine::parallel::join(dense, lexical)
         } else {
             (dense(), lexical())
         };
@@ -334,21 +361,27 @@ impl Backend for EmbeddedBackend {
     }
 
     fn visit_token_vectors(&self, ids: &[u64], visit: &mut dyn FnMut(u64, &[u8])) -> Result<()> {
-        self.reader().visit_token_vectors(ids, visit)?;
+        self.reader()?.visit_token_vectors(ids, visit)?;
         Ok(())
     }
 
     fn chunks_by_ids(&self, ids: &[u64]) -> Result<HashMap<u64, ChunkRecord>> {
-        Ok(self.reader().chunks_by_ids(ids)?)
+        Ok(self.reader()?.chunks_by_ids(ids)?)
+    }
+
+    /// Waits for the write in flight (the write connection), then refuses every later one.
+    fn close(&self) {
+        let _writer = self.writer.lock();
+        self.closed.store(true, Ordering::SeqCst);
     }
 
     /// Writes the index dump so that the next start loads instead of rebuilding. A read-only
-    /// backend saves nothing.
+    /// or closed (deleted) backend saves nothing.
     fn persist(&self) -> Result<()> {
-        if self.options.read_only {
+        if self.options.read_only || self.closed.load(Ordering::SeqCst) {
             return Ok(());
         }
-        self.read_index().save(&index_dir(&self.options.data_dir))?;
+        self.read_index().save(&index_dir(&self.dir))?;
         Ok(())
     }
 
@@ -359,9 +392,12 @@ impl Backend for EmbeddedBackend {
     /// vectors, so memory peaks at two graphs, never three copies). What changed during the
     /// build is replayed with writers paused, and the graphs are swapped.
     fn maintain(&self) -> Result<bool> {
-        let Ok(_only_one) = self.compaction.try_lock() else {
+        let Some(_only_one) = self.compaction.try_lock() else {
             return Ok(false);
         };
+        if self.options.read_only || self.closed.load(Ordering::SeqCst) {
+            return Ok(false);
+        }
         let (due, held) = {
             let ix = self.read_index();
             let held = ix.indexed_ids().len();
@@ -375,7 +411,7 @@ impl Backend for EmbeddedBackend {
         }
         let dimension = self.read_index().dimension();
         let mut fresh = indexes::build_from_store(
-            &self.reader(),
+            &*self.reader()?,
             dimension,
             self.options.hnsw,
             held,
@@ -383,7 +419,7 @@ impl Backend for EmbeddedBackend {
         )?;
         // Writers commit to the store and then to the index under the write connection: holding
         // it makes the index exactly as current as the store while the difference is replayed.
-        let writer = self.writer();
+        let writer = self.writer.lock();
         let mut ix = self.write_index();
         if ix.generation() != fresh.generation() {
             let live_now: Vec<u64> = ix
@@ -420,35 +456,18 @@ impl Backend for EmbeddedBackend {
     }
 
     fn passages_without_token_vectors(&self, limit: usize) -> Result<Vec<(u64, String)>> {
-        Ok(self.reader().passages_without_token_vectors(limit)?)
+        Ok(self.reader()?.passages_without_token_vectors(limit)?)
     }
 
     fn count_without_token_vectors(&self) -> Result<usize> {
         if self.options.read_only {
             return Ok(0);
         }
-        Ok(self.reader().count_without_token_vectors()?)
+        Ok(self.reader()?.count_without_token_vectors()?)
     }
 
     fn put_token_vectors(&self, items: &[(u64, Vec<u8>)]) -> Result<()> {
         self.writer_for_update()?.put_token_vectors(items)?;
         Ok(())
     }
-}
-
-/// Documents and passages stored in a data directory made with `model`, read without opening
-/// its indexes or taking its lock (for listings of unopened collections).
-pub fn count_stored(data_dir: &Path, model: &ModelIdentity) -> Result<(usize, usize)> {
-    let pool = ReadPool::open(data_dir, model, 1)?;
-    Ok(pool.get().counts()?)
-}
-
-/// Where the index dump lives inside a data directory.
-pub fn index_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("index")
-}
-
-/// Where the lexical index lives inside a data directory.
-pub fn lexical_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("lexical")
 }

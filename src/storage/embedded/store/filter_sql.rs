@@ -136,7 +136,8 @@ mod tests {
     use serde_json::{Map, Value, json};
 
     use crate::filter::{MAX_CLAUSES, MAX_IN_VALUES, MetadataFilter};
-    use crate::store::{ChunkFilter, ChunkId, ModelIdentity, NewChunk, NewDocument, Store};
+    use crate::storage::embedded::store::Store;
+    use crate::storage::{ChunkFilter, ChunkId, ModelIdentity, NewChunk, NewDocument};
 
     /// A store holding one single-chunk document per metadata object.
     struct Fixture {
@@ -363,7 +364,7 @@ mod tests {
     fn filters_read_indexes_not_rows() {
         let f = fixture();
         let plan = |filter: ChunkFilter| -> String {
-            let (sql, params) = crate::store::matching_sql(&filter).unwrap();
+            let (sql, params) = crate::storage::embedded::store::matching_sql(&filter).unwrap();
             let mut stmt = f
                 .store
                 .conn

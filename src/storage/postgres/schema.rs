@@ -9,7 +9,7 @@
 use postgres::Client;
 
 use crate::index::HnswParams;
-use crate::store::ModelIdentity;
+use crate::storage::types::ModelIdentity;
 
 use super::PgError;
 

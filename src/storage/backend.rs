@@ -1,33 +1,124 @@
-//! Where a collection's documents, vectors and derived indexes live, behind one trait.
-//!
-//! The engine chunks, embeds, fuses and rescores; a [`Backend`] stores what it is given and
-//! answers candidate queries. Two implement it: [`embedded::EmbeddedBackend`] (SQLite, an
-//! in-process HNSW graph and a tantivy index in a data directory: one process, no server to
-//! run) and, with the `postgres` feature, [`postgres::PostgresBackend`] (PostgreSQL with
-//! pgvector: many semdex processes on one corpus). The engine does not know which it has.
-
-pub mod embedded;
-mod indexes;
-#[cfg(feature = "postgres")]
-pub mod postgres;
+//! One open collection's storage, behind one trait: the engine chunks, embeds, fuses and
+//! rescores; a [`Backend`] stores what it is given and answers candidate queries. The engine
+//! does not know which backend it has.
 
 use std::collections::HashMap;
 
-use crate::index::Hit;
-use crate::store::{
+use crate::index::{Hit, HnswParams};
+use crate::lexical::LexicalStats;
+
+use super::Result;
+use super::types::{
     ChunkFilter, ChunkRecord, ChunkSpan, DocumentState, DocumentSummary, NewChunk, NewDocument,
     StoredDocument,
 };
 
-use super::{EngineStats, IngestStatus, Result, SearchStrategy};
+/// How a collection's storage runs; the defaults are measured (benches/README.md).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackendOptions {
+    /// HNSW graph parameters.
+    pub hnsw: HnswParams,
+    /// Below this many live chunks every query is answered exactly (faster and exact).
+    pub exact_below: usize,
+    /// Rebuild the graph when this fraction of it is deleted vectors.
+    pub compact_ratio: f64,
+    /// Read connections to the store: concurrent searches up to this many read in parallel.
+    pub read_connections: usize,
+    /// Open without the directory's write lock, for reading beside a process that holds it:
+    /// writes fail with [`super::StorageError::ReadOnly`] and the index is never saved.
+    pub read_only: bool,
+}
+
+impl Default for BackendOptions {
+    fn default() -> Self {
+        Self {
+            hnsw: HnswParams::default(),
+            exact_below: 5_000,
+            compact_ratio: 0.2,
+            read_connections: 4,
+            read_only: false,
+        }
+    }
+}
+
+/// Counts and settings of a collection, for `/info` and the CLI.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectionStats {
+    /// Documents stored.
+    pub documents: usize,
+    /// Chunks stored.
+    pub chunks: usize,
+    /// Live vectors in the approximate index.
+    pub indexed: usize,
+    /// Deleted vectors the graph still holds (until compaction).
+    pub tombstones: usize,
+    /// The approximate index's kind.
+    pub index_kind: &'static str,
+    /// Its parameters.
+    pub hnsw: HnswParams,
+    /// Queries below this many chunks are exact.
+    pub exact_below: usize,
+    /// Bytes of the vectors the index holds in memory (its only copy of them).
+    pub vector_bytes: usize,
+    /// The lexical index's passages and size.
+    pub lexical: LexicalStats,
+    /// What ranks passages by their words, and how words are analysed.
+    pub lexical_kind: LexicalKind,
+}
+
+/// What ranks passages by their words in a backend, for `/info`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LexicalKind {
+    /// The ranking ("tantivy (BM25)").
+    pub ranking: &'static str,
+    /// How text becomes terms.
+    pub analyzer: &'static str,
+}
+
+/// How a query's dense candidates were found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SearchStrategy {
+    /// Every vector scored (asked for, or the corpus is small).
+    Exact,
+    /// Every vector the filter allows scored (the filter is selective).
+    ExactFiltered,
+    /// The HNSW graph.
+    Hnsw,
+    /// The HNSW graph, skipping what the filter excludes.
+    HnswFiltered,
+    /// No dense retrieval: BM25 only.
+    Lexical,
+}
+
+impl SearchStrategy {
+    /// A lowercase name for responses and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Exact => "exact",
+            Self::ExactFiltered => "exact_filtered",
+            Self::Hnsw => "hnsw",
+            Self::HnswFiltered => "hnsw_filtered",
+            Self::Lexical => "lexical",
+        }
+    }
+}
+
+/// Why [`Backend::write`] wrote no passages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// The store holds this text and metadata already.
+    Unchanged,
+    /// The store held this text; the new metadata was written.
+    MetadataUpdated,
+    /// A delete of the id came after the caller read its state: nothing was written.
+    Deleted,
+}
 
 /// What [`Backend::write`] did with a document.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Written {
-    /// Nothing needed new vectors: the store already held this text (`Unchanged`, or
-    /// `MetadataUpdated` with the new metadata written), or a delete of the id came after the
-    /// caller read its state (`Deleted`: nothing was written).
-    Settled(IngestStatus),
+    /// Nothing needed new vectors.
+    Settled(Settled),
     /// The text differs from the stored one (or there is none) and no passages were given:
     /// embed them and write again.
     NeedsPassages,
@@ -100,10 +191,11 @@ pub struct Candidates {
 }
 
 /// A collection's storage: documents and passages, their vectors, and the indexes that
-/// answer candidate queries. Calls block; the service runs them on blocking threads.
+/// answer candidate queries. Calls block; the service runs them on blocking threads. Locks are
+/// taken in the order [`crate::storage`] documents.
 pub trait Backend: Send + Sync {
     /// Counts and index settings.
-    fn stats(&self) -> Result<EngineStats>;
+    fn stats(&self) -> Result<CollectionStats>;
 
     /// What the store holds for a document id, for change detection.
     fn document_state(&self, id: &str) -> Result<Option<DocumentState>>;
@@ -112,7 +204,8 @@ pub trait Backend: Send + Sync {
     /// ([`decide`]): returns [`Written::Settled`]`(Deleted)` without writing when
     /// `deleted_since(what the store holds now)` says a delete of the id came after the caller
     /// read its state, and [`Written::NeedsPassages`] when `passages` is `None` and the text
-    /// must be embedded.
+    /// must be embedded. `deleted_since` is called under that lock and must take no lock of
+    /// its own that a delete could hold while waiting for it.
     fn write(
         &self,
         doc: &NewDocument<'_>,
@@ -121,8 +214,13 @@ pub trait Backend: Send + Sync {
     ) -> Result<Written>;
 
     /// Deletes a document and its passages; returns how many passages it had, or `None` when
-    /// there was no such document.
-    fn delete(&self, id: &str) -> Result<Option<usize>>;
+    /// there was no such document. `on_deleted` is called once the delete is made, under the
+    /// write lock for the id, so that a writer of the id that takes the lock next sees what it
+    /// records (the engine marks the ingests in flight: [`Backend::write`]'s
+    /// `deleted_since`). If a commit that follows it fails, the mark stays: an ingest of the
+    /// id in flight then reports a delete that did not happen and leaves the document as it
+    /// was, the conservative outcome of a delete that was asked for.
+    fn delete(&self, id: &str, on_deleted: &dyn Fn()) -> Result<Option<usize>>;
 
     /// Makes every write so far searchable by words (a backend whose lexical index is
     /// transactional has nothing to do).
@@ -161,6 +259,11 @@ pub trait Backend: Send + Sync {
     fn reads_are_local(&self) -> bool {
         false
     }
+
+    /// Refuses writes from now on ([`super::StorageError::CollectionNotFound`]), once the
+    /// writes in flight are done: the collection is being deleted. Reads go on. Nothing by
+    /// default (a database refuses them itself once the collection's row is gone).
+    fn close(&self) {}
 
     /// Saves what makes the next start fast (an index dump); nothing by default.
     fn persist(&self) -> Result<()> {
