@@ -247,6 +247,18 @@ impl Collections {
     /// Every collection, `default` first, then by name, as the catalog lists them now.
     /// Unopened collections are counted from their storage without opening their indexes.
     pub fn list(&self) -> Result<Vec<CollectionInfo>> {
+        if self.slots_are_the_truth() {
+            let slots: Vec<Arc<Slot>> = self.slots.lock().values().cloned().collect();
+            let mut out = vec![self.info_of_default()?];
+            for slot in slots {
+                match self.info_of(&slot) {
+                    // Deleted since the slots were read.
+                    Err(CollectionError::NotFound(_)) => {}
+                    info => out.push(info?),
+                }
+            }
+            return Ok(out);
+        }
         let records = self.catalog.list().map_err(storage_error(""))?;
         let slots: Vec<Arc<Slot>> = {
             let mut slots = self.slots.lock();
@@ -291,7 +303,10 @@ impl Collections {
             .filter_map(|(name, slot)| Some((name.clone(), slot.open_engine()?.clone())))
             .collect();
         let mut out = vec![(DEFAULT_COLLECTION.to_string(), self.default.stats())];
-        out.extend(open.into_iter().map(|(name, engine)| (name, engine.stats())));
+        out.extend(
+            open.into_iter()
+                .map(|(name, engine)| (name, engine.stats())),
+        );
         out
     }
 
@@ -388,6 +403,14 @@ impl Collections {
         Ok(())
     }
 
+    /// Whether this process makes every create and delete of the catalog's collections: then
+    /// the slots are the truth, kept by [`Collections::create`] and [`Collections::delete`],
+    /// and a name they lack is no collection (asking the catalog would race a delete in
+    /// progress and bring its slot back).
+    fn slots_are_the_truth(&self) -> bool {
+        !self.catalog.is_shared() && !self.catalog.is_read_only()
+    }
+
     /// The slot of `name` when this process may trust what it remembers (an unshared catalog)
     /// and knows it: no blocking work.
     fn known(&self, name: &str) -> Option<Arc<Slot>> {
@@ -397,12 +420,15 @@ impl Collections {
         self.slots.lock().get(name).cloned()
     }
 
-    /// The slot of `name`, after asking the catalog when the name is unknown here or the
-    /// catalog is shared (another replica may have created or deleted it, or deleted it and
-    /// made another of the same name: a stale slot goes). Blocks.
+    /// The slot of `name`: from the slots when they are the truth, else after asking the
+    /// catalog (another process may have created or deleted it, or deleted it and made another
+    /// of the same name: a stale slot goes). Blocks.
     fn find(&self, name: &str) -> Result<Arc<Slot>> {
         if let Some(slot) = self.known(name) {
             return Ok(slot);
+        }
+        if self.slots_are_the_truth() {
+            return Err(CollectionError::NotFound(name.to_string()));
         }
         let record = self.catalog.lookup(name).map_err(storage_error(name))?;
         let mut slots = self.slots.lock();
@@ -482,6 +508,9 @@ impl Collections {
 
     fn info_of(&self, slot: &Slot) -> Result<CollectionInfo> {
         let name = &slot.record.name;
+        if slot.deleted.load(Ordering::SeqCst) {
+            return Err(CollectionError::NotFound(name.clone()));
+        }
         let engine = slot.open_engine();
         let (documents, chunks) = match engine {
             Some(engine) => {
@@ -509,14 +538,12 @@ impl Collections {
 async fn run_blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T> + Send + 'static,
 ) -> Result<T> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .unwrap_or_else(|e| {
-            Err(CollectionError::Engine {
-                name: String::new(),
-                source: EngineError::InvalidRequest(format!("collection task failed: {e}")),
-            })
+    tokio::task::spawn_blocking(work).await.unwrap_or_else(|e| {
+        Err(CollectionError::Engine {
+            name: String::new(),
+            source: EngineError::InvalidRequest(format!("collection task failed: {e}")),
         })
+    })
 }
 
 /// The error of an engine call for collection `name`, for `map_err`.

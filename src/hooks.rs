@@ -1,10 +1,18 @@
 //! Named points in slow or racy work where a test can pause it, or watch it pass, instead of
 //! guessing how long it takes.
 //!
-//! Code calls [`reached`] at a point (`"collections.open"`, with a key such as the
-//! collection's name); nothing happens unless a test has [`install`]ed a hook for that point
-//! and key, so the cost in production is one atomic load. Keys let tests that run side by side
-//! in one process hook their own collections or documents only.
+//! Code calls [`reached`] at a point, with a key; nothing happens unless a test has
+//! [`install`]ed a hook for that point and key, so the cost in production is one atomic load.
+//! Keys let tests that run side by side in one process hook their own collections or
+//! documents only. The points:
+//!
+//! | point | key | where |
+//! | --- | --- | --- |
+//! | `collections.open` | collection name | opening a collection's engine, under its gate |
+//! | `ingest.document` | document id | an ingest reaching a document, before reading its state |
+//! | `ingest.commit` | document id | an ingest's commit, under the backend's write lock for the id |
+//! | `delete.commit` | document id | a delete made, under the backend's write lock for the id |
+//! | `service.embed` | the first input's text | an admitted embedding request, before tokenizing |
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -95,6 +103,11 @@ impl Gate {
             }
         }
         true
+    }
+
+    /// How many callers have arrived at [`Gate::wait`] so far.
+    pub fn arrivals(&self) -> usize {
+        self.state.lock().1
     }
 
     /// Opens the gate: every waiter, and every later one, goes on.

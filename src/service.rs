@@ -109,6 +109,19 @@ pub enum ServiceError {
     Internal(String),
 }
 
+impl ServiceError {
+    /// Names `collection` in a not-found error raised where its name was not known (a write
+    /// into a collection deleted under it).
+    fn in_collection(self, collection: &str) -> Self {
+        match self {
+            Self::CollectionNotFound(name) if name.is_empty() => {
+                Self::CollectionNotFound(collection.to_string())
+            }
+            other => other,
+        }
+    }
+}
+
 /// Result alias for the service.
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
@@ -292,6 +305,9 @@ impl Service {
         let guard = cancel.clone().drop_guard();
         let (tokenized, permit) = self
             .blocking(move || {
+                if let Some(first) = texts.first() {
+                    crate::hooks::reached("service.embed", first);
+                }
                 let mut tokenized: Vec<TokenizedText> = Vec::with_capacity(texts.len());
                 for (index, text) in texts.iter().enumerate() {
                     if cancel.is_cancelled() {
@@ -419,7 +435,8 @@ impl Service {
                     ingest_in_groups(&engine, docs, &cancel)
                 }
             })
-            .await?;
+            .await
+            .map_err(|e| e.in_collection(collection))?;
         guard.disarm();
         compact_in_background(engine);
         Ok(reports)
@@ -433,7 +450,8 @@ impl Service {
                 let engine = engine.clone();
                 move || Ok(engine.delete(&id)?)
             })
-            .await?;
+            .await
+            .map_err(|e| e.in_collection(collection))?;
         compact_in_background(engine);
         Ok(removed)
     }

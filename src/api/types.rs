@@ -103,7 +103,10 @@ pub struct FilterBody {
     /// and `"$and"` / `"$or"` lists of such objects. Types never coerce; at most 64 clauses and
     /// 1,000 values per `$in` (README, "Filters").
     #[serde(default)]
-    #[schema(value_type = Object, example = json!({"year": {"$gte": 2020}, "lang": {"$in": ["en", "de"]}}))]
+    #[schema(
+        schema_with = super::schemas::metadata_filter,
+        example = json!({"year": {"$gte": 2020}, "lang": {"$in": ["en", "de"]}})
+    )]
     pub metadata: Map<String, Value>,
 }
 
@@ -660,9 +663,13 @@ pub struct CollectionBody {
     /// 1 to 64 characters of `A-Z a-z 0-9 _ -`.
     #[schema(example = "product-docs", pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub name: String,
-    /// Passage size in model tokens (the server's `--chunk-tokens` when absent).
+    /// Passage size in model tokens (the server's `--chunk-tokens` when absent): from 8 to the
+    /// model's window (256 for all-MiniLM-L6-v2).
+    #[schema(minimum = 8, maximum = 256)]
     pub chunk_tokens: Option<usize>,
-    /// Tokens neighbouring passages share (the server's `--chunk-overlap` when absent).
+    /// Tokens neighbouring passages share (the server's `--chunk-overlap` when absent): fewer
+    /// than `chunk_tokens` less the model's two special tokens (so at most 253).
+    #[schema(minimum = 0, maximum = 253)]
     pub chunk_overlap: Option<usize>,
 }
 

@@ -347,7 +347,8 @@ fn beir(global: &GlobalArgs, args: BeirArgs) -> anyhow::Result<()> {
                     stored.unwrap_or_default()
                 );
             }
-            let catalog: std::sync::Arc<dyn semdex::storage::Catalog> = std::sync::Arc::new(catalog);
+            let catalog: std::sync::Arc<dyn semdex::storage::Catalog> =
+                std::sync::Arc::new(catalog);
             Some((catalog, collection.clone()))
         }
         None => None,
@@ -600,7 +601,8 @@ fn qa(global: &GlobalArgs, args: QaArgs) -> anyhow::Result<()> {
             chunk_overlap: Some(options.chunk.overlap),
         };
         let engine = semdex::engine::Engine::open(encoder, options, &semdex::progress::NoProgress)?;
-        let catalog = semdex::storage::embedded::EmbeddedCatalog::beside_open_directory(&data_dir, false)?;
+        let catalog =
+            semdex::storage::embedded::EmbeddedCatalog::beside_open_directory(&data_dir, false)?;
         let engine = super::Opened {
             catalog: std::sync::Arc::new(catalog),
             default: std::sync::Arc::new(engine),

@@ -183,7 +183,10 @@ pub struct Opened {
 impl Opened {
     /// The collections of this storage.
     pub fn collections(&self) -> anyhow::Result<Collections> {
-        Ok(Collections::new(self.catalog.clone(), self.default.clone())?)
+        Ok(Collections::new(
+            self.catalog.clone(),
+            self.default.clone(),
+        )?)
     }
 
     /// The engine of collection `name`: the default one for "default"; with `create`, a
@@ -342,9 +345,8 @@ impl EngineArgs {
 
 /// Whether opening failed because another process holds the data directory.
 fn is_locked(err: &anyhow::Error) -> bool {
-    let locked = |storage: &StorageError| {
-        matches!(storage, StorageError::Store(StoreError::Locked { .. }))
-    };
+    let locked =
+        |storage: &StorageError| matches!(storage, StorageError::Store(StoreError::Locked { .. }));
     err.chain().any(|cause| {
         cause.downcast_ref::<StorageError>().is_some_and(locked)
             || matches!(

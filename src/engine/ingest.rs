@@ -198,6 +198,7 @@ impl Engine {
         let mut pipeline = Pipeline::default();
         for input in docs {
             let hash = content_hash(&input.text);
+            crate::hooks::reached("ingest.document", &input.id);
             // Claimed before its state is read: see [`super::claims`].
             let claim = self.claims.claim(&input.id);
             let state = self.backend.document_state(&input.id)?;
@@ -335,6 +336,8 @@ impl Engine {
             .collect();
         let doc = new_document(&p.input, &p.hash, p.title.as_deref());
         let status = match self.backend.write(&doc, Some(&chunks), &|now| {
+            // Under the backend's write lock for the id.
+            crate::hooks::reached("ingest.commit", doc.id);
             deleted_since(&p.claim, p.existed, now)
         })? {
             // Deleted meanwhile, or the same text committed by a concurrent ingest.
@@ -377,7 +380,11 @@ impl Engine {
         // The backend marks the ingests of this id in flight under its write lock for the id,
         // so that their commits do not bring the document back.
         self.backend
-            .delete(id, &|| self.claims.mark_deleted(id))?
+            .delete(id, &|| {
+                // Under the backend's write lock for the id.
+                crate::hooks::reached("delete.commit", id);
+                self.claims.mark_deleted(id);
+            })?
             .ok_or_else(|| EngineError::NotFound(id.to_string()))
     }
 

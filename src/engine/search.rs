@@ -6,13 +6,13 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 use serde_json::{Map, Value};
 
+use super::fusion::{self, Fused, Fusion, RescoreWeights};
+use super::parallel;
+use super::{Engine, EngineError, MAX_EF, MAX_K, Result};
 use crate::embed::l2_normalize;
 use crate::index::Hit;
 use crate::late::{MaxSim, TokenMatrix};
 use crate::storage::{CandidateQuery, Candidates, ChunkFilter, SearchStrategy};
-use super::fusion::{self, Fused, Fusion, RescoreWeights};
-use super::parallel;
-use super::{Engine, EngineError, MAX_EF, MAX_K, Result};
 
 /// Candidates each retriever contributes to a hybrid query (when `k` is smaller): deep enough
 /// that a passage ranked well by one retriever and poorly by the other still meets the fusion

@@ -461,7 +461,10 @@ fn check_marker(dir: &Path, marker: &Marker) -> Result<(), BeirError> {
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if dir.join(crate::storage::embedded::store::DATABASE_FILE).exists() {
+            if dir
+                .join(crate::storage::embedded::store::DATABASE_FILE)
+                .exists()
+            {
                 return Err(BeirError::DataDirMismatch {
                     dir: dir.to_path_buf(),
                     found: "a data directory not made by `semdex bench beir`".into(),

@@ -3,9 +3,9 @@
 
 use crate::progress::Progress;
 
+use super::Result;
 use super::backend::{Backend, BackendOptions};
 use super::types::ModelIdentity;
-use super::Result;
 
 /// The collection every unprefixed route and command works on. It always exists and cannot
 /// be deleted.

@@ -126,7 +126,7 @@ pub struct TestServer {
     pub base: String,
     /// The engine behind it.
     pub engine: std::sync::Arc<Engine>,
-    _runtime: tokio::runtime::Runtime,
+    _served: Served,
     _dir: tempfile::TempDir,
 }
 
@@ -164,6 +164,60 @@ pub fn start_server_with(
             &semdex::progress::NoProgress,
         )
         .unwrap();
+    let served = serve(
+        Arc::new(collections_beside(engine.clone())),
+        config,
+        queue,
+        service,
+    );
+    TestServer {
+        base: served.base.clone(),
+        engine,
+        _served: served,
+        _dir: dir,
+    }
+}
+
+/// A real HTTP server (the full router, two runtime workers) over `collections`, on an
+/// ephemeral loopback port, in this process.
+pub struct Served {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The collections behind it.
+    pub collections: Arc<semdex::collections::Collections>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Served {
+    /// A URL on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Leaves the server's threads behind instead of waiting for them: for a test that
+    /// failed because work hung (dropping the runtime would wait for it forever).
+    pub fn abandon(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(60));
+        }
+    }
+}
+
+/// Serves `collections` over real HTTP.
+pub fn serve(
+    collections: Arc<semdex::collections::Collections>,
+    config: ApiConfig,
+    queue: QueueOptions,
+    service: ServiceOptions,
+) -> Served {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -174,18 +228,18 @@ pub fn start_server_with(
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let state = AppState::new(config);
+    let encoder = collections.default_engine().encoder().clone();
     state.set_ready(Service::new(
-        Arc::new(collections_beside(engine.clone())),
+        collections.clone(),
         EmbedQueue::start(encoder, queue).unwrap(),
         service,
     ));
     let app = semdex::api::router(state);
     runtime.spawn(async move { axum::serve(listener, app).await });
-    TestServer {
+    Served {
         base: format!("http://{addr}"),
-        engine,
-        _runtime: runtime,
-        _dir: dir,
+        collections,
+        runtime: Some(runtime),
     }
 }
 

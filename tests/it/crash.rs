@@ -39,7 +39,9 @@ fn sigkill_mid_ingest_leaves_whole_documents_only() {
         .spawn()
         .unwrap();
 
-    let db = data.path().join(semdex::storage::embedded::store::DATABASE_FILE);
+    let db = data
+        .path()
+        .join(semdex::storage::embedded::store::DATABASE_FILE);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut seen = 0;
     while seen < 3 {

@@ -77,7 +77,10 @@ fn restart_gives_identical_results_with_and_without_a_dump() {
         .err()
         .expect("the directory is locked");
     assert!(
-        matches!(err, EngineError::Storage(StorageError::Store(StoreError::Locked { .. }))),
+        matches!(
+            err,
+            EngineError::Storage(StorageError::Store(StoreError::Locked { .. }))
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("in use by this process"), "{err}");
@@ -90,7 +93,10 @@ fn restart_gives_identical_results_with_and_without_a_dump() {
             reader.ingest(vec![crate::common::doc("x", "text")], &hidden()),
             Err(EngineError::Storage(StorageError::ReadOnly(_)))
         ));
-        assert!(matches!(reader.delete("w1"), Err(EngineError::Storage(StorageError::ReadOnly(_)))));
+        assert!(matches!(
+            reader.delete("w1"),
+            Err(EngineError::Storage(StorageError::ReadOnly(_)))
+        ));
     }
     let extra = crate::common::doc(
         "late",
@@ -182,7 +188,10 @@ fn another_model_is_refused() {
     .err()
     .unwrap();
     assert!(
-        matches!(err, EngineError::Storage(StorageError::Store(StoreError::ModelMismatch { .. }))),
+        matches!(
+            err,
+            EngineError::Storage(StorageError::Store(StoreError::ModelMismatch { .. }))
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("other-model"));

@@ -632,13 +632,18 @@ fn body_limit_and_timeout() {
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
     );
-    // 120 inputs of ~60 tokens are ~7,000 tokens: far more than 100 ms on two cores.
+    // A request held at the `service.embed` hook until it has been answered: it outlasts the
+    // 100 ms limit however fast the machine.
     let inputs: Vec<String> = (0..120)
-        .map(|i| format!("{i} {}", "summit talks ".repeat(29)))
+        .map(|i| format!("timed out {i} {}", "summit talks ".repeat(29)))
         .collect();
     let small_enough = serde_json::to_string(&json!({"inputs": inputs})).unwrap();
     assert!(small_enough.len() < 64 * 1024);
+    let gate = semdex::hooks::Gate::new();
+    let held = gate.clone();
+    let _hook = semdex::hooks::install("service.embed", inputs[0].clone(), move || held.wait());
     let r = post(&s, "/embed", json!({"inputs": inputs}));
+    gate.open();
     assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "timeout");
 }
 

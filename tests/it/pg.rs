@@ -161,6 +161,42 @@ fn catalog(url: &str, options: &EngineOptions) -> PostgresCatalog {
 
 crate::suite::backend_suite!(Postgres::new());
 
+/// The collections of a fresh database, with its default collection open.
+fn pg_collections(server: &PgServer) -> semdex::collections::Collections {
+    let options = EngineOptions::new(std::env::temp_dir());
+    let catalog = std::sync::Arc::new(catalog(&server.url, &options));
+    let backend = catalog
+        .open(
+            "default",
+            &model_identity(&crate::common::encoder()),
+            &options.backend(),
+            &semdex::progress::NoProgress,
+        )
+        .unwrap();
+    let engine = semdex::engine::Engine::with_backend(
+        crate::common::encoder(),
+        backend,
+        options,
+        &semdex::progress::NoProgress,
+    )
+    .unwrap();
+    semdex::collections::Collections::new(catalog, std::sync::Arc::new(engine)).unwrap()
+}
+
+#[test]
+fn sync_storm_on_postgresql() {
+    let server = PgServer::start();
+    crate::sync_storm::one_collection(pg_collections(&server));
+    assert_totals_match_the_passages(&server.url);
+}
+
+#[test]
+fn sync_storm_across_collections_on_postgresql() {
+    let server = PgServer::start();
+    crate::sync_storm::two_collections_and_one_that_comes_and_goes(pg_collections(&server));
+    assert_totals_match_the_passages(&server.url);
+}
+
 /// BM25's totals (passages, their length) follow an update and a delete, and a database of
 /// schema 1 (passages without postings) gets them at the next start: scores stay BM25's over
 /// the passages there are.

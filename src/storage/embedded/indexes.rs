@@ -5,10 +5,10 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use super::store::{Passage, Store};
 use crate::index::{HnswIndex, HnswParams, LoadMiss, VectorId, VectorIndex};
 use crate::lexical::{LexicalIndex, Opened};
 use crate::progress::{NoProgress, Progress};
-use super::store::{Passage, Store};
 
 use crate::storage::{Result, StorageError};
 

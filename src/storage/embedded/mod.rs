@@ -210,11 +210,12 @@ impl Catalog for EmbeddedCatalog {
             chunk_overlap: chunk.chunk_overlap,
         };
         let placed = (|| {
-            let text = serde_json::to_vec_pretty(&manifest).map_err(|e| StorageError::Manifest {
-                name: name.to_string(),
-                path: staging.join(MANIFEST),
-                message: e.to_string(),
-            })?;
+            let text =
+                serde_json::to_vec_pretty(&manifest).map_err(|e| StorageError::Manifest {
+                    name: name.to_string(),
+                    path: staging.join(MANIFEST),
+                    message: e.to_string(),
+                })?;
             write_durably(&staging.join(MANIFEST), &text)
                 .map_err(io_error(name, "writing", &staging))?;
             sync_dir(&staging).map_err(io_error(name, "syncing", &staging))?;
@@ -260,25 +261,30 @@ impl Catalog for EmbeddedCatalog {
         // The data directory's own collection: its lock is this catalog's.
         let locked_here = name == DEFAULT_COLLECTION && self.lock.is_some();
         Ok(Box::new(EmbeddedBackend::open_with(
-            &dir, model, options, progress, !locked_here,
+            &dir,
+            model,
+            options,
+            progress,
+            !locked_here,
         )?))
     }
 
-    fn counts(&self, name: &str, model: &ModelIdentity) -> Result<(usize, usize)> {
-        let pool = store::ReadPool::open(&self.dir_of(name), model, 1)?;
-        Ok(pool.get()?.counts()?)
+    /// Read without the model check or any write: a folder whose store is gone (deleted
+    /// meanwhile) is not found, never made anew.
+    fn counts(&self, name: &str, _model: &ModelIdentity) -> Result<(usize, usize)> {
+        store::Store::counts_in(&self.dir_of(name))?
+            .ok_or_else(|| StorageError::CollectionNotFound(name.to_string()))
     }
 }
 
 fn read_manifest(name: &str, dir: &Path) -> Result<Manifest> {
     let path = dir.join(MANIFEST);
     let text = std::fs::read(&path).map_err(io_error(name, "reading", &path))?;
-    let manifest: Manifest =
-        serde_json::from_slice(&text).map_err(|e| StorageError::Manifest {
-            name: name.to_string(),
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+    let manifest: Manifest = serde_json::from_slice(&text).map_err(|e| StorageError::Manifest {
+        name: name.to_string(),
+        path: path.clone(),
+        message: e.to_string(),
+    })?;
     if manifest.name != name {
         return Err(StorageError::Manifest {
             name: name.to_string(),

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 use crate::filter::sql::{Params, to_sql};
 use crate::index::{Hit, HnswParams};
 use crate::lexical::LexicalStats;
+use crate::storage::StorageError;
 use crate::storage::backend::{
     Backend, BackendOptions, CandidateQuery, Candidates, CollectionStats, Decision, LexicalKind,
     SearchStrategy, Settled, Written, decide,
@@ -18,7 +19,6 @@ use crate::storage::types::{
     ChunkFilter, ChunkRecord, ChunkSpan, DocumentState, DocumentSummary, NewChunk, NewDocument,
     StoredDocument,
 };
-use crate::storage::StorageError;
 
 use super::bm25::{bm25_score, postings_cte, totals_cte};
 use super::filter::{self, Param};
@@ -62,7 +62,11 @@ pub struct PostgresBackend {
 
 impl PostgresBackend {
     /// The collection `collection` of `database` (whose schema [`Database::connect`] made).
-    pub fn open(database: Arc<Database>, collection: &str, options: &BackendOptions) -> Result<Self> {
+    pub fn open(
+        database: Arc<Database>,
+        collection: &str,
+        options: &BackendOptions,
+    ) -> Result<Self> {
         options.hnsw.validate()?;
         Ok(Self {
             database,
@@ -238,7 +242,6 @@ impl PostgresBackend {
     }
 }
 
-
 /// Joins each passage to its document, for metadata filters and results.
 const DOCUMENTS_JOIN: &str =
     "JOIN semdex_documents d ON d.collection = c.collection AND d.id = c.doc_id";
@@ -308,7 +311,6 @@ fn check_storable(doc: &NewDocument<'_>) -> Result<()> {
     }
     Ok(())
 }
-
 
 impl Backend for PostgresBackend {
     fn stats(&self) -> Result<CollectionStats> {
@@ -676,7 +678,6 @@ impl Backend for PostgresBackend {
     }
 }
 
-
 /// What the database holds for a document id.
 fn document_state(
     client: &mut impl GenericClient,
@@ -696,4 +697,3 @@ fn document_state(
         })
         .transpose()
 }
-

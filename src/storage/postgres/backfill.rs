@@ -65,4 +65,3 @@ pub(super) fn backfill_postings(client: &mut postgres::Client) -> Result<()> {
     }
     Ok(())
 }
-

@@ -43,4 +43,3 @@ pub(super) fn totals_cte(collection: &str) -> String {
          )"
     )
 }
-

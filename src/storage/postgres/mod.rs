@@ -208,9 +208,9 @@ impl Database {
 
     /// A connection from the pool; [`StorageError::Unavailable`] when none can be had.
     fn client(&self) -> Result<Connection> {
-        self.pool.get().map_err(|e| {
-            StorageError::Unavailable(format!("PostgreSQL at {}: {e}", self.display))
-        })
+        self.pool
+            .get()
+            .map_err(|e| StorageError::Unavailable(format!("PostgreSQL at {}: {e}", self.display)))
     }
 }
 
@@ -232,7 +232,6 @@ fn redact(url: &str) -> String {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,4 +249,3 @@ mod tests {
         assert_eq!(redact("host=db user=app"), "(key=value connection string)");
     }
 }
-

@@ -133,4 +133,3 @@ pub(super) fn delete_document(
     )?;
     Ok((deleted == 1, lengths.len()))
 }
-

@@ -161,6 +161,25 @@ impl Store {
         Ok(out)
     }
 
+    /// Documents and chunks of the store in `dir`, read through a read-only connection that
+    /// creates nothing; `None` when there is no store there.
+    pub fn counts_in(dir: &Path) -> Result<Option<(usize, usize)>> {
+        let path = dir.join(DATABASE_FILE);
+        let conn = match Connection::open_with_flags(
+            &path,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        ) {
+            Ok(conn) => conn,
+            Err(_) if !path.exists() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let store = Self {
+            conn,
+            dir: dir.to_path_buf(),
+        };
+        Ok(Some(store.counts()?))
+    }
+
     /// The data directory.
     pub fn dir(&self) -> &Path {
         &self.dir

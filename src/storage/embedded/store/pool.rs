@@ -52,7 +52,7 @@ pub(crate) fn helper_threads() -> Arc<ScheduledThreadPool> {
                 .build(),
         )
     })
-        .clone()
+    .clone()
 }
 
 /// Read connections to one data directory, lent out one caller at a time.
@@ -96,9 +96,7 @@ impl ReadPool {
     /// A connection, waiting (at most [`READ_TIMEOUT`]) for one to be returned when all are in
     /// use.
     pub fn get(&self) -> Result<PooledStore> {
-        self.pool
-            .get()
-            .map_err(|e| StoreError::Pool(e.to_string()))
+        self.pool.get().map_err(|e| StoreError::Pool(e.to_string()))
     }
 }
 
@@ -124,7 +122,9 @@ mod tests {
         std::thread::scope(|s| {
             let waiter = s.spawn(move || {
                 let store = shared.get().unwrap();
-                returned_rx.try_recv().expect("a connection came back first");
+                returned_rx
+                    .try_recv()
+                    .expect("a connection came back first");
                 store.counts().unwrap()
             });
             returned_tx.send(()).unwrap();
