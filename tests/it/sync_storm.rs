@@ -105,14 +105,13 @@ fn send(request: reqwest::blocking::RequestBuilder) -> (u16, Value) {
     }
 }
 
+/// Work done once while the storm runs.
+type Middle<'a> = Box<dyn FnOnce(&Tally) + Send + 'a>;
+
 /// Runs the storm against `served` over `collections` (each created first if absent);
 /// `middle`, if given, runs once the storm is a third through, on its own thread (a collection
 /// created and deleted while the clients work). Returns the tally and the seconds it took.
-fn storm(
-    served: &Served,
-    collections: &[String],
-    middle: Option<Box<dyn FnOnce(&Tally) + Send + '_>>,
-) -> (Arc<Tally>, f64) {
+fn storm(served: &Served, collections: &[String], middle: Option<Middle<'_>>) -> (Arc<Tally>, f64) {
     let http = client();
     for name in collections {
         let (status, body) = send(http.post(served.url("/collections")).json(&json!({
