@@ -2,8 +2,10 @@
 //! encoder.
 //!
 //! [`Collections`] is a cache of engines over a [`Catalog`] (a data directory's folders, or a
-//! shared database's rows): it knows no storage. Engines are opened on first use and stay
-//! open, so a server with many collections pays at start only for those it is asked about.
+//! shared database's rows): it knows no storage. Engines are opened on first use; past a
+//! bound on open collections ([`Collections::with_max_open`]) the least recently used is
+//! closed (its index saved first), so that a server with many collections holds the files of
+//! only so many, and pays at start only for those it is asked about.
 //! The catalog is the truth: a name this process does not know is looked up there before it is
 //! called unknown, and with a shared catalog (other replicas create and delete collections
 //! too) every use of a named collection asks it.
@@ -17,7 +19,7 @@
 //! `parking_lot` mutex held only to look up, insert or remove a slot, never across I/O.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
@@ -110,11 +112,14 @@ pub struct CollectionInfo {
     pub loaded: bool,
 }
 
-/// One named collection: its record, and its engine once opened.
+/// One named collection: its record, and its engine while open.
 struct Slot {
     record: CollectionRecord,
-    /// Set once opened; read without waiting.
-    engine: OnceLock<Arc<Engine>>,
+    /// Its engine while open (a brief lock: read, set or taken, never held across work).
+    engine: Mutex<Option<Arc<Engine>>>,
+    /// When it was last asked for, on the collections' clock (for closing the least recently
+    /// used).
+    last_used: AtomicU64,
     /// Serialises opening and deleting the collection (lock 1 of the storage lock order).
     gate: tokio::sync::Mutex<()>,
     /// Set by a delete, under the gate: the slot is dead, whatever its engine.
@@ -129,7 +134,8 @@ impl Slot {
     fn new(record: CollectionRecord) -> Arc<Self> {
         Arc::new(Self {
             record,
-            engine: OnceLock::new(),
+            engine: Mutex::new(None),
+            last_used: AtomicU64::new(0),
             gate: tokio::sync::Mutex::new(()),
             deleted: AtomicBool::new(false),
             stored_counts: OnceLock::new(),
@@ -137,10 +143,16 @@ impl Slot {
     }
 
     /// Its engine, when open and not deleted.
-    fn open_engine(&self) -> Option<&Arc<Engine>> {
-        self.engine
-            .get()
-            .filter(|_| !self.deleted.load(Ordering::SeqCst))
+    fn open_engine(&self) -> Option<Arc<Engine>> {
+        if self.deleted.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.engine.lock().clone()
+    }
+
+    /// Its engine when open, deleted or not (the caller holds the gate).
+    fn engine(&self) -> Option<Arc<Engine>> {
+        self.engine.lock().clone()
     }
 }
 
@@ -154,6 +166,10 @@ pub struct Collections {
     default: Arc<Engine>,
     /// Named collections this process knows (lock 3 of the storage lock order: brief).
     slots: Mutex<BTreeMap<String, Arc<Slot>>>,
+    /// Named collections open at once, at most (the least recently used is closed past it).
+    max_open: usize,
+    /// A counter ticking at every use of a collection.
+    clock: AtomicU64,
 }
 
 impl Collections {
@@ -172,7 +188,17 @@ impl Collections {
             catalog,
             default,
             slots: Mutex::new(slots),
+            max_open: usize::MAX,
+            clock: AtomicU64::new(0),
         })
+    }
+
+    /// Keeps at most `max_open` named collections open (at least one): opening another closes
+    /// the one least recently used, after saving its index. Each open collection holds a dozen
+    /// or so file descriptors; the server sizes this from its descriptor limit.
+    pub fn with_max_open(mut self, max_open: usize) -> Self {
+        self.max_open = max_open.max(1);
+        self
     }
 
     /// The engine of the default collection.
@@ -201,21 +227,20 @@ impl Collections {
                 run_blocking(move || this.find(&owned)).await?
             }
         };
+        self.touch(&slot);
         if let Some(engine) = slot.open_engine() {
-            return Ok(engine.clone());
+            return Ok(engine);
         }
         let _gate = slot.gate.lock().await;
         if slot.deleted.load(Ordering::SeqCst) {
             return Err(CollectionError::NotFound(name.to_string()));
         }
-        if let Some(engine) = slot.engine.get() {
-            return Ok(engine.clone());
+        if let Some(engine) = slot.engine() {
+            return Ok(engine);
         }
         let this = self.clone();
         let opening = slot.clone();
-        let engine = run_blocking(move || this.open_slot(&opening)).await?;
-        let _ = slot.engine.set(engine.clone());
-        Ok(engine)
+        run_blocking(move || this.open_and_make_room(&opening)).await
     }
 
     /// [`Collections::engine`] for callers outside an async runtime (the command line): the
@@ -229,19 +254,66 @@ impl Collections {
             Some(slot) => slot,
             None => self.find(name)?,
         };
+        self.touch(&slot);
         if let Some(engine) = slot.open_engine() {
-            return Ok(engine.clone());
+            return Ok(engine);
         }
         let _gate = slot.gate.blocking_lock();
         if slot.deleted.load(Ordering::SeqCst) {
             return Err(CollectionError::NotFound(name.to_string()));
         }
-        if let Some(engine) = slot.engine.get() {
-            return Ok(engine.clone());
+        if let Some(engine) = slot.engine() {
+            return Ok(engine);
         }
-        let engine = self.open_slot(&slot)?;
-        let _ = slot.engine.set(engine.clone());
+        self.open_and_make_room(&slot)
+    }
+
+    /// Marks a slot used now.
+    fn touch(&self, slot: &Slot) {
+        let now = self.clock.fetch_add(1, Ordering::Relaxed) + 1;
+        slot.last_used.store(now, Ordering::Relaxed);
+    }
+
+    /// Opens a slot's engine (the caller holds its gate), then closes the least recently used
+    /// others while more than the bound are open. Blocks.
+    fn open_and_make_room(&self, slot: &Arc<Slot>) -> Result<Arc<Engine>> {
+        let engine = self.open_slot(slot)?;
+        *slot.engine.lock() = Some(engine.clone());
+        self.close_idle(slot);
         Ok(engine)
+    }
+
+    /// Closes open collections, least recently used first, until at most the bound are open;
+    /// never `keep`, nor one whose gate is held (opening or being deleted: it is passed over,
+    /// not waited for). A closed collection's index is saved first; requests still running on
+    /// it finish on the engine they hold. Blocks.
+    fn close_idle(&self, keep: &Arc<Slot>) {
+        let mut open: Vec<Arc<Slot>> = self
+            .slots
+            .lock()
+            .values()
+            .filter(|s| !Arc::ptr_eq(s, keep) && s.engine.lock().is_some())
+            .cloned()
+            .collect();
+        // The slot just opened counts too.
+        let mut excess = (open.len() + 1).saturating_sub(self.max_open);
+        open.sort_by_key(|s| s.last_used.load(Ordering::Relaxed));
+        for slot in open {
+            if excess == 0 {
+                break;
+            }
+            let Ok(_gate) = slot.gate.try_lock() else {
+                continue;
+            };
+            let Some(engine) = slot.engine.lock().take() else {
+                continue;
+            };
+            if let Err(e) = engine.persist() {
+                tracing::warn!(collection = %slot.record.name, error = %e, "cannot save the index of a collection being closed; the next open catches up from the store");
+            }
+            tracing::info!(collection = %slot.record.name, "closed a collection idle longest");
+            excess -= 1;
+        }
     }
 
     /// Every collection, `default` first, then by name, as the catalog lists them now.
@@ -300,7 +372,7 @@ impl Collections {
             .slots
             .lock()
             .iter()
-            .filter_map(|(name, slot)| Some((name.clone(), slot.open_engine()?.clone())))
+            .filter_map(|(name, slot)| Some((name.clone(), slot.open_engine()?)))
             .collect();
         let mut out = vec![(DEFAULT_COLLECTION.to_string(), self.default.stats())];
         out.extend(
@@ -333,12 +405,19 @@ impl Collections {
             .map_err(storage_error(name))?
             .ok_or_else(|| CollectionError::Exists(name.to_string()))?;
         let slot = Slot::new(record);
+        self.touch(&slot);
         self.slots.lock().insert(name.to_string(), slot.clone());
         {
             let _gate = slot.gate.blocking_lock();
-            if !slot.deleted.load(Ordering::SeqCst) && slot.engine.get().is_none() {
-                let engine = self.open_slot(&slot)?;
-                let _ = slot.engine.set(engine);
+            if let Err(e) = self.open_and_make_room(&slot) {
+                // Whole or not at all: a collection that cannot be opened (no descriptor, no
+                // space) is taken back, so that the caller's retry finds no half-made one.
+                slot.deleted.store(true, Ordering::SeqCst);
+                self.slots.lock().remove(name);
+                if let Err(undo) = self.catalog.delete(name) {
+                    tracing::warn!(collection = name, error = %undo, "cannot take back a collection that failed to open");
+                }
+                return Err(e);
             }
         }
         tracing::info!(collection = name, "collection created");
@@ -366,7 +445,7 @@ impl Collections {
                 slots.remove(name);
             }
         }
-        if let Some(engine) = slot.engine.get() {
+        if let Some(engine) = slot.engine() {
             engine.close();
         }
         let deleted = self.catalog.delete(name).map_err(storage_error(name))?;
@@ -377,19 +456,23 @@ impl Collections {
         Ok(())
     }
 
-    /// Saves every open engine's index (at shutdown).
-    pub fn persist(&self) -> std::result::Result<(), EngineError> {
-        self.default.persist()?;
-        let open: Vec<Arc<Engine>> = self
-            .slots
-            .lock()
-            .values()
-            .filter_map(|slot| slot.open_engine().cloned())
+    /// Saves every open engine's index (at shutdown). A dump that cannot be written (a full
+    /// disk) is logged and passed over: the store is the truth, and the next start catches
+    /// the index up from it.
+    pub fn persist(&self) {
+        let open: Vec<(String, Arc<Engine>)> = std::iter::once((DEFAULT_COLLECTION.to_string(), self.default.clone()))
+            .chain(
+                self.slots
+                    .lock()
+                    .iter()
+                    .filter_map(|(name, slot)| Some((name.clone(), slot.open_engine()?))),
+            )
             .collect();
-        for engine in open {
-            engine.persist()?;
+        for (name, engine) in open {
+            if let Err(e) = engine.persist() {
+                tracing::warn!(collection = %name, error = %e, "cannot save the index; the next start catches it up from the store");
+            }
         }
-        Ok(())
     }
 
     /// Fails when the storage is open read-only here (another process holds it).
@@ -512,7 +595,7 @@ impl Collections {
             return Err(CollectionError::NotFound(name.clone()));
         }
         let engine = slot.open_engine();
-        let (documents, chunks) = match engine {
+        let (documents, chunks) = match &engine {
             Some(engine) => {
                 let stats = engine.stats().map_err(engine_error(name))?;
                 (stats.documents, stats.chunks)

@@ -13,34 +13,84 @@
 //! | `ingest.commit` | document id | an ingest's commit, under the backend's write lock for the id |
 //! | `delete.commit` | document id | a delete made, under the backend's write lock for the id |
 //! | `service.embed` | the first input's text | an admitted embedding request, before tokenizing |
+//! | `ingest.forward_pass` | the first document's id in the pass | an ingest about to embed one forward pass |
+//!
+//! And the points where a test can inject a failure ([`inject_failure`]) into a write of the
+//! embedded backend, keyed by document id, or by the collection folder's path for commits:
+//!
+//! | point | what fails |
+//! | --- | --- |
+//! | `storage.store` | the SQLite transaction (nothing is stored) |
+//! | `storage.vectors` | the vector index's update, after the store committed |
+//! | `storage.lexical` | the lexical index's update, after the store committed |
+//! | `storage.lexical_commit` | the lexical index's commit (key: the folder's path) |
+//! | `service.deadline` | an ingest's deadline, passed now (key: its first document's id) |
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::RwLock;
 
-type Hook = Arc<dyn Fn() + Send + Sync>;
+/// What a test installed at a point.
+#[derive(Clone)]
+enum Hook {
+    /// Run this (it may block until its test lets it go).
+    Run(Arc<dyn Fn() + Send + Sync>),
+    /// Fail the operation with this message.
+    Fail(String),
+}
 
 /// Hooks installed now.
 static INSTALLED: AtomicUsize = AtomicUsize::new(0);
 static HOOKS: RwLock<Vec<(u64, &'static str, String, Hook)>> = RwLock::new(Vec::new());
 static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
 
-/// Runs the hooks installed for `point` and `key`, if any (on the calling thread, with no lock
-/// held: a hook may block until its test releases it).
-pub fn reached(point: &'static str, key: &str) {
+fn installed_at(point: &'static str, key: &str) -> Vec<Hook> {
     if INSTALLED.load(Ordering::Acquire) == 0 {
-        return;
+        return Vec::new();
     }
-    let hooks: Vec<Hook> = HOOKS
+    HOOKS
         .read()
         .iter()
         .filter(|(_, p, k, _)| *p == point && k == key)
         .map(|(_, _, _, hook)| hook.clone())
-        .collect();
-    for hook in hooks {
-        hook();
+        .collect()
+}
+
+/// Runs the hooks installed for `point` and `key`, if any (on the calling thread, with no lock
+/// held: a hook may block until its test releases it).
+pub fn reached(point: &'static str, key: &str) {
+    for hook in installed_at(point, key) {
+        if let Hook::Run(run) = hook {
+            run();
+        }
     }
+}
+
+/// The failure a test injected at `point` for `key` ([`inject_failure`]), if any: the code
+/// there fails as if the operation had, with this message.
+pub fn injected_failure(point: &'static str, key: &str) -> Option<String> {
+    installed_at(point, key).into_iter().find_map(|hook| match hook {
+        Hook::Fail(message) => Some(message),
+        Hook::Run(_) => None,
+    })
+}
+
+/// Makes every operation at `point` for `key` fail with `message` until the returned guard is
+/// dropped.
+pub fn inject_failure(
+    point: &'static str,
+    key: impl Into<String>,
+    message: impl Into<String>,
+) -> Installed {
+    add(point, key.into(), Hook::Fail(message.into()))
+}
+
+fn add(point: &'static str, key: String, hook: Hook) -> Installed {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) as u64;
+    HOOKS.write().push((id, point, key, hook));
+    INSTALLED.fetch_add(1, Ordering::Release);
+    Installed { id }
 }
 
 /// Removes its hook when dropped.
@@ -56,10 +106,7 @@ pub fn install(
     key: impl Into<String>,
     hook: impl Fn() + Send + Sync + 'static,
 ) -> Installed {
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed) as u64;
-    HOOKS.write().push((id, point, key.into(), Arc::new(hook)));
-    INSTALLED.fetch_add(1, Ordering::Release);
-    Installed { id }
+    add(point, key.into(), Hook::Run(Arc::new(hook)))
 }
 
 impl Drop for Installed {

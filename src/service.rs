@@ -23,7 +23,7 @@ use crate::collections::{
 };
 use crate::embed::{Embedding, TokenizedText};
 use crate::engine::{
-    CollectionStats, DocumentInput, Engine, EngineError, IngestReport, Query, SearchMode,
+    CollectionStats, DocumentInput, Engine, EngineError, IngestReport, Ingested, Query, SearchMode,
     SearchRequest, SearchResults, validate_document, validate_search,
 };
 use crate::progress::NoProgress;
@@ -34,8 +34,9 @@ use crate::storage::{ChunkSpan, DocumentSummary, StorageError, StoredDocument};
 pub const MAX_PAGE: usize = 1000;
 /// Most documents in one ingest call.
 pub const MAX_DOCUMENTS: usize = 10_000;
-/// Text bytes of the documents one engine call ingests: between two such groups an ingest
-/// whose caller has gone stops (what was committed stays committed).
+/// Text bytes of the documents one engine call ingests (its pipeline holds their passages and
+/// vectors); an ingest whose caller has gone stops before its next forward pass wherever it
+/// is.
 const INGEST_GROUP_BYTES: usize = 64 * 1024;
 
 /// Limits of what one call may ask for, and of the ingest work admitted at once (the
@@ -101,6 +102,15 @@ pub enum ServiceError {
     /// The storage cannot be reached now (a database that is down or restarting); retry.
     #[error("{0}")]
     Unavailable(String),
+    /// The process has no file descriptor left to open what the request needs; retry.
+    #[error("{0}")]
+    OutOfDescriptors(String),
+    /// The disk is full: writes fail until space is freed; reads go on.
+    #[error("{0}")]
+    InsufficientStorage(String),
+    /// The request ran out of time before it stored anything.
+    #[error("{0}")]
+    TimedOut(String),
     /// The caller stopped waiting; the work was abandoned (nobody sees this answer).
     #[error("the request was abandoned by its caller")]
     Abandoned,
@@ -110,6 +120,18 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// What running out of `what` while doing something answers.
+    fn exhausted(what: crate::storage::Exhausted, cause: &dyn std::fmt::Display) -> Self {
+        match what {
+            crate::storage::Exhausted::Descriptors => Self::OutOfDescriptors(format!(
+                "the server has no file descriptor left ({cause}); retry shortly"
+            )),
+            crate::storage::Exhausted::Space => Self::InsufficientStorage(format!(
+                "the disk is full ({cause}); writes fail until space is freed, reads go on"
+            )),
+        }
+    }
+
     /// Names `collection` in a not-found error raised where its name was not known (a write
     /// into a collection deleted under it).
     fn in_collection(self, collection: &str) -> Self {
@@ -127,6 +149,11 @@ pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
 impl From<EngineError> for ServiceError {
     fn from(err: EngineError) -> Self {
+        if let EngineError::Storage(storage) = &err
+            && let Some(exhausted) = crate::storage::exhausted(storage)
+        {
+            return Self::exhausted(exhausted, &err);
+        }
         match err {
             EngineError::InvalidRequest(m)
             | EngineError::Storage(StorageError::InvalidRequest(m)) => Self::InvalidRequest(m),
@@ -161,6 +188,14 @@ impl From<Refused> for ServiceError {
 
 impl From<CollectionError> for ServiceError {
     fn from(err: CollectionError) -> Self {
+        if let CollectionError::Engine {
+            source: EngineError::Storage(storage),
+            ..
+        } = &err
+            && let Some(exhausted) = crate::storage::exhausted(storage)
+        {
+            return Self::exhausted(exhausted, &err);
+        }
         match err {
             CollectionError::InvalidName(_) | CollectionError::InvalidSettings(_) => {
                 Self::InvalidRequest(err.to_string())
@@ -190,6 +225,15 @@ impl From<task::JoinError> for ServiceError {
     fn from(err: task::JoinError) -> Self {
         Self::Internal(format!("worker task failed: {err}"))
     }
+}
+
+/// What an ingest request did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IngestOutcome {
+    /// The documents settled (committed, unchanged, or deleted meanwhile), in request order.
+    pub reports: Vec<IngestReport>,
+    /// The documents not written because the request's time ran out first, in request order.
+    pub not_stored: Vec<String>,
 }
 
 /// A page of documents and the corpus size.
@@ -396,11 +440,16 @@ impl Service {
     /// once when it is spent) and ingested in groups. If the caller goes away (a timeout, a
     /// closed connection) the work stops after the current group: what was committed stays,
     /// and posting the same documents again skips them as unchanged.
+    /// By `deadline` (when given) it stops before the next forward pass or commit and reports
+    /// what it stored: the documents it did not reach are `not_stored`, and a request that
+    /// stored nothing fails as [`ServiceError::TimedOut`]. A caller that goes away stops it the
+    /// same way, and its admission is released as soon as it has stopped.
     pub async fn ingest(
         &self,
         collection: &str,
         docs: Vec<DocumentInput>,
-    ) -> Result<Vec<IngestReport>> {
+        deadline: Option<std::time::Instant>,
+    ) -> Result<IngestOutcome> {
         if docs.is_empty() {
             return Err(ServiceError::InvalidRequest(
                 "documents must not be empty".into(),
@@ -423,23 +472,51 @@ impl Service {
             }
         }
         drop(ids);
+        let ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
+        let first = ids.first().cloned().unwrap_or_default();
         let permit = self.admission.admit_ingest(ingest_bytes(&docs))?;
         let engine = self.engine_of(collection).await?;
         let cancel = CancellationToken::new();
         let guard = cancel.clone().drop_guard();
-        let reports = self
+        let ingested = self
             .blocking({
                 let engine = engine.clone();
                 move || {
                     let _permit = permit;
-                    ingest_in_groups(&engine, docs, &cancel)
+                    let stop = || {
+                        cancel.is_cancelled()
+                            || deadline.is_some_and(|d| std::time::Instant::now() >= d)
+                            || crate::hooks::injected_failure("service.deadline", &first)
+                                .is_some()
+                    };
+                    ingest_in_groups(&engine, docs, &stop)
                 }
             })
             .await
             .map_err(|e| e.in_collection(collection))?;
-        guard.disarm();
+        let _ = guard.disarm();
         compact_in_background(engine);
-        Ok(reports)
+        if !ingested.stopped {
+            return Ok(IngestOutcome {
+                reports: ingested.reports,
+                not_stored: Vec::new(),
+            });
+        }
+        let settled: HashSet<&str> = ingested.reports.iter().map(|r| r.id.as_str()).collect();
+        let not_stored: Vec<String> = ids
+            .into_iter()
+            .filter(|id| !settled.contains(id.as_str()))
+            .collect();
+        if ingested.reports.is_empty() {
+            return Err(ServiceError::TimedOut(format!(
+                "the request ran out of time before it stored anything: none of its {} documents was written",
+                not_stored.len()
+            )));
+        }
+        Ok(IngestOutcome {
+            reports: ingested.reports,
+            not_stored,
+        })
     }
 
     /// Deletes a document; returns how many passages went with it.
@@ -539,7 +616,8 @@ impl Service {
         let collections = self.collections.clone();
         self.blocking(move || {
             queue.shutdown();
-            Ok(collections.persist()?)
+            collections.persist();
+            Ok(())
         })
         .await
     }
@@ -590,8 +668,8 @@ fn ingest_bytes(docs: &[DocumentInput]) -> usize {
 fn ingest_in_groups(
     engine: &Engine,
     docs: Vec<DocumentInput>,
-    cancel: &CancellationToken,
-) -> Result<Vec<IngestReport>> {
+    stop: &dyn Fn() -> bool,
+) -> Result<Ingested> {
     let mut reports = Vec::with_capacity(docs.len());
     let mut group = Vec::new();
     let mut group_bytes = 0;
@@ -603,12 +681,19 @@ fn ingest_in_groups(
             .peek()
             .is_none_or(|next| group_bytes + next.text.len() > INGEST_GROUP_BYTES);
         if full {
-            if cancel.is_cancelled() {
-                return Err(ServiceError::Abandoned);
+            let done = engine.ingest_until(std::mem::take(&mut group), &NoProgress, stop)?;
+            reports.extend(done.reports);
+            if done.stopped {
+                return Ok(Ingested {
+                    reports,
+                    stopped: true,
+                });
             }
-            reports.extend(engine.ingest(std::mem::take(&mut group), &NoProgress)?);
             group_bytes = 0;
         }
     }
-    Ok(reports)
+    Ok(Ingested {
+        reports,
+        stopped: false,
+    })
 }

@@ -6,7 +6,7 @@
 //! unset shell variable (`--api-key "$KEY"`) would otherwise turn authentication off silently.
 
 use axum::extract::{Request, State};
-use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -15,15 +15,16 @@ use subtle::ConstantTimeEq;
 use super::error::ApiError;
 use super::state::AppState;
 
-/// Requires the configured key, when there is one, on every route but `/health`, the page
-/// (`/`, `/assets/*`) and CORS preflights.
+/// Requires the configured key, when there is one, on every route but `/health` and the page
+/// (`/`, `/assets/*`). CORS preflights are answered before this (the CORS layer answers them
+/// alike for every path); any other `OPTIONS` needs the key, so that a client without it
+/// cannot learn which routes exist.
 pub async fn authorize(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let Some(key) = state.config().api_key.as_deref() else {
         return next.run(req).await;
     };
     let path = req.uri().path();
-    if path == "/health" || super::routes::page::is_public(path) || req.method() == Method::OPTIONS
-    {
+    if path == "/health" || super::routes::page::is_public(path) {
         return next.run(req).await;
     }
     if bearer_token(req.headers()).is_some_and(|presented| matches(presented, key)) {

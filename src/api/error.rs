@@ -108,6 +108,20 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// A connection past the server's cap: try again shortly.
+    pub fn too_many_connections() -> Self {
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_connections",
+                "the server has as many connections open as it serves; retry shortly",
+            )
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = ErrorBody {
@@ -153,6 +167,18 @@ impl From<ServiceError> for ApiError {
             ServiceError::Unavailable(_) => Self {
                 retry_after: Some(1),
                 ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+            },
+            ServiceError::OutOfDescriptors(_) => Self {
+                retry_after: Some(5),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_open_files", message)
+            },
+            ServiceError::InsufficientStorage(_) => Self {
+                retry_after: Some(30),
+                ..Self::new(StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage", message)
+            },
+            ServiceError::TimedOut(_) => Self {
+                retry_after: Some(1),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", message)
             },
             ServiceError::ShuttingDown => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)

@@ -58,10 +58,27 @@ pub fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// Bounds how long a request may take.
-pub async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// When a request must be answered by: an ingest stops its work there and answers with what it
+/// stored (the other routes are cut off at it).
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline(pub std::time::Instant);
+
+/// How long after its deadline an ingest may take to stop (one forward pass, the commit in
+/// progress) before it is cut off like any other request.
+const WIND_DOWN: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Bounds how long a request may take. An ingest gets its deadline to answer by itself, with
+/// the truth about what it stored, and [`WIND_DOWN`] more before it is cut off.
+pub async fn timeout(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let limit = state.config().request_timeout;
-    match tokio::time::timeout(limit, next.run(req)).await {
+    req.extensions_mut().insert(Deadline(Instant::now() + limit));
+    let answers_itself = req.method() == Method::POST && req.uri().path().ends_with("/documents");
+    let cut_off = if answers_itself {
+        limit + WIND_DOWN
+    } else {
+        limit
+    };
+    match tokio::time::timeout(cut_off, next.run(req)).await {
         Ok(response) => response,
         Err(_) => ApiError {
             retry_after: Some(1),

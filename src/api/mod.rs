@@ -11,6 +11,7 @@ mod limits;
 mod metadata_budget;
 mod metrics;
 mod middleware;
+pub mod server;
 mod objects;
 pub mod openai_tokens;
 pub mod request_id;

@@ -10,11 +10,11 @@ use utoipa::ToSchema;
 use super::{integers, objects};
 use crate::collections::{CollectionInfo, CollectionSettings};
 use crate::engine::{
-    DocumentInput, Fusion, HitScores, IngestReport, SearchHit, SearchMode, SearchRequest,
+    DocumentInput, Fusion, HitScores, SearchHit, SearchMode, SearchRequest,
     SearchResults, content_hash,
 };
 use crate::filter::{FilterError, FilterErrorKind, MetadataFilter};
-use crate::service::DocumentPage;
+use crate::service::{DocumentPage, IngestOutcome};
 use crate::storage::{ChunkFilter, DocumentSummary, StoredDocument};
 
 fn default_k() -> usize {
@@ -520,24 +520,39 @@ pub struct IngestedDocument {
 /// `POST /documents` response.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct IngestResponse {
-    /// One entry per document, in request order.
+    /// One entry per document, in request order: `created`, `updated`, `metadata_updated`,
+    /// `unchanged`, `deleted` (a delete of the id came after this ingest: nothing stored), or
+    /// `not_stored` (the request ran out of time before it: nothing stored; send it again).
     pub documents: Vec<IngestedDocument>,
+    /// Present (true) when the request ran out of time part of the way: the documents before
+    /// that point are stored, those `not_stored` are not.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
     /// Server-side time.
     pub took_ms: f64,
 }
 
 impl IngestResponse {
-    /// The reports of one ingest call and the time it took.
-    pub fn new(reports: Vec<IngestReport>, took_ms: f64) -> Self {
+    /// What one ingest request did and the time it took.
+    pub fn new(outcome: IngestOutcome, took_ms: f64) -> Self {
+        let timed_out = !outcome.not_stored.is_empty();
+        let mut documents: Vec<IngestedDocument> = outcome
+            .reports
+            .into_iter()
+            .map(|r| IngestedDocument {
+                id: r.id,
+                status: r.status.as_str().to_string(),
+                chunks: r.chunks,
+            })
+            .collect();
+        documents.extend(outcome.not_stored.into_iter().map(|id| IngestedDocument {
+            id,
+            status: "not_stored".to_string(),
+            chunks: 0,
+        }));
         Self {
-            documents: reports
-                .into_iter()
-                .map(|r| IngestedDocument {
-                    id: r.id,
-                    status: r.status.as_str().to_string(),
-                    chunks: r.chunks,
-                })
-                .collect(),
+            documents,
+            timed_out,
             took_ms,
         }
     }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use semdex::api::openai_tokens::TokenEncoding;
+use semdex::api::server::ServerOptions;
 use semdex::api::{self, ApiConfig, AppState};
 use semdex::queue::{EmbedQueue, QueueOptions};
 use semdex::service::{Service, ServiceOptions};
@@ -66,9 +67,29 @@ pub struct ServeArgs {
     /// Embed each request on its own instead of batching concurrent ones (for comparison).
     #[arg(long)]
     pub no_batching: bool,
+    /// Connections served at once; past it a new connection is answered 503 (`/health` still
+    /// 200) and closed. Default: half the process's file descriptor limit, at most 1,024.
+    #[arg(long, env = "SEMDEX_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Seconds a client may take to send a request's headers, and a keep-alive connection may
+    /// sit idle, before the server closes it.
+    #[arg(long, env = "SEMDEX_HEADER_TIMEOUT", default_value_t = ServerOptions::default().header_timeout.as_secs())]
+    pub header_timeout: u64,
+    /// Named collections open at once; opening another closes the one idle longest (its index
+    /// saved first). Default: what the file descriptor limit leaves after the connections, at
+    /// about two dozen descriptors per collection.
+    #[arg(long, env = "SEMDEX_MAX_OPEN_COLLECTIONS")]
+    pub max_open_collections: Option<usize>,
+    /// Seconds shutdown waits for requests in flight before it closes the connections left.
+    #[arg(long, env = "SEMDEX_SHUTDOWN_GRACE", default_value_t = ServerOptions::default().shutdown_grace.as_secs())]
+    pub shutdown_grace: u64,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
+
+/// File descriptors an open collection may hold: its SQLite writer and readers with their
+/// journal files, its tantivy segments, its lock (measured: `tests/it/faults.rs`).
+const DESCRIPTORS_PER_COLLECTION: usize = 24;
 
 pub fn run(global: &GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -98,6 +119,28 @@ async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         batching: !args.no_batching,
     };
     let state = AppState::new(config);
+    let descriptors = semdex::storage::descriptor_limit();
+    let server = ServerOptions {
+        max_connections: args
+            .max_connections
+            .unwrap_or_else(|| {
+                descriptors.map_or(ServerOptions::default().max_connections, |limit| {
+                    (limit / 2).clamp(16, 1024)
+                })
+            })
+            .max(1),
+        header_timeout: Duration::from_secs(args.header_timeout.max(1)),
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
+    };
+    let max_open_collections = args
+        .max_open_collections
+        .unwrap_or_else(|| {
+            descriptors.map_or(64, |limit| {
+                (limit.saturating_sub(server.max_connections + 64) / DESCRIPTORS_PER_COLLECTION)
+                    .clamp(4, 1024)
+            })
+        })
+        .max(1);
     // Listen first: /health answers 503 while the model and index load.
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
@@ -116,7 +159,8 @@ async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
                 .context("cannot start the batching thread")?;
             let collections = opened
                 .collections()
-                .context("cannot read the collections")?;
+                .context("cannot read the collections")?
+                .with_max_open(max_open_collections);
             Ok((collections, queue))
         });
         match loaded {
@@ -144,6 +188,12 @@ async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     });
 
     let app = api::router(state.clone());
+    tracing::info!(
+        max_connections = server.max_connections,
+        max_open_collections,
+        header_timeout_s = server.header_timeout.as_secs(),
+        "connection and collection limits"
+    );
     let shutdown = async move {
         tokio::select! {
             _ = shutdown_signal() => tracing::info!("shutting down: finishing in-flight requests"),
@@ -155,9 +205,8 @@ async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
             } => {}
         }
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    let overflow = api::server::overflow_router(app.clone());
+    api::server::serve(listener, app, overflow, server, shutdown).await?;
 
     if !loader.await? {
         let reason = failure.borrow().clone().unwrap_or_default();

@@ -69,6 +69,16 @@ impl IngestStatus {
     }
 }
 
+/// What an ingest that may be told to stop did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Ingested {
+    /// The documents settled so far (committed, unchanged, deleted meanwhile), in the order
+    /// they were settled.
+    pub reports: Vec<IngestReport>,
+    /// Whether it stopped before every document was settled: the others were not written.
+    pub stopped: bool,
+}
+
 /// The outcome for one document.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngestReport {
@@ -155,6 +165,11 @@ pub fn validate(doc: &DocumentInput) -> Result<()> {
             "document id must not be empty".into(),
         ));
     }
+    if id == "." || id == ".." {
+        return Err(EngineError::InvalidRequest(format!(
+            "document id {id:?} is not allowed: clients and proxies that normalise paths cannot reach /documents/{id}"
+        )));
+    }
     if id.len() > MAX_ID_BYTES {
         return Err(EngineError::InvalidRequest(format!(
             "document id is {} bytes long; the limit is {MAX_ID_BYTES}",
@@ -180,6 +195,19 @@ impl Engine {
         docs: Vec<DocumentInput>,
         progress: &dyn Progress,
     ) -> Result<Vec<IngestReport>> {
+        Ok(self.ingest_until(docs, progress, &|| false)?.reports)
+    }
+
+    /// [`Engine::ingest`], asking `stop` before every forward pass and every commit: once it
+    /// says so, nothing more is embedded or written (its caller has gone, or its time is up),
+    /// and what was settled until then is reported. A forward pass is at most the encoder's
+    /// token budget, so an ingest stops within one.
+    pub fn ingest_until(
+        &self,
+        docs: Vec<DocumentInput>,
+        progress: &dyn Progress,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Ingested> {
         self.check_writable()?;
         let mut ids = HashSet::with_capacity(docs.len());
         for doc in &docs {
@@ -192,11 +220,23 @@ impl Engine {
             }
         }
         progress.set_total(docs.iter().map(|d| d.text.len() as u64).sum());
-        let batch = self.options.ingest_batch.max(1);
+        // Every encoder call is one forward pass: passages are at most `chunk.max_tokens`.
+        let per_pass = (self.encoder.options().max_batch_tokens / self.options.chunk.max_tokens.max(1)).max(1);
+        let batch = self.options.ingest_batch.max(1).min(per_pass);
         let mut lexical_committed = std::time::Instant::now();
         let mut reports = Vec::with_capacity(docs.len());
         let mut pipeline = Pipeline::default();
+        let stopped = |reports: Vec<IngestReport>| {
+            Ok(Ingested {
+                reports,
+                stopped: true,
+            })
+        };
         for input in docs {
+            if stop() {
+                self.backend.flush()?;
+                return stopped(reports);
+            }
             let hash = content_hash(&input.text);
             crate::hooks::reached("ingest.document", &input.id);
             // Claimed before its state is read: see [`super::claims`].
@@ -238,7 +278,15 @@ impl Engine {
                 chunks,
             });
             while pipeline.waiting >= batch {
+                if stop() {
+                    self.backend.flush()?;
+                    return stopped(reports);
+                }
                 self.embed_next(&mut pipeline, batch, progress)?;
+                if stop() {
+                    self.backend.flush()?;
+                    return stopped(reports);
+                }
                 reports.extend(self.commit_ready(&mut pipeline, progress)?);
                 // A long ingest makes its passages searchable by words as it goes.
                 if lexical_committed.elapsed() >= LEXICAL_COMMIT_EVERY {
@@ -248,12 +296,23 @@ impl Engine {
             }
         }
         while pipeline.waiting > 0 {
+            if stop() {
+                self.backend.flush()?;
+                return stopped(reports);
+            }
             self.embed_next(&mut pipeline, batch, progress)?;
+        }
+        if stop() {
+            self.backend.flush()?;
+            return stopped(reports);
         }
         reports.extend(self.commit_ready(&mut pipeline, progress)?);
         self.backend.flush()?;
         progress.finish();
-        Ok(reports)
+        Ok(Ingested {
+            reports,
+            stopped: false,
+        })
     }
 
     /// Embeds the next `batch` waiting chunks (fewer at the end), in document order.
@@ -280,6 +339,9 @@ impl Engine {
             })
             .collect();
         let refs: Vec<&str> = texts.iter().map(|t| t.as_ref()).collect();
+        if let Some(&(d, _)) = slots.first() {
+            crate::hooks::reached("ingest.forward_pass", &pipeline.queue[d].input.id);
+        }
         let embeddings = self.encoder.embed_with_tokens(&refs)?;
         progress.advance(
             slots

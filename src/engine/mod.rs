@@ -27,7 +27,8 @@ use crate::storage::{Backend, BackendOptions, ModelIdentity, StorageError};
 pub use crate::storage::{CollectionStats, LexicalKind, SearchStrategy};
 pub use fusion::Fusion;
 pub use ingest::{
-    DocumentInput, IngestReport, IngestStatus, content_hash, validate as validate_document,
+    DocumentInput, IngestReport, IngestStatus, Ingested, content_hash,
+    validate as validate_document,
 };
 pub use search::{
     DEFAULT_DENSE_WEIGHT, HYBRID_CANDIDATES, HitScores, MAX_RESCORED, Query, RESCORED_CANDIDATES,

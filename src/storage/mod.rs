@@ -59,6 +59,7 @@ pub mod backend;
 pub mod catalog;
 pub mod embedded;
 mod error;
+mod exhausted;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod types;
@@ -69,4 +70,5 @@ pub use backend::{
 };
 pub use catalog::{Catalog, ChunkSettings, CollectionRecord, DEFAULT_COLLECTION};
 pub use error::{Result, StorageError};
+pub use exhausted::{Exhausted, descriptor_limit, exhausted};
 pub use types::*;

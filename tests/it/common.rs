@@ -267,6 +267,13 @@ pub fn serve_binary_with(data: &Path, extra: &[&str]) -> (Child, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    let base = wait_for_address(&mut child);
+    (child, base)
+}
+
+/// The base URL of a `semdex serve` child started with `--addr 127.0.0.1:0` and a piped
+/// stderr, once it answers `/health` 200.
+pub fn wait_for_address(child: &mut Child) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().unwrap();
     std::thread::spawn(move || {
@@ -290,5 +297,5 @@ pub fn serve_binary_with(data: &Path, extra: &[&str]) -> (Child, String) {
         assert!(Instant::now() < deadline, "never became ready");
         std::thread::sleep(Duration::from_millis(50));
     }
-    (child, base)
+    base
 }

@@ -25,6 +25,7 @@ mod crash_http;
 mod document_chunks;
 mod encoder_reference;
 mod engine;
+mod faults;
 mod filters;
 mod http_api;
 mod http_hardening;

@@ -3,12 +3,13 @@
 use std::time::Instant;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Extension, Path, State};
 
 use crate::api::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
 use crate::api::responses::{
     Common, JsonBody, Overloaded, QueryString, UnknownCollection, UnknownId,
 };
+use crate::api::middleware::Deadline;
 use crate::api::state::AppState;
 use crate::api::types::{
     ChunkSpanResponse, DeleteResponse, DocumentChunksResponse, DocumentList, DocumentResponse,
@@ -32,9 +33,10 @@ use crate::collections::DEFAULT_COLLECTION;
 )]
 pub async fn ingest(
     State(state): State<AppState>,
+    deadline: Option<Extension<Deadline>>,
     ApiJson(body): ApiJson<DocumentsBody>,
 ) -> Result<Json<IngestResponse>, ApiError> {
-    ingest_into(state, DEFAULT_COLLECTION, body).await
+    ingest_into(state, DEFAULT_COLLECTION, deadline, body).await
 }
 
 /// `POST /documents` into one collection.
@@ -55,23 +57,29 @@ pub async fn ingest(
 pub async fn ingest_in(
     State(state): State<AppState>,
     Path(name): Path<String>,
+    deadline: Option<Extension<Deadline>>,
     ApiJson(body): ApiJson<DocumentsBody>,
 ) -> Result<Json<IngestResponse>, ApiError> {
-    ingest_into(state, &name, body).await
+    ingest_into(state, &name, deadline, body).await
 }
 
 async fn ingest_into(
     state: AppState,
     collection: &str,
+    deadline: Option<Extension<Deadline>>,
     body: DocumentsBody,
 ) -> Result<Json<IngestResponse>, ApiError> {
     let started = Instant::now();
-    let reports = state
+    let outcome = state
         .service()?
-        .ingest(collection, body.into_inputs())
+        .ingest(
+            collection,
+            body.into_inputs(),
+            deadline.map(|Extension(Deadline(at))| at),
+        )
         .await?;
     Ok(Json(IngestResponse::new(
-        reports,
+        outcome,
         started.elapsed().as_secs_f64() * 1000.0,
     )))
 }

@@ -49,6 +49,13 @@ pub struct EmbeddedBackend {
     compaction: Mutex<()>,
     /// Set under the write connection when the collection is deleted: writes after it fail.
     closed: AtomicBool,
+    /// Set when an update of the vector index failed after the store committed (out of
+    /// memory, a bug): the index misses some of the store until it is caught up, which every
+    /// write tries first; until then it records no generation it does not reflect, so that
+    /// a restart catches it up too.
+    vectors_stale: AtomicBool,
+    /// The same for the lexical index (a full disk, no file descriptor left).
+    lexical_stale: AtomicBool,
     dir: PathBuf,
     options: BackendOptions,
     /// Held while the backend lives (absent when read-only).
@@ -92,7 +99,7 @@ impl EmbeddedBackend {
             options.hnsw,
             progress,
         )?;
-        let lexical = indexes::open_lexical_index(
+        let (lexical, lexical_current) = indexes::open_lexical_index(
             &*readers.get()?,
             &lexical_dir(dir),
             !options.read_only,
@@ -105,6 +112,8 @@ impl EmbeddedBackend {
             lexical,
             compaction: Mutex::new(()),
             closed: AtomicBool::new(false),
+            vectors_stale: AtomicBool::new(false),
+            lexical_stale: AtomicBool::new(!lexical_current && !options.read_only),
             dir: dir.to_path_buf(),
             options,
             _lock: lock,
@@ -126,6 +135,89 @@ impl EmbeddedBackend {
             return Err(StorageError::CollectionNotFound(String::new()));
         }
         Ok(writer)
+    }
+
+    /// Catches a stale index up with the store (the caller holds the write connection, so the
+    /// store does not move meanwhile). A failure leaves it stale, for the next write or start.
+    fn repair(&self, writer: &Store) {
+        if self.vectors_stale.load(Ordering::SeqCst) {
+            let mut ix = self.write_index();
+            match indexes::reconcile_vectors(writer, &mut ix) {
+                Ok(()) => {
+                    self.vectors_stale.store(false, Ordering::SeqCst);
+                    tracing::info!(dir = %self.dir.display(), "the vector index caught up with the store");
+                }
+                Err(e) => tracing::warn!(dir = %self.dir.display(), error = %e, "the vector index is still behind the store"),
+            }
+        }
+        if self.lexical_stale.load(Ordering::SeqCst) {
+            match indexes::reconcile_lexical(writer, &self.lexical) {
+                Ok(()) => {
+                    self.lexical_stale.store(false, Ordering::SeqCst);
+                    tracing::info!(dir = %self.dir.display(), "the lexical index caught up with the store");
+                }
+                Err(e) => tracing::warn!(dir = %self.dir.display(), error = %e, "the lexical index is still behind the store"),
+            }
+        }
+    }
+
+    /// Applies a committed write to the derived indexes: `removed` passages out, `added` in.
+    /// The store holds the write whatever happens here: an index that fails is marked stale
+    /// (caught up by the next write or at the next start), and the write is still
+    /// acknowledged, since it is stored.
+    fn apply(&self, key: &str, generation: u64, removed: &[u64], added: &[(u64, &[f32])], words: &[(u64, &str)]) {
+        let vectors = (|| -> Result<()> {
+            fail_at("storage.vectors", key)?;
+            // The index's write lock is taken per step, not for the whole document: a search
+            // waits for one step at most, never for all of a long document's insertions.
+            // Between steps a search may see part of the new version (every hit it gets is a
+            // committed passage); the old version is gone from the first step.
+            self.write_index().remove(removed);
+            for step in added.chunks(INDEX_STEP) {
+                let mut ix = self.write_index();
+                ix.add(step)?;
+                // Searches waiting for the lock get it before this loop takes it again.
+                parking_lot::RwLockWriteGuard::unlock_fair(ix);
+            }
+            if !self.vectors_stale.load(Ordering::SeqCst) {
+                self.write_index().set_generation(generation);
+            }
+            Ok(())
+        })();
+        if let Err(e) = vectors {
+            self.vectors_stale.store(true, Ordering::SeqCst);
+            tracing::error!(dir = %self.dir.display(), error = %e, "the vector index missed a stored write; catching it up at the next write or start");
+        }
+        // The lexical index takes the same changes; they become searchable at its next commit
+        // ([`Backend::flush`]), and a crash before that is caught up from the store on the
+        // next start.
+        let lexical = (|| -> Result<()> {
+            fail_at("storage.lexical", key)?;
+            self.lexical.remove(removed)?;
+            self.lexical.add(words)?;
+            Ok(())
+        })();
+        if let Err(e) = lexical {
+            self.lexical_stale.store(true, Ordering::SeqCst);
+            tracing::error!(dir = %self.dir.display(), error = %e, "the lexical index missed a stored write; catching it up at the next write or start");
+        }
+    }
+
+    /// Commits the lexical index at `generation`, unless it is stale (it would record a
+    /// generation it does not reflect): then it is caught up first, or left uncommitted.
+    fn commit_lexical(&self, writer: &Store, generation: u64) {
+        self.repair(writer);
+        if self.lexical_stale.load(Ordering::SeqCst) {
+            return;
+        }
+        let committed = (|| -> Result<()> {
+            fail_at("storage.lexical_commit", &self.dir.to_string_lossy())?;
+            Ok(self.lexical.commit(generation)?)
+        })();
+        if let Err(e) = committed {
+            self.lexical_stale.store(true, Ordering::SeqCst);
+            tracing::error!(dir = %self.dir.display(), error = %e, "the lexical index could not commit; catching it up at the next write or start");
+        }
     }
 
     fn read_index(&self) -> RwLockReadGuard<'_, HnswIndex> {
@@ -216,6 +308,7 @@ impl Backend for EmbeddedBackend {
         // writers apply their index changes in commit order and the index's generation always
         // names a state the store was in.
         let mut writer = self.writer_for_update()?;
+        self.repair(&writer);
         let state = writer.document_state(doc.id)?;
         if deleted_since(state.as_ref()) {
             return Ok(Written::Settled(Settled::Deleted));
@@ -231,6 +324,7 @@ impl Backend for EmbeddedBackend {
         let Some(passages) = passages else {
             return Ok(Written::NeedsPassages);
         };
+        fail_at("storage.store", doc.id)?;
         let outcome = writer.put_document(doc, passages)?;
         let items: Vec<(u64, &[f32])> = outcome
             .added
@@ -238,21 +332,6 @@ impl Backend for EmbeddedBackend {
             .copied()
             .zip(passages.iter().map(|p| p.vector))
             .collect();
-        // The index's write lock is taken per step, not for the whole document: a search waits
-        // for one step at most, never for all of a long document's insertions. Between steps a
-        // search may see part of the new version (every hit it gets is a committed passage);
-        // the old version is gone from the first step.
-        self.write_index().remove(&outcome.removed);
-        for step in items.chunks(INDEX_STEP) {
-            let mut ix = self.write_index();
-            ix.add(step)?;
-            // Searches waiting for the lock get it before this loop takes it again.
-            parking_lot::RwLockWriteGuard::unlock_fair(ix);
-        }
-        self.write_index().set_generation(outcome.generation);
-        // The lexical index takes the same changes; they become searchable at its next commit
-        // ([`Backend::flush`]), and a crash before that is caught up from the store on the
-        // next start.
         let texts: Vec<std::borrow::Cow<'_, str>> = passages
             .iter()
             .map(|p| crate::chunk::with_title(doc.title, p.text))
@@ -263,35 +342,33 @@ impl Backend for EmbeddedBackend {
             .copied()
             .zip(texts.iter().map(|t| t.as_ref()))
             .collect();
-        self.lexical.remove(&outcome.removed)?;
-        self.lexical.add(&words)?;
+        self.apply(doc.id, outcome.generation, &outcome.removed, &items, &words);
         Ok(Written::Stored { existed })
     }
 
     fn delete(&self, id: &str, on_deleted: &dyn Fn()) -> Result<Option<usize>> {
         let mut writer = self.writer_for_update()?;
+        self.repair(&writer);
+        fail_at("storage.store", id)?;
         let Some(outcome) = writer.delete_document(id)? else {
             return Ok(None);
         };
         // Committed: a writer of this id waiting for the write connection sees the mark.
         on_deleted();
-        let mut ix = self.write_index();
-        ix.remove(&outcome.removed);
-        ix.set_generation(outcome.generation);
-        drop(ix);
-        self.lexical.remove(&outcome.removed)?;
-        self.lexical.commit(outcome.generation)?;
+        self.apply(id, outcome.generation, &outcome.removed, &[], &[]);
+        self.commit_lexical(&writer, outcome.generation);
         Ok(Some(outcome.removed.len()))
     }
 
     /// Commits the lexical index. The write connection is held so that the generation recorded
     /// is exactly the one whose passages the index holds.
     fn flush(&self) -> Result<()> {
-        if !self.lexical.has_uncommitted() {
+        if !self.lexical.has_uncommitted() && !self.lexical_stale.load(Ordering::SeqCst) {
             return Ok(());
         }
         let writer = self.writer_for_update()?;
-        self.lexical.commit(writer.generation()?)?;
+        let generation = writer.generation()?;
+        self.commit_lexical(&writer, generation);
         Ok(())
     }
 
@@ -421,7 +498,11 @@ impl Backend for EmbeddedBackend {
         // it makes the index exactly as current as the store while the difference is replayed.
         let writer = self.writer.lock();
         let mut ix = self.write_index();
-        if ix.generation() != fresh.generation() {
+        if self.vectors_stale.load(Ordering::SeqCst) {
+            // The old graph misses writes: the store, not it, says what the new one holds.
+            indexes::reconcile_vectors(&writer, &mut fresh)?;
+            self.vectors_stale.store(false, Ordering::SeqCst);
+        } else if ix.generation() != fresh.generation() {
             let live_now: Vec<u64> = ix
                 .indexed_ids()
                 .iter()
@@ -446,7 +527,9 @@ impl Backend for EmbeddedBackend {
             fresh.add(&items)?;
             fresh.remove(&removed);
         }
-        fresh.set_generation(ix.generation());
+        if fresh.generation() != writer.generation()? {
+            fresh.set_generation(ix.generation());
+        }
         let vectors = fresh.len();
         *ix = fresh;
         drop(ix);
@@ -469,5 +552,19 @@ impl Backend for EmbeddedBackend {
     fn put_token_vectors(&self, items: &[(u64, Vec<u8>)]) -> Result<()> {
         self.writer_for_update()?.put_token_vectors(items)?;
         Ok(())
+    }
+}
+
+/// The failure a test injected at `point` ([`crate::hooks::inject_failure`]), as a storage
+/// error.
+fn fail_at(point: &'static str, key: &str) -> Result<()> {
+    match crate::hooks::injected_failure(point, key) {
+        Some(message) => Err(StorageError::Io {
+            name: key.to_string(),
+            action: point,
+            path: PathBuf::new(),
+            source: std::io::Error::other(message),
+        }),
+        None => Ok(()),
     }
 }

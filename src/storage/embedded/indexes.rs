@@ -90,6 +90,61 @@ fn catch_up(store: &Store, mut index: HnswIndex) -> Result<Option<HnswIndex>> {
     Ok(Some(index))
 }
 
+/// Makes `index` hold exactly the store's passages (the caller holds the write connection):
+/// adds what it misses, removes what the store no longer has, and records the store's
+/// generation.
+pub(super) fn reconcile_vectors(store: &Store, index: &mut HnswIndex) -> Result<()> {
+    let (generation, ids) = store.chunk_ids()?;
+    let live: HashSet<VectorId> = ids.iter().copied().collect();
+    let missing: Vec<VectorId> = ids
+        .iter()
+        .copied()
+        .filter(|id| !index.contains(*id))
+        .collect();
+    let gone: Vec<VectorId> = index
+        .indexed_ids()
+        .iter()
+        .copied()
+        .filter(|&id| index.contains(id) && !live.contains(&id))
+        .collect();
+    for step in missing.chunks(BUILD_STEP) {
+        let vectors = store.vectors_by_ids(step)?;
+        let items: Vec<(VectorId, &[f32])> =
+            vectors.iter().map(|(id, v)| (*id, v.as_slice())).collect();
+        index.add(&items)?;
+    }
+    index.remove(&gone);
+    index.set_generation(generation);
+    Ok(())
+}
+
+/// Makes the lexical index hold exactly the store's passages and commits it at the store's
+/// generation (the caller holds the write connection, or nothing writes yet).
+pub(super) fn reconcile_lexical(store: &Store, index: &LexicalIndex) -> Result<()> {
+    let (generation, ids) = store.chunk_ids()?;
+    let indexed = index.ids()?;
+    let live: HashSet<VectorId> = ids.iter().copied().collect();
+    let missing: Vec<VectorId> = ids.into_iter().filter(|id| !indexed.contains(id)).collect();
+    let gone: Vec<VectorId> = indexed
+        .into_iter()
+        .filter(|id| !live.contains(id))
+        .collect();
+    index.remove(&gone)?;
+    for step in missing.chunks(BUILD_STEP) {
+        let passages = store.passages_by_ids(step)?;
+        add_passages(index, &passages)?;
+    }
+    index.commit(generation)?;
+    if !missing.is_empty() || !gone.is_empty() {
+        tracing::info!(
+            added = missing.len(),
+            removed = gone.len(),
+            "the lexical index caught up with the store"
+        );
+    }
+    Ok(())
+}
+
 /// A fresh graph over every stored vector, streamed from the store in steps (never all in
 /// memory twice), at the store's generation. `expected` sizes the graph and the progress.
 pub(super) fn build_from_store(
@@ -125,48 +180,28 @@ pub(super) fn build_from_store(
 
 /// The lexical index for the store behind `store`, brought up to date: as is when current,
 /// caught up by chunk id when behind, filled from every stored passage when new or replaced.
-/// A read-only engine cannot bring an on-disk index up to date and uses it as it is.
+/// A read-only engine cannot bring an on-disk index up to date and uses it as it is. On a
+/// full disk the catch-up cannot be written: the index is opened as it is and reported not
+/// current (`false`), so that the server still starts and serves, and catches it up later.
 pub(super) fn open_lexical_index(
     store: &Store,
     dir: &Path,
     writable: bool,
     progress: &dyn Progress,
-) -> Result<LexicalIndex> {
+) -> Result<(LexicalIndex, bool)> {
     let current = store.generation()?;
     let (index, opened) = LexicalIndex::open(dir, writable)?;
-    match opened {
-        Opened::At(generation) if generation == current => Ok(index),
+    let caught_up = match opened {
+        Opened::At(generation) if generation == current => return Ok((index, true)),
         Opened::At(generation) if !writable => {
             tracing::warn!(
                 generation,
                 current,
                 "the lexical index is behind the store and this process may not update it"
             );
-            Ok(index)
+            return Ok((index, true));
         }
-        Opened::At(_) => {
-            let (generation, ids) = store.chunk_ids()?;
-            let indexed = index.ids()?;
-            let live: HashSet<VectorId> = ids.iter().copied().collect();
-            let missing: Vec<VectorId> =
-                ids.into_iter().filter(|id| !indexed.contains(id)).collect();
-            let gone: Vec<VectorId> = indexed
-                .into_iter()
-                .filter(|id| !live.contains(id))
-                .collect();
-            index.remove(&gone)?;
-            for step in missing.chunks(BUILD_STEP) {
-                let passages = store.passages_by_ids(step)?;
-                add_passages(&index, &passages)?;
-            }
-            index.commit(generation)?;
-            tracing::info!(
-                added = missing.len(),
-                removed = gone.len(),
-                "the lexical index caught up with the store"
-            );
-            Ok(index)
-        }
+        Opened::At(_) => reconcile_lexical(store, &index),
         Opened::Empty => {
             let (_, ids) = store.chunk_ids()?;
             if !ids.is_empty() {
@@ -184,9 +219,16 @@ pub(super) fn open_lexical_index(
                 } else {
                     &NoProgress
                 },
-            )?;
-            Ok(index)
+            )
         }
+    };
+    match caught_up {
+        Ok(()) => Ok((index, true)),
+        Err(e) if super::super::exhausted(&e) == Some(super::super::Exhausted::Space) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "the disk is full: the lexical index stays behind the store until space is freed");
+            Ok((index, false))
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -142,6 +142,17 @@ impl EmbeddedCatalog {
         .map_err(io_error("", "reading", &parent))
     }
 
+    /// Whether a collection's name equals `name` but for the case of its letters: names are
+    /// unique regardless of case, as folders are on macOS and Windows file systems.
+    fn taken_ignoring_case(&self, name: &str) -> Result<bool> {
+        Ok(self.entries()?.iter().any(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .is_some_and(|other| other.eq_ignore_ascii_case(name) && !other.starts_with('.'))
+        }))
+    }
+
     fn check_writable(&self) -> Result<()> {
         if self.read_only {
             return Err(StorageError::ReadOnly(self.root.clone()));
@@ -196,7 +207,7 @@ impl Catalog for EmbeddedCatalog {
         self.check_writable()?;
         let _ddl = self.ddl.lock();
         let dir = self.dir_of(name);
-        if dir.exists() {
+        if dir.exists() || self.taken_ignoring_case(name)? {
             return Ok(None);
         }
         let parent = self.parent();

@@ -37,14 +37,25 @@ impl PostgresCatalog {
     /// benchmark's corpus checksum); `None` when the name is taken. The database decides (another
     /// replica may have made it).
     pub fn create_with(&self, name: &str, settings: &Value) -> Result<Option<CollectionRecord>> {
-        let row = self.database.client()?.query_opt(
+        let mut client = self.database.client()?;
+        let mut tx = client.transaction()?;
+        // Names are unique regardless of case: replicas creating "Docs" and "docs" at once take
+        // turns on one lock, and the second finds the first.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtextextended('semdex-collection/' || lower($1), 0))",
+            &[&name],
+        )?;
+        let row = tx.query_opt(
             &format!(
-                "INSERT INTO semdex_collections (name, settings) VALUES ($1, $2)
+                "INSERT INTO semdex_collections (name, settings)
+                 SELECT $1, $2 WHERE NOT EXISTS
+                     (SELECT 1 FROM semdex_collections WHERE lower(name) = lower($1))
                  ON CONFLICT (name) DO NOTHING RETURNING {}",
                 rfc3339("created_at")
             ),
             &[&name, settings],
         )?;
+        tx.commit()?;
         Ok(row.map(|r| self.record(name.to_string(), settings, r.get(0))))
     }
 

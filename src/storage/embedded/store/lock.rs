@@ -53,10 +53,15 @@ impl DirLock {
             }
             Err(TryLockError::Error(e)) => return Err(io(e)),
         }
-        // Record who holds it, for the message a second process prints.
-        file.set_len(0).map_err(io)?;
-        file.rewind().map_err(io)?;
-        writeln!(file, "{}", std::process::id()).map_err(io)?;
+        // Record who holds it, for the message a second process prints (best effort: on a full
+        // disk the lock still holds, only the message is vaguer).
+        let recorded = file
+            .set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| writeln!(file, "{}", std::process::id()));
+        if let Err(e) = recorded {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot record this process in the lock file");
+        }
         Ok(Self { _file: file, path })
     }
 

@@ -16,6 +16,9 @@ use crate::storage::types::ModelIdentity;
 /// wait on: every reader held that long means something is stuck.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a read connection beyond the first stays open unused.
+const IDLE_READER: Duration = Duration::from_secs(60);
+
 /// Opens read connections to one data directory for r2d2.
 #[derive(Debug)]
 pub struct Manager {
@@ -75,11 +78,13 @@ impl ReadPool {
         // returned as it is rather than as r2d2's timeout message.
         let first = r2d2::ManageConnection::connect(&manager)?;
         drop(first);
+        // One connection kept open; the others are opened when concurrent reads need them and
+        // closed after a minute unused, so that an idle collection holds few descriptors.
         let pool = r2d2::Pool::builder()
             .max_size(size)
-            .min_idle(Some(size))
+            .min_idle(Some(1))
             .max_lifetime(None)
-            .idle_timeout(None)
+            .idle_timeout(Some(IDLE_READER))
             .connection_timeout(READ_TIMEOUT)
             .test_on_check_out(false)
             .thread_pool(helper_threads())
@@ -132,6 +137,6 @@ mod tests {
             assert_eq!(waiter.join().unwrap(), (0, 0));
         });
         drop(b);
-        assert_eq!(pool.pool.state().idle_connections, 2);
+        assert_eq!(pool.pool.state().connections, 2);
     }
 }
