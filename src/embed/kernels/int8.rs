@@ -227,7 +227,16 @@ impl QuantizedRows {
 /// One row's codes, scale and zero correction (see [`QuantizedRows`]).
 fn quantize_row(width: Width, x: &[f32], codes: &mut [u8], unsigned: bool) -> (f32, i32) {
     let (mut low, mut high) = (0.0f32, 0.0f32);
-    row_range(width, x, &mut low, &mut high);
+    let fast = cfg!(target_arch = "x86_64") && width == Width::Avx512;
+    if fast {
+        // SAFETY: Width::Avx512 comes from a supported KernelPath.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            (low, high) = avx512::row_range(x)
+        };
+    } else {
+        row_range(width, x, &mut low, &mut high);
+    }
     if high <= low {
         // An all-zero row: every code 0 with zero point 0 gives zeros.
         let zero = if unsigned { 0 } else { -128 };
@@ -236,14 +245,16 @@ fn quantize_row(width: Width, x: &[f32], codes: &mut [u8], unsigned: bool) -> (f
     }
     let scale = (high - low) / 255.0;
     let zero = (-low / scale).round().clamp(0.0, 255.0);
-    encode_row(
-        width,
-        x,
-        codes,
-        1.0 / scale,
-        zero,
-        if unsigned { 0.0 } else { 128.0 },
-    );
+    let shift = if unsigned { 0.0 } else { 128.0 };
+    if fast {
+        // SAFETY: as above; `codes` holds at least x.len() bytes (the row's stride).
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            avx512::encode_row(x, codes, 1.0 / scale, zero, shift)
+        };
+    } else {
+        encode_row(width, x, codes, 1.0 / scale, zero, shift);
+    }
     (scale, zero as i32 - if unsigned { 0 } else { 128 })
 }
 
@@ -253,15 +264,17 @@ multiversion! {
         let mut lows = [0.0f32; LANES];
         let mut highs = [0.0f32; LANES];
         let split = x.len() / LANES * LANES;
+        // Comparisons rather than f32::min/max (whose NaN rules keep LLVM from using the
+        // vector min and max instructions).
         for c in x[..split].chunks_exact(LANES) {
             for i in 0..LANES {
-                lows[i] = lows[i].min(c[i]);
-                highs[i] = highs[i].max(c[i]);
+                lows[i] = if c[i] < lows[i] { c[i] } else { lows[i] };
+                highs[i] = if c[i] > highs[i] { c[i] } else { highs[i] };
             }
         }
         for &v in &x[split..] {
-            lows[0] = lows[0].min(v);
-            highs[0] = highs[0].max(v);
+            lows[0] = if v < lows[0] { v } else { lows[0] };
+            highs[0] = if v > highs[0] { v } else { highs[0] };
         }
         *low = lows.iter().copied().fold(0.0f32, f32::min);
         *high = highs.iter().copied().fold(0.0f32, f32::max);
@@ -273,7 +286,9 @@ multiversion! {
     /// when shifted).
     fn encode_row(x: &[f32], codes: &mut [u8], inv: f32, zero: f32, shift: f32) {
         for (c, v) in codes.iter_mut().zip(x) {
-            let q = ((v * inv).round() + zero).clamp(0.0, 255.0) - shift;
+            // round_ties_even, unlike round, is one vector instruction.
+            let q = (v * inv).round_ties_even() + zero;
+            let q = if q < 0.0 { 0.0 } else if q > 255.0 { 255.0 } else { q } - shift;
             *c = q as i32 as u8;
         }
     }
@@ -457,6 +472,74 @@ pub(super) mod avx512 {
                 // SAFETY: row t0+t of dst, channels of panel first_panel + p (masked to
                 // `outputs`).
                 unsafe { store(dst, x, w, *a, t0 + t, (first_panel + p) * PANEL, accumulate) };
+            }
+        }
+    }
+
+    /// A mask of the first `n` (< 16) lanes, or all 16.
+    fn lanes(n: usize) -> u16 {
+        if n >= 16 {
+            u16::MAX
+        } else {
+            ((1u32 << n) - 1) as u16
+        }
+    }
+
+    /// The smallest and largest value of `x`, with 0 (the vectorised `row_range`).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F/BW/VL.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    pub(in super::super) unsafe fn row_range(x: &[f32]) -> (f32, f32) {
+        let (mut low, mut high) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        for j in (0..x.len()).step_by(16) {
+            // SAFETY: the mask keeps the load inside `x`; masked-off lanes read as 0, which
+            // the range includes anyway.
+            let v = unsafe { _mm512_maskz_loadu_ps(lanes(x.len() - j), x.as_ptr().add(j)) };
+            low = _mm512_min_ps(low, v);
+            high = _mm512_max_ps(high, v);
+        }
+        (_mm512_reduce_min_ps(low), _mm512_reduce_max_ps(high))
+    }
+
+    /// `codes = clamp(round(x · inv) + zero, 0, 255) − shift` as bytes (the vectorised
+    /// `encode_row`, rounding ties to even as it does).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F/BW/VL; `codes` holds at least `x.len()` bytes.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    pub(in super::super) unsafe fn encode_row(
+        x: &[f32],
+        codes: &mut [u8],
+        inv: f32,
+        zero: f32,
+        shift: f32,
+    ) {
+        assert!(codes.len() >= x.len());
+        let (inv, zero, shift) = (
+            _mm512_set1_ps(inv),
+            _mm512_set1_ps(zero),
+            _mm512_set1_ps(shift),
+        );
+        let (floor, ceiling) = (_mm512_setzero_ps(), _mm512_set1_ps(255.0));
+        for j in (0..x.len()).step_by(16) {
+            let m = lanes(x.len() - j);
+            // SAFETY: the mask keeps the load inside `x` and the store inside `codes`.
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(m, x.as_ptr().add(j));
+                let q = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                    _mm512_mul_ps(v, inv),
+                );
+                let q = _mm512_sub_ps(
+                    _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(q, zero), floor), ceiling),
+                    shift,
+                );
+                // −128..=255 as int32, stored as its low byte (two's complement when shifted).
+                _mm512_mask_cvtepi32_storeu_epi8(
+                    codes.as_mut_ptr().add(j).cast(),
+                    m,
+                    _mm512_cvtps_epi32(q),
+                );
             }
         }
     }

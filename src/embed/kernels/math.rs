@@ -87,9 +87,29 @@ fn erf_one<const FMA: bool>(x: f32) -> f32 {
 
 pub(super) use multiversion;
 
+/// `x = gelu(x + bias)` row by row, with the exact (erf) GELU that BERT uses.
+pub fn bias_gelu(width: Width, x: &mut [f32], bias: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if width == Width::Avx512 {
+        // SAFETY: Width::Avx512 comes from a supported KernelPath.
+        return unsafe { avx512::bias_gelu(x, bias) };
+    }
+    bias_gelu_auto(width, x, bias)
+}
+
+/// Softmax of each `row_len`-long row of `x`, in place, after multiplying by `scale`.
+pub fn softmax_rows(width: Width, x: &mut [f32], row_len: usize, scale: f32) {
+    #[cfg(target_arch = "x86_64")]
+    if width == Width::Avx512 {
+        // SAFETY: Width::Avx512 comes from a supported KernelPath.
+        return unsafe { avx512::softmax_rows(x, row_len, scale) };
+    }
+    softmax_rows_auto(width, x, row_len, scale)
+}
+
 multiversion! {
-    /// `x = gelu(x + bias)` row by row, with the exact (erf) GELU that BERT uses.
-    fn bias_gelu(x: &mut [f32], bias: &[f32]) {
+    /// [`bias_gelu`] as the compiler vectorises it (the portable and AVX2 builds).
+    fn bias_gelu_auto(x: &mut [f32], bias: &[f32]) {
         for row in x.chunks_exact_mut(bias.len()) {
             for (v, b) in row.iter_mut().zip(bias) {
                 let u = *v + b;
@@ -100,8 +120,8 @@ multiversion! {
 }
 
 multiversion! {
-    /// Softmax of each `row_len`-long row of `x`, in place, after multiplying by `scale`.
-    fn softmax_rows(x: &mut [f32], row_len: usize, scale: f32) {
+    /// [`softmax_rows`] as the compiler vectorises it (the portable and AVX2 builds).
+    fn softmax_rows_auto(x: &mut [f32], row_len: usize, scale: f32) {
         for row in x.chunks_exact_mut(row_len) {
             let mut lanes = [f32::NEG_INFINITY; LANES];
             let split = row.len() / LANES * LANES;
@@ -172,6 +192,136 @@ multiversion! {
     fn add_into(dst: &mut [f32], a: &[f32], b: &[f32]) {
         for ((d, x), y) in dst.iter_mut().zip(a).zip(b) {
             *d = x + y;
+        }
+    }
+}
+
+/// Hand-written AVX-512 versions of the two kernels with transcendental functions: the
+/// compiler's 16-lane builds of the portable bodies were several times slower than 8-lane
+/// AVX2 (profiled: softmax 17 % and GELU 12 % of an int8 forward pass).
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// e^x, the same Cephes polynomial as `exp_one`, with `vscalefps` for the 2^n.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    #[inline]
+    fn exp(x: __m512) -> __m512 {
+        let x = _mm512_min_ps(
+            _mm512_max_ps(x, _mm512_set1_ps(-87.336_54)),
+            _mm512_set1_ps(88.722_83),
+        );
+        let n = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+            _mm512_mul_ps(x, _mm512_set1_ps(std::f32::consts::LOG2_E)),
+        );
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693_359_4), x);
+        let r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.121_944_4e-4), r);
+        let mut p = _mm512_set1_ps(1.987_569_1e-4);
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            0.166_666_65,
+            0.5,
+        ] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        let y = _mm512_fmadd_ps(
+            p,
+            _mm512_mul_ps(r, r),
+            _mm512_add_ps(r, _mm512_set1_ps(1.0)),
+        );
+        _mm512_scalef_ps(y, n)
+    }
+
+    /// gelu(u) = u/2 · (1 + erf(u/√2)), erf by Abramowitz & Stegun 7.1.26 as `erf_one`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    #[inline]
+    fn gelu(u: __m512) -> __m512 {
+        let z = _mm512_mul_ps(u, _mm512_set1_ps(std::f32::consts::FRAC_1_SQRT_2));
+        let a = _mm512_abs_ps(z);
+        let d = _mm512_fmadd_ps(_mm512_set1_ps(0.327_591_1), a, _mm512_set1_ps(1.0));
+        // 1/d: the 14-bit estimate and one Newton step (relative error ~1e-8).
+        let e = _mm512_rcp14_ps(d);
+        let t = _mm512_mul_ps(e, _mm512_fnmadd_ps(d, e, _mm512_set1_ps(2.0)));
+        let mut p = _mm512_set1_ps(1.061_405_4);
+        for c in [-1.453_152, 1.421_413_8, -0.284_496_74, 0.254_829_6] {
+            p = _mm512_fmadd_ps(p, t, _mm512_set1_ps(c));
+        }
+        let tail = _mm512_mul_ps(
+            _mm512_mul_ps(p, t),
+            exp(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), a), a)),
+        );
+        // erf(|z|) = 1 − tail; with the sign: 1 + erf(z) = 2 − tail (z ≥ 0) or tail (z < 0).
+        let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(z, _mm512_setzero_ps());
+        let one_plus =
+            _mm512_mask_blend_ps(negative, _mm512_sub_ps(_mm512_set1_ps(2.0), tail), tail);
+        _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5), u), one_plus)
+    }
+
+    /// A mask of the first `n` (< 16) lanes, or all 16.
+    fn lanes(n: usize) -> u16 {
+        if n >= 16 {
+            u16::MAX
+        } else {
+            ((1u32 << n) - 1) as u16
+        }
+    }
+
+    /// [`super::bias_gelu`] on AVX-512.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F/BW/VL.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    pub(super) unsafe fn bias_gelu(x: &mut [f32], bias: &[f32]) {
+        for row in x.chunks_exact_mut(bias.len()) {
+            for j in (0..row.len()).step_by(16) {
+                let m = lanes(row.len() - j);
+                // SAFETY: the mask keeps every access inside `row` and `bias` (same length).
+                unsafe {
+                    let v = _mm512_maskz_loadu_ps(m, row.as_ptr().add(j));
+                    let b = _mm512_maskz_loadu_ps(m, bias.as_ptr().add(j));
+                    _mm512_mask_storeu_ps(row.as_mut_ptr().add(j), m, gelu(_mm512_add_ps(v, b)));
+                }
+            }
+        }
+    }
+
+    /// [`super::softmax_rows`] on AVX-512.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F/BW/VL.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
+    pub(super) unsafe fn softmax_rows(x: &mut [f32], row_len: usize, scale: f32) {
+        let scale_v = _mm512_set1_ps(scale);
+        for row in x.chunks_exact_mut(row_len) {
+            let ptr = row.as_mut_ptr();
+            let mut max = _mm512_set1_ps(f32::NEG_INFINITY);
+            for j in (0..row_len).step_by(16) {
+                // SAFETY (this block and the ones below): the masks keep every access inside
+                // the row.
+                let v = unsafe { _mm512_mask_loadu_ps(max, lanes(row_len - j), ptr.add(j)) };
+                max = _mm512_max_ps(max, v);
+            }
+            let shift = _mm512_set1_ps(_mm512_reduce_max_ps(max) * scale);
+            let mut sum = _mm512_setzero_ps();
+            for j in (0..row_len).step_by(16) {
+                let m = lanes(row_len - j);
+                unsafe {
+                    let v = _mm512_maskz_loadu_ps(m, ptr.add(j));
+                    let e = exp(_mm512_fmsub_ps(v, scale_v, shift));
+                    _mm512_mask_storeu_ps(ptr.add(j), m, e);
+                    sum = _mm512_mask_add_ps(sum, m, sum, e);
+                }
+            }
+            let inv = _mm512_set1_ps(1.0 / _mm512_reduce_add_ps(sum));
+            for j in (0..row_len).step_by(16) {
+                let m = lanes(row_len - j);
+                unsafe {
+                    let v = _mm512_maskz_loadu_ps(m, ptr.add(j));
+                    _mm512_mask_storeu_ps(ptr.add(j), m, _mm512_mul_ps(v, inv));
+                }
+            }
         }
     }
 }
