@@ -351,11 +351,16 @@ fn beir(global: &GlobalArgs, args: BeirArgs) -> anyhow::Result<()> {
     } else {
         ""
     };
+    // Stores do not record the precision yet: int8 vectors get a corpus of their own.
+    let precision = match global.precision {
+        semdex::embed::Precision::F32 => "",
+        semdex::embed::Precision::Int8 => "-int8",
+    };
     let data_dir = args.data_dir.clone().unwrap_or_else(|| {
-        PathBuf::from("data").join(format!("beir-{}-{mode}{titled}", dataset.name))
+        PathBuf::from("data").join(format!("beir-{}-{mode}{titled}{precision}", dataset.name))
     });
     let encoder = std::sync::Arc::new(global.encoder()?);
-    let collection = format!("beir-{}-{mode}{titled}", dataset.name);
+    let collection = format!("beir-{}-{mode}{titled}{precision}", dataset.name);
     let storage =
         args.database
             .storage(&encoder, semdex::index::HnswParams::default(), &collection)?;

@@ -125,13 +125,20 @@ fn int8_stays_within_cosine_0_99_of_f32_on_every_path() {
             worst.0,
             worst.1.chars().take(40).collect::<String>()
         );
-        // Every path computes the same integer sums, so int8 vectors agree across paths.
+        // Every int8 kernel computes the same integer sums from the same codes; the f32 parts
+        // (attention, GELU, layer norm) round differently at another vector width, which moves
+        // a few codes by one step, so vectors agree exactly at one width and closely across.
         match &first {
             None => first = Some((path, int8)),
             Some((other, vectors)) => {
+                let floor = if other.width() == path.width() {
+                    0.99999
+                } else {
+                    0.998
+                };
                 for (a, b) in vectors.iter().zip(&int8) {
                     let c = crate::common::cosine(a, b);
-                    assert!(c >= 0.99999, "{path} vs {other}: cosine {c}");
+                    assert!(c >= floor, "{path} vs {other}: cosine {c}");
                 }
             }
         }
