@@ -168,9 +168,9 @@ impl PackedBert {
             "embeddings.word_embeddings.weight",
         )?;
         let w = Loader { file: &file, path };
+        // Every dense layer runs in int8 at int8 precision: keeping any one of them in f32
+        // (benches/README.md, measured per layer) gained little quality for its cost.
         let int8 = precision == Precision::Int8;
-        let keep_f32 = std::env::var("SEMDEX_INT8_KEEP_F32").unwrap_or_default();
-        let int8_layer = |name: &str| int8 && !keep_f32.split(',').any(|k| k == name);
         let b = &config.bert;
         let (h, i) = (b.hidden_size, b.intermediate_size);
         if b.hidden_act != candle_transformers::models::bert::HiddenAct::Gelu {
@@ -184,16 +184,11 @@ impl PackedBert {
             let p = format!("encoder.layer.{n}.");
             let qkv = ["query", "key", "value"].map(|m| format!("{p}attention.self.{m}"));
             layers.push(Layer {
-                qkv: w.linear(&qkv, h, h, int8_layer("qkv"))?,
-                attn_out: w.linear(
-                    &[format!("{p}attention.output.dense")],
-                    h,
-                    h,
-                    int8_layer("attn_out"),
-                )?,
+                qkv: w.linear(&qkv, h, h, int8)?,
+                attn_out: w.linear(&[format!("{p}attention.output.dense")], h, h, int8)?,
                 attn_norm: w.norm(&format!("{p}attention.output.LayerNorm"), h)?,
-                up: w.linear(&[format!("{p}intermediate.dense")], h, i, int8_layer("up"))?,
-                down: w.linear(&[format!("{p}output.dense")], i, h, int8_layer("down"))?,
+                up: w.linear(&[format!("{p}intermediate.dense")], h, i, int8)?,
+                down: w.linear(&[format!("{p}output.dense")], i, h, int8)?,
                 out_norm: w.norm(&format!("{p}output.LayerNorm"), h)?,
             });
         }

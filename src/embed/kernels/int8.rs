@@ -389,6 +389,7 @@ fn int8_matmul_portable(dst: &mut [f32], x: &QuantizedRows, w: &Int8Weights, acc
 
 #[cfg(target_arch = "x86_64")]
 pub(super) mod avx512 {
+    use super::super::lanes16;
     use super::super::matmul::by_tokens;
     use super::{Int8Weights, PANEL, PANEL_GROUP, QuantizedRows};
     use std::arch::x86_64::*;
@@ -476,15 +477,6 @@ pub(super) mod avx512 {
         }
     }
 
-    /// A mask of the first `n` (< 16) lanes, or all 16.
-    fn lanes(n: usize) -> u16 {
-        if n >= 16 {
-            u16::MAX
-        } else {
-            ((1u32 << n) - 1) as u16
-        }
-    }
-
     /// The smallest and largest value of `x`, with 0 (the vectorised `row_range`).
     ///
     /// # Safety
@@ -495,7 +487,7 @@ pub(super) mod avx512 {
         for j in (0..x.len()).step_by(16) {
             // SAFETY: the mask keeps the load inside `x`; masked-off lanes read as 0, which
             // the range includes anyway.
-            let v = unsafe { _mm512_maskz_loadu_ps(lanes(x.len() - j), x.as_ptr().add(j)) };
+            let v = unsafe { _mm512_maskz_loadu_ps(lanes16(x.len() - j), x.as_ptr().add(j)) };
             low = _mm512_min_ps(low, v);
             high = _mm512_max_ps(high, v);
         }
@@ -523,7 +515,7 @@ pub(super) mod avx512 {
         );
         let (floor, ceiling) = (_mm512_setzero_ps(), _mm512_set1_ps(255.0));
         for j in (0..x.len()).step_by(16) {
-            let m = lanes(x.len() - j);
+            let m = lanes16(x.len() - j);
             // SAFETY: the mask keeps the load inside `x` and the store inside `codes`.
             unsafe {
                 let v = _mm512_maskz_loadu_ps(m, x.as_ptr().add(j));
@@ -641,29 +633,21 @@ mod avx2 {
         panels: std::ops::Range<usize>,
     ) {
         let k4 = w.padded_inputs / 4;
-        let step = if VNNI { STEP_VNNI } else { STEP_EMULATED };
+        let per_call = if VNNI { STEP_VNNI } else { STEP_EMULATED };
         for p in panels {
             // SAFETY: panel p < panels of w.
             let panel = unsafe { w.data.as_ptr().add(p * PANEL * w.padded_inputs) };
             let mut t = 0;
             while t < x.rows {
-                let n = (x.rows - t).min(step);
+                let n = (x.rows - t).min(per_call);
                 // SAFETY: rows t..t+n, channels of panel p; the VNNI steps run only in
                 // int8_matmul_vnni, whose caller checked AVX-VNNI.
                 unsafe {
-                    if VNNI {
-                        by_tokens!(
-                            n,
-                            step_vnni(dst, x, w, panel, k4, t, p, accumulate),
-                            [1, 2, 3, 4, 5, 6]
-                        )
-                    } else {
-                        by_tokens!(
-                            n,
-                            step_emulated(dst, x, w, panel, k4, t, p, accumulate),
-                            [1, 2, 3, 4]
-                        )
-                    }
+                    by_tokens!(
+                        n,
+                        step[VNNI](dst, x, w, panel, k4, t, p, accumulate),
+                        [1, 2, 3, 4, 5, 6]
+                    )
                 };
                 t += n;
             }
@@ -685,9 +669,12 @@ mod avx2 {
         }
     }
 
-    #[target_feature(enable = "avx2,fma,avxvnni")]
+    /// One panel × `N` tokens: 2·N accumulators of 8 int32 sums over every input group, by
+    /// AVX-VNNI's `vpdpbusd` when `VNNI`, else by `vpsignb` + `vpmaddubsw` + `vpmaddwd`.
+    /// Inlined into the two entry points, whose target features it runs under.
+    #[inline(always)]
     #[allow(clippy::too_many_arguments)]
-    unsafe fn step_vnni<const N: usize>(
+    unsafe fn step<const N: usize, const VNNI: bool>(
         dst: *mut f32,
         x: &QuantizedRows,
         w: &Int8Weights,
@@ -697,54 +684,33 @@ mod avx2 {
         p: usize,
         accumulate: bool,
     ) {
-        let mut lo = [_mm256_setzero_si256(); N];
-        let mut hi = [_mm256_setzero_si256(); N];
+        // SAFETY: AVX2, as the entry points this is inlined into enable.
+        let (ones, mut lo, mut hi) = unsafe {
+            (
+                _mm256_set1_epi16(1),
+                [_mm256_setzero_si256(); N],
+                [_mm256_setzero_si256(); N],
+            )
+        };
         for g in 0..k4 {
-            // SAFETY: group g of panel p (64 bytes), rows t0..t0+N.
+            // SAFETY: group g of panel p (64 bytes), rows t0..t0+N; `vpdpbusd` runs only in
+            // int8_matmul_vnni, whose caller checked AVX-VNNI.
             unsafe {
                 let w0 = _mm256_loadu_si256(panel.add(g * 64).cast());
                 let w1 = _mm256_loadu_si256(panel.add(g * 64 + 32).cast());
                 for t in 0..N {
                     let xb = codes4(x, t0 + t, g);
-                    lo[t] = _mm256_dpbusd_avx_epi32(lo[t], xb, w0);
-                    hi[t] = _mm256_dpbusd_avx_epi32(hi[t], xb, w1);
-                }
-            }
-        }
-        for t in 0..N {
-            // SAFETY: row t0+t, channels of panel p.
-            unsafe { store(dst, x, w, lo[t], hi[t], t0 + t, p * PANEL, accumulate) };
-        }
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn step_emulated<const N: usize>(
-        dst: *mut f32,
-        x: &QuantizedRows,
-        w: &Int8Weights,
-        panel: *const i8,
-        k4: usize,
-        t0: usize,
-        p: usize,
-        accumulate: bool,
-    ) {
-        let ones = _mm256_set1_epi16(1);
-        let mut lo = [_mm256_setzero_si256(); N];
-        let mut hi = [_mm256_setzero_si256(); N];
-        for g in 0..k4 {
-            // SAFETY: group g of panel p (64 bytes), rows t0..t0+N.
-            unsafe {
-                let w0 = _mm256_loadu_si256(panel.add(g * 64).cast());
-                let w1 = _mm256_loadu_si256(panel.add(g * 64 + 32).cast());
-                for t in 0..N {
-                    let xb = codes4(x, t0 + t, g);
-                    let magnitude = _mm256_abs_epi8(xb);
-                    // |x| · (w · sign x) = x · w; each pair sum is at most 2 · 127².
-                    let p0 = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(w0, xb));
-                    let p1 = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(w1, xb));
-                    lo[t] = _mm256_add_epi32(lo[t], _mm256_madd_epi16(p0, ones));
-                    hi[t] = _mm256_add_epi32(hi[t], _mm256_madd_epi16(p1, ones));
+                    if VNNI {
+                        lo[t] = _mm256_dpbusd_avx_epi32(lo[t], xb, w0);
+                        hi[t] = _mm256_dpbusd_avx_epi32(hi[t], xb, w1);
+                    } else {
+                        let magnitude = _mm256_abs_epi8(xb);
+                        // |x| · (w · sign x) = x · w; each pair sum is at most 2 · 128 · 127.
+                        let p0 = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(w0, xb));
+                        let p1 = _mm256_maddubs_epi16(magnitude, _mm256_sign_epi8(w1, xb));
+                        lo[t] = _mm256_add_epi32(lo[t], _mm256_madd_epi16(p0, ones));
+                        hi[t] = _mm256_add_epi32(hi[t], _mm256_madd_epi16(p1, ones));
+                    }
                 }
             }
         }

@@ -88,12 +88,11 @@ pub fn panel_matmul(dst: &mut [f32], x: &[f32], w: &PanelWeights, tokens: usize,
             // features; the assert above bounds every access, and tasks own disjoint
             // panels, i.e. disjoint columns of dst.
             unsafe {
-                match w.width {
-                    Width::Avx512 => {
-                        avx512::panel_matmul(out.get(), x.get(), w, tokens, accumulate, range)
-                    }
-                    _ => avx2::panel_matmul(out.get(), x.get(), w, tokens, accumulate, range),
-                }
+                let (rows, step): (PanelRows, usize) = match w.width {
+                    Width::Avx512 => (avx512::rows, avx512::STEP),
+                    _ => (avx2::rows, avx2::STEP),
+                };
+                panel_loop(rows, step, out.get(), x.get(), w, tokens, accumulate, range)
             }
         });
         return;
@@ -151,9 +150,11 @@ pub unsafe fn strided_matmul(
     // supported KernelPath.
     match width {
         #[cfg(target_arch = "x86_64")]
-        Width::Avx512 => unsafe { avx512::strided(dst, x, w, rows, inner, cols) },
+        Width::Avx512 => unsafe {
+            panels_of(avx512::rows, avx512::PANEL, dst, x, w, rows, inner, cols)
+        },
         #[cfg(target_arch = "x86_64")]
-        Width::Avx2 => unsafe { avx2::strided(dst, x, w, rows, inner, cols) },
+        Width::Avx2 => unsafe { panels_of(avx2::rows, avx2::PANEL, dst, x, w, rows, inner, cols) },
         _ => {
             for i in 0..rows {
                 for j in 0..cols {
@@ -165,6 +166,95 @@ pub unsafe fn strided_matmul(
                 }
             }
         }
+    }
+}
+
+/// One width's driver: every row (`count` of them) of one panel of `cols` columns of
+/// `dst (+)= x · w`, summed over `inner`.
+///
+/// # Safety (of calling one)
+/// The CPU has the width's features; every element addressed is in bounds and `dst` overlaps
+/// neither input.
+#[cfg(target_arch = "x86_64")]
+type PanelRows = unsafe fn(Strided, Strided, Strided, usize, usize, usize, bool);
+
+/// The panels of [`panel_matmul`] in `panels`, token block by token block.
+///
+/// # Safety
+/// `rows` may run on this CPU; `x` holds `tokens × w.inputs` floats and `dst`
+/// `tokens × w.outputs`; no other thread touches these panels' columns of `dst`.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn panel_loop(
+    rows: PanelRows,
+    step: usize,
+    dst: *mut f32,
+    x: *const f32,
+    w: &PanelWeights,
+    tokens: usize,
+    accumulate: bool,
+    panels: std::ops::Range<usize>,
+) {
+    let (dst, x) = (
+        Strided::new(dst, w.outputs),
+        Strided::new(x.cast_mut(), w.inputs),
+    );
+    let block = token_block(w.inputs, step);
+    let mut block_start = 0;
+    while block_start < tokens {
+        let block_end = (block_start + block).min(tokens);
+        for p in panels.clone() {
+            let panel = Strided::new(
+                w.data[p * w.inputs * w.panel..].as_ptr().cast_mut(),
+                w.panel,
+            );
+            let cols = (w.outputs - p * w.panel).min(w.panel);
+            // SAFETY: rows block_start..block_end of x and dst, columns of panel p.
+            unsafe {
+                rows(
+                    dst.offset(block_start, p * w.panel),
+                    x.offset(block_start, 0),
+                    panel,
+                    block_end - block_start,
+                    w.inputs,
+                    cols,
+                    accumulate,
+                )
+            };
+        }
+        block_start = block_end;
+    }
+}
+
+/// [`strided_matmul`] panel by panel of `panel` columns.
+///
+/// # Safety
+/// As for [`strided_matmul`], and `rows` may run on this CPU.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn panels_of(
+    rows: PanelRows,
+    panel: usize,
+    dst: Strided,
+    x: Strided,
+    w: Strided,
+    count: usize,
+    inner: usize,
+    cols: usize,
+) {
+    for j0 in (0..cols).step_by(panel) {
+        // SAFETY: forwarded; columns j0..j0 + min(panel, cols − j0).
+        unsafe {
+            rows(
+                dst.offset(0, j0),
+                x,
+                w.offset(0, j0),
+                count,
+                inner,
+                (cols - j0).min(panel),
+                false,
+            )
+        };
     }
 }
 
@@ -214,93 +304,31 @@ macro_rules! by_tokens {
             _ => unreachable!("token step out of range"),
         }
     };
+    // `f[G](args)`: `f::<N, G>(args)`, with one more const parameter.
+    ($n:expr, $f:ident [$g:ident] $args:tt, [$($k:literal),*]) => {
+        match $n {
+            $($k => $f::<$k, $g> $args,)*
+            _ => unreachable!("token step out of range"),
+        }
+    };
 }
 pub(super) use by_tokens;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
-    use super::{PanelWeights, Strided, token_block};
+    use super::Strided;
     use std::arch::x86_64::*;
 
-    const PANEL: usize = 16;
+    pub(super) const PANEL: usize = 16;
     /// Tokens a micro-kernel call handles at once (12 accumulators + 3 working registers).
-    const STEP: usize = 6;
-
-    /// Panels `panels` of [`super::panel_matmul`].
-    ///
-    /// # Safety
-    /// The CPU has AVX2 and FMA; `x` holds `tokens × w.inputs` floats and `dst`
-    /// `tokens × w.outputs`; no other thread touches these panels' columns of `dst`.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn panel_matmul(
-        dst: *mut f32,
-        x: *const f32,
-        w: &PanelWeights,
-        tokens: usize,
-        accumulate: bool,
-        panels: std::ops::Range<usize>,
-    ) {
-        debug_assert_eq!(w.panel, PANEL);
-        let (dst, x) = (
-            Strided::new(dst, w.outputs),
-            Strided::new(x.cast_mut(), w.inputs),
-        );
-        let block = token_block(w.inputs, STEP);
-        let mut block_start = 0;
-        while block_start < tokens {
-            let block_end = (block_start + block).min(tokens);
-            for p in panels.clone() {
-                let panel = Strided::new(w.data[p * w.inputs * PANEL..].as_ptr().cast_mut(), PANEL);
-                let cols = (w.outputs - p * PANEL).min(PANEL);
-                // SAFETY: rows block_start..block_end of x and dst, columns of panel p.
-                unsafe {
-                    rows(
-                        dst.offset(block_start, p * PANEL),
-                        x.offset(block_start, 0),
-                        panel,
-                        block_end - block_start,
-                        w.inputs,
-                        cols,
-                        accumulate,
-                    )
-                };
-            }
-            block_start = block_end;
-        }
-    }
-
-    /// [`super::strided_matmul`] with AVX2.
-    ///
-    /// # Safety
-    /// As for [`super::strided_matmul`], and the CPU has AVX2 and FMA.
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) unsafe fn strided(
-        dst: Strided,
-        x: Strided,
-        w: Strided,
-        rows_count: usize,
-        inner: usize,
-        cols: usize,
-    ) {
-        for j0 in (0..cols).step_by(PANEL) {
-            // SAFETY: forwarded; columns j0..j0 + min(16, cols − j0).
-            unsafe {
-                rows(
-                    dst.offset(0, j0),
-                    x,
-                    w.offset(0, j0),
-                    rows_count,
-                    inner,
-                    (cols - j0).min(PANEL),
-                    false,
-                )
-            };
-        }
-    }
+    pub(super) const STEP: usize = 6;
 
     /// Every row of one 16-column panel, `STEP` rows per micro-kernel call.
+    ///
+    /// # Safety
+    /// The CPU has AVX2 and FMA; see [`super::PanelRows`].
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn rows(
+    pub(super) unsafe fn rows(
         dst: Strided,
         x: Strided,
         w: Strided,
@@ -416,88 +444,19 @@ mod avx2 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{PanelWeights, Strided, token_block};
+    use super::Strided;
     use std::arch::x86_64::*;
 
-    const PANEL: usize = 32;
+    pub(super) const PANEL: usize = 32;
     /// Tokens a micro-kernel call handles at once (24 accumulators + 3 working registers).
-    const STEP: usize = 12;
-
-    /// Panels `panels` of [`super::panel_matmul`].
-    ///
-    /// # Safety
-    /// The CPU has AVX-512 F/BW/VL; `x` holds `tokens × w.inputs` floats and `dst`
-    /// `tokens × w.outputs`; no other thread touches these panels' columns of `dst`.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-    pub(super) unsafe fn panel_matmul(
-        dst: *mut f32,
-        x: *const f32,
-        w: &PanelWeights,
-        tokens: usize,
-        accumulate: bool,
-        panels: std::ops::Range<usize>,
-    ) {
-        debug_assert_eq!(w.panel, PANEL);
-        let (dst, x) = (
-            Strided::new(dst, w.outputs),
-            Strided::new(x.cast_mut(), w.inputs),
-        );
-        let block = token_block(w.inputs, STEP);
-        let mut block_start = 0;
-        while block_start < tokens {
-            let block_end = (block_start + block).min(tokens);
-            for p in panels.clone() {
-                let panel = Strided::new(w.data[p * w.inputs * PANEL..].as_ptr().cast_mut(), PANEL);
-                let cols = (w.outputs - p * PANEL).min(PANEL);
-                // SAFETY: rows block_start..block_end of x and dst, columns of panel p.
-                unsafe {
-                    rows(
-                        dst.offset(block_start, p * PANEL),
-                        x.offset(block_start, 0),
-                        panel,
-                        block_end - block_start,
-                        w.inputs,
-                        cols,
-                        accumulate,
-                    )
-                };
-            }
-            block_start = block_end;
-        }
-    }
-
-    /// [`super::strided_matmul`] with AVX-512.
-    ///
-    /// # Safety
-    /// As for [`super::strided_matmul`], and the CPU has AVX-512 F/BW/VL.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-    pub(super) unsafe fn strided(
-        dst: Strided,
-        x: Strided,
-        w: Strided,
-        rows_count: usize,
-        inner: usize,
-        cols: usize,
-    ) {
-        for j0 in (0..cols).step_by(PANEL) {
-            // SAFETY: forwarded; columns j0..j0 + min(32, cols − j0).
-            unsafe {
-                rows(
-                    dst.offset(0, j0),
-                    x,
-                    w.offset(0, j0),
-                    rows_count,
-                    inner,
-                    (cols - j0).min(PANEL),
-                    false,
-                )
-            };
-        }
-    }
+    pub(super) const STEP: usize = 12;
 
     /// Every row of one panel of `cols` ≤ 32 columns, `STEP` rows per micro-kernel call.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F/BW/VL; see [`super::PanelRows`].
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2,fma")]
-    unsafe fn rows(
+    pub(super) unsafe fn rows(
         dst: Strided,
         x: Strided,
         w: Strided,

@@ -198,6 +198,16 @@ pub enum Width {
 /// Below this many multiply-adds a matrix product runs on one thread (fork/join costs more).
 pub const PARALLEL_FROM: usize = 1 << 16;
 
+/// An AVX-512 lane mask of the first `n` of 16 lanes (all 16 when `n` ≥ 16): the tails of
+/// rows whose length is not a multiple of the vector width.
+pub(crate) fn lanes16(n: usize) -> u16 {
+    if n >= 16 {
+        u16::MAX
+    } else {
+        ((1u32 << n) - 1) as u16
+    }
+}
+
 /// A raw pointer shared by tasks that touch disjoint parts of one buffer.
 #[derive(Clone, Copy)]
 pub struct Shared<T>(pub *mut T);
