@@ -288,7 +288,7 @@ multiversion! {
         for (c, v) in codes.iter_mut().zip(x) {
             // round_ties_even, unlike round, is one vector instruction.
             let q = (v * inv).round_ties_even() + zero;
-            let q = if q < 0.0 { 0.0 } else if q > 255.0 { 255.0 } else { q } - shift;
+            let q = q.clamp(0.0, 255.0) - shift;
             *c = q as i32 as u8;
         }
     }
