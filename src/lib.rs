@@ -23,6 +23,7 @@ pub mod embed;
 pub mod engine;
 #[cfg(feature = "eval")]
 pub mod eval;
+pub mod extract;
 pub mod filter;
 pub mod index;
 pub mod late;
