@@ -10,6 +10,10 @@ use std::time::Instant;
 
 use semdex::extract::{ExtractLimits, Hint};
 
+/// The allocator the `semdex` binary uses, so that extraction runs as it does in `ingest`.
+#[global_allocator]
+static GLOBAL: semdex::alloc::CountingMimalloc = semdex::alloc::CountingMimalloc;
+
 fn main() {
     let mut args = std::env::args().skip(1);
     let mut text_dir: Option<PathBuf> = None;

@@ -8,7 +8,8 @@ use super::{Extracted, Format, PageSpan, Section, Structure};
 pub enum Break {
     /// A blank line: a new paragraph (the splitter's strongest boundary below a section).
     Paragraph,
-    /// A line break: the next item of a list, the next row of a table.
+    /// A line break: the next item of a list, the next row of a table (a blank line still
+    /// separates the first item from the paragraph before it).
     Line,
 }
 
@@ -22,6 +23,8 @@ pub struct TextBuilder {
     pages: Vec<PageSpan>,
     page_open: Option<(usize, u32)>,
     title: Option<String>,
+    /// How the last block was set apart, so that only items in a row share single line breaks.
+    last: Option<Break>,
 }
 
 /// Collapses runs of whitespace to one space and trims: how inline text reads.
@@ -62,11 +65,10 @@ impl TextBuilder {
             return None;
         }
         if !self.text.is_empty() {
-            self.text.push_str(match brk {
-                Break::Paragraph => "\n\n",
-                Break::Line => "\n",
-            });
+            let items = brk == Break::Line && self.last == Some(Break::Line);
+            self.text.push_str(if items { "\n" } else { "\n\n" });
         }
+        self.last = Some(brk);
         let start = self.text.len();
         self.text.push_str(block);
         Some(start..self.text.len())
@@ -85,6 +87,7 @@ impl TextBuilder {
         let heading = collapse_whitespace(heading);
         if let Some(range) = self.block(Break::Paragraph, &heading) {
             self.headings.push((range.start, level.max(1), heading));
+            self.last = Some(Break::Paragraph);
         }
     }
 
@@ -179,7 +182,7 @@ mod tests {
         b.body(Break::Paragraph, "  Preface text. ");
         b.heading(1, "Install");
         b.heading(2, " From \n source ");
-        b.body(Break::Paragraph, "Run make.");
+        b.body(Break::Line, "Run make.");
         b.begin_page(2);
         b.body(Break::Line, "Then install.");
         b.heading(2, "Binaries");

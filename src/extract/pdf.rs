@@ -32,10 +32,11 @@ pub fn extract(
     deadline: &Deadline,
 ) -> Result<Extracted, ExtractError> {
     check_inflated_size(bytes, limits.max_decompressed_bytes, deadline)?;
-    let doc = Document::load_mem(bytes).map_err(|e| corrupt(describe(&e)))?;
-    if doc.is_encrypted() {
-        // lopdf opens files encrypted with an empty user password itself; this one needs a
-        // real password.
+    let mut doc = Document::load_mem(bytes).map_err(|e| corrupt(describe(&e)))?;
+    repair_cid_widths(&mut doc);
+    // lopdf opens a file encrypted with an empty user password itself (and drops /Encrypt
+    // from the trailer); one that still has it needs a real password.
+    if doc.trailer.get(b"Encrypt").is_ok() || doc.is_encrypted() {
         return Err(ExtractError::Encrypted);
     }
     let pages = doc.get_pages();
@@ -75,7 +76,10 @@ pub fn extract(
             if line.starts_paragraph && !paragraph.is_empty() {
                 out.body(Break::Paragraph, &std::mem::take(&mut paragraph));
             }
-            if !paragraph.is_empty() {
+            if hyphenated(&paragraph, &line.text) {
+                // A word broken across two lines is one word again ("Ex-" + "isting").
+                paragraph.pop();
+            } else if !paragraph.is_empty() {
                 paragraph.push('\n');
             }
             paragraph.push_str(&line.text);
@@ -98,6 +102,78 @@ pub fn extract(
         extracted.structure.sections = sections;
     }
     Ok(extracted)
+}
+
+/// Most glyph widths one range of a CID font's `/W` array is expanded to.
+const MAX_WIDTH_RANGE: i64 = 65_536;
+
+/// Rewrites the `c_first c_last width` entries of CID fonts' `/W` arrays (what Chromium
+/// writes for monospaced fonts) as `c_first [width ...]`, the form pdf-extract 0.12 reads:
+/// it misreads the range form and then places every glyph of such a font a full em apart,
+/// which splits words into letters.
+fn repair_cid_widths(doc: &mut Document) {
+    let fonts: Vec<pdf_extract::ObjectId> = doc
+        .objects
+        .iter()
+        .filter(|(_, o)| {
+            o.as_dict().is_ok_and(|d| {
+                d.get(b"W").is_ok()
+                    && d.get(b"Subtype")
+                        .and_then(Object::as_name)
+                        .is_ok_and(|n| n.starts_with(b"CIDFontType"))
+            })
+        })
+        .map(|(id, _)| *id)
+        .collect();
+    for id in fonts {
+        let w = match doc
+            .get_object(id)
+            .and_then(Object::as_dict)
+            .and_then(|d| d.get(b"W"))
+        {
+            Ok(Object::Reference(r)) => doc.get_object(*r).ok().cloned(),
+            Ok(direct) => Some(direct.clone()),
+            Err(_) => None,
+        };
+        let Some(Object::Array(entries)) = w else {
+            continue;
+        };
+        let number = |o: &Object| match o {
+            Object::Integer(i) => Some(*i as f64),
+            Object::Real(r) => Some(f64::from(*r)),
+            _ => None,
+        };
+        let mut fixed = Vec::with_capacity(entries.len());
+        let mut i = 0;
+        while i < entries.len() {
+            match (entries.get(i), entries.get(i + 1), entries.get(i + 2)) {
+                (Some(first), Some(Object::Array(widths)), _) => {
+                    fixed.push(first.clone());
+                    fixed.push(Object::Array(widths.clone()));
+                    i += 2;
+                }
+                (Some(first), Some(last), Some(width)) => {
+                    let (Some(first), Some(last), Some(width)) =
+                        (number(first), number(last), number(width))
+                    else {
+                        break;
+                    };
+                    let (first, last) = (first as i64, last as i64);
+                    if last >= first && last - first < MAX_WIDTH_RANGE {
+                        fixed.push(Object::Integer(first));
+                        fixed.push(Object::Array(
+                            (first..=last).map(|_| Object::Real(width as f32)).collect(),
+                        ));
+                    }
+                    i += 3;
+                }
+                _ => break,
+            }
+        }
+        if let Ok(Object::Dictionary(d)) = doc.get_object_mut(id) {
+            d.set("W", Object::Array(fixed));
+        }
+    }
 }
 
 /// lopdf's error, in words a person can act on.
@@ -346,6 +422,15 @@ impl PageText {
     }
 }
 
+/// Whether `before` ends with a word cut by a hyphen that `next` completes: a letter and a
+/// hyphen, then a line starting with a lowercase letter.
+fn hyphenated(before: &str, next: &str) -> bool {
+    let mut tail = before.chars().rev();
+    tail.next() == Some('-')
+        && tail.next().is_some_and(char::is_alphabetic)
+        && next.chars().next().is_some_and(char::is_lowercase)
+}
+
 /// The first page's title: its lines in the largest size, when that size stands out from
 /// the body text's.
 fn title_line(lines: &[Line]) -> Option<String> {
@@ -446,7 +531,7 @@ mod tests {
                 glyph(13.0, 0.0, "y"),
                 glyph(18.0, 0.0, "o"),
                 glyph(23.0, 0.0, " "),
-                glyph(28.0, 0.0, "\u{FB01}"),
+                glyph(28.0, 0.0, &normalize_glyph("\u{FB01}")),
                 glyph(0.0, 12.0, "n"),
                 glyph(0.0, 40.0, "p"),
             ],
@@ -456,6 +541,14 @@ mod tests {
         assert_eq!(texts, ["Hi yo fi", "n", "p"]);
         assert!(!lines[1].starts_paragraph);
         assert!(lines[2].starts_paragraph);
+    }
+
+    #[test]
+    fn words_broken_by_a_hyphen_are_joined() {
+        assert!(hyphenated("Ex-", "isting IE systems"));
+        assert!(!hyphenated("Ex-", "Isting"));
+        assert!(!hyphenated("pages 3-", "five"), "a digit before the hyphen");
+        assert!(!hyphenated("", "word"));
     }
 
     #[test]

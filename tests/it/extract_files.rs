@@ -19,14 +19,6 @@ fn extract_file(name: &str) -> Result<Extracted, ExtractError> {
     extract::extract(read(name), &Hint::file(name), &ExtractLimits::default())
 }
 
-/// Words of a text, lowercased, for loose comparisons.
-fn words(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect()
-}
-
 /// Checks what every extraction promises and returns it.
 fn check(name: &str, format: Format) -> Extracted {
     let e = extract_file(name).unwrap_or_else(|err| panic!("{name}: {err}"));
@@ -89,15 +81,24 @@ fn pdf_text_pages_and_titles_from_four_producers() {
 }
 
 #[test]
-fn cid_fonts_give_japanese_text() {
-    let kampo = check("kampo-cid-japanese.pdf", Format::Pdf);
-    let japanese = kampo
+fn non_latin_scripts() {
+    // Japanese in CID TrueType fonts (Chromium), with their ToUnicode maps.
+    let ja = check("chromium-debref-ja-apa.pdf", Format::Pdf);
+    assert_eq!(ja.structure.pages.len(), 3);
+    assert!(ja.text.contains("付録A 補遺"), "{:.300}", ja.text);
+    assert!(
+        ja.text.contains("以下が本文書の背景です。"),
+        "{:.300}",
+        ja.text
+    );
+    // Cyrillic.
+    let ru = check("chromium-debfaq-ru.pdf", Format::Pdf);
+    let cyrillic = ru
         .text
         .chars()
-        .filter(|c| ('\u{3040}'..='\u{30ff}').contains(c) || ('\u{4e00}'..='\u{9fff}').contains(c))
+        .filter(|c| ('\u{0400}'..='\u{04ff}').contains(c))
         .count();
-    assert!(japanese > 500, "{japanese} Japanese characters");
-    assert!(kampo.text.contains("金曜日"), "{:.300}", kampo.text);
+    assert!(cyrillic > 1000, "{cyrillic} Cyrillic letters");
 }
 
 #[test]

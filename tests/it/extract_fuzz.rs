@@ -55,8 +55,16 @@ fn limits() -> ExtractLimits {
     }
 }
 
+/// Cases per run: 96 as a standing test; `SEMDEX_FUZZ_CASES` runs a longer campaign.
+fn cases() -> u32 {
+    std::env::var("SEMDEX_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(96)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn damaged_real_files_never_panic_or_hang(
