@@ -291,7 +291,7 @@ fn read_body(
                 }
             }
             Event::Text(t) if in_text => {
-                paragraph.push_str(&t.decode().map_err(|e| corrupt(e))?);
+                paragraph.push_str(&t.decode().map_err(corrupt)?);
             }
             Event::GeneralRef(r) if in_text => push_entity(&mut paragraph, r),
             Event::End(e) => match e.local_name().as_ref() {

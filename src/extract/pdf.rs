@@ -60,7 +60,7 @@ pub fn extract(
         deadline.check()?;
         let mut page = PageText::default();
         let read = super::contained(Format::Pdf, || {
-            pdf_extract::output_doc_page(&doc, &mut page, number).map_err(|e| corrupt(e))
+            pdf_extract::output_doc_page(&doc, &mut page, number).map_err(corrupt)
         });
         if let Err(e) = read {
             failures += 1;
