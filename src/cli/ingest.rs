@@ -10,9 +10,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use semdex::engine::sources;
 use semdex::engine::{Engine, IngestStatus};
 use semdex::extract::ExtractLimits;
-use semdex::progress::Progress;
 
-use super::{EngineArgs, GlobalArgs, progress_bar};
+use super::{Bar, EngineArgs, GlobalArgs, progress_bar};
 
 /// Bounds on what one file may cost to extract.
 #[derive(Args, Debug, Clone)]
@@ -117,7 +116,7 @@ pub fn ingest_paths(
     paths: &[PathBuf],
     options: sources::SourceOptions,
 ) -> anyhow::Result<IngestSummary> {
-    let reading = ReadingBar::new();
+    let reading = reading_bar();
     let started = Instant::now();
     let found = sources::collect_with_progress(paths, std::io::stdin().lock(), options, &reading)?;
     let read_seconds = started.elapsed().as_secs_f64();
@@ -171,35 +170,13 @@ pub fn ingest_paths(
 }
 
 /// The bar shown while files are read and extracted: bytes of files, and the file being read.
-struct ReadingBar(ProgressBar);
-
-impl ReadingBar {
-    fn new() -> Self {
-        let bar = ProgressBar::new(0);
-        if let Ok(style) = ProgressStyle::with_template(
-            "reading [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {wide_msg}",
-        ) {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.enable_steady_tick(Duration::from_millis(200));
-        Self(bar)
+fn reading_bar() -> Bar {
+    let bar = ProgressBar::new(0);
+    if let Ok(style) = ProgressStyle::with_template(
+        "reading [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {wide_msg}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
     }
-}
-
-impl Progress for ReadingBar {
-    fn set_total(&self, total: u64) {
-        self.0.set_length(total);
-    }
-
-    fn advance(&self, delta: u64) {
-        self.0.inc(delta);
-    }
-
-    fn finish(&self) {
-        self.0.finish_and_clear();
-    }
-
-    fn message(&self, message: &str) {
-        self.0.set_message(message.to_string());
-    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Bar(bar)
 }
