@@ -340,12 +340,16 @@ impl OutputDev for PageText {
     }
 }
 
-/// Ligatures (ﬁ, ﬂ, ﬀ, …) become their letters, as a reader types them; other characters
-/// stay as the font maps them. Control characters become spaces.
+/// Ligatures (ﬁ, ﬂ, ﬀ, …) become their letters, as a reader types them, and the Kangxi and
+/// CJK radicals and compatibility ideographs some CJK fonts map their glyphs to (⽂ for 文)
+/// become the ideographs people search for; other characters stay as the font maps them.
+/// Control characters become spaces.
 fn normalize_glyph(s: &str) -> String {
     s.chars()
         .flat_map(|c| {
-            let ligature = ('\u{FB00}'..='\u{FB06}').contains(&c);
+            let ligature = ('\u{FB00}'..='\u{FB06}').contains(&c)
+                || ('\u{2E80}'..='\u{2FDF}').contains(&c)
+                || ('\u{F900}'..='\u{FAFF}').contains(&c);
             let control = c.is_control() && c != '\n' && c != '\t';
             let replacement: Vec<char> = if ligature {
                 c.to_string().nfkc().collect()
@@ -539,6 +543,7 @@ mod tests {
         let lines = page.finish();
         let texts: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
         assert_eq!(texts, ["Hi yo fi", "n", "p"]);
+        assert_eq!(normalize_glyph("\u{2F42}"), "文");
         assert!(!lines[1].starts_paragraph);
         assert!(lines[2].starts_paragraph);
     }
