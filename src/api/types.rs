@@ -497,6 +497,7 @@ impl DocumentsBody {
                 text: doc.text,
                 metadata: doc.metadata,
                 source: Some("api".into()),
+                structure: None,
             })
             .collect()
     }

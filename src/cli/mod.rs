@@ -378,6 +378,10 @@ impl Progress for Bar {
     fn finish(&self) {
         self.0.finish_and_clear();
     }
+
+    fn message(&self, message: &str) {
+        self.0.set_message(message.to_string());
+    }
 }
 
 /// A progress bar labelled `label`, counting `unit` ("bytes" formats sizes).
