@@ -460,14 +460,15 @@ impl Collections {
     /// disk) is logged and passed over: the store is the truth, and the next start catches
     /// the index up from it.
     pub fn persist(&self) {
-        let open: Vec<(String, Arc<Engine>)> = std::iter::once((DEFAULT_COLLECTION.to_string(), self.default.clone()))
-            .chain(
-                self.slots
-                    .lock()
-                    .iter()
-                    .filter_map(|(name, slot)| Some((name.clone(), slot.open_engine()?))),
-            )
-            .collect();
+        let open: Vec<(String, Arc<Engine>)> =
+            std::iter::once((DEFAULT_COLLECTION.to_string(), self.default.clone()))
+                .chain(
+                    self.slots
+                        .lock()
+                        .iter()
+                        .filter_map(|(name, slot)| Some((name.clone(), slot.open_engine()?))),
+                )
+                .collect();
         for (name, engine) in open {
             if let Err(e) = engine.persist() {
                 tracing::warn!(collection = %name, error = %e, "cannot save the index; the next start catches it up from the store");

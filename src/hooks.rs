@@ -70,10 +70,12 @@ pub fn reached(point: &'static str, key: &str) {
 /// The failure a test injected at `point` for `key` ([`inject_failure`]), if any: the code
 /// there fails as if the operation had, with this message.
 pub fn injected_failure(point: &'static str, key: &str) -> Option<String> {
-    installed_at(point, key).into_iter().find_map(|hook| match hook {
-        Hook::Fail(message) => Some(message),
-        Hook::Run(_) => None,
-    })
+    installed_at(point, key)
+        .into_iter()
+        .find_map(|hook| match hook {
+            Hook::Fail(message) => Some(message),
+            Hook::Run(_) => None,
+        })
 }
 
 /// Makes every operation at `point` for `key` fail with `message` until the returned guard is

@@ -486,8 +486,7 @@ impl Service {
                     let stop = || {
                         cancel.is_cancelled()
                             || deadline.is_some_and(|d| std::time::Instant::now() >= d)
-                            || crate::hooks::injected_failure("service.deadline", &first)
-                                .is_some()
+                            || crate::hooks::injected_failure("service.deadline", &first).is_some()
                     };
                     ingest_in_groups(&engine, docs, &stop)
                 }

@@ -95,3 +95,12 @@ mod tests {
         assert!(!matches("", ""));
     }
 }
+
+/// Takes `Allow` off a 401: a client without the key must not learn which methods a path
+/// has (the key is checked before routing would answer 405).
+pub async fn hide_routes(mut response: Response) -> Response {
+    if response.status() == StatusCode::UNAUTHORIZED {
+        response.headers_mut().remove(header::ALLOW);
+    }
+    response
+}

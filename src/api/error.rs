@@ -170,11 +170,19 @@ impl From<ServiceError> for ApiError {
             },
             ServiceError::OutOfDescriptors(_) => Self {
                 retry_after: Some(5),
-                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "too_many_open_files", message)
+                ..Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too_many_open_files",
+                    message,
+                )
             },
             ServiceError::InsufficientStorage(_) => Self {
                 retry_after: Some(30),
-                ..Self::new(StatusCode::INSUFFICIENT_STORAGE, "insufficient_storage", message)
+                ..Self::new(
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "insufficient_storage",
+                    message,
+                )
             },
             ServiceError::TimedOut(_) => Self {
                 retry_after: Some(1),

@@ -71,7 +71,8 @@ const WIND_DOWN: std::time::Duration = std::time::Duration::from_secs(15);
 /// the truth about what it stored, and [`WIND_DOWN`] more before it is cut off.
 pub async fn timeout(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let limit = state.config().request_timeout;
-    req.extensions_mut().insert(Deadline(Instant::now() + limit));
+    req.extensions_mut()
+        .insert(Deadline(Instant::now() + limit));
     let answers_itself = req.method() == Method::POST && req.uri().path().ends_with("/documents");
     let cut_off = if answers_itself {
         limit + WIND_DOWN

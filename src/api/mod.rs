@@ -11,13 +11,13 @@ mod limits;
 mod metadata_budget;
 mod metrics;
 mod middleware;
-pub mod server;
 mod objects;
 pub mod openai_tokens;
 pub mod request_id;
 pub mod responses;
 pub mod routes;
 mod schemas;
+pub mod server;
 pub mod state;
 pub mod types;
 
@@ -129,7 +129,8 @@ pub fn router(state: AppState) -> Router {
         Some(layer) => app.layer(layer),
         None => app,
     };
-    app.layer(axum::middleware::from_fn(middleware::observe))
+    let app = app
+        .layer(axum::middleware::from_fn(middleware::observe))
         .layer(axum::middleware::from_fn(middleware::json_errors))
         .layer(CatchPanicLayer::custom(
             |panic: Box<dyn std::any::Any + Send>| {
@@ -141,7 +142,12 @@ pub fn router(state: AppState) -> Router {
                 ApiError::internal(format!("the handler panicked: {what}")).into_response_owned()
             },
         ))
-        .layer(axum::middleware::from_fn(request_id::assign))
+        .layer(axum::middleware::from_fn(request_id::assign));
+    // axum's method router adds `Allow` around every layer above, to whatever its method
+    // fallback answered, the auth layer's 401 included: this outer router takes it off again.
+    Router::new()
+        .fallback_service(app)
+        .layer(axum::middleware::map_response(auth::hide_routes))
 }
 
 fn cors(origins: &[String]) -> Option<CorsLayer> {

@@ -204,7 +204,12 @@ pub fn overflow_router(app: Router) -> Router {
             "/health",
             axum::routing::get(move |req: Request| {
                 let health = health.clone();
-                async move { health.oneshot(req).await.unwrap_or_else(|never| match never {}) }
+                async move {
+                    health
+                        .oneshot(req)
+                        .await
+                        .unwrap_or_else(|never| match never {})
+                }
             }),
         )
         .fallback(|| async { super::error::ApiError::too_many_connections() })

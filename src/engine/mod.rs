@@ -230,6 +230,7 @@ pub fn model_identity(encoder: &Encoder) -> ModelIdentity {
         name: config.name.clone(),
         fingerprint: config.fingerprint.clone(),
         dimension: config.dimension(),
+        precision: encoder.precision().as_str().to_string(),
     }
 }
 

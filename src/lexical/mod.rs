@@ -286,6 +286,18 @@ impl LexicalIndex {
         Ok(())
     }
 
+    /// Drops the writes no commit has made durable, so that the index is its last commit
+    /// again (before catching it up with the store: a write whose commit failed must not be
+    /// added a second time).
+    pub fn rollback(&self) -> Result<()> {
+        // Dropping tantivy's writer discards what it holds uncommitted, and also lets go of
+        // a writer that an I/O error (a full disk) left unusable: the next write makes a new one.
+        let writer = self.writer.lock().take();
+        drop(writer);
+        self.dirty.store(false, Ordering::Release);
+        Ok(())
+    }
+
     /// Whether there are writes that no commit has made searchable yet.
     pub fn has_uncommitted(&self) -> bool {
         self.dirty.load(Ordering::Acquire)
@@ -391,19 +403,25 @@ impl LexicalIndex {
         (!clauses.is_empty()).then(|| BooleanQuery::new(clauses))
     }
 
-    /// The chunk ids of every passage indexed (committed), for catching up with the store.
-    pub fn ids(&self) -> Result<HashSet<VectorId>> {
+    /// The chunk ids of every passage indexed (committed), for catching up with the store,
+    /// and those indexed more than once (which a catch-up indexes afresh).
+    pub fn ids(&self) -> Result<(HashSet<VectorId>, Vec<VectorId>)> {
         let searcher = self.reader.searcher();
         let mut ids = HashSet::new();
+        let mut repeated = Vec::new();
         for segment in searcher.segment_readers() {
             let column = segment.fast_fields().u64(CHUNK_ID)?;
             for doc in segment.doc_ids_alive() {
-                if let Some(id) = column.first(doc) {
-                    ids.insert(id);
+                if let Some(id) = column.first(doc)
+                    && !ids.insert(id)
+                {
+                    repeated.push(id);
                 }
             }
         }
-        Ok(ids)
+        repeated.sort_unstable();
+        repeated.dedup();
+        Ok((ids, repeated))
     }
 
     /// Passages indexed and bytes on disk.
@@ -523,7 +541,7 @@ mod tests {
         index.add(&[(5, "A second meeting is planned.")]).unwrap();
         index.commit(8).unwrap();
         assert_eq!(ids(index.search("meeting", 5, None).unwrap()), [5]);
-        assert_eq!(index.ids().unwrap(), HashSet::from([2, 3, 4, 5]));
+        assert_eq!(index.ids().unwrap().0, HashSet::from([2, 3, 4, 5]));
         assert_eq!(index.stats().passages, 4);
         drop(index);
 
@@ -536,7 +554,7 @@ mod tests {
         std::fs::write(path.join("meta.json"), b"{ not json").unwrap();
         let (fresh, opened) = LexicalIndex::open(&path, true).unwrap();
         assert_eq!(opened, Opened::Empty);
-        assert!(fresh.ids().unwrap().is_empty());
+        assert!(fresh.ids().unwrap().0.is_empty());
     }
 
     #[test]

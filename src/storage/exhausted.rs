@@ -34,7 +34,8 @@ pub fn exhausted(err: &(dyn Error + 'static)) -> Option<Exhausted> {
         {
             return Some(found);
         }
-        if let Some(rusqlite::Error::SqliteFailure(failure, _)) = e.downcast_ref::<rusqlite::Error>()
+        if let Some(rusqlite::Error::SqliteFailure(failure, _)) =
+            e.downcast_ref::<rusqlite::Error>()
         {
             match failure.code {
                 rusqlite::ErrorCode::DiskFull => return Some(Exhausted::Space),

@@ -18,14 +18,20 @@ pub struct ModelIdentity {
     pub fingerprint: String,
     /// Vector length.
     pub dimension: usize,
+    /// The encoder's precision (`f32` or `int8`): int8 vectors lie a little away from f32
+    /// ones (cosine ≥ 0.99), so a collection's queries are embedded as its passages were.
+    pub precision: String,
 }
 
+/// The precision of a store that predates the record (every vector then was f32).
+pub const DEFAULT_PRECISION: &str = "f32";
+
 impl ModelIdentity {
-    /// `name (fingerprint, dim N)`, for messages.
+    /// `name (fingerprint, dim N, precision)`, for messages.
     pub fn describe(&self) -> String {
         format!(
-            "{} ({}, dim {})",
-            self.name, self.fingerprint, self.dimension
+            "{} ({}, dim {}, {})",
+            self.name, self.fingerprint, self.dimension, self.precision
         )
     }
 }

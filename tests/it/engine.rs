@@ -168,6 +168,52 @@ fn deleted_chunks_vanish_from_hnsw_results_and_compaction_keeps_k() {
     );
 }
 
+/// A store whose vectors were made at another precision (int8 here, f32 the encoder's) is
+/// refused like another model's: its queries would be embedded unlike its passages. A store
+/// from before precision was recorded reads as f32.
+#[test]
+fn another_precision_is_refused_and_an_old_store_reads_as_f32() {
+    let encoder = crate::common::encoder();
+    let current = semdex::engine::model_identity(&encoder);
+    assert_eq!(current.precision, "f32");
+    let dir = tempfile::tempdir().unwrap();
+    Store::open(
+        dir.path(),
+        &ModelIdentity {
+            precision: "int8".into(),
+            ..current.clone()
+        },
+    )
+    .unwrap();
+    let err = Engine::open(encoder.clone(), EngineOptions::new(dir.path()), &hidden())
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            EngineError::Storage(StorageError::Store(StoreError::ModelMismatch { .. }))
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("int8") && err.to_string().contains("--precision"),
+        "{err}"
+    );
+
+    // A store made before the record: no `precision` key.
+    let old = tempfile::tempdir().unwrap();
+    Store::open(old.path(), &current).unwrap();
+    let db = rusqlite::Connection::open(
+        old.path()
+            .join(semdex::storage::embedded::store::DATABASE_FILE),
+    )
+    .unwrap();
+    db.execute("DELETE FROM meta WHERE key = 'precision'", [])
+        .unwrap();
+    drop(db);
+    Engine::open(encoder, EngineOptions::new(old.path()), &hidden()).unwrap();
+}
+
 #[test]
 fn another_model_is_refused() {
     let dir = tempfile::tempdir().unwrap();
@@ -177,6 +223,7 @@ fn another_model_is_refused() {
             name: "other-model".into(),
             fingerprint: "0000".into(),
             dimension: 768,
+            precision: "f32".into(),
         },
     )
     .unwrap();

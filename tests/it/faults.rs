@@ -66,11 +66,18 @@ fn an_ingest_out_of_time_reports_what_it_stored_and_stores_nothing_after() {
             .collect();
         assert_eq!(
             statuses,
-            [("dl-a", "created"), ("dl-b", "created"), ("dl-c", "not_stored")]
+            [
+                ("dl-a", "created"),
+                ("dl-b", "created"),
+                ("dl-c", "not_stored")
+            ]
         );
     });
     assert!(s.engine.document("dl-a").is_ok());
-    assert!(s.engine.document("dl-c").is_err(), "nothing written after the deadline");
+    assert!(
+        s.engine.document("dl-c").is_err(),
+        "nothing written after the deadline"
+    );
     assert_eq!(gate.arrivals(), 1, "no forward pass after the deadline");
 }
 
@@ -120,7 +127,10 @@ fn an_abandoned_ingest_stops_at_the_next_forward_pass_and_frees_its_budget() {
     )
     .unwrap();
     stream.write_all(&body).unwrap();
-    assert!(gate.wait_for_arrivals(1, Duration::from_secs(300)), "embedding began");
+    assert!(
+        gate.wait_for_arrivals(1, Duration::from_secs(300)),
+        "embedding began"
+    );
     drop(stream); // the client goes away
     // Its request's future is dropped once the server sees the connection closed; the work
     // finishes the pass it is in and stops.
@@ -151,6 +161,96 @@ fn an_abandoned_ingest_stops_at_the_next_forward_pass_and_frees_its_budget() {
     assert!(s.engine.document("gone").is_err(), "nothing of it stored");
 }
 
+/// A collection deleted while an ingest into it is under way: the ingest answers 404
+/// `collection_not_found` (never a 500), and nothing of it appears anywhere afterwards.
+#[test]
+fn an_ingest_into_a_collection_deleted_under_it_answers_404() {
+    let s = server(ApiConfig::default(), ServiceOptions::default());
+    let (status, body) = send(
+        client()
+            .post(s.url("/collections"))
+            .json(&json!({"name": "brief"})),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let gate = Gate::new();
+    let held = gate.clone();
+    let _hold = install("ingest.forward_pass", "doomed", move || held.wait());
+    std::thread::scope(|scope| {
+        let request = scope.spawn(|| {
+            send(client().post(s.url("/collections/brief/documents")).json(
+                &json!({"id": "doomed", "text": "A note written to a collection about to go."}),
+            ))
+        });
+        assert!(
+            gate.wait_for_arrivals(1, Duration::from_secs(300)),
+            "the ingest is embedding"
+        );
+        let (status, body) = send(client().delete(s.url("/collections/brief")));
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["deleted"], true, "{body}");
+        gate.open();
+        let (status, body) = request.join().unwrap();
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+        assert_eq!(body["error"]["code"], "collection_not_found", "{body}");
+    });
+    let (status, _) = send(client().get(s.url("/collections/brief")));
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, body) = send(
+        client()
+            .post(s.url("/collections"))
+            .json(&json!({"name": "brief"})),
+    );
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["documents"], 0, "nothing of the old ingest came back");
+}
+
+/// A 16 MiB document without whitespace (one `[UNK]` token to the tokenizer) is cut into
+/// passages of at most 16 bytes a token of the budget, not a few passages of megabytes, and
+/// a search over it answers kilobytes.
+#[test]
+fn a_document_without_whitespace_becomes_bounded_passages() {
+    let s = server(
+        ApiConfig {
+            max_body_bytes: 32 * 1024 * 1024,
+            ..ApiConfig::default()
+        },
+        ServiceOptions {
+            max_ingest_bytes: 32 * 1024 * 1024,
+            ..ServiceOptions::default()
+        },
+    );
+    let text = "a".repeat(16 * 1024 * 1024);
+    let (status, body) = send(
+        client()
+            .post(s.url("/documents"))
+            .json(&json!({"id": "blob", "text": text})),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let chunks = body["documents"][0]["chunks"].as_u64().unwrap() as usize;
+    let bound = 128 * semdex::chunk::MAX_BYTES_PER_TOKEN;
+    assert!(chunks >= text.len() / bound, "{chunks} passages");
+    let (status, body) = send(client().get(s.url("/documents/blob/chunks")));
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let listed = body["chunks"].as_array().expect("chunks listed");
+    assert!(!listed.is_empty());
+    for chunk in listed {
+        let len = chunk["end"].as_u64().unwrap() - chunk["start"].as_u64().unwrap();
+        assert!(len as usize <= bound, "a passage of {len} bytes");
+    }
+    let response = client()
+        .post(s.url("/search"))
+        .json(&json!({"query": "aaaa", "k": 10}))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bytes = response.bytes().unwrap();
+    assert!(
+        bytes.len() < 10 * bound + 8192,
+        "a search answered {} bytes",
+        bytes.len()
+    );
+}
+
 /// A failure at each step of a write after the store committed (the vector index, the lexical
 /// index, its commit) leaves the write acknowledged and stored, and the indexes are caught up
 /// with the store: by the next write, and by a restart. A failure of the store itself stores
@@ -162,10 +262,16 @@ fn a_write_failing_at_any_step_leaves_store_and_indexes_agreeing() {
     let agree = |engine: &semdex::engine::Engine, ids: &[&str]| {
         let stats = engine.stats().unwrap();
         assert_eq!(stats.indexed, stats.chunks, "vector index = store");
-        assert_eq!(stats.lexical.passages as usize, stats.chunks, "lexical index = store");
+        assert_eq!(
+            stats.lexical.passages as usize, stats.chunks,
+            "lexical index = store"
+        );
         for id in ids {
             let stored = engine.document(id).unwrap();
-            for mode in [semdex::engine::SearchMode::Dense, semdex::engine::SearchMode::Lexical] {
+            for mode in [
+                semdex::engine::SearchMode::Dense,
+                semdex::engine::SearchMode::Lexical,
+            ] {
                 let found = engine
                     .search(
                         &stored.text,
@@ -194,7 +300,11 @@ fn a_write_failing_at_any_step_leaves_store_and_indexes_agreeing() {
     .enumerate()
     {
         let id = format!("step-{n}");
-        let key = if key.starts_with("fail-") { id.as_str() } else { key };
+        let key = if key.starts_with("fail-") {
+            id.as_str()
+        } else {
+            key
+        };
         {
             let engine = open();
             let failing = inject_failure(point, key, "injected");
@@ -207,13 +317,20 @@ fn a_write_failing_at_any_step_leaves_store_and_indexes_agreeing() {
                     &semdex::progress::NoProgress,
                 )
                 .unwrap();
-            assert_eq!(report[0].status, semdex::engine::IngestStatus::Created, "{point}");
+            assert_eq!(
+                report[0].status,
+                semdex::engine::IngestStatus::Created,
+                "{point}"
+            );
             stored.push(id.clone());
             drop(failing);
             // The next write catches the index up.
             engine
                 .ingest(
-                    vec![crate::common::doc(&format!("{id}-next"), "A later note on the launch pad.")],
+                    vec![crate::common::doc(
+                        &format!("{id}-next"),
+                        "A later note on the launch pad.",
+                    )],
                     &semdex::progress::NoProgress,
                 )
                 .unwrap();
@@ -275,8 +392,12 @@ fn slow_and_idle_clients_are_closed_and_do_not_hold_up_shutdown() {
     let limit = Duration::from_secs(60);
 
     let mut half = TcpStream::connect(&addr).unwrap();
-    half.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
-    assert!(closed_by_server(&mut half, limit), "a half-sent header is closed");
+    half.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    assert!(
+        closed_by_server(&mut half, limit),
+        "a half-sent header is closed"
+    );
 
     let mut drip = TcpStream::connect(&addr).unwrap();
     drip.write_all(b"GET /health HTTP/1.1\r\n").unwrap();
@@ -299,11 +420,15 @@ fn slow_and_idle_clients_are_closed_and_do_not_hold_up_shutdown() {
     assert!(closed, "a dripping header is closed");
 
     let mut idle = TcpStream::connect(&addr).unwrap();
-    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut first = [0u8; 12];
     idle.read_exact(&mut first).unwrap();
     assert_eq!(&first, b"HTTP/1.1 200");
-    assert!(closed_by_server(&mut idle, limit), "an idle keep-alive connection is closed");
+    assert!(
+        closed_by_server(&mut idle, limit),
+        "an idle keep-alive connection is closed"
+    );
 
     // A connection that sends nothing, held open while the server is told to stop.
     let _stalled = TcpStream::connect(&addr).unwrap();
@@ -332,7 +457,8 @@ fn past_the_connection_cap_new_connections_get_503_and_health_answers() {
     let mut held: Vec<TcpStream> = (0..4)
         .map(|_| {
             let mut c = TcpStream::connect(&addr).unwrap();
-            c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+            c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
             let mut head = [0u8; 12];
             c.read_exact(&mut head).unwrap();
             assert_eq!(&head, b"HTTP/1.1 200");
@@ -351,7 +477,10 @@ fn past_the_connection_cap_new_connections_get_503_and_health_answers() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.headers()["retry-after"], "1");
-    assert_eq!(r.json::<Value>().unwrap()["error"]["code"], "too_many_connections");
+    assert_eq!(
+        r.json::<Value>().unwrap()["error"]["code"],
+        "too_many_connections"
+    );
     let health = over.get(format!("{base}/health")).send().unwrap();
     assert_eq!(health.status(), StatusCode::OK, "/health past the cap");
     held.clear();
@@ -366,7 +495,11 @@ fn past_the_connection_cap_new_connections_get_503_and_health_answers() {
         if r.status() == StatusCode::OK {
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(60), "{}", r.status());
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{}",
+            r.status()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     let _ = child.kill();
@@ -403,7 +536,10 @@ fn many_collections_under_a_low_descriptor_limit() {
     let c = client();
     for i in 0..30 {
         let name = format!("many-{i:02}");
-        let (status, body) = send(c.post(format!("{base}/collections")).json(&json!({"name": name})));
+        let (status, body) = send(
+            c.post(format!("{base}/collections"))
+                .json(&json!({"name": name})),
+        );
         assert_eq!(status, StatusCode::CREATED, "{name}: {body}");
         let (status, body) = send(
             c.post(format!("{base}/collections/{name}/documents"))
@@ -447,9 +583,15 @@ fn options_needs_the_key_dot_ids_are_refused_and_names_ignore_case() {
     }
     let auth = |r: reqwest::blocking::RequestBuilder| r.bearer_auth("k-27");
     for id in [".", ".."] {
-        let (status, body) = send(auth(c.post(s.url("/documents"))).json(&json!({"id": id, "text": "x"})));
+        let (status, body) =
+            send(auth(c.post(s.url("/documents"))).json(&json!({"id": id, "text": "x"})));
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{id}: {body}");
-        assert!(body["error"]["message"].as_str().unwrap().contains("not allowed"));
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not allowed")
+        );
     }
     let (status, _) = send(auth(c.post(s.url("/collections"))).json(&json!({"name": "Docs"})));
     assert_eq!(status, StatusCode::CREATED);
@@ -546,7 +688,11 @@ fn a_full_disk_refuses_writes_serves_reads_and_recovers() {
         let (status, body) = send(c.get(format!("{base}/documents/{}", acknowledged[0])));
         assert_eq!(status, StatusCode::OK, "a read on a full disk: {body}");
         let (status, _) = send(c.get(format!("{base}/documents/{refused}")));
-        assert_eq!(status, StatusCode::NOT_FOUND, "a refused write stored nothing");
+        assert_eq!(
+            status,
+            StatusCode::NOT_FOUND,
+            "a refused write stored nothing"
+        );
     };
     reads_work(&base);
     unsafe_signal(&child, "TERM");

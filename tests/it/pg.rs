@@ -286,12 +286,25 @@ fn the_schema_is_migrated_once_and_another_model_is_refused() {
         name: "other-model".into(),
         fingerprint: "0000".into(),
         dimension: 768,
+        precision: "f32".into(),
     };
     let err = Database::connect(&server.url, 2, &other, hnsw)
         .err()
         .unwrap();
     assert!(
         matches!(err, StorageError::Postgres(_)) && err.to_string().contains("other-model"),
+        "{err}"
+    );
+    // The same model at another precision is refused too (the database recorded f32).
+    let int8 = ModelIdentity {
+        precision: "int8".into(),
+        ..model.clone()
+    };
+    let err = Database::connect(&server.url, 2, &int8, hnsw)
+        .err()
+        .unwrap();
+    assert!(
+        matches!(err, StorageError::Postgres(_)) && err.to_string().contains("int8"),
         "{err}"
     );
     let err = Database::connect("postgres://nobody@127.0.0.1:1/none", 1, &model, hnsw)

@@ -6,10 +6,10 @@ use axum::Json;
 use axum::extract::{Extension, Path, State};
 
 use crate::api::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::api::middleware::Deadline;
 use crate::api::responses::{
     Common, JsonBody, Overloaded, QueryString, UnknownCollection, UnknownId,
 };
-use crate::api::middleware::Deadline;
 use crate::api::state::AppState;
 use crate::api::types::{
     ChunkSpanResponse, DeleteResponse, DocumentChunksResponse, DocumentList, DocumentResponse,

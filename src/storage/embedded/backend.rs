@@ -147,7 +147,9 @@ impl EmbeddedBackend {
                     self.vectors_stale.store(false, Ordering::SeqCst);
                     tracing::info!(dir = %self.dir.display(), "the vector index caught up with the store");
                 }
-                Err(e) => tracing::warn!(dir = %self.dir.display(), error = %e, "the vector index is still behind the store"),
+                Err(e) => {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "the vector index is still behind the store")
+                }
             }
         }
         if self.lexical_stale.load(Ordering::SeqCst) {
@@ -156,7 +158,9 @@ impl EmbeddedBackend {
                     self.lexical_stale.store(false, Ordering::SeqCst);
                     tracing::info!(dir = %self.dir.display(), "the lexical index caught up with the store");
                 }
-                Err(e) => tracing::warn!(dir = %self.dir.display(), error = %e, "the lexical index is still behind the store"),
+                Err(e) => {
+                    tracing::warn!(dir = %self.dir.display(), error = %e, "the lexical index is still behind the store")
+                }
             }
         }
     }
@@ -165,7 +169,14 @@ impl EmbeddedBackend {
     /// The store holds the write whatever happens here: an index that fails is marked stale
     /// (caught up by the next write or at the next start), and the write is still
     /// acknowledged, since it is stored.
-    fn apply(&self, key: &str, generation: u64, removed: &[u64], added: &[(u64, &[f32])], words: &[(u64, &str)]) {
+    fn apply(
+        &self,
+        key: &str,
+        generation: u64,
+        removed: &[u64],
+        added: &[(u64, &[f32])],
+        words: &[(u64, &str)],
+    ) {
         let vectors = (|| -> Result<()> {
             fail_at("storage.vectors", key)?;
             // The index's write lock is taken per step, not for the whole document: a search

@@ -121,14 +121,20 @@ pub(super) fn reconcile_vectors(store: &Store, index: &mut HnswIndex) -> Result<
 /// Makes the lexical index hold exactly the store's passages and commits it at the store's
 /// generation (the caller holds the write connection, or nothing writes yet).
 pub(super) fn reconcile_lexical(store: &Store, index: &LexicalIndex) -> Result<()> {
+    index.rollback()?;
     let (generation, ids) = store.chunk_ids()?;
-    let indexed = index.ids()?;
+    let (mut indexed, repeated) = index.ids()?;
+    // A passage indexed twice is removed and indexed once again.
+    for id in &repeated {
+        indexed.remove(id);
+    }
     let live: HashSet<VectorId> = ids.iter().copied().collect();
     let missing: Vec<VectorId> = ids.into_iter().filter(|id| !indexed.contains(id)).collect();
-    let gone: Vec<VectorId> = indexed
+    let mut gone: Vec<VectorId> = indexed
         .into_iter()
         .filter(|id| !live.contains(id))
         .collect();
+    gone.extend(repeated);
     index.remove(&gone)?;
     for step in missing.chunks(BUILD_STEP) {
         let passages = store.passages_by_ids(step)?;

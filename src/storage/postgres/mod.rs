@@ -51,7 +51,7 @@ pub enum PgError {
     Query(#[from] postgres::Error),
     /// The database's vectors were made with another model.
     #[error(
-        "the database holds vectors of model {stored}, not {current}: use the model it was made with, or another database"
+        "the database holds vectors of model {stored}, not {current}: use the model and --precision it was made with, or another database"
     )]
     ModelMismatch {
         /// The model recorded in the database.

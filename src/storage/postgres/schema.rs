@@ -9,7 +9,7 @@
 use postgres::Client;
 
 use crate::index::HnswParams;
-use crate::storage::types::ModelIdentity;
+use crate::storage::types::{DEFAULT_PRECISION, ModelIdentity};
 
 use super::PgError;
 
@@ -170,11 +170,21 @@ pub fn migrate(
                 current: described,
             });
         }
-        Some(_) => {}
+        Some(_) => {
+            let precision: String = tx
+                .query_opt("SELECT value FROM semdex_meta WHERE key = 'precision'", &[])?
+                .map_or_else(|| DEFAULT_PRECISION.to_string(), |row| row.get(0));
+            if precision != model.precision {
+                return Err(PgError::ModelMismatch {
+                    stored: format!("{described}, {precision}"),
+                    current: format!("{described}, {}", model.precision),
+                });
+            }
+        }
         None => {
             tx.execute(
-                "INSERT INTO semdex_meta (key, value) VALUES ('model', $1)",
-                &[&described],
+                "INSERT INTO semdex_meta (key, value) VALUES ('model', $1), ('precision', $2)",
+                &[&described, &model.precision],
             )?;
         }
     }

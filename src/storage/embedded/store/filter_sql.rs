@@ -154,6 +154,7 @@ mod tests {
                 name: "test-model".into(),
                 fingerprint: "abc123".into(),
                 dimension: 3,
+                precision: "f32".into(),
             };
             let mut store = Store::open(dir.path(), &model).unwrap();
             let mut ids = Vec::new();

@@ -20,8 +20,8 @@ use serde_json::{Map, Value};
 
 use crate::filter::sql::{Params, to_sql};
 use crate::storage::types::{
-    ChunkFilter, ChunkId, ChunkRecord, DocumentState, DocumentSummary, ModelIdentity, NewChunk,
-    NewDocument, StoredDocument,
+    ChunkFilter, ChunkId, ChunkRecord, DEFAULT_PRECISION, DocumentState, DocumentSummary,
+    ModelIdentity, NewChunk, NewDocument, StoredDocument,
 };
 
 pub use lock::DirLock;
@@ -48,7 +48,7 @@ pub enum StoreError {
     },
     /// The data directory was made with another model; its vectors are useless with this one.
     #[error(
-        "data directory {dir} was made with model {stored}, not {current}: use the model it was made with, or another --data-dir"
+        "data directory {dir} was made with model {stored}, not {current}: use the model and --precision it was made with, or another --data-dir"
     )]
     ModelMismatch {
         /// The data directory.
@@ -187,33 +187,41 @@ impl Store {
 
     fn check_model(&mut self, model: &ModelIdentity) -> Result<()> {
         let tx = self.conn.transaction()?;
-        let stored: Option<(String, String, i64)> = tx
+        let stored: Option<(String, String, i64, String)> = tx
             .query_row(
                 "SELECT
                     (SELECT value FROM meta WHERE key = 'model_name'),
                     (SELECT value FROM meta WHERE key = 'model_fingerprint'),
-                    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'dimension')",
+                    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'dimension'),
+                    (SELECT value FROM meta WHERE key = 'precision')",
                 [],
                 |r| {
                     Ok((
                         r.get::<_, Option<String>>(0)?,
                         r.get::<_, Option<String>>(1)?,
                         r.get::<_, Option<i64>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
                     ))
                 },
             )
-            .map(|(n, f, d)| match (n, f, d) {
-                (Some(n), Some(f), Some(d)) => Some((n, f, d)),
+            .map(|(n, f, d, p)| match (n, f, d) {
+                (Some(n), Some(f), Some(d)) => {
+                    Some((n, f, d, p.unwrap_or_else(|| DEFAULT_PRECISION.into())))
+                }
                 _ => None,
             })?;
         match stored {
-            Some((name, fingerprint, dimension)) => {
+            Some((name, fingerprint, dimension, precision)) => {
                 let stored = ModelIdentity {
                     name,
                     fingerprint,
                     dimension: dimension as usize,
+                    precision,
                 };
-                if stored.fingerprint != model.fingerprint || stored.dimension != model.dimension {
+                if stored.fingerprint != model.fingerprint
+                    || stored.dimension != model.dimension
+                    || stored.precision != model.precision
+                {
                     return Err(StoreError::ModelMismatch {
                         dir: self.dir.clone(),
                         stored: stored.describe(),
@@ -227,6 +235,7 @@ impl Store {
                 put.execute(params!["model_name", model.name])?;
                 put.execute(params!["model_fingerprint", model.fingerprint])?;
                 put.execute(params!["dimension", model.dimension.to_string()])?;
+                put.execute(params!["precision", model.precision])?;
             }
         }
         tx.commit()?;

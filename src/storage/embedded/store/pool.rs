@@ -116,6 +116,7 @@ mod tests {
             name: "m".into(),
             fingerprint: "f".into(),
             dimension: 3,
+            precision: "f32".into(),
         };
         Store::open(dir.path(), &model).unwrap();
         let pool = ReadPool::open(dir.path(), &model, 2).unwrap();

@@ -45,6 +45,7 @@ mod tests {
             name: "test-model".into(),
             fingerprint: "abc123".into(),
             dimension: 2,
+            precision: "f32".into(),
         };
         let mut store = Store::open(dir.path(), &model).unwrap();
         let text = "ab cd";

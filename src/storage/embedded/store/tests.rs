@@ -8,6 +8,7 @@ fn model() -> ModelIdentity {
         name: "test-model".into(),
         fingerprint: "abc123".into(),
         dimension: 3,
+        precision: "f32".into(),
     }
 }
 
