@@ -57,6 +57,15 @@ fn matches(presented: &str, key: &str) -> bool {
     bool::from(a.as_slice().ct_eq(b.as_slice()))
 }
 
+/// Takes `Allow` off a 401: a client without the key must not learn which methods a path
+/// has (the key is checked before routing would answer 405).
+pub async fn hide_routes(mut response: Response) -> Response {
+    if response.status() == StatusCode::UNAUTHORIZED {
+        response.headers_mut().remove(header::ALLOW);
+    }
+    response
+}
+
 #[cfg(test)]
 mod tests {
     use axum::http::HeaderValue;
@@ -94,13 +103,4 @@ mod tests {
         assert!(!matches("k1", "k2"));
         assert!(!matches("", ""));
     }
-}
-
-/// Takes `Allow` off a 401: a client without the key must not learn which methods a path
-/// has (the key is checked before routing would answer 405).
-pub async fn hide_routes(mut response: Response) -> Response {
-    if response.status() == StatusCode::UNAUTHORIZED {
-        response.headers_mut().remove(header::ALLOW);
-    }
-    response
 }

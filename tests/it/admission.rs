@@ -29,15 +29,6 @@ fn server(
     crate::common::start_server_with(config, queue, service, crate::common::encoder())
 }
 
-/// Waits until `what` holds, or fails after `limit`.
-fn wait_for(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "timed out waiting: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn metric(s: &crate::common::TestServer, line_start: &str) -> f64 {
     let text = client()
         .get(s.url("/metrics"))
@@ -160,8 +151,11 @@ fn ingest_has_a_budget_and_answers_429_past_it() {
     );
 }
 
+/// An ingest whose request times out (a real 500 ms timeout) stops at its next step: it
+/// answers 503 `timeout` once the work has stopped, stores nothing it did not report, and its
+/// admission is free at once for the next request.
 #[test]
-fn a_timed_out_ingest_stops_at_the_next_group_of_documents() {
+fn a_timed_out_ingest_stops_at_its_next_step_and_frees_its_admission() {
     let s = server(
         ApiConfig {
             request_timeout: Duration::from_millis(500),
@@ -173,12 +167,11 @@ fn a_timed_out_ingest_stops_at_the_next_group_of_documents() {
             ..ServiceOptions::default()
         },
     );
-    // 24 documents of ~16 KiB, ingested in groups of 4 (64 KiB). The second document is held
-    // at the `ingest.document` hook until the caller has been answered: the ingest is still
-    // in its first group when its request times out, however fast the machine.
+    // 24 documents of ~16 KiB. The first forward pass is held at its hook until the request's
+    // timeout has passed, however fast the machine.
     let gate = semdex::hooks::Gate::new();
     let held = gate.clone();
-    let _hook = semdex::hooks::install("ingest.document", "d01", move || held.wait());
+    let _hook = semdex::hooks::install("ingest.forward_pass", "d00", move || held.wait());
     let docs: Vec<Value> = (0..24)
         .map(|i| {
             json!({
@@ -187,27 +180,32 @@ fn a_timed_out_ingest_stops_at_the_next_group_of_documents() {
             })
         })
         .collect();
-    let r = post(&s, "/documents", &json!({ "documents": docs }));
-    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(r.json::<Value>().unwrap()["error"]["code"], "timeout");
-    assert_eq!(gate.arrivals(), 1, "the ingest was in its first group");
-    gate.open();
-    // The abandoned ingest holds its admission until it has really stopped...
-    let started = Instant::now();
-    wait_for(
-        Duration::from_secs(120),
-        "the abandoned ingest to stop",
-        || {
-            post(&s, "/documents", &json!({"id": "probe", "text": "probe"})).status()
-                == StatusCode::OK
-        },
-    );
-    // ...which is after the group it was in, not after all 24 documents.
-    let stored = s.engine.stats().unwrap().documents - 2; // the seed and the probe
+    let before = s.engine.stats().unwrap().documents;
+    std::thread::scope(|scope| {
+        let started = Instant::now();
+        let request = scope.spawn(|| post(&s, "/documents", &json!({ "documents": docs })));
+        assert!(
+            gate.wait_for_arrivals(1, Duration::from_secs(300)),
+            "embedding began"
+        );
+        // The timeout is a known 500 ms from the request's start: wait it out, then let go.
+        while started.elapsed() < Duration::from_millis(600) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        gate.open();
+        let r = request.join().unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(r.json::<Value>().unwrap()["error"]["code"], "timeout");
+    });
+    assert_eq!(gate.arrivals(), 1, "no forward pass after the timeout");
+    // Answered once the work stopped: the admission is free for the very next request.
     assert_eq!(
-        stored,
-        4,
-        "the first group only, of 24 documents ({:?})",
-        started.elapsed()
+        post(&s, "/documents", &json!({"id": "probe", "text": "probe"})).status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        s.engine.stats().unwrap().documents,
+        before + 1,
+        "nothing of the timed-out ingest stored, only the probe"
     );
 }
