@@ -19,6 +19,7 @@ pub mod routes;
 mod schemas;
 pub mod server;
 pub mod state;
+mod text_budget;
 pub mod types;
 
 use std::sync::Arc;

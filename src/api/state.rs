@@ -27,6 +27,9 @@ pub struct ApiConfig {
     /// Most bytes of document metadata in one search response; hits past it carry none
     /// (`metadata_omitted`), so that `k` hits of large metadata cannot make a huge answer.
     pub max_response_metadata_bytes: usize,
+    /// Most bytes of passage text in one search response; hits past it are cut
+    /// (`text_truncated`), so that no answer grows with the size of what was stored.
+    pub max_response_bytes: usize,
     /// Longest time a request may take (503 after).
     pub request_timeout: Duration,
     /// The tiktoken encoding that token-id inputs of `/v1/embeddings` are read in.
@@ -41,6 +44,7 @@ impl Default for ApiConfig {
             max_body_bytes: 16 * 1024 * 1024,
             max_search_body_bytes: 1024 * 1024,
             max_response_metadata_bytes: 1024 * 1024,
+            max_response_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
             openai_token_encoding: TokenEncoding::default(),
         }

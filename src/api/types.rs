@@ -182,6 +182,11 @@ pub struct SearchResult {
     /// `GET /documents/{doc_id}` has it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub metadata_omitted: bool,
+    /// Present and true when `text` is not the whole passage: the response's text budget
+    /// (`--max-response-bytes`) was spent on better hits. `start`/`end` still name the whole
+    /// passage.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub text_truncated: bool,
 }
 
 /// A hit's score from each retriever that saw it (`null` where one did not).
@@ -220,6 +225,7 @@ impl From<SearchHit> for SearchResult {
             end: h.end,
             metadata: h.metadata,
             metadata_omitted: false,
+            text_truncated: false,
         }
     }
 }

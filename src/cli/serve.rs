@@ -44,6 +44,10 @@ pub struct ServeArgs {
     /// say `metadata_omitted`).
     #[arg(long, env = "SEMDEX_MAX_RESPONSE_METADATA_BYTES", default_value_t = ApiConfig::default().max_response_metadata_bytes)]
     pub max_response_metadata_bytes: usize,
+    /// Most bytes of passage text in one search response (the hits past it are cut and say
+    /// `text_truncated`).
+    #[arg(long, env = "SEMDEX_MAX_RESPONSE_BYTES", default_value_t = ApiConfig::default().max_response_bytes)]
+    pub max_response_bytes: usize,
     /// Bytes of documents being ingested at once before ingest requests are refused with 429.
     #[arg(long, env = "SEMDEX_MAX_INGEST_BYTES", default_value_t = ServiceOptions::default().max_ingest_bytes)]
     pub max_ingest_bytes: usize,
@@ -106,6 +110,7 @@ async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_bytes,
         max_search_body_bytes: args.max_search_body_bytes,
         max_response_metadata_bytes: args.max_response_metadata_bytes,
+        max_response_bytes: args.max_response_bytes,
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
         openai_token_encoding: args.openai_token_encoding,
     };

@@ -251,6 +251,58 @@ fn a_document_without_whitespace_becomes_bounded_passages() {
     );
 }
 
+/// A search answer holds at most `--max-response-bytes` of passage text: the best hits
+/// whole, then one cut at a character boundary, the rest empty, each of those saying
+/// `text_truncated` (and still naming the whole passage by `start`/`end`).
+#[test]
+fn a_search_answer_keeps_to_its_text_budget() {
+    let s = server(
+        ApiConfig {
+            max_response_bytes: 600,
+            ..ApiConfig::default()
+        },
+        ServiceOptions::default(),
+    );
+    let (status, body) = send(
+        client()
+            .post(s.url("/search"))
+            .json(&json!({"query": "Where did Putin and Kim meet?", "k": 8})),
+    );
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let hits = body["results"].as_array().unwrap();
+    assert_eq!(hits.len(), 8);
+    let texts: usize = hits.iter().map(|h| h["text"].as_str().unwrap().len()).sum();
+    assert!(texts <= 600, "{texts} bytes of text");
+    let cut: Vec<bool> = hits.iter().map(|h| h["text_truncated"] == true).collect();
+    let first_cut = cut.iter().position(|&c| c).expect("the budget was reached");
+    assert!(
+        cut[first_cut..].iter().all(|&c| c),
+        "every hit after the first cut is cut"
+    );
+    for hit in &hits[..first_cut] {
+        let span = hit["end"].as_u64().unwrap() - hit["start"].as_u64().unwrap();
+        assert_eq!(
+            hit["text"].as_str().unwrap().len() as u64,
+            span,
+            "whole before the cut"
+        );
+    }
+    // The default budget leaves an ordinary answer whole.
+    let s = server(ApiConfig::default(), ServiceOptions::default());
+    let (_, body) = send(
+        client()
+            .post(s.url("/search"))
+            .json(&json!({"query": "Where did Putin and Kim meet?", "k": 8})),
+    );
+    assert!(
+        body["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h.get("text_truncated").is_none())
+    );
+}
+
 /// A failure at each step of a write after the store committed (the vector index, the lexical
 /// index, its commit) leaves the write acknowledged and stored, and the indexes are caught up
 /// with the store: by the next write, and by a restart. A failure of the store itself stores

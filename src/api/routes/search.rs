@@ -6,10 +6,10 @@ use axum::Json;
 use axum::extract::{Path, State};
 
 use crate::api::error::{ApiError, ApiJson, ApiQuery};
-use crate::api::metadata_budget;
 use crate::api::responses::{Common, JsonBody, Overloaded, QueryString, UnknownCollection};
 use crate::api::state::AppState;
 use crate::api::types::{SearchBody, SearchParams, SearchResponse};
+use crate::api::{metadata_budget, text_budget};
 use crate::collections::DEFAULT_COLLECTION;
 use crate::engine::SearchRequest;
 
@@ -132,5 +132,6 @@ async fn run(
         include_metadata,
         state.config().max_response_metadata_bytes,
     );
+    text_budget::apply(&mut response.results, state.config().max_response_bytes);
     Ok(Json(response))
 }
