@@ -36,6 +36,10 @@ fn a_directory_of_every_format_with_bad_files_among_them() {
         .status()
         .unwrap();
     assert!(made.success());
+    // A link to the process environment (which can hold the API key) named explicitly.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let link = elsewhere.path().join("notes.txt");
+    std::os::unix::fs::symlink("/proc/self/environ", &link).unwrap();
 
     let data = tempfile::tempdir().unwrap();
     let mut child = crate::cli::semdex(&[
@@ -45,6 +49,7 @@ fn a_directory_of_every_format_with_bad_files_among_them() {
         root.to_str().unwrap(),
         fifo.to_str().unwrap(),
         "/proc/self/status",
+        link.to_str().unwrap(),
     ])
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
@@ -76,6 +81,7 @@ fn a_directory_of_every_format_with_bad_files_among_them() {
         ("deep.html", "nested more than 512 deep"),
         ("pipe", "a FIFO"),
         ("/proc/self/status", "kernel interface"),
+        ("notes.txt", "kernel interface"),
     ] {
         let line = stderr
             .lines()
@@ -83,7 +89,7 @@ fn a_directory_of_every_format_with_bad_files_among_them() {
         assert!(line.is_some(), "{file}: {reason}\n{stderr}");
     }
     assert!(
-        stderr.contains("6 files or documents were skipped"),
+        stderr.contains("7 files or documents were skipped"),
         "{stderr}"
     );
 
