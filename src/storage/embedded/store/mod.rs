@@ -25,6 +25,7 @@ use crate::storage::types::{
 };
 
 pub use lock::DirLock;
+#[cfg(feature = "postgres")]
 pub(crate) use pool::helper_threads;
 pub use pool::{PooledStore, ReadPool};
 pub use vectors::{blob_to_vector, vector_to_blob};
