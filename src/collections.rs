@@ -417,7 +417,7 @@ impl Collections {
             self.retire(slot);
         }
         let record = snapshots
-            .install(staged, replace)
+            .install_restore(staged, replace)
             .map_err(storage_error(name))?
             .ok_or_else(|| CollectionError::Exists(name.to_string()))?;
         let slot = Slot::new(record);

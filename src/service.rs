@@ -601,7 +601,7 @@ impl Service {
             };
             let snapshots = snapshots_of(&collections)?;
             Ok(snapshots
-                .create(&collection, chunk, cancel)
+                .keep_snapshot(&collection, chunk, cancel)
                 .map_err(|e| ServiceError::from(EngineError::from(e)).in_collection(&collection))?)
         })
         .await
@@ -613,7 +613,7 @@ impl Service {
         self.blocking(move || {
             check_collection_name(&collection)?;
             Ok(snapshots_of(&collections)?
-                .list(&collection)
+                .kept_snapshots(&collection)
                 .map_err(EngineError::from)?)
         })
         .await
@@ -629,7 +629,7 @@ impl Service {
         self.blocking(move || {
             check_collection_name(&collection)?;
             Ok(snapshots_of(&collections)?
-                .find(&collection, &id)
+                .kept_snapshot(&collection, &id)
                 .map_err(EngineError::from)?)
         })
         .await
@@ -641,7 +641,7 @@ impl Service {
         self.blocking(move || {
             check_collection_name(&collection)?;
             if snapshots_of(&collections)?
-                .remove(&collection, &id)
+                .remove_snapshot(&collection, &id)
                 .map_err(EngineError::from)?
             {
                 Ok(())

@@ -78,7 +78,7 @@ pub fn snapshot(args: SnapshotArgs) -> anyhow::Result<()> {
             inner: stdout,
             bar: &bar,
         };
-        catalog.write(
+        catalog.write_snapshot(
             &args.collection,
             chunk,
             &std::env::temp_dir(),
@@ -107,7 +107,8 @@ pub fn snapshot(args: SnapshotArgs) -> anyhow::Result<()> {
             inner: std::io::BufWriter::new(file),
             bar: &bar,
         });
-        let manifest = catalog.write(&args.collection, chunk, &scratch, &mut out, &cancel)?;
+        let manifest =
+            catalog.write_snapshot(&args.collection, chunk, &scratch, &mut out, &cancel)?;
         let (counted, bytes, sha256) = out.finish();
         counted
             .inner
@@ -190,7 +191,7 @@ pub fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<()> {
         )
         .with_context(|| format!("cannot restore {}", args.snapshot.display()))?;
     let manifest = staged.manifest.clone();
-    catalog.install(staged, args.replace)?.with_context(|| {
+    catalog.install_restore(staged, args.replace)?.with_context(|| {
         format!(
             "a collection named {:?} was made meanwhile",
             args.collection

@@ -222,7 +222,7 @@ pub struct SnapshotInfo {
 }
 
 /// A restored collection ready in a hidden folder, waiting to be put in place with
-/// [`Snapshots::install`]; removed with everything in it if dropped before.
+/// [`Snapshots::install_restore`]; removed with everything in it if dropped before.
 #[derive(Debug)]
 pub struct StagedRestore {
     /// The hidden folder (`None` once installed).
@@ -249,7 +249,7 @@ pub trait Snapshots: Send + Sync {
     /// Takes a consistent snapshot of collection `name` (whose chunking is `chunk`) while it
     /// keeps serving and being written, and writes the archive to `out`. The store is copied
     /// into a hidden folder made in `scratch` first (room for one copy of it is needed there).
-    fn write(
+    fn write_snapshot(
         &self,
         name: &str,
         chunk: ChunkSettings,
@@ -258,8 +258,8 @@ pub trait Snapshots: Send + Sync {
         cancel: &CancellationToken,
     ) -> Result<SnapshotManifest>;
 
-    /// Takes a snapshot as [`Snapshots::write`] does and keeps it with the storage.
-    fn create(
+    /// Takes a snapshot as [`Snapshots::write_snapshot`] does and keeps it with the storage.
+    fn keep_snapshot(
         &self,
         name: &str,
         chunk: ChunkSettings,
@@ -267,18 +267,18 @@ pub trait Snapshots: Send + Sync {
     ) -> Result<SnapshotInfo>;
 
     /// The snapshots kept of collection `name` (one deleted since included), newest first.
-    fn list(&self, name: &str) -> Result<Vec<SnapshotInfo>>;
+    fn kept_snapshots(&self, name: &str) -> Result<Vec<SnapshotInfo>>;
 
     /// Where a kept snapshot's archive is, and what it is.
-    fn find(&self, name: &str, id: &str) -> Result<(PathBuf, SnapshotInfo)>;
+    fn kept_snapshot(&self, name: &str, id: &str) -> Result<(PathBuf, SnapshotInfo)>;
 
     /// Deletes a kept snapshot; `false` when there was none.
-    fn remove(&self, name: &str, id: &str) -> Result<bool>;
+    fn remove_snapshot(&self, name: &str, id: &str) -> Result<bool>;
 
     /// Reads a snapshot from `input` into a hidden folder as collection `name`: checked
     /// (format, `model`, every file's size and checksum, the store itself) and with its
     /// derived indexes built with `options`. Nothing is visible until
-    /// [`Snapshots::install`].
+    /// [`Snapshots::install_restore`].
     fn stage_restore(
         &self,
         name: &str,
@@ -293,7 +293,11 @@ pub trait Snapshots: Send + Sync {
     /// name is taken and not `replace`. With `replace`, the collection of that name is
     /// replaced whole; a crash at any point leaves the old one or the new one. The caller
     /// makes sure no engine of the replaced collection is open.
-    fn install(&self, staged: StagedRestore, replace: bool) -> Result<Option<CollectionRecord>>;
+    fn install_restore(
+        &self,
+        staged: StagedRestore,
+        replace: bool,
+    ) -> Result<Option<CollectionRecord>>;
 }
 
 /// Lowercase hex of a digest.
@@ -623,7 +627,10 @@ mod tests {
         (out, manifest)
     }
 
-    fn read(bytes: &[u8], fingerprint: &str) -> (Result<SnapshotManifest, SnapshotError>, Vec<u8>) {
+    fn restore(
+        bytes: &[u8],
+        fingerprint: &str,
+    ) -> (Result<SnapshotManifest, SnapshotError>, Vec<u8>) {
         let into = tempfile::tempdir().unwrap();
         let result = read_archive(
             &mut &bytes[..],
@@ -639,7 +646,7 @@ mod tests {
     fn an_archive_reads_back_as_written() {
         let content = b"store bytes ".repeat(10_000);
         let (bytes, manifest) = archive(&content);
-        let (read, restored) = read(&bytes, "f");
+        let (read, restored) = restore(&bytes, "f");
         assert_eq!(read.unwrap(), manifest);
         assert_eq!(restored, content);
     }
@@ -649,7 +656,7 @@ mod tests {
         let content = b"store bytes ".repeat(10_000);
         let (bytes, _) = archive(&content);
         for cut in [0, 100, 600, bytes.len() / 2, bytes.len() - 2048] {
-            let (read, _) = read(&bytes[..cut], "f");
+            let (read, _) = restore(&bytes[..cut], "f");
             assert!(
                 matches!(read, Err(SnapshotError::Damaged(_))),
                 "cut at {cut}: {read:?}"
@@ -658,16 +665,16 @@ mod tests {
         let mut flipped = bytes.clone();
         let at = bytes.len() / 2;
         flipped[at] ^= 0x20;
-        let (read, _) = read(&flipped, "f");
+        let (read, _) = restore(&flipped, "f");
         let message = read.unwrap_err().to_string();
         assert!(message.contains("checksum"), "{message}");
-        let (read, restored) = read(&bytes, "other");
+        let (read, restored) = restore(&bytes, "other");
         assert!(
             matches!(read, Err(SnapshotError::OtherModel { .. })),
             "{read:?}"
         );
         assert!(restored.is_empty(), "refused before any file is written");
-        let (read, _) = read(b"not a tar file at all, just text", "f");
+        let (read, _) = restore(b"not a tar file at all, just text", "f");
         assert!(matches!(read, Err(SnapshotError::Damaged(_))), "{read:?}");
     }
 }

@@ -34,4 +34,7 @@ mod page_routes;
 #[cfg(feature = "postgres")]
 mod pg;
 mod serve_binary;
+mod snapshots;
+#[cfg(feature = "postgres")]
+mod standby;
 mod sync_storm;

@@ -253,7 +253,7 @@ fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> Stora
 }
 
 impl Snapshots for EmbeddedCatalog {
-    fn write(
+    fn write_snapshot(
         &self,
         name: &str,
         chunk: ChunkSettings,
@@ -267,7 +267,7 @@ impl Snapshots for EmbeddedCatalog {
         Ok(manifest)
     }
 
-    fn create(
+    fn keep_snapshot(
         &self,
         name: &str,
         chunk: ChunkSettings,
@@ -282,7 +282,7 @@ impl Snapshots for EmbeddedCatalog {
         let file = std::fs::File::create(&partial).map_err(io("creating", &partial))?;
         let written = (|| {
             let mut hashing = Hashing::new(BufWriter::new(file));
-            let manifest = self.write(name, chunk, &root, &mut hashing, cancel)?;
+            let manifest = self.write_snapshot(name, chunk, &root, &mut hashing, cancel)?;
             let (writer, bytes, sha256) = hashing.finish();
             writer
                 .into_inner()
@@ -314,7 +314,7 @@ impl Snapshots for EmbeddedCatalog {
         written
     }
 
-    fn list(&self, name: &str) -> Result<Vec<SnapshotInfo>> {
+    fn kept_snapshots(&self, name: &str) -> Result<Vec<SnapshotInfo>> {
         let folder = self.snapshots_root().join(name);
         let entries = match std::fs::read_dir(&folder) {
             Ok(entries) => entries,
@@ -330,7 +330,7 @@ impl Snapshots for EmbeddedCatalog {
             if !crate::collections::is_valid_name(id) {
                 continue;
             }
-            match self.find(name, id) {
+            match self.kept_snapshot(name, id) {
                 Ok((_, info)) => out.push(info),
                 Err(e) => {
                     tracing::warn!(snapshot = %entry.path().display(), error = %e, "not a kept snapshot: ignored")
@@ -341,7 +341,7 @@ impl Snapshots for EmbeddedCatalog {
         Ok(out)
     }
 
-    fn find(&self, name: &str, id: &str) -> Result<(PathBuf, SnapshotInfo)> {
+    fn kept_snapshot(&self, name: &str, id: &str) -> Result<(PathBuf, SnapshotInfo)> {
         let not_found = || -> StorageError {
             SnapshotError::NotFound {
                 collection: name.to_string(),
@@ -368,9 +368,9 @@ impl Snapshots for EmbeddedCatalog {
         Ok((archive, info))
     }
 
-    fn remove(&self, name: &str, id: &str) -> Result<bool> {
+    fn remove_snapshot(&self, name: &str, id: &str) -> Result<bool> {
         self.check_writable()?;
-        let (archive, _) = match self.find(name, id) {
+        let (archive, _) = match self.kept_snapshot(name, id) {
             Ok(found) => found,
             Err(StorageError::Snapshot(SnapshotError::NotFound { .. })) => return Ok(false),
             Err(e) => return Err(e),
@@ -466,7 +466,7 @@ impl Snapshots for EmbeddedCatalog {
         Ok(staged)
     }
 
-    fn install(
+    fn install_restore(
         &self,
         mut staged: StagedRestore,
         replace: bool,
