@@ -24,6 +24,7 @@ pub mod embed;
 pub mod engine;
 #[cfg(feature = "eval")]
 pub mod eval;
+pub mod extract;
 pub mod filter;
 pub mod hooks;
 pub mod index;

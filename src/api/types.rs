@@ -523,6 +523,7 @@ impl DocumentsBody {
                 text: doc.text,
                 metadata: doc.metadata,
                 source: Some("api".into()),
+                structure: None,
             })
             .collect()
     }
@@ -870,6 +871,13 @@ pub struct InfoResponse {
     pub pooling: String,
     /// Transformer implementation.
     pub backend: String,
+    /// The CPU kernels the forward pass runs: "amx", "avx512-vnni", "avx512", "avx-vnni",
+    /// "avx2" or "portable" (the widest the CPU supports unless `SEMDEX_KERNELS` forces one),
+    /// or "candle" for the candle backend.
+    pub kernels: String,
+    /// Number format of the dense layers, "f32" or "int8": vectors of one precision are not
+    /// comparable with the other's.
+    pub precision: String,
     /// Forward-pass threads.
     pub threads: usize,
     /// Documents stored.

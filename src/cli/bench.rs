@@ -26,6 +26,19 @@ pub enum BenchCommand {
     /// Filtered search: latency and recall@k against exact search for metadata filters
     /// admitting about 100 %, 10 %, 1 % and 0.1 % of the passages.
     Filter(FilterArgs),
+    /// Sentence similarity: Spearman correlation of cosine similarity with the human scores of
+    /// an STS Benchmark file (e.g. sts-test.csv), at the encoder's --precision.
+    Sts(StsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StsArgs {
+    /// STS Benchmark file: tab-separated, gold score in column 5, sentences in 6 and 7.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Print one JSON object instead of a line of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -197,7 +210,30 @@ pub fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Ann(args) => ann(global, args),
         BenchCommand::Qa(args) => qa(global, args),
         BenchCommand::Filter(args) => filter(global, args),
+        BenchCommand::Sts(args) => sts(global, args),
     }
+}
+
+fn sts(global: &GlobalArgs, args: StsArgs) -> anyhow::Result<()> {
+    let pairs = semdex::eval::sts::read_pairs(&args.file)?;
+    let encoder = global.encoder()?;
+    let report = semdex::eval::sts::evaluate(&encoder, &pairs, &args.file.display().to_string())?;
+    if args.json {
+        let mut out = serde_json::to_value(&report)?;
+        out["precision"] = encoder.precision().as_str().into();
+        out["kernels"] = encoder.kernels_name().into();
+        println!("{out}");
+    } else {
+        println!(
+            "{} pairs, {} precision ({} kernels): Spearman {:.4}, Pearson {:.4}",
+            report.pairs,
+            encoder.precision(),
+            encoder.kernels_name(),
+            report.spearman,
+            report.pearson
+        );
+    }
+    Ok(())
 }
 
 fn encode(global: &GlobalArgs, args: EncodeArgs) -> anyhow::Result<()> {
@@ -205,9 +241,11 @@ fn encode(global: &GlobalArgs, args: EncodeArgs) -> anyhow::Result<()> {
     // One call = one forward pass: the batch sizes measured are the batch sizes run.
     let options = EncoderOptions {
         backend: global.backend,
+        precision: global.precision,
         threads: global.threads,
         max_batch_tokens: usize::MAX,
         max_batch_size: largest,
+        ..EncoderOptions::default()
     };
     let encoder = Encoder::load(&global.model, options)?;
     let passages = match &args.input {
@@ -236,6 +274,8 @@ fn encode(global: &GlobalArgs, args: EncodeArgs) -> anyhow::Result<()> {
     if args.json {
         let out = serde_json::json!({
             "backend": encoder.backend_name(),
+            "kernels": encoder.kernels_name(),
+            "precision": encoder.precision().as_str(),
             "threads": encoder.threads(),
             "passages": texts.len(),
             "throughput": rows,
@@ -245,8 +285,10 @@ fn encode(global: &GlobalArgs, args: EncodeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "backend {} on {} threads, {} passages, mean {:.0} tokens",
+        "backend {} ({} kernels, {}) on {} threads, {} passages, mean {:.0} tokens",
         encoder.backend_name(),
+        encoder.kernels_name(),
+        encoder.precision(),
         encoder.threads(),
         texts.len(),
         rows.first()
@@ -309,11 +351,16 @@ fn beir(global: &GlobalArgs, args: BeirArgs) -> anyhow::Result<()> {
     } else {
         ""
     };
+    // Stores do not record the precision yet: int8 vectors get a corpus of their own.
+    let precision = match global.precision {
+        semdex::embed::Precision::F32 => "",
+        semdex::embed::Precision::Int8 => "-int8",
+    };
     let data_dir = args.data_dir.clone().unwrap_or_else(|| {
-        PathBuf::from("data").join(format!("beir-{}-{mode}{titled}", dataset.name))
+        PathBuf::from("data").join(format!("beir-{}-{mode}{titled}{precision}", dataset.name))
     });
     let encoder = std::sync::Arc::new(global.encoder()?);
-    let collection = format!("beir-{}-{mode}{titled}", dataset.name);
+    let collection = format!("beir-{}-{mode}{titled}{precision}", dataset.name);
     // A database keeps the corpus in a collection of its own.
     #[cfg(feature = "postgres")]
     let in_database = match args

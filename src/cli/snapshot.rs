@@ -191,12 +191,14 @@ pub fn restore(global: &GlobalArgs, args: RestoreArgs) -> anyhow::Result<()> {
         )
         .with_context(|| format!("cannot restore {}", args.snapshot.display()))?;
     let manifest = staged.manifest.clone();
-    catalog.install_restore(staged, args.replace)?.with_context(|| {
-        format!(
-            "a collection named {:?} was made meanwhile",
-            args.collection
-        )
-    })?;
+    catalog
+        .install_restore(staged, args.replace)?
+        .with_context(|| {
+            format!(
+                "a collection named {:?} was made meanwhile",
+                args.collection
+            )
+        })?;
     println!(
         "{}",
         json!({

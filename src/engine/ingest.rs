@@ -28,6 +28,9 @@ pub struct DocumentInput {
     pub metadata: Map<String, Value>,
     /// Where it came from (a path, "stdin", "api"), if known.
     pub source: Option<String>,
+    /// Title, sections and pages of an extracted file (offsets into `text`): passages are
+    /// cut within sections and carry their heading path and pages. `None` for plain text.
+    pub structure: Option<crate::extract::Structure>,
 }
 
 /// What ingesting a document did.
@@ -147,6 +150,19 @@ fn new_document<'a>(
     }
 }
 
+/// The title a document's passages are embedded after: its `title` metadata, else the title
+/// extraction found, else a heading first line ([`crate::chunk::document_title`]).
+fn document_title(input: &DocumentInput) -> Option<String> {
+    let given = input.metadata.get("title").and_then(Value::as_str);
+    match (&input.structure, given) {
+        (Some(structure), None) => structure
+            .title
+            .clone()
+            .or_else(|| crate::chunk::document_title(&input.text, &input.metadata)),
+        _ => crate::chunk::document_title(&input.text, &input.metadata),
+    }
+}
+
 /// Checks one document; the message names the offending id.
 pub fn validate(doc: &DocumentInput) -> Result<()> {
     let id = &doc.id;
@@ -168,6 +184,11 @@ pub fn validate(doc: &DocumentInput) -> Result<()> {
     }
     crate::filter::check_metadata(&doc.metadata)
         .map_err(|e| EngineError::InvalidRequest(format!("document {id:?}: {e}")))?;
+    if let Some(structure) = &doc.structure {
+        structure
+            .check(&doc.text)
+            .map_err(|e| EngineError::InvalidRequest(format!("document {id:?}: {e}")))?;
+    }
     Ok(())
 }
 
@@ -220,12 +241,14 @@ impl Engine {
                     continue;
                 }
             }
-            let chunks = self.chunker.chunk(&input.id, &input.text);
+            let chunks =
+                self.chunker
+                    .chunk_structured(&input.id, &input.text, input.structure.as_ref());
             pipeline.waiting += chunks.len();
             let title = self
                 .options
                 .title_context
-                .then(|| crate::chunk::document_title(&input.text, &input.metadata))
+                .then(|| document_title(&input))
                 .flatten();
             pipeline.queue.push_back(Pending {
                 claim,
@@ -276,7 +299,7 @@ impl Engine {
             .iter()
             .map(|&(d, c)| {
                 let p = &pipeline.queue[d];
-                crate::chunk::with_title(p.title.as_deref(), &p.chunks[c].text)
+                crate::chunk::embedding_text(p.title.as_deref(), &p.chunks[c])
             })
             .collect();
         let refs: Vec<&str> = texts.iter().map(|t| t.as_ref()).collect();

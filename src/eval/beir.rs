@@ -348,6 +348,7 @@ pub fn run(
                 text: d.full_text(),
                 metadata,
                 source: Some(dataset.name.clone()),
+                structure: None,
             }
         })
         .filter(|d| !d.text.is_empty())

@@ -81,6 +81,7 @@ pub fn doc(id: &str, text: &str) -> DocumentInput {
         text: text.to_string(),
         metadata: serde_json::Map::new(),
         source: None,
+        structure: None,
     }
 }
 

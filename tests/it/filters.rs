@@ -28,6 +28,7 @@ fn with_meta(id: &str, text: &str, meta: Value) -> DocumentInput {
         text: text.to_string(),
         metadata: meta.as_object().unwrap().clone(),
         source: None,
+        structure: None,
     }
 }
 

@@ -526,6 +526,11 @@ fn health_info_metrics_openapi() {
     assert_eq!(info["documents"], 1);
     assert_eq!(info["index"]["kind"], "hnsw");
     assert_eq!(info["pooling"], "mean");
+    assert_eq!(info["precision"], "f32");
+    assert_eq!(
+        info["kernels"],
+        semdex::embed::KernelPath::from_env().unwrap().as_str()
+    );
     // One batch budget: the queue gathers what one forward pass of the encoder takes.
     let encoder = crate::common::encoder();
     assert_eq!(

@@ -105,13 +105,16 @@ pub fn send(request: reqwest::blocking::RequestBuilder) -> (u16, Value) {
     }
 }
 
+/// Work done once while the storm runs.
+pub type Middle<'a> = Box<dyn FnOnce(&Tally) + Send + 'a>;
+
 /// Runs the storm against `served` over `collections` (each created first if absent);
 /// `middle`, if given, runs once the storm is a third through, on its own thread (a collection
 /// created and deleted while the clients work). Returns the tally and the seconds it took.
 pub fn storm(
     served: &Served,
     collections: &[String],
-    middle: Option<Box<dyn FnOnce(&Tally) + Send + '_>>,
+    middle: Option<Middle<'_>>,
 ) -> (Arc<Tally>, f64) {
     let http = client();
     for name in collections {
