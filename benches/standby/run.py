@@ -5,10 +5,10 @@ how long a document written through the primary takes to be found through the st
     cargo build --release
     benches/standby/run.py --corpus ../shared/data/scifact/corpus.jsonl --docs 5000
 
-Starts a throwaway primary (`tests/pg/server.sh start`) and a streaming standby of it
-(`tests/pg/server.sh standby`: pg_basebackup -R), then two `semdex serve`: A on the primary
+Starts a throwaway primary (`tests/pg/server.sh start`, fsync on unless PG_FSYNC=off) and a
+streaming standby of it (`tests/pg/server.sh standby`: pg_basebackup -R), then two `semdex serve`: A on the primary
 with `--read-database-url` the standby, B on the standby alone (read-only). The first --docs
-documents of a BEIR corpus are posted to A in batches of --batch, one request at a time.
+documents of a BEIR corpus (title and text, or with --text title the title alone) are posted to A in batches of --batch, one request at a time.
 Meanwhile one thread reads A's `/info` (the standby's replay lag as semdex measures it) and
 PostgreSQL's own `pg_stat_replication.replay_lag` on the primary every --every seconds; after
 each batch, the last document of the batch is read through B until found, and the time from
@@ -37,6 +37,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--corpus", required=True, help="a BEIR corpus.jsonl")
     ap.add_argument("--docs", type=int, default=5000)
+    ap.add_argument("--text", choices=["full", "title"], default="full",
+                    help="a document's text: title and abstract, or the title alone (one passage)")
     ap.add_argument("--batch", type=int, default=25)
     ap.add_argument("--every", type=float, default=0.25)
     ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/semdex"))
@@ -48,18 +50,21 @@ def main():
             if len(docs) == args.docs:
                 break
             d = json.loads(line)
-            docs.append({"id": d["_id"], "text": (d.get("title", "") + "\n\n" + d["text"]).strip()})
+            text = d.get("title", "") if args.text == "title" else d.get("title", "") + "\n\n" + d["text"]
+            docs.append({"id": d["_id"], "text": text.strip() or d["text"]})
     semdex = [args.bin, "--model", args.model]
     work = tempfile.mkdtemp(prefix="standby-bench-")
     primary_dir, standby_dir = os.path.join(work, "primary"), os.path.join(work, "standby")
     primary_port, standby_port = semdex_http.free_port(), semdex_http.free_port()
     children = []
     try:
-        sh = lambda *a: subprocess.run([SERVER_SH, *a], check=True, stdout=subprocess.PIPE).stdout.decode().strip()
+        # fsync on, as in production (tests/pg/server.sh turns it off by default).
+        env = dict(os.environ, PG_FSYNC=os.environ.get("PG_FSYNC", "on"))
+        sh = lambda *a: subprocess.run([SERVER_SH, *a], check=True, stdout=subprocess.PIPE, env=env).stdout.decode().strip()
         primary = sh("start", primary_dir, str(primary_port))
         standby = sh("standby", str(primary_port), standby_dir, str(standby_port))
         data = lambda name: (os.makedirs(os.path.join(work, name)), os.path.join(work, name))[1]
-        a, base_a = serve(semdex, data("a"), ["--database-url", primary, "--read-database-url", standby],
+        a, base_a = serve(semdex, data("a"), ["--database-url", primary, "--read-database-url", standby, "--request-timeout", "600"],
                           log=os.path.join(work, "a.log"))
         children.append(a)
         b, base_b = serve(semdex, data("b"), ["--database-url", standby], log=os.path.join(work, "b.log"))
@@ -71,7 +76,10 @@ def main():
         def watch():
             query = ("SELECT COALESCE(EXTRACT(epoch FROM replay_lag), 0) FROM pg_stat_replication")
             while not stop.is_set():
-                status, info = request("GET", f"{base_a}/info", timeout=30)
+                try:
+                    status, info = request("GET", f"{base_a}/info", timeout=30)
+                except OSError:
+                    break  # the server stopped: the run is over
                 if status == 200 and info["standbys"]:
                     s = info["standbys"][0]
                     semdex_lag.append(s["replay_lag_seconds"])
