@@ -28,6 +28,7 @@ use crate::chunk::ChunkOptions;
 use crate::embed::Encoder;
 use crate::engine::{CollectionStats, Engine, EngineError, EngineOptions, model_identity};
 use crate::progress::NoProgress;
+use crate::storage::snapshot::SnapshotError;
 use crate::storage::{Catalog, ChunkSettings, CollectionRecord, ModelIdentity, StorageError};
 
 pub use crate::storage::DEFAULT_COLLECTION;
@@ -435,18 +436,8 @@ impl Collections {
         self.check_writable(name)?;
         let slot = self.find(name)?;
         let _gate = slot.gate.blocking_lock();
-        if slot.deleted.swap(true, Ordering::SeqCst) {
+        if !self.retire(&slot) {
             return Err(CollectionError::NotFound(name.to_string()));
-        }
-        // Whatever happens next, this slot is dead: a later request looks the name up again.
-        {
-            let mut slots = self.slots.lock();
-            if slots.get(name).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
-                slots.remove(name);
-            }
-        }
-        if let Some(engine) = slot.engine() {
-            engine.close();
         }
         let deleted = self.catalog.delete(name).map_err(storage_error(name))?;
         if !deleted {
@@ -454,6 +445,89 @@ impl Collections {
         }
         tracing::info!(collection = name, "collection deleted");
         Ok(())
+    }
+
+    /// Restores a snapshot (read from `snapshot`) as collection `name`, atomically: it is
+    /// checked and its indexes built out of sight, then put in place whole; a collection of
+    /// that name is refused unless `replace`, and replaced whole with it (writes in flight into
+    /// it finish first, as for a delete). Refused before anything changes when the storage
+    /// takes no snapshots, the snapshot is of another model, or it is damaged. Blocks.
+    pub fn restore(
+        &self,
+        name: &str,
+        snapshot: &mut dyn std::io::Read,
+        replace: bool,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> Result<CollectionInfo> {
+        if name == DEFAULT_COLLECTION {
+            return Err(CollectionError::InvalidSettings(
+                "a snapshot restores into a named collection, never over the default one: restore it under a new name".into(),
+            ));
+        }
+        check_name(name)?;
+        self.check_writable(name)?;
+        let snapshots = self.catalog.snapshots().ok_or_else(|| {
+            storage_error(name)(
+                SnapshotError::Unsupported(format!(
+                    "{} takes no snapshots: back it up with its own tools (README, \"Backups\")",
+                    self.catalog.describe()
+                ))
+                .into(),
+            )
+        })?;
+        if !replace && self.find(name).is_ok() {
+            return Err(CollectionError::Exists(name.to_string()));
+        }
+        let staged = snapshots
+            .stage_restore(
+                name,
+                snapshot,
+                &self.model,
+                &self.template.backend(),
+                &NoProgress,
+                cancel,
+            )
+            .map_err(storage_error(name))?;
+        // The replaced collection's engine is retired under its gate, as a delete does, before
+        // its folder is swapped.
+        let old = if replace { self.find(name).ok() } else { None };
+        let _gate = old.as_ref().map(|slot| slot.gate.blocking_lock());
+        if let Some(slot) = &old {
+            self.retire(slot);
+        }
+        let record = snapshots
+            .install_restore(staged, replace)
+            .map_err(storage_error(name))?
+            .ok_or_else(|| CollectionError::Exists(name.to_string()))?;
+        let slot = Slot::new(record);
+        self.slots.lock().insert(name.to_string(), slot.clone());
+        tracing::info!(
+            collection = name,
+            replace,
+            "collection restored from a snapshot"
+        );
+        self.info_of(&slot)
+    }
+
+    /// Marks a slot dead (the caller holds its gate), forgets it and closes its engine;
+    /// `false` when it was dead already. A later request looks the name up again.
+    fn retire(&self, slot: &Arc<Slot>) -> bool {
+        if slot.deleted.swap(true, Ordering::SeqCst) {
+            return false;
+        }
+        {
+            let mut slots = self.slots.lock();
+            if slots
+                .get(&slot.record.name)
+                .is_some_and(|s| Arc::ptr_eq(s, slot))
+            {
+                slots.remove(&slot.record.name);
+            }
+        }
+        if let Some(engine) = slot.engine() {
+            engine.close();
+        }
+        true
     }
 
     /// Saves every open engine's index (at shutdown). A dump that cannot be written (a full
@@ -476,15 +550,10 @@ impl Collections {
         }
     }
 
-    /// Fails when the storage is open read-only here (another process holds it).
+    /// Fails when the storage is open read-only here (another process holds it, or it is a
+    /// database's standby).
     fn check_writable(&self, name: &str) -> Result<()> {
-        if self.catalog.is_read_only() {
-            return Err(CollectionError::Engine {
-                name: name.to_string(),
-                source: StorageError::ReadOnly(self.template.data_dir.clone()).into(),
-            });
-        }
-        Ok(())
+        self.catalog.check_writable().map_err(storage_error(name))
     }
 
     /// Whether this process makes every create and delete of the catalog's collections: then

@@ -14,6 +14,9 @@
 //! | `delete.commit` | document id | a delete made, under the backend's write lock for the id |
 //! | `service.embed` | the first input's text | an admitted embedding request, before tokenizing |
 //! | `ingest.forward_pass` | the first document's id in the pass | an ingest about to embed one forward pass |
+//! | `snapshot.begun` | collection name | a snapshot's read transaction is open: its moment is fixed, nothing copied yet |
+//! | `restore.staged` | collection name | a restore is checked and its indexes built, still hidden |
+//! | `restore.swap` | collection name | a replacing restore has moved the old collection away, the new one not yet in place |
 //!
 //! And the points where a test can inject a failure ([`inject_failure`]) into a write of the
 //! embedded backend, keyed by document id, or by the collection folder's path for commits:
@@ -25,6 +28,10 @@
 //! | `storage.lexical` | the lexical index's update, after the store committed |
 //! | `storage.lexical_commit` | the lexical index's commit (key: the folder's path) |
 //! | `service.deadline` | an ingest's deadline, passed now (key: its first document's id) |
+//!
+//! A test of the `semdex` binary cannot install a hook in it: `SEMDEX_PAUSE_AT=POINT=KEY`
+//! ([`pause_where_the_environment_says`]) makes the binary stop for good at that point, after
+//! saying so on stderr, so that the test can kill it there.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -116,6 +123,25 @@ impl Drop for Installed {
         HOOKS.write().retain(|(id, ..)| *id != self.id);
         INSTALLED.fetch_sub(1, Ordering::Release);
     }
+}
+
+/// The environment variable naming the point (`POINT=KEY`) where the binary stops.
+pub const PAUSE_AT: &str = "SEMDEX_PAUSE_AT";
+
+/// When [`PAUSE_AT`] names a point and key, installs a hook there that prints
+/// `semdex: paused at POINT=KEY` on stderr and then waits forever (until the process is
+/// killed); keep the guard for as long as the process runs. Nothing when it is unset.
+pub fn pause_where_the_environment_says() -> Option<Installed> {
+    let spec = std::env::var(PAUSE_AT).ok()?;
+    let (point, key) = spec.split_once('=')?;
+    let point: &'static str = Box::leak(point.to_string().into_boxed_str());
+    let named = spec.clone();
+    Some(install(point, key, move || {
+        eprintln!("semdex: paused at {named}");
+        loop {
+            std::thread::park();
+        }
+    }))
 }
 
 /// A gate a hook can wait at: closed until [`Gate::open`], and counting who arrived.

@@ -15,6 +15,8 @@ static GLOBAL: semdex::alloc::CountingMimalloc = semdex::alloc::CountingMimalloc
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     cli::init_logging(args.global.verbose);
+    // Tests of the binary stop it at a named point to kill it there (semdex::hooks).
+    let _pause = semdex::hooks::pause_where_the_environment_says();
     match cli::run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -28,7 +28,10 @@ use crate::engine::{
 };
 use crate::progress::NoProgress;
 use crate::queue::{EmbedQueue, QueueError};
-use crate::storage::{ChunkSpan, DocumentSummary, StorageError, StoredDocument};
+use crate::storage::snapshot::{SnapshotError, SnapshotInfo};
+use crate::storage::{
+    ChunkSettings, ChunkSpan, Consistency, DocumentSummary, StorageError, StoredDocument, reading,
+};
 
 /// Largest page of a document listing.
 pub const MAX_PAGE: usize = 1000;
@@ -111,6 +114,17 @@ pub enum ServiceError {
     /// The request ran out of time before it stored anything.
     #[error("{0}")]
     TimedOut(String),
+    /// This process may not write its storage (it serves a database's standby); send the
+    /// write to one that may.
+    #[error("{0}")]
+    ReadOnly(String),
+    /// A snapshot that cannot be restored here: damaged, truncated, of another model, or of a
+    /// newer format.
+    #[error("{0}")]
+    InvalidSnapshot(String),
+    /// No kept snapshot of that id.
+    #[error("{0}")]
+    SnapshotNotFound(String),
     /// The caller stopped waiting; the work was abandoned (nobody sees this answer).
     #[error("the request was abandoned by its caller")]
     Abandoned,
@@ -162,7 +176,25 @@ impl From<EngineError> for ServiceError {
             EngineError::Storage(StorageError::CollectionNotFound(name)) => {
                 Self::CollectionNotFound(name)
             }
+            EngineError::Storage(
+                err @ (StorageError::ReadOnly(_) | StorageError::ReadOnlyDatabase(_)),
+            ) => Self::ReadOnly(err.to_string()),
+            EngineError::Storage(StorageError::Snapshot(err)) => Self::from(err),
             other => Self::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<SnapshotError> for ServiceError {
+    fn from(err: SnapshotError) -> Self {
+        match err {
+            SnapshotError::Damaged(_)
+            | SnapshotError::OtherModel { .. }
+            | SnapshotError::TooNew { .. } => Self::InvalidSnapshot(err.to_string()),
+            SnapshotError::NotFound { .. } => Self::SnapshotNotFound(err.to_string()),
+            SnapshotError::Unsupported(m) => Self::InvalidRequest(m),
+            SnapshotError::Cancelled => Self::Abandoned,
+            SnapshotError::Io { .. } => Self::Internal(err.to_string()),
         }
     }
 }
@@ -205,9 +237,14 @@ impl From<CollectionError> for ServiceError {
                 Self::CollectionConflict(err.to_string())
             }
             CollectionError::Engine {
-                source: EngineError::Storage(StorageError::ReadOnly(_)),
+                source:
+                    EngineError::Storage(
+                        storage @ (StorageError::ReadOnly(_)
+                        | StorageError::ReadOnlyDatabase(_)
+                        | StorageError::Snapshot(_)),
+                    ),
                 ..
-            } => Self::InvalidRequest(err.to_string()),
+            } => Self::from(EngineError::Storage(storage)),
             CollectionError::Engine {
                 source: EngineError::Storage(StorageError::Unavailable(m)),
                 ..
@@ -385,12 +422,13 @@ impl Service {
 
     /// The passages that best answer `query` in `collection`: validated first, then
     /// admitted, then (unless the mode is lexical) embedded through the queue, batched with
-    /// concurrent requests, then searched.
+    /// concurrent requests, then searched, on the servers `consistency` allows.
     pub async fn search(
         &self,
         collection: &str,
         query: String,
         request: SearchRequest,
+        consistency: Consistency,
     ) -> Result<SearchResults> {
         if query.trim().is_empty() {
             return Err(ServiceError::InvalidRequest(
@@ -427,7 +465,9 @@ impl Service {
                     vector: embedding.as_ref().map(|e| e.unit.as_slice()),
                     tokens: tokens.as_ref(),
                 };
-                Ok(engine.search_query(&query, &request)?)
+                Ok(reading(consistency, || {
+                    engine.search_query(&query, &request)
+                })?)
             })
             .await?;
         guard.disarm();
@@ -532,25 +572,38 @@ impl Service {
         Ok(removed)
     }
 
-    /// One whole document.
-    pub async fn document(&self, collection: &str, id: String) -> Result<StoredDocument> {
+    /// One whole document, read where `consistency` allows.
+    pub async fn document(
+        &self,
+        collection: &str,
+        id: String,
+        consistency: Consistency,
+    ) -> Result<StoredDocument> {
         let engine = self.engine_of(collection).await?;
-        self.blocking(move || Ok(engine.document(&id)?)).await
-    }
-
-    /// Where a document's passages lie, in order.
-    pub async fn document_chunks(&self, collection: &str, id: String) -> Result<Vec<ChunkSpan>> {
-        let engine = self.engine_of(collection).await?;
-        self.blocking(move || Ok(engine.document_chunks(&id)?))
+        self.blocking(move || Ok(reading(consistency, || engine.document(&id))?))
             .await
     }
 
-    /// A page of documents in id order (`limit` in 1..=[`MAX_PAGE`]).
+    /// Where a document's passages lie, in order, read where `consistency` allows.
+    pub async fn document_chunks(
+        &self,
+        collection: &str,
+        id: String,
+        consistency: Consistency,
+    ) -> Result<Vec<ChunkSpan>> {
+        let engine = self.engine_of(collection).await?;
+        self.blocking(move || Ok(reading(consistency, || engine.document_chunks(&id))?))
+            .await
+    }
+
+    /// A page of documents in id order (`limit` in 1..=[`MAX_PAGE`]), read where
+    /// `consistency` allows.
     pub async fn documents(
         &self,
         collection: &str,
         limit: usize,
         offset: usize,
+        consistency: Consistency,
     ) -> Result<DocumentPage> {
         if limit == 0 || limit > MAX_PAGE {
             return Err(ServiceError::InvalidRequest(format!(
@@ -565,9 +618,11 @@ impl Service {
         }
         let engine = self.engine_of(collection).await?;
         self.blocking(move || {
-            Ok(DocumentPage {
-                documents: engine.documents(limit, offset)?,
-                total: engine.stats()?.documents,
+            reading(consistency, || {
+                Ok(DocumentPage {
+                    documents: engine.documents(limit, offset)?,
+                    total: engine.stats()?.documents,
+                })
             })
         })
         .await
@@ -579,16 +634,18 @@ impl Service {
         self.blocking(move || Ok(engine.stats()?)).await
     }
 
-    /// Every collection with its counts, `default` first.
+    /// Every collection with its counts, `default` first (a standby may answer).
     pub async fn list_collections(&self) -> Result<Vec<CollectionInfo>> {
         let collections = self.collections.clone();
-        self.blocking(move || Ok(collections.list()?)).await
+        self.blocking(move || Ok(reading(Consistency::Eventual, || collections.list())?))
+            .await
     }
 
-    /// One collection with its counts.
+    /// One collection with its counts (a standby may answer).
     pub async fn collection(&self, name: String) -> Result<CollectionInfo> {
         let collections = self.collections.clone();
-        self.blocking(move || Ok(collections.info(&name)?)).await
+        self.blocking(move || Ok(reading(Consistency::Eventual, || collections.info(&name))?))
+            .await
     }
 
     /// Creates an empty collection.
@@ -606,6 +663,98 @@ impl Service {
     pub async fn delete_collection(&self, name: String) -> Result<()> {
         let collections = self.collections.clone();
         self.blocking(move || Ok(collections.delete(&name)?)).await
+    }
+
+    /// Takes a snapshot of a collection while it keeps serving and being written, and keeps
+    /// it with the storage.
+    pub async fn create_snapshot(&self, collection: String) -> Result<SnapshotInfo> {
+        let collections = self.collections.clone();
+        self.cancellable(move |cancel| {
+            let chunk = collections.info(&collection)?.chunk;
+            let chunk = ChunkSettings {
+                chunk_tokens: chunk.max_tokens,
+                chunk_overlap: chunk.overlap,
+            };
+            let snapshots = snapshots_of(&collections)?;
+            Ok(snapshots
+                .keep_snapshot(&collection, chunk, cancel)
+                .map_err(|e| ServiceError::from(EngineError::from(e)).in_collection(&collection))?)
+        })
+        .await
+    }
+
+    /// The snapshots kept of a collection (also of one deleted since), newest first.
+    pub async fn snapshots(&self, collection: String) -> Result<Vec<SnapshotInfo>> {
+        let collections = self.collections.clone();
+        self.blocking(move || {
+            check_collection_name(&collection)?;
+            Ok(snapshots_of(&collections)?
+                .kept_snapshots(&collection)
+                .map_err(EngineError::from)?)
+        })
+        .await
+    }
+
+    /// A kept snapshot: where its archive is, and what it holds.
+    pub async fn snapshot(
+        &self,
+        collection: String,
+        id: String,
+    ) -> Result<(std::path::PathBuf, SnapshotInfo)> {
+        let collections = self.collections.clone();
+        self.blocking(move || {
+            check_collection_name(&collection)?;
+            Ok(snapshots_of(&collections)?
+                .kept_snapshot(&collection, &id)
+                .map_err(EngineError::from)?)
+        })
+        .await
+    }
+
+    /// Deletes a kept snapshot.
+    pub async fn delete_snapshot(&self, collection: String, id: String) -> Result<()> {
+        let collections = self.collections.clone();
+        self.blocking(move || {
+            check_collection_name(&collection)?;
+            if snapshots_of(&collections)?
+                .remove_snapshot(&collection, &id)
+                .map_err(EngineError::from)?
+            {
+                Ok(())
+            } else {
+                Err(SnapshotError::NotFound { collection, id }.into())
+            }
+        })
+        .await
+    }
+
+    /// Restores a snapshot read from `snapshot` (an upload, read as it arrives) as collection
+    /// `collection`: whole or not at all; an existing one is refused unless `replace`. If the
+    /// caller goes away the restore stops and leaves nothing.
+    pub async fn restore_snapshot(
+        &self,
+        collection: String,
+        snapshot: Box<dyn std::io::Read + Send>,
+        replace: bool,
+    ) -> Result<CollectionInfo> {
+        let collections = self.collections.clone();
+        self.cancellable(move |cancel| {
+            let mut snapshot = snapshot;
+            Ok(collections.restore(&collection, &mut *snapshot, replace, cancel)?)
+        })
+        .await
+    }
+
+    /// Runs blocking work that stops (at its next step) once the caller has gone.
+    async fn cancellable<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&CancellationToken) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let cancel = CancellationToken::new();
+        let guard = cancel.clone().drop_guard();
+        let out = self.blocking(move || work(&cancel)).await;
+        guard.disarm();
+        out
     }
 
     /// Refuses new work, stops the queue (finishing what is queued) and saves every open index.
@@ -636,6 +785,25 @@ impl Service {
         work: impl FnOnce() -> Result<T> + Send + 'static,
     ) -> Result<T> {
         task::spawn_blocking(work).await?
+    }
+}
+
+/// The snapshots of the collections' storage, or why it takes none.
+fn snapshots_of(collections: &Collections) -> Result<&dyn crate::storage::snapshot::Snapshots> {
+    collections.catalog().snapshots().ok_or_else(|| {
+        ServiceError::InvalidRequest(format!(
+            "{} takes no snapshots: back it up with its own tools (README, \"Backups\")",
+            collections.catalog().describe()
+        ))
+    })
+}
+
+/// A 422 for a name no collection can have.
+fn check_collection_name(name: &str) -> Result<()> {
+    if crate::collections::is_valid_name(name) {
+        Ok(())
+    } else {
+        Err(CollectionError::InvalidName(name.to_string()).into())
     }
 }
 

@@ -188,6 +188,17 @@ impl From<ServiceError> for ApiError {
                 retry_after: Some(1),
                 ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "timeout", message)
             },
+            ServiceError::ReadOnly(_) => {
+                Self::new(StatusCode::SERVICE_UNAVAILABLE, "read_only", message)
+            }
+            ServiceError::InvalidSnapshot(_) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_snapshot",
+                message,
+            ),
+            ServiceError::SnapshotNotFound(_) => {
+                Self::new(StatusCode::NOT_FOUND, "snapshot_not_found", message)
+            }
             ServiceError::ShuttingDown => {
                 Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", message)
             }

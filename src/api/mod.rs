@@ -37,7 +37,7 @@ use utoipa_axum::routes;
 pub use error::ApiError;
 pub use state::{ApiConfig, AppState};
 
-use routes::{collections, documents, embeddings, page, search, system};
+use routes::{collections, documents, embeddings, page, search, snapshots, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -56,13 +56,14 @@ use routes::{collections, documents, embeddings, page, search, system};
 struct ApiDoc;
 
 /// The routes and their OpenAPI description, before state and middleware; routes with a body
-/// limit of their own get it here.
-fn routes(config: &ApiConfig) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// limit of their own get it here. The snapshot upload comes apart: its limit is larger than
+/// the one every other route shares.
+fn routes(config: &ApiConfig) -> (Router<AppState>, Router<AppState>, utoipa::openapi::OpenApi) {
     let search = limits::limit_body(
         OpenApiRouter::new().routes(routes!(search::search_post, search::search_get)),
         config.max_search_body_bytes,
     );
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let (main, spec) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(search)
         .routes(routes!(documents::ingest, documents::list))
         .routes(routes!(documents::get, documents::delete))
@@ -73,25 +74,41 @@ fn routes(config: &ApiConfig) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(documents::ingest_in, documents::list_in))
         .routes(routes!(documents::get_in, documents::delete_in))
         .routes(routes!(documents::chunks_in))
+        .routes(routes!(snapshots::create, snapshots::list))
+        .routes(routes!(snapshots::download, snapshots::delete))
         .routes(routes!(embeddings::embed))
         .routes(routes!(embeddings::similarity))
         .routes(routes!(embeddings::openai))
         .routes(routes!(system::health))
         .routes(routes!(system::info))
         .routes(routes!(system::metrics))
-        .split_for_parts()
+        .split_for_parts();
+    let (uploads, upload_spec) = OpenApiRouter::new()
+        .routes(routes!(snapshots::upload))
+        .split_for_parts();
+    let mut spec = spec;
+    spec.merge(upload_spec);
+    let limit = usize::try_from(config.max_snapshot_bytes).unwrap_or(usize::MAX);
+    let uploads = uploads
+        // The upload is streamed, never buffered: it checks its own size as it reads.
+        .layer(DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            limit,
+            limits::reject_declared_oversize,
+        ));
+    (main, uploads, spec)
 }
 
 /// The OpenAPI document of every route.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes(&ApiConfig::default()).1
+    routes(&ApiConfig::default()).2
 }
 
 /// The complete application: routes, `/openapi.json`, limits, auth, CORS, logging, metrics,
 /// request ids and JSON errors everywhere.
 pub fn router(state: AppState) -> Router {
     let config = state.config().clone();
-    let (routes, spec) = routes(&config);
+    let (routes, uploads, spec) = routes(&config);
     let spec = Arc::new(spec);
     let app = routes
         .route(
@@ -111,12 +128,13 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .merge(page::router())
-        .fallback(middleware::not_found)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             config.max_body_bytes,
             limits::reject_declared_oversize,
         ))
+        .merge(uploads)
+        .fallback(middleware::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             middleware::timeout,

@@ -34,6 +34,8 @@ pub struct ApiConfig {
     pub request_timeout: Duration,
     /// The tiktoken encoding that token-id inputs of `/v1/embeddings` are read in.
     pub openai_token_encoding: TokenEncoding,
+    /// Largest snapshot an upload may restore, in bytes (413 above).
+    pub max_snapshot_bytes: u64,
 }
 
 impl Default for ApiConfig {
@@ -47,6 +49,7 @@ impl Default for ApiConfig {
             max_response_bytes: 4 * 1024 * 1024,
             request_timeout: Duration::from_secs(60),
             openai_token_encoding: TokenEncoding::default(),
+            max_snapshot_bytes: 64 << 30,
         }
     }
 }

@@ -15,7 +15,8 @@ use crate::engine::{
 };
 use crate::filter::{FilterError, FilterErrorKind, MetadataFilter};
 use crate::service::{DocumentPage, IngestOutcome};
-use crate::storage::{ChunkFilter, DocumentSummary, StoredDocument};
+use crate::storage::snapshot::SnapshotInfo;
+use crate::storage::{ChunkFilter, Consistency, DocumentSummary, StandbyStatus, StoredDocument};
 
 fn default_k() -> usize {
     5
@@ -61,6 +62,28 @@ pub struct SearchBody {
     /// Whether hybrid mode rescores its best candidates by late interaction (default true).
     #[serde(default)]
     pub rerank: Option<bool>,
+    /// "eventual" (default: a PostgreSQL standby within the server's lag bound may answer) or
+    /// "primary" (sees every write made before the request). Nothing changes without standbys.
+    #[serde(default)]
+    #[schema(pattern = "^(eventual|primary)$")]
+    pub consistency: Option<String>,
+}
+
+/// Where a read may be answered from, as a request names it (default: eventual).
+pub fn consistency(value: Option<&str>) -> Result<Consistency, crate::api::ApiError> {
+    value.map_or(Ok(Consistency::default()), |v| {
+        v.parse().map_err(crate::api::ApiError::invalid)
+    })
+}
+
+/// The query string of the document reads: where they may be answered from.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReadParams {
+    /// "eventual" (default: a PostgreSQL standby within the server's lag bound may answer) or
+    /// "primary" (sees every write made before the request).
+    #[param(pattern = "^(eventual|primary)$")]
+    pub consistency: Option<String>,
 }
 
 /// `dense_weight` checked as sent (a tiny negative number must not round to 0 in f32 and pass).
@@ -292,6 +315,9 @@ pub struct SearchParams {
     pub dense_weight: Option<f64>,
     /// Whether hybrid mode rescores by late interaction (default true).
     pub rerank: Option<bool>,
+    /// "eventual" (default) or "primary": where the search may be answered from.
+    #[param(pattern = "^(eventual|primary)$")]
+    pub consistency: Option<String>,
 }
 
 impl SearchParams {
@@ -642,6 +668,9 @@ pub struct ListParams {
     #[serde(default, deserialize_with = "integers::query_option_usize")]
     #[param(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
     pub offset: Option<usize>,
+    /// "eventual" (default) or "primary": where the listing may be answered from.
+    #[param(pattern = "^(eventual|primary)$")]
+    pub consistency: Option<String>,
 }
 
 /// `GET /documents` response.
@@ -893,6 +922,115 @@ pub struct InfoResponse {
     /// Every collection's size, and its index figures once it is open; the top-level counts
     /// above are the `default` collection's.
     pub collections: Vec<CollectionInfoEntry>,
+    /// Whether this server refuses writes (its PostgreSQL database is a standby).
+    pub read_only: bool,
+    /// The PostgreSQL standbys searches and document reads may go to, each with its replay
+    /// lag; empty without `--read-database-url`.
+    pub standbys: Vec<StandbyInfo>,
+}
+
+/// One PostgreSQL standby in `/info`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StandbyInfo {
+    /// Its URL, without the password.
+    pub url: String,
+    /// Whether reads go to it now.
+    pub in_rotation: bool,
+    /// How far its replay is behind the primary, in seconds (null until measured).
+    pub replay_lag_seconds: Option<f64>,
+    /// How far, in bytes of write-ahead log (null until measured).
+    pub replay_lag_bytes: Option<u64>,
+    /// Reads it has answered since this server started.
+    pub reads: u64,
+    /// Why it is out of rotation, when it is.
+    pub reason: Option<String>,
+}
+
+impl From<StandbyStatus> for StandbyInfo {
+    fn from(status: StandbyStatus) -> Self {
+        Self {
+            url: status.url,
+            in_rotation: status.in_rotation,
+            replay_lag_seconds: status.replay_lag.map(|lag| lag.as_secs_f64()),
+            replay_lag_bytes: status.replay_lag_bytes,
+            reads: status.reads,
+            reason: status.reason,
+        }
+    }
+}
+
+/// A kept snapshot of a collection.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SnapshotResponse {
+    /// Its id (`GET /collections/{name}/snapshots/{id}` downloads it).
+    pub id: String,
+    /// The collection it was taken of.
+    pub collection: String,
+    /// When it was taken (RFC 3339).
+    pub created: String,
+    /// Size of the archive in bytes.
+    pub bytes: u64,
+    /// SHA-256 of the archive, lowercase hex: check a download with it.
+    pub sha256: String,
+    /// Documents it holds.
+    pub documents: usize,
+    /// Passages it holds.
+    pub chunks: usize,
+    /// The store's generation at the snapshot's moment.
+    pub generation: u64,
+    /// The model its vectors belong to (a server with another refuses to restore it).
+    pub model: String,
+    /// That model's fingerprint.
+    pub model_fingerprint: String,
+    /// Passage size of the collection.
+    pub chunk_tokens: usize,
+    /// Passage overlap of the collection.
+    pub chunk_overlap: usize,
+}
+
+impl From<SnapshotInfo> for SnapshotResponse {
+    fn from(info: SnapshotInfo) -> Self {
+        let manifest = info.manifest;
+        Self {
+            id: info.id,
+            collection: manifest.collection,
+            created: manifest.created,
+            bytes: info.bytes,
+            sha256: info.sha256,
+            documents: manifest.store.documents,
+            chunks: manifest.store.chunks,
+            generation: manifest.store.generation,
+            model: manifest.model.name,
+            model_fingerprint: manifest.model.fingerprint,
+            chunk_tokens: manifest.chunk_tokens,
+            chunk_overlap: manifest.chunk_overlap,
+        }
+    }
+}
+
+/// `GET /collections/{name}/snapshots`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SnapshotList {
+    /// Newest first.
+    pub snapshots: Vec<SnapshotResponse>,
+}
+
+/// `DELETE /collections/{name}/snapshots/{id}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct DeleteSnapshotResponse {
+    /// The deleted snapshot's id.
+    pub id: String,
+    /// Always true.
+    pub deleted: bool,
+}
+
+/// `POST /collections/{name}/snapshots/upload` query string.
+#[derive(Debug, Clone, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct RestoreParams {
+    /// Replace a collection of that name whole (default false: an existing name is 409).
+    #[serde(default)]
+    pub replace: bool,
 }
 
 /// One collection in `/info`.

@@ -7,6 +7,7 @@ mod embed;
 mod ingest;
 mod query;
 mod serve;
+mod snapshot;
 
 use std::path::PathBuf;
 
@@ -115,10 +116,27 @@ pub struct DatabaseArgs {
     #[cfg(feature = "postgres")]
     #[arg(long, env = "SEMDEX_DATABASE_URL")]
     pub database_url: Option<String>,
-    /// Most connections this process opens to the database (requests beyond wait for one).
+    /// Most connections this process opens to the database (requests beyond wait for one),
+    /// and to each standby.
     #[cfg(feature = "postgres")]
     #[arg(long, env = "SEMDEX_DATABASE_POOL", default_value_t = 16)]
     pub database_pool: u32,
+    /// A hot standby of the database (repeatable; in the environment a comma-separated list):
+    /// searches, document reads and collection listings go to the standbys in rotation, writes
+    /// to --database-url. Reads asking for `consistency: "primary"` go to the primary.
+    #[cfg(feature = "postgres")]
+    #[arg(
+        long = "read-database-url",
+        env = "SEMDEX_READ_DATABASE_URL",
+        value_delimiter = ',',
+        requires = "database_url"
+    )]
+    pub read_database_urls: Vec<String>,
+    /// Seconds a standby's replay may lag the primary before reads stop going to it (it
+    /// rejoins once it has caught up).
+    #[cfg(feature = "postgres")]
+    #[arg(long, env = "SEMDEX_MAX_STANDBY_LAG", default_value_t = 5.0)]
+    pub max_standby_lag: f64,
 }
 
 impl DatabaseArgs {
@@ -133,9 +151,20 @@ impl DatabaseArgs {
         let Some(url) = &self.database_url else {
             return Ok(None);
         };
-        let database = semdex::storage::postgres::Database::connect(
+        if !(self.max_standby_lag.is_finite() && self.max_standby_lag >= 0.0) {
+            anyhow::bail!(
+                "--max-standby-lag must be a number of seconds, not {}",
+                self.max_standby_lag
+            );
+        }
+        let options = semdex::storage::postgres::ConnectOptions {
+            pool_size: self.database_pool,
+            standbys: self.read_database_urls.clone(),
+            max_standby_lag: Duration::from_secs_f64(self.max_standby_lag),
+        };
+        let database = semdex::storage::postgres::Database::open(
             url,
-            self.database_pool,
+            &options,
             &model_identity(encoder),
             hnsw,
         )
@@ -277,7 +306,7 @@ impl EngineArgs {
     pub fn open(&self, global: &GlobalArgs) -> anyhow::Result<Opened> {
         let encoder = Arc::new(global.encoder()?);
         let opened = self.open_with(encoder, self.options())?;
-        self.seed(&opened.default)?;
+        self.seed(&opened)?;
         Ok(opened)
     }
 
@@ -294,7 +323,7 @@ impl EngineArgs {
             }
             other => other,
         }?;
-        self.seed(&opened.default)?;
+        self.seed(&opened)?;
         Ok(opened)
     }
 
@@ -325,9 +354,14 @@ impl EngineArgs {
         })
     }
 
-    /// Ingests the seed documents into a freshly opened, empty, writable engine.
-    fn seed(&self, engine: &Arc<Engine>) -> anyhow::Result<()> {
-        if engine.stats()?.documents == 0 && !engine.options().read_only {
+    /// Ingests the seed documents into a freshly opened, empty, writable storage (never into
+    /// a database's standby).
+    fn seed(&self, opened: &Opened) -> anyhow::Result<()> {
+        let engine = &opened.default;
+        if engine.stats()?.documents == 0
+            && !engine.options().read_only
+            && !opened.catalog.is_read_only()
+        {
             if self.seeds.exists() {
                 tracing::info!(seeds = %self.seeds.display(), "data directory is empty: ingesting the seed documents");
                 let summary = ingest::ingest_paths(
@@ -411,6 +445,11 @@ pub enum Command {
     Query(query::QueryArgs),
     /// Serve the HTTP API (search, documents, TEI and OpenAI embeddings, health, metrics).
     Serve(serve::ServeArgs),
+    /// Write a consistent snapshot of a collection of the data directory to a tar file (a
+    /// running server may keep serving and writing it).
+    Snapshot(snapshot::SnapshotArgs),
+    /// Restore a snapshot as a collection of the data directory, whole or not at all.
+    Restore(snapshot::RestoreArgs),
     /// Offline measurements: encoder speed, ANN recall, retrieval quality.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -474,6 +513,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(args) => ingest::run(&cli.global, args),
         Command::Query(args) => query::run(&cli.global, args),
         Command::Serve(args) => serve::run(&cli.global, args),
+        Command::Snapshot(args) => snapshot::snapshot(args),
+        Command::Restore(args) => snapshot::restore(&cli.global, args),
         Command::Bench(command) => bench::run(&cli.global, command),
     }
 }

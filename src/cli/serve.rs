@@ -68,6 +68,9 @@ pub struct ServeArgs {
     /// sends for an unknown model name) or "o200k_base".
     #[arg(long, env = "SEMDEX_OPENAI_TOKEN_ENCODING", default_value_t = TokenEncoding::default())]
     pub openai_token_encoding: TokenEncoding,
+    /// Largest snapshot `POST /collections/NAME/snapshots/upload` restores, in bytes.
+    #[arg(long, env = "SEMDEX_MAX_SNAPSHOT_BYTES", default_value_t = ApiConfig::default().max_snapshot_bytes)]
+    pub max_snapshot_bytes: u64,
     /// Embed each request on its own instead of batching concurrent ones (for comparison).
     #[arg(long)]
     pub no_batching: bool,
@@ -113,6 +116,7 @@ async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         max_response_bytes: args.max_response_bytes,
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
         openai_token_encoding: args.openai_token_encoding,
+        max_snapshot_bytes: args.max_snapshot_bytes,
     };
     let service_options = ServiceOptions {
         max_inputs: args.max_inputs.max(1),

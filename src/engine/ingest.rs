@@ -9,8 +9,8 @@ use sha2::Digest;
 use crate::chunk::Chunk;
 use crate::progress::Progress;
 use crate::storage::{
-    ChunkSpan, DocumentState, DocumentSummary, NewChunk, NewDocument, Settled, StorageError,
-    StoredDocument, Written,
+    ChunkSpan, DocumentState, DocumentSummary, NewChunk, NewDocument, Settled, StoredDocument,
+    Written,
 };
 
 use super::claims::Claim;
@@ -474,12 +474,10 @@ impl Engine {
             .ok_or_else(|| EngineError::NotFound(id.to_string()))
     }
 
-    /// Fails at once, before any work, on an engine opened read-only.
+    /// Fails at once, before any work, on storage opened read-only (a data directory another
+    /// process holds, a database that is a standby).
     fn check_writable(&self) -> Result<()> {
-        if self.options.read_only {
-            return Err(StorageError::ReadOnly(self.options.data_dir.clone()).into());
-        }
-        Ok(())
+        Ok(self.backend.check_writable()?)
     }
 
     /// A passage's token vectors in their stored form (empty when the embedding has none).

@@ -226,6 +226,10 @@ pub trait Backend: Send + Sync {
     /// transactional has nothing to do).
     fn flush(&self) -> Result<()>;
 
+    /// Fails, saying why, when this process may not write the collection (storage opened
+    /// read-only): checked before a write does any work, such as embedding.
+    fn check_writable(&self) -> Result<()>;
+
     /// A whole stored document.
     fn document(&self, id: &str) -> Result<Option<StoredDocument>>;
 

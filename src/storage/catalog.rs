@@ -5,6 +5,7 @@ use crate::progress::Progress;
 
 use super::Result;
 use super::backend::{Backend, BackendOptions};
+use super::snapshot::Snapshots;
 use super::types::ModelIdentity;
 
 /// The collection every unprefixed route and command works on. It always exists and cannot
@@ -32,6 +33,24 @@ pub struct CollectionRecord {
     pub chunk: ChunkSettings,
 }
 
+/// A server this process reads from besides the one it writes to (a PostgreSQL hot standby),
+/// as it stands now: for `/info` and `/metrics`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StandbyStatus {
+    /// Its URL without the password.
+    pub url: String,
+    /// Whether reads go to it now.
+    pub in_rotation: bool,
+    /// How far its replay is behind the primary, in time (`None` before it was measured).
+    pub replay_lag: Option<std::time::Duration>,
+    /// How far, in bytes of write-ahead log.
+    pub replay_lag_bytes: Option<u64>,
+    /// Reads it has answered.
+    pub reads: u64,
+    /// Why it is out of rotation, when it is.
+    pub reason: Option<String>,
+}
+
 impl std::fmt::Debug for dyn Catalog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.describe())
@@ -50,8 +69,24 @@ pub trait Catalog: Send + Sync {
     /// one asks the catalog first.
     fn is_shared(&self) -> bool;
 
-    /// Whether this process may not write (a data directory another process holds).
+    /// Whether this process may not write (a data directory another process holds, a
+    /// database that is a standby).
     fn is_read_only(&self) -> bool;
+
+    /// Fails, saying why, when this process may not write ([`Catalog::is_read_only`]).
+    fn check_writable(&self) -> Result<()>;
+
+    /// The servers reads may go to besides the one written to, and how far behind each is;
+    /// none by default.
+    fn standbys(&self) -> Vec<StandbyStatus> {
+        Vec::new()
+    }
+
+    /// Snapshots of this storage's collections, when it takes them (a data directory does; a
+    /// database is backed up with its own tools).
+    fn snapshots(&self) -> Option<&dyn Snapshots> {
+        None
+    }
 
     /// Every named collection (the default one is not listed), in name order.
     fn list(&self) -> Result<Vec<CollectionRecord>>;

@@ -22,6 +22,14 @@ pub enum StorageError {
     /// A write to storage opened read-only.
     #[error("the data directory {0} is open read-only here (another process holds it)")]
     ReadOnly(PathBuf),
+    /// A write to a database this process serves read-only: its URL names a standby.
+    #[error(
+        "this semdex serves a PostgreSQL standby ({0}) and is read-only: send writes to a semdex whose --database-url is the primary"
+    )]
+    ReadOnlyDatabase(String),
+    /// A snapshot could not be taken, read or restored.
+    #[error(transparent)]
+    Snapshot(#[from] super::snapshot::SnapshotError),
     /// The storage cannot be reached now (a database that is down or restarting, no read
     /// connection free for too long); the request may be retried.
     #[error("storage unavailable: {0}")]

@@ -62,13 +62,16 @@ mod error;
 mod exhausted;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+pub mod reads;
+pub mod snapshot;
 pub mod types;
 
 pub use backend::{
     Backend, BackendOptions, CandidateQuery, Candidates, CollectionStats, Decision, LexicalKind,
     SearchStrategy, Settled, Written, decide,
 };
-pub use catalog::{Catalog, ChunkSettings, CollectionRecord, DEFAULT_COLLECTION};
+pub use catalog::{Catalog, ChunkSettings, CollectionRecord, DEFAULT_COLLECTION, StandbyStatus};
 pub use error::{Result, StorageError};
 pub use exhausted::{Exhausted, descriptor_limit, exhausted};
+pub use reads::{Consistency, reading};
 pub use types::*;

@@ -261,6 +261,7 @@ pub fn serve_binary_with(data: &Path, extra: &[&str]) -> (Child, String) {
         .arg(data)
         .args(extra)
         .env_remove("SEMDEX_DATABASE_URL")
+        .env_remove("SEMDEX_READ_DATABASE_URL")
         .env_remove("SEMDEX_API_KEY")
         .env_remove("SEMDEX_API_KEY_FILE")
         .env("RUST_LOG", "info")

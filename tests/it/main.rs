@@ -38,4 +38,7 @@ mod page_routes;
 #[cfg(feature = "postgres")]
 mod pg;
 mod serve_binary;
+mod snapshots;
+#[cfg(feature = "postgres")]
+mod standby;
 mod sync_storm;

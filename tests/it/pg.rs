@@ -30,11 +30,7 @@ impl PgServer {
     /// Initialises and starts a fresh server on a free loopback port.
     pub fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let url = script(&[
             "start",
             &dir.path().join("pg").to_string_lossy(),
@@ -56,6 +52,44 @@ impl PgServer {
     pub fn restart(&self) {
         script(&["start", &self.cluster(), &self.port.to_string()]);
     }
+
+    /// A streaming hot standby of this server (`pg_basebackup -R`), started on a free port.
+    pub fn standby(&self) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let url = script(&[
+            "standby",
+            &self.port.to_string(),
+            &dir.path().join("pg").to_string_lossy(),
+            &port.to_string(),
+        ]);
+        Self { dir, port, url }
+    }
+
+    /// Promotes this standby to a primary.
+    pub fn promote(&self) {
+        script(&["promote", &self.cluster()]);
+    }
+
+    /// A plain connection to it.
+    pub fn connect(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url, postgres::NoTls).unwrap()
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Runs one of the PostgreSQL installation's client programs (`pg_dump`, `pg_restore`).
+pub fn client_program(program: &str, args: &[&str]) -> String {
+    let mut all = vec!["run", program];
+    all.extend_from_slice(args);
+    script(&all)
 }
 
 impl Drop for PgServer {
@@ -147,7 +181,7 @@ impl Backing for Postgres {
 }
 
 /// The catalog of the database at `url`, connected (and migrated) with `options`.
-fn catalog(url: &str, options: &EngineOptions) -> PostgresCatalog {
+pub fn catalog(url: &str, options: &EngineOptions) -> PostgresCatalog {
     let model = model_identity(&crate::common::encoder());
     let database = Database::connect(url, 8, &model, options.hnsw).unwrap();
     PostgresCatalog::new(
@@ -316,7 +350,7 @@ fn the_schema_is_migrated_once_and_another_model_is_refused() {
 use crate::common::{http_client as client, send};
 
 /// `semdex serve --database-url URL` with a data directory of its own (which stays empty).
-fn replica(url: &str) -> (std::process::Child, String, tempfile::TempDir) {
+pub fn replica(url: &str) -> (std::process::Child, String, tempfile::TempDir) {
     let data = tempfile::tempdir().unwrap();
     let (child, base) = crate::common::serve_binary_with(
         data.path(),
@@ -325,7 +359,7 @@ fn replica(url: &str) -> (std::process::Child, String, tempfile::TempDir) {
     (child, base, data)
 }
 
-fn search_ids(c: &Client, base: &str, collection: &str, query: &str) -> Vec<String> {
+pub fn search_ids(c: &Client, base: &str, collection: &str, query: &str) -> Vec<String> {
     let path = if collection == "default" {
         "/search".to_string()
     } else {

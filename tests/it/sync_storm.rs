@@ -25,19 +25,19 @@ use serde_json::{Value, json};
 use crate::common::Served;
 
 /// Document ids the clients fight over, per collection.
-const IDS: usize = 40;
+pub const IDS: usize = 40;
 /// Documents per ingest request.
 const BATCH: usize = 12;
 /// Ingest requests each ingesting client sends.
 const BATCHES: usize = 25;
 /// Passage size of the storm's collections: a document is several passages, so a partial
 /// write would show.
-const CHUNK_TOKENS: usize = 32;
+pub const CHUNK_TOKENS: usize = 32;
 /// Longest a request may go unanswered before the storm counts it as hung.
 const ANSWER_WITHIN: Duration = Duration::from_secs(60);
 
 /// The text of version `version` of document `id`: real sentences, several passages long.
-fn text(id: &str, version: u64) -> String {
+pub fn text(id: &str, version: u64) -> String {
     let windows = crate::common::seed_windows(80, 24);
     let pick = |k: u64| windows[((version * 7 + k * 13) % windows.len() as u64) as usize].clone();
     format!(
@@ -48,13 +48,13 @@ fn text(id: &str, version: u64) -> String {
     )
 }
 
-fn id(i: usize) -> String {
+pub fn id(i: usize) -> String {
     format!("doc-{i:02}")
 }
 
 /// What the clients saw, by request kind.
 #[derive(Default)]
-struct Tally {
+pub struct Tally {
     /// (kind, status) → count; a status of 0 is no answer at all.
     statuses: Mutex<BTreeMap<(&'static str, u16), u64>>,
     /// Everything that was not an allowed answer.
@@ -65,7 +65,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn record(
+    pub fn record(
         &self,
         kind: &'static str,
         status: u16,
@@ -80,7 +80,7 @@ impl Tally {
         }
     }
 
-    fn answered(&self, kind: &str) -> u64 {
+    pub fn answered(&self, kind: &str) -> u64 {
         self.statuses
             .lock()
             .iter()
@@ -90,12 +90,12 @@ impl Tally {
     }
 }
 
-fn client() -> Client {
+pub fn client() -> Client {
     Client::builder().timeout(ANSWER_WITHIN).build().unwrap()
 }
 
 /// Sends a request; its status (0 when no answer came) and body.
-fn send(request: reqwest::blocking::RequestBuilder) -> (u16, Value) {
+pub fn send(request: reqwest::blocking::RequestBuilder) -> (u16, Value) {
     match request.send() {
         Ok(response) => {
             let status = response.status().as_u16();
@@ -106,12 +106,16 @@ fn send(request: reqwest::blocking::RequestBuilder) -> (u16, Value) {
 }
 
 /// Work done once while the storm runs.
-type Middle<'a> = Box<dyn FnOnce(&Tally) + Send + 'a>;
+pub type Middle<'a> = Box<dyn FnOnce(&Tally) + Send + 'a>;
 
 /// Runs the storm against `served` over `collections` (each created first if absent);
 /// `middle`, if given, runs once the storm is a third through, on its own thread (a collection
 /// created and deleted while the clients work). Returns the tally and the seconds it took.
-fn storm(served: &Served, collections: &[String], middle: Option<Middle<'_>>) -> (Arc<Tally>, f64) {
+pub fn storm(
+    served: &Served,
+    collections: &[String],
+    middle: Option<Middle<'_>>,
+) -> (Arc<Tally>, f64) {
     let http = client();
     for name in collections {
         let (status, body) = send(http.post(served.url("/collections")).json(&json!({
@@ -251,7 +255,7 @@ fn check_hits(tally: &Tally, collection: &str, body: &Value) {
 /// After the storm: a new write is answered at once, every stored document is a version some
 /// client wrote with all of its passages, the indexes hold exactly the stored passages, and
 /// searches return only passages of stored documents.
-fn check_settled(served: &Served, tally: &Tally, collection: &str) {
+pub fn check_settled(served: &Served, tally: &Tally, collection: &str) {
     let http = client();
     let (status, body) = send(
         http.post(served.url(&format!("/collections/{collection}/documents")))
@@ -337,7 +341,7 @@ fn check_settled(served: &Served, tally: &Tally, collection: &str) {
 
 /// Hooks that yield under the write locks of every id the storm writes, for as long as they
 /// are held.
-fn widen_the_windows() -> Vec<semdex::hooks::Installed> {
+pub fn widen_the_windows() -> Vec<semdex::hooks::Installed> {
     (0..IDS)
         .flat_map(|i| {
             ["ingest.commit", "delete.commit"]
@@ -348,7 +352,7 @@ fn widen_the_windows() -> Vec<semdex::hooks::Installed> {
 
 /// Prints the storm's figures (for the before/after report) and fails on anything a
 /// client should not have seen.
-fn report(name: &str, tally: &Tally, seconds: f64) {
+pub fn report(name: &str, tally: &Tally, seconds: f64) {
     let statuses = tally.statuses.lock().clone();
     eprintln!(
         "storm {name}: {seconds:.1} s; answered per second: ingest {:.1}, delete {:.1}, search {:.1}; statuses {statuses:?}",
@@ -366,7 +370,7 @@ fn report(name: &str, tally: &Tally, seconds: f64) {
     assert!(tally.answered("ingest") > 0 && tally.answered("delete") > 0);
 }
 
-fn served(collections: Collections) -> Served {
+pub fn served(collections: Collections) -> Served {
     crate::common::serve(
         Arc::new(collections),
         ApiConfig::default(),
@@ -377,7 +381,7 @@ fn served(collections: Collections) -> Served {
 
 /// Runs `test` and, if it panicked, leaves the server behind rather than wait for work that
 /// may hang forever.
-fn guarded(served: Served, test: impl FnOnce(&Served)) {
+pub fn guarded(served: Served, test: impl FnOnce(&Served)) {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| test(&served))) {
         Ok(()) => drop(served),
         Err(panic) => {
@@ -463,7 +467,7 @@ pub fn two_collections_and_one_that_comes_and_goes(collections: Collections) {
     });
 }
 
-fn embedded() -> (Collections, tempfile::TempDir) {
+pub fn embedded() -> (Collections, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let engine = crate::common::engine_with(semdex::engine::EngineOptions::new(dir.path()));
     (crate::common::collections_beside(Arc::new(engine)), dir)

@@ -9,6 +9,14 @@
 #                                       `vector` extension; print postgres://semdex@127.0.0.1:PORT/semdex
 #   tests/pg/server.sh stop DIR         fast shutdown (pg_ctl stop -m fast); quiet if not running
 #   tests/pg/server.sh kill DIR         immediate shutdown (pg_ctl stop -m immediate), for crash tests
+#   tests/pg/server.sh standby PRIMARY_PORT DIR PORT
+#                                       a streaming hot standby of the server on 127.0.0.1:PRIMARY_PORT:
+#                                       pg_basebackup -R into DIR (if it holds no cluster yet), then
+#                                       start it on PORT; print postgres://semdex@127.0.0.1:PORT/semdex
+#   tests/pg/server.sh promote DIR      promote the standby in DIR to a primary (pg_ctl promote)
+#   tests/pg/server.sh run PROGRAM ARG...
+#                                       run one of the installation's client programs (psql, pg_dump,
+#                                       pg_restore, ...) with its libraries, as the calling user
 #
 # stdout carries only the one result line (bin directory or URL), so `URL=$(... start ...)`
 # works; everything else goes to stderr. `start` is re-runnable: on an existing DIR it keeps the
@@ -332,6 +340,12 @@ cmd_start() { # DIR PORT
         as_pg "${psql[@]}" -d postgres -tAc 'SELECT 1' > /dev/null 2>&1 && break
         sleep 0.1
     done
+    if [ -f "$dir/standby.signal" ]; then
+        # A standby is read-only: the database and the extension come from its primary.
+        trap - EXIT
+        echo "postgres://$DB_USER@127.0.0.1:$port/$DB_NAME"
+        return
+    fi
     db=$(as_pg "${psql[@]}" -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'") \
         || die "the server on 127.0.0.1:$port does not accept connections (see $dir/server.log)"
     if [ -z "$db" ]; then as_pg "${psql[@]}" -d postgres -c "CREATE DATABASE $DB_NAME" >&2; fi
@@ -339,6 +353,51 @@ cmd_start() { # DIR PORT
         || die "pgvector does not load (see $dir/server.log)"
     trap - EXIT
     echo "postgres://$DB_USER@127.0.0.1:$port/$DB_NAME"
+}
+
+cmd_standby() { # PRIMARY_PORT DIR PORT
+    local primary_port dir port
+    [ $# -eq 3 ] || usage
+    primary_port=$1
+    dir=$(abs_dir "$2")
+    port=$3
+    [[ $primary_port =~ ^[0-9]+$ ]] || die "bad primary port: $primary_port"
+    if [ ! -f "$dir/PG_VERSION" ]; then
+        mkdir -p "$dir"
+        [ -z "$(ls -A "$dir")" ] || die "$dir is not empty and holds no cluster"
+        setup_bin "$dir"
+        [ -x "$BIN/pg_basebackup" ] || die "no pg_basebackup in $BIN"
+        if is_root; then chown "$OS_USER:" "$dir"; fi
+        chmod 700 "$dir"
+        log "pg_basebackup -R from 127.0.0.1:$primary_port into $dir"
+        # -R writes standby.signal and primary_conninfo; -X stream: no WAL gap to the primary.
+        as_pg "$BIN/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U "$DB_USER" -D "$dir" \
+            -R -X stream -c fast --no-sync >&2 || die "pg_basebackup failed"
+        # The primary's log came along; the standby starts one of its own.
+        rm -f "$dir/server.log"
+    fi
+    cmd_start "$dir" "$port"
+}
+
+cmd_promote() { # DIR
+    local dir
+    [ $# -eq 1 ] || usage
+    dir=$(abs_dir "$1")
+    [ -f "$dir/standby.signal" ] || die "$dir is not a standby"
+    setup_bin "$dir"
+    log "promoting $dir"
+    as_pg "$BIN/pg_ctl" -D "$dir" -w -t "${PG_START_TIMEOUT:-60}" promote >&2
+}
+
+cmd_run() { # PROGRAM ARG...
+    local bin prog
+    [ $# -ge 1 ] || usage
+    prog=$1
+    shift
+    [[ $prog =~ ^[a-z_0-9]+$ ]] || die "bad program name: $prog"
+    bin=$(install_wheel)
+    [ -x "$bin/$prog" ] || die "no $prog in $bin"
+    LD_LIBRARY_PATH=$(lib_path "$bin") exec "$bin/$prog" "$@"
 }
 
 cmd_stop() { # MODE DIR
@@ -359,6 +418,9 @@ case ${1:-} in
     start) shift; cmd_start "$@" ;;
     stop) shift; cmd_stop fast "$@" ;;
     kill) shift; cmd_stop immediate "$@" ;;
+    standby) shift; cmd_standby "$@" ;;
+    promote) shift; cmd_promote "$@" ;;
+    run) shift; cmd_run "$@" ;;
     -h | --help | help) usage 0 ;;
     *) usage ;;
 esac

@@ -13,7 +13,7 @@ use crate::api::responses::{
 use crate::api::state::AppState;
 use crate::api::types::{
     ChunkSpanResponse, DeleteResponse, DocumentChunksResponse, DocumentList, DocumentResponse,
-    DocumentsBody, IngestResponse, ListParams,
+    DocumentsBody, IngestResponse, ListParams, ReadParams, consistency,
 };
 use crate::collections::DEFAULT_COLLECTION;
 
@@ -131,9 +131,10 @@ async fn list_of(
 ) -> Result<Json<DocumentList>, ApiError> {
     let limit = params.limit.unwrap_or(100);
     let offset = params.offset.unwrap_or(0);
+    let reads = consistency(params.consistency.as_deref())?;
     let page = state
         .service()?
-        .documents(collection, limit, offset)
+        .documents(collection, limit, offset, reads)
         .await?;
     Ok(Json(DocumentList::new(page, limit, offset)))
 }
@@ -143,18 +144,24 @@ async fn list_of(
     get,
     path = "/documents/{id}",
     tag = "documents",
-    params(("id" = String, Path, description = "Document id")),
+    params(("id" = String, Path, description = "Document id"), ReadParams),
     responses(
         (status = 200, description = "The document", body = DocumentResponse),
         UnknownId,
+        QueryString,
         Common,
     )
 )]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    ApiQuery(read): ApiQuery<ReadParams>,
 ) -> Result<Json<DocumentResponse>, ApiError> {
-    let document = state.service()?.document(DEFAULT_COLLECTION, id).await?;
+    let reads = consistency(read.consistency.as_deref())?;
+    let document = state
+        .service()?
+        .document(DEFAULT_COLLECTION, id, reads)
+        .await?;
     Ok(Json(DocumentResponse::from(document)))
 }
 
@@ -166,19 +173,23 @@ pub async fn get(
     params(
         ("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$"),
         ("id" = String, Path, description = "Document id"),
+        ReadParams,
     ),
     responses(
         (status = 200, description = "The document", body = DocumentResponse),
+        (status = 400, description = "A malformed query string", body = ErrorBody),
         (status = 404, description = "No such collection or document", body = ErrorBody),
-        (status = 422, description = "An invalid collection name", body = ErrorBody),
+        (status = 422, description = "An invalid collection name or consistency", body = ErrorBody),
         Common,
     )
 )]
 pub async fn get_in(
     State(state): State<AppState>,
     Path((name, id)): Path<(String, String)>,
+    ApiQuery(read): ApiQuery<ReadParams>,
 ) -> Result<Json<DocumentResponse>, ApiError> {
-    let document = state.service()?.document(&name, id).await?;
+    let reads = consistency(read.consistency.as_deref())?;
+    let document = state.service()?.document(&name, id, reads).await?;
     Ok(Json(DocumentResponse::from(document)))
 }
 
@@ -234,18 +245,20 @@ pub async fn delete_in(
     get,
     path = "/documents/{id}/chunks",
     tag = "documents",
-    params(("id" = String, Path, description = "Document id")),
+    params(("id" = String, Path, description = "Document id"), ReadParams),
     responses(
         (status = 200, description = "The document's passages", body = DocumentChunksResponse),
         UnknownId,
+        QueryString,
         Common,
     )
 )]
 pub async fn chunks(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    ApiQuery(read): ApiQuery<ReadParams>,
 ) -> Result<Json<DocumentChunksResponse>, ApiError> {
-    chunks_of(state, DEFAULT_COLLECTION, id).await
+    chunks_of(state, DEFAULT_COLLECTION, id, read).await
 }
 
 /// `GET /documents/{id}/chunks` of one collection.
@@ -256,29 +269,34 @@ pub async fn chunks(
     params(
         ("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$"),
         ("id" = String, Path, description = "Document id"),
+        ReadParams,
     ),
     responses(
         (status = 200, description = "The document's passages", body = DocumentChunksResponse),
+        (status = 400, description = "A malformed query string", body = ErrorBody),
         (status = 404, description = "No such collection or document", body = ErrorBody),
-        (status = 422, description = "An invalid collection name", body = ErrorBody),
+        (status = 422, description = "An invalid collection name or consistency", body = ErrorBody),
         Common,
     )
 )]
 pub async fn chunks_in(
     State(state): State<AppState>,
     Path((name, id)): Path<(String, String)>,
+    ApiQuery(read): ApiQuery<ReadParams>,
 ) -> Result<Json<DocumentChunksResponse>, ApiError> {
-    chunks_of(state, &name, id).await
+    chunks_of(state, &name, id, read).await
 }
 
 async fn chunks_of(
     state: AppState,
     collection: &str,
     id: String,
+    read: ReadParams,
 ) -> Result<Json<DocumentChunksResponse>, ApiError> {
+    let reads = consistency(read.consistency.as_deref())?;
     let spans = state
         .service()?
-        .document_chunks(collection, id.clone())
+        .document_chunks(collection, id.clone(), reads)
         .await?;
     Ok(Json(DocumentChunksResponse {
         id,

@@ -5,4 +5,5 @@ pub mod documents;
 pub mod embeddings;
 pub mod page;
 pub mod search;
+pub mod snapshots;
 pub mod system;

@@ -8,10 +8,11 @@ use axum::extract::{Path, State};
 use crate::api::error::{ApiError, ApiJson, ApiQuery};
 use crate::api::responses::{Common, JsonBody, Overloaded, QueryString, UnknownCollection};
 use crate::api::state::AppState;
-use crate::api::types::{SearchBody, SearchParams, SearchResponse};
+use crate::api::types::{SearchBody, SearchParams, SearchResponse, consistency};
 use crate::api::{metadata_budget, text_budget};
 use crate::collections::DEFAULT_COLLECTION;
 use crate::engine::SearchRequest;
+use crate::storage::Consistency;
 
 /// Top-k passages for a query, with scores, document ids, offsets and metadata.
 #[utoipa::path(
@@ -31,11 +32,12 @@ pub async fn search_post(
     ApiJson(body): ApiJson<SearchBody>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let request = body.to_request()?;
+    let reads = consistency(body.consistency.as_deref())?;
     run(
         state,
         DEFAULT_COLLECTION,
         body.query,
-        request,
+        (request, reads),
         body.include_metadata,
     )
     .await
@@ -60,11 +62,12 @@ pub async fn search_get(
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let request = params.to_request()?;
+    let reads = consistency(params.consistency.as_deref())?;
     run(
         state,
         DEFAULT_COLLECTION,
         params.q,
-        request,
+        (request, reads),
         params.include_metadata,
     )
     .await
@@ -91,7 +94,15 @@ pub async fn search_post_in(
     ApiJson(body): ApiJson<SearchBody>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let request = body.to_request()?;
-    run(state, &name, body.query, request, body.include_metadata).await
+    let reads = consistency(body.consistency.as_deref())?;
+    run(
+        state,
+        &name,
+        body.query,
+        (request, reads),
+        body.include_metadata,
+    )
+    .await
 }
 
 /// `GET /search` within one collection.
@@ -114,18 +125,29 @@ pub async fn search_get_in(
     ApiQuery(params): ApiQuery<SearchParams>,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let request = params.to_request()?;
-    run(state, &name, params.q, request, params.include_metadata).await
+    let reads = consistency(params.consistency.as_deref())?;
+    run(
+        state,
+        &name,
+        params.q,
+        (request, reads),
+        params.include_metadata,
+    )
+    .await
 }
 
 async fn run(
     state: AppState,
     collection: &str,
     query: String,
-    request: SearchRequest,
+    (request, reads): (SearchRequest, Consistency),
     include_metadata: bool,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let started = Instant::now();
-    let results = state.service()?.search(collection, query, request).await?;
+    let results = state
+        .service()?
+        .search(collection, query, request, reads)
+        .await?;
     let mut response = SearchResponse::new(results, started.elapsed().as_secs_f64() * 1000.0);
     metadata_budget::apply(
         &mut response.results,

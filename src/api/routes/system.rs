@@ -107,6 +107,14 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<InfoResponse>, A
         },
         openai_token_encoding: state.config().openai_token_encoding.to_string(),
         collections,
+        read_only: service.collections().catalog().is_read_only(),
+        standbys: service
+            .collections()
+            .catalog()
+            .standbys()
+            .into_iter()
+            .map(Into::into)
+            .collect(),
     }))
 }
 
@@ -140,7 +148,7 @@ async fn collection_entries(
 }
 
 /// Prometheus text: request counts and latencies per route and status, batch sizes, queue
-/// depth, corpus and index size per collection.
+/// depth, corpus and index size per collection, and each PostgreSQL standby's replay lag.
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -165,6 +173,20 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             }
         }
         metrics::gauge!("semdex_queue_depth").set(service.queue().depth() as f64);
+        let catalog = service.collections().catalog();
+        metrics::gauge!("semdex_read_only").set(f64::from(u8::from(catalog.is_read_only())));
+        for standby in catalog.standbys() {
+            let label = [("standby", standby.url)];
+            metrics::gauge!("semdex_standby_in_rotation", &label)
+                .set(f64::from(u8::from(standby.in_rotation)));
+            if let Some(lag) = standby.replay_lag {
+                metrics::gauge!("semdex_standby_replay_lag_seconds", &label).set(lag.as_secs_f64());
+            }
+            if let Some(bytes) = standby.replay_lag_bytes {
+                metrics::gauge!("semdex_standby_replay_lag_bytes", &label).set(bytes as f64);
+            }
+            metrics::gauge!("semdex_standby_reads", &label).set(standby.reads as f64);
+        }
     }
     (
         [(

@@ -127,9 +127,7 @@ impl EmbeddedBackend {
 
     /// The write connection; fails on a read-only or closed backend.
     fn writer_for_update(&self) -> Result<MutexGuard<'_, Store>> {
-        if self.options.read_only {
-            return Err(StorageError::ReadOnly(self.dir.clone()));
-        }
+        self.check_writable()?;
         let writer = self.writer.lock();
         if self.closed.load(Ordering::SeqCst) {
             return Err(StorageError::CollectionNotFound(String::new()));
@@ -369,6 +367,13 @@ impl Backend for EmbeddedBackend {
         self.apply(id, outcome.generation, &outcome.removed, &[], &[]);
         self.commit_lexical(&writer, outcome.generation);
         Ok(Some(outcome.removed.len()))
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        if self.options.read_only {
+            return Err(StorageError::ReadOnly(self.dir.clone()));
+        }
+        Ok(())
     }
 
     /// Commits the lexical index. The write connection is held so that the generation recorded

@@ -10,9 +10,13 @@
 //! `.creating-*` folder and renamed into place once its settings are durable, and dies by a
 //! rename to a hidden `.deleted-*` folder before its files are removed. A crash at any point
 //! leaves it either present and whole or gone; hidden leftovers are cleared at the next open.
+//! A restore from a [`snapshot`] is a create whose folder comes from the snapshot; one that
+//! replaces a collection passes through a hidden `.replacing-*` name that the next open
+//! completes.
 
 mod backend;
 mod indexes;
+pub mod snapshot;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -32,9 +36,10 @@ pub use backend::EmbeddedBackend;
 pub const COLLECTIONS_DIR: &str = "collections";
 /// The settings file of a named collection.
 const MANIFEST: &str = "collection.json";
-/// Prefixes of the hidden folders a create or delete works in.
+/// Prefixes of the hidden folders a create, a delete or a replacing restore works in.
 const CREATING: &str = ".creating-";
 const DELETED: &str = ".deleted-";
+const REPLACING: &str = ".replacing-";
 
 /// The settings file of a named collection.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -99,6 +104,8 @@ impl EmbeddedCatalog {
             ddl: Mutex::new(()),
         };
         if !read_only {
+            catalog.complete_interrupted_replacements();
+            catalog.clear_snapshot_leftovers();
             for entry in catalog.entries()? {
                 let name = entry.file_name();
                 let Some(name) = name.to_str() else { continue };
@@ -152,13 +159,6 @@ impl EmbeddedCatalog {
                 .is_some_and(|other| other.eq_ignore_ascii_case(name) && !other.starts_with('.'))
         }))
     }
-
-    fn check_writable(&self) -> Result<()> {
-        if self.read_only {
-            return Err(StorageError::ReadOnly(self.root.clone()));
-        }
-        Ok(())
-    }
 }
 
 impl Catalog for EmbeddedCatalog {
@@ -174,6 +174,17 @@ impl Catalog for EmbeddedCatalog {
         self.read_only
     }
 
+    fn check_writable(&self) -> Result<()> {
+        if self.read_only {
+            return Err(StorageError::ReadOnly(self.root.clone()));
+        }
+        Ok(())
+    }
+
+    fn snapshots(&self) -> Option<&dyn crate::storage::snapshot::Snapshots> {
+        Some(self)
+    }
+
     fn list(&self) -> Result<Vec<CollectionRecord>> {
         let mut out = Vec::new();
         for entry in self.entries()? {
@@ -181,7 +192,10 @@ impl Catalog for EmbeddedCatalog {
             let Some(name) = file_name.to_str() else {
                 continue;
             };
-            if name.starts_with(CREATING) || name.starts_with(DELETED) {
+            if name.starts_with(CREATING)
+                || name.starts_with(DELETED)
+                || name.starts_with(REPLACING)
+            {
                 continue;
             }
             let path = entry.path();

@@ -76,6 +76,7 @@ impl PostgresBackend {
         })
     }
 
+    /// A connection to the primary, for writes and the reads a write makes.
     fn client(&self) -> Result<Connection> {
         self.database.client()
     }
@@ -315,13 +316,15 @@ fn check_storable(doc: &NewDocument<'_>) -> Result<()> {
 impl Backend for PostgresBackend {
     fn stats(&self) -> Result<CollectionStats> {
         let (documents, chunks) = self.database.counts(&self.collection)?;
-        let row = self.client()?.query_one(
-            "SELECT pg_total_relation_size('semdex_postings'),
-                    coalesce((SELECT array_to_string(reloptions, ',') FROM pg_class
-                              WHERE relname = 'semdex_chunks_embedding'), ''),
-                    coalesce((SELECT passages FROM semdex_lexical_totals WHERE collection = $1), 0)",
-            &[&self.collection],
-        )?;
+        let row = self.database.read(|client| {
+            Ok(client.query_one(
+                "SELECT pg_total_relation_size('semdex_postings'),
+                        coalesce((SELECT array_to_string(reloptions, ',') FROM pg_class
+                                  WHERE relname = 'semdex_chunks_embedding'), ''),
+                        coalesce((SELECT passages FROM semdex_lexical_totals WHERE collection = $1), 0)",
+                &[&self.collection],
+            )?)
+        })?;
         let bytes: i64 = row.get(0);
         let with_postings: i64 = row.get(2);
         // The graph was built with the settings of the semdex that created the schema.
@@ -375,6 +378,7 @@ impl Backend for PostgresBackend {
         passages: Option<&[NewChunk<'_>]>,
         deleted_since: &dyn Fn(Option<&DocumentState>) -> bool,
     ) -> Result<Written> {
+        self.database.check_writable()?;
         check_storable(doc)?;
         let mut client = self.client()?;
         let mut tx = client.transaction()?;
@@ -474,6 +478,7 @@ impl Backend for PostgresBackend {
             // Nothing stored has one.
             return Ok(None);
         }
+        self.database.check_writable()?;
         let mut client = self.client()?;
         let mut tx = client.transaction()?;
         self.lock_id(&mut tx, id)?;
@@ -494,20 +499,24 @@ impl Backend for PostgresBackend {
         Ok(())
     }
 
+    fn check_writable(&self) -> Result<()> {
+        self.database.check_writable()
+    }
+
     fn document(&self, id: &str) -> Result<Option<StoredDocument>> {
         if id.contains('\0') {
             return Ok(None);
         }
-        let row = self.client()?.query_opt(
-            &format!(
-                "SELECT d.id, d.source, d.text, d.metadata_text, d.content_hash, {},
-                        (SELECT count(*) FROM semdex_chunks c
-                         WHERE c.collection = d.collection AND c.doc_id = d.id)
-                 FROM semdex_documents d WHERE d.collection = $1 AND d.id = $2",
-                rfc3339("d.ingested_at")
-            ),
-            &[&self.collection, &id],
-        )?;
+        let sql = format!(
+            "SELECT d.id, d.source, d.text, d.metadata_text, d.content_hash, {},
+                    (SELECT count(*) FROM semdex_chunks c
+                     WHERE c.collection = d.collection AND c.doc_id = d.id)
+             FROM semdex_documents d WHERE d.collection = $1 AND d.id = $2",
+            rfc3339("d.ingested_at")
+        );
+        let row = self
+            .database
+            .read(|client| Ok(client.query_opt(&sql, &[&self.collection, &id])?))?;
         row.map(|r| {
             Ok(StoredDocument {
                 id: r.get(0),
@@ -523,17 +532,17 @@ impl Backend for PostgresBackend {
     }
 
     fn documents(&self, limit: usize, offset: usize) -> Result<Vec<DocumentSummary>> {
-        let rows = self.client()?.query(
-            &format!(
-                "SELECT d.id, d.source, d.metadata_text, {}, octet_length(d.text)::bigint,
-                        (SELECT count(*) FROM semdex_chunks c
-                         WHERE c.collection = d.collection AND c.doc_id = d.id)
-                 FROM semdex_documents d WHERE d.collection = $1
-                 ORDER BY d.id LIMIT $2 OFFSET $3",
-                rfc3339("d.ingested_at")
-            ),
-            &[&self.collection, &(limit as i64), &(offset as i64)],
-        )?;
+        let sql = format!(
+            "SELECT d.id, d.source, d.metadata_text, {}, octet_length(d.text)::bigint,
+                    (SELECT count(*) FROM semdex_chunks c
+                     WHERE c.collection = d.collection AND c.doc_id = d.id)
+             FROM semdex_documents d WHERE d.collection = $1
+             ORDER BY d.id LIMIT $2 OFFSET $3",
+            rfc3339("d.ingested_at")
+        );
+        let rows = self.database.read(|client| {
+            Ok(client.query(&sql, &[&self.collection, &(limit as i64), &(offset as i64)])?)
+        })?;
         rows.into_iter()
             .map(|r| {
                 Ok(DocumentSummary {
@@ -552,23 +561,28 @@ impl Backend for PostgresBackend {
         if id.contains('\0') {
             return Ok(None);
         }
-        let mut client = self.client()?;
-        let mut tx = client.build_transaction().read_only(true).start()?;
-        let exists = tx
-            .query_opt(
-                "SELECT 1 FROM semdex_documents WHERE collection = $1 AND id = $2",
+        let rows = self.database.read(|client| {
+            let mut tx = client.build_transaction().read_only(true).start()?;
+            let exists = tx
+                .query_opt(
+                    "SELECT 1 FROM semdex_documents WHERE collection = $1 AND id = $2",
+                    &[&self.collection, &id],
+                )?
+                .is_some();
+            if !exists {
+                return Ok(None);
+            }
+            let rows = tx.query(
+                "SELECT id, idx, start_byte, end_byte FROM semdex_chunks
+                 WHERE collection = $1 AND doc_id = $2 ORDER BY idx",
                 &[&self.collection, &id],
-            )?
-            .is_some();
-        if !exists {
+            )?;
+            tx.commit()?;
+            Ok(Some(rows))
+        })?;
+        let Some(rows) = rows else {
             return Ok(None);
-        }
-        let rows = tx.query(
-            "SELECT id, idx, start_byte, end_byte FROM semdex_chunks
-             WHERE collection = $1 AND doc_id = $2 ORDER BY idx",
-            &[&self.collection, &id],
-        )?;
-        tx.commit()?;
+        };
         Ok(Some(
             rows.iter()
                 .map(|r| ChunkSpan {
@@ -582,36 +596,36 @@ impl Backend for PostgresBackend {
     }
 
     fn candidates(&self, query: &CandidateQuery<'_>) -> Result<Candidates> {
-        let mut client = self.client()?;
-        let (dense, strategy) = match query.vector {
-            Some(vector) if query.dense_depth > 0 => {
-                let (hits, strategy) = self.dense(&mut client, vector, query)?;
-                (hits, Some(strategy))
-            }
-            _ => (Vec::new(), None),
-        };
-        let lexical = if query.lexical_depth > 0 {
-            self.lexical(&mut client, query.text, query.lexical_depth, query.filter)?
-        } else {
-            Vec::new()
-        };
-        Ok(Candidates {
-            dense,
-            lexical,
-            strategy,
+        self.database.read(|client| {
+            let (dense, strategy) = match query.vector {
+                Some(vector) if query.dense_depth > 0 => {
+                    let (hits, strategy) = self.dense(client, vector, query)?;
+                    (hits, Some(strategy))
+                }
+                _ => (Vec::new(), None),
+            };
+            let lexical = if query.lexical_depth > 0 {
+                self.lexical(client, query.text, query.lexical_depth, query.filter)?
+            } else {
+                Vec::new()
+            };
+            Ok(Candidates {
+                dense,
+                lexical,
+                strategy,
+            })
         })
     }
 
     fn dense_among(&self, vector: &[f32], ids: &[u64]) -> Result<Vec<Hit>> {
-        let rows = self.client()?.query(
-            "SELECT id, -(embedding <#> $1) FROM semdex_chunks
-             WHERE collection = $2 AND id = ANY($3) ORDER BY 2 DESC",
-            &[
-                &Vector::from(vector.to_vec()),
-                &self.collection,
-                &ids_param(ids),
-            ],
-        )?;
+        let (vector, ids) = (Vector::from(vector.to_vec()), ids_param(ids));
+        let rows = self.database.read(|client| {
+            Ok(client.query(
+                "SELECT id, -(embedding <#> $1) FROM semdex_chunks
+                 WHERE collection = $2 AND id = ANY($3) ORDER BY 2 DESC",
+                &[&vector, &self.collection, &ids],
+            )?)
+        })?;
         Ok(hits(&rows))
     }
 
@@ -631,18 +645,23 @@ impl Backend for PostgresBackend {
             postings = postings_cte("$1", "$2"),
             score = bm25_score(),
         );
+        let ids = ids_param(ids);
         let rows = self
-            .client()?
-            .query(&sql, &[&self.collection, &terms, &ids_param(ids)])?;
+            .database
+            .read(|client| Ok(client.query(&sql, &[&self.collection, &terms, &ids])?))?;
         Ok(hits(&rows))
     }
 
     fn visit_token_vectors(&self, ids: &[u64], visit: &mut dyn FnMut(u64, &[u8])) -> Result<()> {
-        let rows = self.client()?.query(
-            "SELECT id, tokens FROM semdex_chunks
-             WHERE collection = $1 AND id = ANY($2) AND tokens IS NOT NULL",
-            &[&self.collection, &ids_param(ids)],
-        )?;
+        // Read whole before any visit: a read retried on another server visits nothing twice.
+        let ids = ids_param(ids);
+        let rows = self.database.read(|client| {
+            Ok(client.query(
+                "SELECT id, tokens FROM semdex_chunks
+                 WHERE collection = $1 AND id = ANY($2) AND tokens IS NOT NULL",
+                &[&self.collection, &ids],
+            )?)
+        })?;
         for r in &rows {
             visit(r.get::<_, i64>(0) as u64, r.get::<_, &[u8]>(1));
         }
@@ -650,14 +669,15 @@ impl Backend for PostgresBackend {
     }
 
     fn chunks_by_ids(&self, ids: &[u64]) -> Result<HashMap<u64, ChunkRecord>> {
-        let rows = self.client()?.query(
-            &format!(
-                "SELECT c.id, c.doc_id, c.idx, c.start_byte, c.end_byte, c.text, d.metadata_text
-                 FROM semdex_chunks c {DOCUMENTS_JOIN}
-                 WHERE c.collection = $1 AND c.id = ANY($2)"
-            ),
-            &[&self.collection, &ids_param(ids)],
-        )?;
+        let sql = format!(
+            "SELECT c.id, c.doc_id, c.idx, c.start_byte, c.end_byte, c.text, d.metadata_text
+             FROM semdex_chunks c {DOCUMENTS_JOIN}
+             WHERE c.collection = $1 AND c.id = ANY($2)"
+        );
+        let ids = ids_param(ids);
+        let rows = self
+            .database
+            .read(|client| Ok(client.query(&sql, &[&self.collection, &ids])?))?;
         rows.into_iter()
             .map(|r| {
                 let id = r.get::<_, i64>(0) as u64;

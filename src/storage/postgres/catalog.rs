@@ -12,6 +12,7 @@ use crate::storage::{Backend, BackendOptions};
 
 use super::backend::{PostgresBackend, rfc3339};
 use super::{Database, Result};
+use crate::storage::StandbyStatus;
 
 /// The catalog of one PostgreSQL database.
 pub struct PostgresCatalog {
@@ -37,6 +38,7 @@ impl PostgresCatalog {
     /// benchmark's corpus checksum); `None` when the name is taken. The database decides (another
     /// replica may have made it).
     pub fn create_with(&self, name: &str, settings: &Value) -> Result<Option<CollectionRecord>> {
+        self.database.check_writable()?;
         let mut client = self.database.client()?;
         let mut tx = client.transaction()?;
         // Names are unique regardless of case: replicas creating "Docs" and "docs" at once take
@@ -96,17 +98,25 @@ impl Catalog for PostgresCatalog {
     }
 
     fn is_read_only(&self) -> bool {
-        false
+        self.database.is_read_only()
+    }
+
+    fn check_writable(&self) -> Result<()> {
+        self.database.check_writable()
+    }
+
+    fn standbys(&self) -> Vec<StandbyStatus> {
+        self.database.standbys()
     }
 
     fn list(&self) -> Result<Vec<CollectionRecord>> {
-        let rows = self.database.client()?.query(
-            &format!(
-                "SELECT name, settings, {} FROM semdex_collections WHERE name <> $1 ORDER BY name",
-                rfc3339("created_at")
-            ),
-            &[&DEFAULT_COLLECTION],
-        )?;
+        let sql = format!(
+            "SELECT name, settings, {} FROM semdex_collections WHERE name <> $1 ORDER BY name",
+            rfc3339("created_at")
+        );
+        let rows = self
+            .database
+            .read(|client| Ok(client.query(&sql, &[&DEFAULT_COLLECTION])?))?;
         Ok(rows
             .iter()
             .map(|r| self.record(r.get(0), &r.get::<_, Value>(1), r.get(2)))
@@ -114,13 +124,13 @@ impl Catalog for PostgresCatalog {
     }
 
     fn lookup(&self, name: &str) -> Result<Option<CollectionRecord>> {
-        let row = self.database.client()?.query_opt(
-            &format!(
-                "SELECT settings, {} FROM semdex_collections WHERE name = $1",
-                rfc3339("created_at")
-            ),
-            &[&name],
-        )?;
+        let sql = format!(
+            "SELECT settings, {} FROM semdex_collections WHERE name = $1",
+            rfc3339("created_at")
+        );
+        let row = self
+            .database
+            .read(|client| Ok(client.query_opt(&sql, &[&name])?))?;
         Ok(row.map(|r| self.record(name.to_string(), &r.get::<_, Value>(0), r.get(1))))
     }
 
@@ -136,6 +146,7 @@ impl Catalog for PostgresCatalog {
     /// into it holds a key-share lock on the row ([`PostgresBackend`]), so the delete waits for
     /// writes in flight, and writes that come after it find no row and fail as not found.
     fn delete(&self, name: &str) -> Result<bool> {
+        self.database.check_writable()?;
         let mut client = self.database.client()?;
         let mut tx = client.transaction()?;
         let deleted = tx.execute("DELETE FROM semdex_collections WHERE name = $1", &[&name])?;

@@ -5,6 +5,11 @@
 //! time (the others wait, then find them applied). The vector column's length is the model's
 //! dimension, fixed by the first semdex to create the schema; `semdex_meta` records that
 //! model, and a semdex with another one refuses the database.
+//!
+//! A standby cannot be migrated: a semdex on one waits ([`await_schema`]) until replication
+//! brings the schema its primary's semdex made, then makes the same checks without writing.
+
+use std::time::{Duration, Instant};
 
 use postgres::Client;
 
@@ -119,6 +124,11 @@ const MIGRATIONS: &[Migration] = &[
 /// The newest schema version this build knows.
 pub const SCHEMA_VERSION: i32 = 2;
 
+/// Longest a semdex on a standby waits for its primary's schema before it gives up.
+pub const SCHEMA_WAIT: Duration = Duration::from_secs(300);
+/// How often it looks again meanwhile.
+const SCHEMA_POLL: Duration = Duration::from_millis(250);
+
 /// Creates or upgrades the schema, and checks (or records) the model the vectors belong to.
 pub fn migrate(
     client: &mut Client,
@@ -159,37 +169,97 @@ pub fn migrate(
         tracing::info!(version = migration.version, "applied a database migration");
     }
     check_server(&mut tx)?;
-    let described = describe(model);
+    if !check_model(&mut tx, model)? {
+        tx.execute(
+            "INSERT INTO semdex_meta (key, value) VALUES ('model', $1), ('precision', $2)",
+            &[&describe(model), &model.precision],
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// On a standby: waits (up to [`SCHEMA_WAIT`]) until the schema its primary's semdex made is
+/// this build's, then checks the server and the model as [`migrate`] does, writing nothing.
+pub fn await_schema(client: &mut Client, model: &ModelIdentity) -> Result<(), PgError> {
+    let started = Instant::now();
+    let mut logged = false;
+    loop {
+        let mut tx = client.build_transaction().read_only(true).start()?;
+        let exists: bool = tx
+            .query_one("SELECT to_regclass('semdex_migrations') IS NOT NULL", &[])?
+            .get(0);
+        let found: i32 = if exists {
+            tx.query_one(
+                "SELECT coalesce(max(version), 0) FROM semdex_migrations",
+                &[],
+            )?
+            .get(0)
+        } else {
+            0
+        };
+        if found > SCHEMA_VERSION {
+            return Err(PgError::SchemaTooNew {
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        if found == SCHEMA_VERSION {
+            check_server(&mut tx)?;
+            // The model is recorded in the migration's own transaction: present with it.
+            if !check_model(&mut tx, model)? {
+                return Err(PgError::Corrupt(
+                    "the schema is there but semdex_meta names no model".into(),
+                ));
+            }
+            tx.commit()?;
+            return Ok(());
+        }
+        tx.commit()?;
+        if started.elapsed() >= SCHEMA_WAIT {
+            return Err(PgError::SchemaNotReplicated {
+                found,
+                wanted: SCHEMA_VERSION,
+                waited_s: SCHEMA_WAIT.as_secs(),
+            });
+        }
+        if !logged {
+            tracing::info!(
+                found,
+                wanted = SCHEMA_VERSION,
+                "the standby lacks this semdex's schema: waiting for a semdex on the primary to make it"
+            );
+            logged = true;
+        }
+        std::thread::sleep(SCHEMA_POLL);
+    }
+}
+
+/// Whether the database records a model (`false`: none yet); an error when it records
+/// another one than `model`.
+fn check_model(tx: &mut postgres::Transaction<'_>, model: &ModelIdentity) -> Result<bool, PgError> {
     let stored: Option<String> = tx
         .query_opt("SELECT value FROM semdex_meta WHERE key = 'model'", &[])?
         .map(|row| row.get(0));
     match stored {
-        Some(stored) if stored != described => {
-            return Err(PgError::ModelMismatch {
-                stored,
-                current: described,
-            });
-        }
+        Some(stored) if stored != describe(model) => Err(PgError::ModelMismatch {
+            stored,
+            current: describe(model),
+        }),
         Some(_) => {
             let precision: String = tx
                 .query_opt("SELECT value FROM semdex_meta WHERE key = 'precision'", &[])?
                 .map_or_else(|| DEFAULT_PRECISION.to_string(), |row| row.get(0));
             if precision != model.precision {
                 return Err(PgError::ModelMismatch {
-                    stored: format!("{described}, {precision}"),
-                    current: format!("{described}, {}", model.precision),
+                    stored: format!("{}, {precision}", describe(model)),
+                    current: format!("{}, {}", describe(model), model.precision),
                 });
             }
+            Ok(true)
         }
-        None => {
-            tx.execute(
-                "INSERT INTO semdex_meta (key, value) VALUES ('model', $1), ('precision', $2)",
-                &[&described, &model.precision],
-            )?;
-        }
+        None => Ok(false),
     }
-    tx.commit()?;
-    Ok(())
 }
 
 /// pgvector 0.8 or later (filtered graph scans: `hnsw.iterative_scan`) in a UTF-8 database

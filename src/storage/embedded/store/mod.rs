@@ -188,37 +188,9 @@ impl Store {
 
     fn check_model(&mut self, model: &ModelIdentity) -> Result<()> {
         let tx = self.conn.transaction()?;
-        let stored: Option<(String, String, i64, String)> = tx
-            .query_row(
-                "SELECT
-                    (SELECT value FROM meta WHERE key = 'model_name'),
-                    (SELECT value FROM meta WHERE key = 'model_fingerprint'),
-                    (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'dimension'),
-                    (SELECT value FROM meta WHERE key = 'precision')",
-                [],
-                |r| {
-                    Ok((
-                        r.get::<_, Option<String>>(0)?,
-                        r.get::<_, Option<String>>(1)?,
-                        r.get::<_, Option<i64>>(2)?,
-                        r.get::<_, Option<String>>(3)?,
-                    ))
-                },
-            )
-            .map(|(n, f, d, p)| match (n, f, d) {
-                (Some(n), Some(f), Some(d)) => {
-                    Some((n, f, d, p.unwrap_or_else(|| DEFAULT_PRECISION.into())))
-                }
-                _ => None,
-            })?;
+        let stored = stored_model(&tx)?;
         match stored {
-            Some((name, fingerprint, dimension, precision)) => {
-                let stored = ModelIdentity {
-                    name,
-                    fingerprint,
-                    dimension: dimension as usize,
-                    precision,
-                };
+            Some(stored) => {
                 if stored.fingerprint != model.fingerprint
                     || stored.dimension != model.dimension
                     || stored.precision != model.precision
@@ -433,11 +405,18 @@ impl Store {
 
     /// Number of documents and of chunks.
     pub fn counts(&self) -> Result<(usize, usize)> {
-        Ok(self.conn.query_row(
-            "SELECT (SELECT COUNT(*) FROM documents), (SELECT COUNT(*) FROM chunks)",
-            [],
-            |r| Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as usize)),
-        )?)
+        counts(&self.conn)
+    }
+
+    /// SQLite's `quick_check` of the database: `None` when it finds nothing wrong, else what
+    /// it found.
+    pub fn quick_check(&self) -> Result<Option<String>> {
+        let found: Vec<String> = self
+            .conn
+            .prepare("PRAGMA quick_check")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        Ok((found != ["ok"]).then(|| found.join("; ")))
     }
 
     /// Calls `f` with every stored vector, in chunk-id order (for rebuilding an index), and
@@ -709,6 +688,54 @@ fn delete_in(tx: &rusqlite::Transaction<'_>, id: &str) -> Result<Option<Vec<Chun
     tx.execute("DELETE FROM chunks WHERE doc_row = ?1", [row])?;
     tx.execute("DELETE FROM documents WHERE row = ?1", [row])?;
     Ok(Some(ids))
+}
+
+fn counts(conn: &Connection) -> Result<(usize, usize)> {
+    Ok(conn.query_row(
+        "SELECT (SELECT COUNT(*) FROM documents), (SELECT COUNT(*) FROM chunks)",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as usize)),
+    )?)
+}
+
+/// What a snapshot records of the store behind `conn` (read in the caller's transaction): its
+/// state, and the model it records (`None` for a store that never recorded one).
+pub(crate) fn snapshot_state(
+    conn: &Connection,
+) -> Result<(crate::storage::snapshot::StoreState, Option<ModelIdentity>)> {
+    let (documents, chunks) = counts(conn)?;
+    let state = crate::storage::snapshot::StoreState {
+        schema_version: conn.pragma_query_value(None, "user_version", |r| r.get(0))?,
+        generation: read_generation(conn)?,
+        documents,
+        chunks,
+    };
+    Ok((state, stored_model(conn)?))
+}
+
+/// The model the store records, if it records one.
+fn stored_model(conn: &Connection) -> Result<Option<ModelIdentity>> {
+    Ok(conn.query_row(
+        "SELECT (SELECT value FROM meta WHERE key = 'model_name'),
+                (SELECT value FROM meta WHERE key = 'model_fingerprint'),
+                (SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'dimension'),
+                (SELECT value FROM meta WHERE key = 'precision')",
+        [],
+        |r| {
+            Ok(match (r.get(0)?, r.get(1)?, r.get::<_, Option<i64>>(2)?) {
+                (Some(name), Some(fingerprint), Some(dimension)) => Some(ModelIdentity {
+                    name,
+                    fingerprint,
+                    dimension: dimension as usize,
+                    // A store from before the record holds f32 vectors.
+                    precision: r
+                        .get::<_, Option<String>>(3)?
+                        .unwrap_or_else(|| DEFAULT_PRECISION.into()),
+                }),
+                _ => None,
+            })
+        },
+    )?)
 }
 
 /// Bumps the generation inside `tx` and returns the new value.
