@@ -27,6 +27,7 @@ pub mod filter;
 pub mod index;
 pub mod late;
 pub mod lexical;
+pub mod mcp;
 pub mod progress;
 pub mod queue;
 pub mod service;

@@ -57,6 +57,7 @@ mod tests {
             end: 0,
             metadata: metadata.as_object().unwrap().clone(),
             metadata_omitted: false,
+            highlights: None,
         }
     }
 

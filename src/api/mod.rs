@@ -8,7 +8,7 @@ mod auth;
 pub mod error;
 mod integers;
 mod limits;
-mod metadata_budget;
+pub(crate) mod metadata_budget;
 mod metrics;
 mod middleware;
 mod objects;
@@ -108,6 +108,10 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .merge(page::router())
+        .nest_service(
+            "/mcp",
+            crate::mcp::http_service(state.clone(), config.max_body_bytes),
+        )
         .fallback(middleware::not_found)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(

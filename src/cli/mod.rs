@@ -5,6 +5,7 @@ mod bench;
 mod chunk;
 mod embed;
 mod ingest;
+mod mcp;
 mod query;
 mod serve;
 
@@ -340,6 +341,9 @@ pub enum Command {
     Query(query::QueryArgs),
     /// Serve the HTTP API (search, documents, TEI and OpenAI embeddings, health, metrics).
     Serve(serve::ServeArgs),
+    /// Serve the Model Context Protocol over stdio: search and documents as tools for a
+    /// desktop agent (which starts `semdex mcp` itself).
+    Mcp(mcp::McpArgs),
     /// Offline measurements: encoder speed, ANN recall, retrieval quality.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -402,6 +406,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ingest(args) => ingest::run(&cli.global, args),
         Command::Query(args) => query::run(&cli.global, args),
         Command::Serve(args) => serve::run(&cli.global, args),
+        Command::Mcp(args) => mcp::run(&cli.global, args),
         Command::Bench(command) => bench::run(&cli.global, command),
     }
 }

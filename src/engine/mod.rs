@@ -13,6 +13,7 @@ pub mod fusion;
 mod ingest;
 mod parallel;
 mod search;
+pub mod shape;
 pub mod sources;
 
 use std::path::{Path, PathBuf};
@@ -35,6 +36,7 @@ pub use search::{
     SearchHit, SearchMode, SearchRequest, SearchResults, SearchStrategy,
     validate as validate_search,
 };
+pub use shape::{Budget, BudgetUse, Context, Group, GroupBy, Highlight, Shaping};
 
 /// Largest `k` a query may ask for.
 pub const MAX_K: usize = 1000;

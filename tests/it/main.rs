@@ -34,3 +34,4 @@ mod page_routes;
 #[cfg(feature = "postgres")]
 mod pg;
 mod serve_binary;
+mod shaping_http;
