@@ -16,7 +16,7 @@ const PLACE_KEYS: [&str; 7] = [
 ];
 
 /// A search answer: contexts when the request asked for them (expand, a budget), else the
-/// passages; groups as headings.
+/// passages; groups as headings. Each best sentence is in `**bold**`.
 pub fn search(query: &str, collection: &str, response: &SearchResponse) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -41,7 +41,7 @@ pub fn search(query: &str, collection: &str, response: &SearchResponse) -> Strin
                     .collect();
                 let _ = writeln!(
                     out,
-                    "\n[{}] document {:?}, bytes {}..{}, passages {}{}, score {:.3}{}",
+                    "\n[{}] document {:?}, bytes {}..{}, passages {}{}, score {:.3}{}{}",
                     i + 1,
                     c.doc_id,
                     c.start,
@@ -53,10 +53,10 @@ pub fn search(query: &str, collection: &str, response: &SearchResponse) -> Strin
                         " (cut to the budget)"
                     } else {
                         ""
-                    }
+                    },
+                    best_at(first, c.start, c.end),
                 );
-                best_sentence(&mut out, first, &c.text, c.start);
-                let _ = writeln!(out, "{}", c.text.trim());
+                let _ = writeln!(out, "{}", marked(first, &c.text, c.start).trim());
             }
         }
         None => {
@@ -67,17 +67,17 @@ pub fn search(query: &str, collection: &str, response: &SearchResponse) -> Strin
                 }
                 let _ = writeln!(
                     out,
-                    "\n[{}] document {:?}, passage #{}, bytes {}..{}{}, score {:.3}",
+                    "\n[{}] document {:?}, passage #{}, bytes {}..{}{}, score {:.3}{}",
                     i + 1,
                     r.doc_id,
                     r.chunk_index,
                     r.start,
                     r.end,
                     place(&r.metadata),
-                    r.score
+                    r.score,
+                    best_at(r, r.start, r.end),
                 );
-                best_sentence(&mut out, r, &r.text, r.start);
-                let _ = writeln!(out, "{}", r.text.trim());
+                let _ = writeln!(out, "{}", marked(r, &r.text, r.start).trim());
             }
         }
     }
@@ -126,27 +126,29 @@ fn place(metadata: &Map<String, Value>) -> String {
     out
 }
 
-/// "Best sentence (bytes a..b): ..." when the hit's top highlight lies in `text` (which
-/// starts at `offset` in the document).
-fn best_sentence(out: &mut String, hit: &SearchResult, text: &str, offset: usize) {
-    let Some(h) = hit.highlights.as_ref().and_then(|h| h.first()) else {
-        return;
+/// The hit's top highlight, when it lies in the document's bytes `start..end`.
+fn top_highlight(hit: &SearchResult, start: usize, end: usize) -> Option<(usize, usize)> {
+    let h = hit.highlights.as_ref()?.first()?;
+    (start <= h.start && h.end <= end).then_some((h.start, h.end))
+}
+
+/// ", best sentence at bytes a..b (in bold)" for the heading of a hit with a highlight.
+fn best_at(hit: &SearchResult, start: usize, end: usize) -> String {
+    top_highlight(hit, start, end)
+        .map(|(s, e)| format!(", best sentence at bytes {s}..{e} (in bold)"))
+        .unwrap_or_default()
+}
+
+/// `text` (the document's bytes from `offset`) with the hit's top highlight in `**bold**`.
+fn marked(hit: &SearchResult, text: &str, offset: usize) -> String {
+    let Some((s, e)) = top_highlight(hit, offset, offset + text.len()) else {
+        return text.to_string();
     };
-    let Some(sentence) = h
-        .start
-        .checked_sub(offset)
-        .zip(h.end.checked_sub(offset))
-        .and_then(|(s, e)| text.get(s..e))
-    else {
-        return;
-    };
-    let _ = writeln!(
-        out,
-        "Best sentence (bytes {}..{}): {}",
-        h.start,
-        h.end,
-        sentence.trim()
-    );
+    let (s, e) = (s - offset, e - offset);
+    match (text.get(..s), text.get(s..e), text.get(e..)) {
+        (Some(before), Some(sentence), Some(after)) => format!("{before}**{sentence}**{after}"),
+        _ => text.to_string(),
+    }
 }
 
 /// What `add_documents` did, per document.

@@ -27,13 +27,13 @@ import time
 import urllib.error
 import urllib.request
 
-from mcp import ClientSession, StdioServerParameters
+from mcp import ClientSession, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 TOOLS = {"search", "add_documents", "get_document", "delete_document", "list_collections"}
-QUESTION = "Where did Putin and Kim meet?"
+QUESTION = "At which space facility did the two leaders hold their meeting?"
 
 
 def text_of(result):
@@ -42,7 +42,7 @@ def text_of(result):
 
 async def call_ok(session, name, arguments):
     result = await session.call_tool(name, arguments)
-    assert not result.isError, f"{name} {arguments}: {text_of(result)}"
+    assert not result.is_error, f"{name} {arguments}: {text_of(result)}"
     return result
 
 
@@ -50,7 +50,7 @@ async def call_error(session, name, arguments, *needles):
     """A call that must fail as a tool error whose message holds every needle."""
     result = await session.call_tool(name, arguments)
     message = text_of(result)
-    assert result.isError, f"{name} {arguments} should have failed: {message}"
+    assert result.is_error, f"{name} {arguments} should have failed: {message}"
     for needle in needles:
         assert needle in message, f"{name} {arguments}: {needle!r} not in {message!r}"
     return message
@@ -59,61 +59,63 @@ async def call_error(session, name, arguments, *needles):
 async def exercise(session, label):
     """Every tool and every documented failure, in one session."""
     info = await session.initialize()
-    assert info.serverInfo.name == "semdex", info.serverInfo
+    assert info.server_info.name == "semdex", info.server_info
     assert info.instructions and "search" in info.instructions
 
     tools = (await session.list_tools()).tools
     assert {t.name for t in tools} == TOOLS, [t.name for t in tools]
     for t in tools:
         assert t.description and len(t.description) > 40, t
-        assert t.inputSchema.get("type") == "object", t.inputSchema
-    search_schema = next(t for t in tools if t.name == "search").inputSchema
+        assert t.input_schema.get("type") == "object", t.input_schema
+    search_schema = next(t for t in tools if t.name == "search").input_schema
     for field in ("query", "k", "collection", "mode", "filter", "group_by", "expand", "max_tokens"):
         assert field in search_schema["properties"], field
     assert search_schema.get("required") == ["query"], search_schema.get("required")
     print(f"{label}: {len(tools)} tools listed")
 
     listed = await call_ok(session, "list_collections", {})
-    names = [c["name"] for c in listed.structuredContent["collections"]]
+    names = [c["name"] for c in listed.structured_content["collections"]]
     assert names[0] == "default", names
     assert "default" in text_of(listed)
 
     found = await call_ok(session, "search", {"query": QUESTION, "k": 3})
-    body = found.structuredContent
+    body = found.structured_content
     assert len(body["results"]) == 3 and body["mode"] == "hybrid", body
     first = body["results"][0]
     assert "Vostochny" in first["text"], first["text"]
     assert first["highlights"], "search answers carry highlights"
+    assert first["doc_id"].endswith("putin-kim-summit.txt"), first["doc_id"]
     text = text_of(found)
-    assert '[1] document "seed", passage #' in text and "bytes " in text, text
-    assert "Best sentence" in text, text
+    assert f'[1] document "{first["doc_id"]}", passage #{first["chunk_index"]}, bytes {first["start"]}..' in text, text
+    assert "best sentence at bytes" in text and "**" in text, text
     print(f"{label}: search answered with citable text: {text.splitlines()[2][:90]}")
 
     budget = await call_ok(session, "search", {"query": QUESTION, "k": 10, "max_tokens": 128, "expand": 1})
-    body = budget.structuredContent
+    body = budget.structured_content
     assert body["budget"]["unit"] == "tokens" and body["budget"]["used"] <= 128, body["budget"]
     assert body["contexts"] and all(c["results"] for c in body["contexts"]), body["contexts"]
     assert f"of 128 tokens used" in text_of(budget)
 
     grouped = await call_ok(session, "search", {"query": QUESTION, "k": 2, "group_by": "doc_id"})
-    assert [g["key"] for g in grouped.structuredContent["groups"]] == ["seed"], grouped.structuredContent
+    groups = grouped.structured_content["groups"]
+    assert [g["key"] for g in groups] == [first["doc_id"]], groups
 
     added = await call_ok(session, "add_documents", {"documents": [{
         "id": "note", "text": "The summit notes were written on page three. The talks lasted five hours.",
         "metadata": {"page": 3, "title": "Summit notes"}}]})
-    assert added.structuredContent["documents"][0]["status"] == "created", added.structuredContent
+    assert added.structured_content["documents"][0]["status"] == "created", added.structured_content
     hit = await call_ok(session, "search", {"query": "how long did the talks last", "k": 1,
                                              "filter": {"page": {"$gte": 3}}})
-    result = hit.structuredContent["results"][0]
+    result = hit.structured_content["results"][0]
     assert result["doc_id"] == "note", result
     assert 'title "Summit notes", page 3' in text_of(hit), text_of(hit)
 
     doc = await call_ok(session, "get_document", {"id": "note"})
-    assert doc.structuredContent["text"].startswith("The summit notes"), doc.structuredContent
+    assert doc.structured_content["text"].startswith("The summit notes"), doc.structured_content
     part = await call_ok(session, "get_document", {"id": "note", "start": 4, "end": 16})
-    assert part.structuredContent["text"] == "summit notes", part.structuredContent
+    assert part.structured_content["text"] == "summit notes", part.structured_content
     deleted = await call_ok(session, "delete_document", {"id": "note"})
-    assert deleted.structuredContent["deleted_chunks"] == 1, deleted.structuredContent
+    assert deleted.structured_content["deleted_chunks"] == 1, deleted.structured_content
 
     # Failures a user makes: tool errors with the message, and the session goes on.
     await call_error(session, "get_document", {"id": "note"}, "no document", "note")
@@ -132,9 +134,9 @@ async def exercise(session, label):
     await call_error(session, "search", {"question": QUESTION}, "invalid arguments")
     await call_error(session, "add_documents", {"documents": [{"text": "  "}]}, "text")
     await call_error(session, "add_documents", {"documents": [{"text": "x"}], "collection": "nope"}, "nope")
-    await call_error(session, "get_document", {"id": "seed", "start": 10, "end": 5}, "start..end")
+    await call_error(session, "get_document", {"id": first["doc_id"], "start": 10, "end": 5}, "start..end")
     again = await call_ok(session, "list_collections", {})
-    assert again.structuredContent["collections"][0]["name"] == "default"
+    assert again.structured_content["collections"][0]["name"] == "default"
     print(f"{label}: every tool answered, 16 failures came back as tool errors, the session lives on")
 
 
@@ -210,7 +212,18 @@ async def refused_without_key(base):
     except BaseException as e:  # the SDK raises inside its task group (an exception group)
         if isinstance(e, (KeyboardInterrupt, SystemExit)):
             raise
-        print(f"http without the key: refused ({type(e).__name__})")
+        causes = []
+
+        def flatten(error):
+            causes.append(error)
+            for inner in getattr(error, "exceptions", ()):
+                flatten(inner)
+
+        flatten(e)
+        described = " | ".join(f"{type(c).__name__}: {c}" for c in causes)
+        # The SDK reports a non-JSON-RPC error status as an MCPError (raw_post checks the 401).
+        assert any(isinstance(c, MCPError) for c in causes), described
+        print(f"http without the key: refused ({described[-120:]})")
         return
     raise AssertionError("an MCP session started without the API key")
 
