@@ -870,8 +870,8 @@ pub fn shaping_diversity_drops_near_duplicates(backing: &dyn Backing) {
     assert!(!diverse[1].starts_with("dup-"), "{diverse:?}");
 }
 
-/// Shared suite: windows of `expand` passages on each side, merged where they overlap or
-/// touch, each exactly its document's text; a budget of tokens or characters is never
+/// Shared suite: windows of `expand` passages on each side, merged where they overlap, each
+/// exactly its document's text; a budget of tokens or characters is never
 /// exceeded, is reported, and cuts at sentence boundaries.
 pub fn shaping_windows_merge_and_fit_the_budget(backing: &dyn Backing) {
     let engine = shaping_engine(backing);
@@ -893,14 +893,15 @@ pub fn shaping_windows_merge_and_fit_the_budget(backing: &dyn Backing) {
             )
             .unwrap();
         assert!(!r.contexts.is_empty(), "{mode:?}");
-        // The windows a merge of each hit's passages ±1 gives, in the order of first hits.
+        // The windows a merge of each hit's passages ±1 gives (those sharing a passage), in
+        // the order of first hits.
         let mut want: Vec<(usize, usize)> = Vec::new();
         for h in &r.hits {
             let (lo, hi) = (
                 h.chunk_index.saturating_sub(1),
                 (h.chunk_index + 1).min(spans.len() - 1),
             );
-            match want.iter_mut().find(|w| lo <= w.1 + 1 && w.0 <= hi + 1) {
+            match want.iter_mut().find(|w| lo <= w.1 && w.0 <= hi) {
                 Some(w) => *w = (w.0.min(lo), w.1.max(hi)),
                 None => want.push((lo, hi)),
             }
@@ -915,7 +916,7 @@ pub fn shaping_windows_merge_and_fit_the_budget(backing: &dyn Backing) {
             assert_eq!(c.text, voyage[c.start..c.end], "{mode:?}");
             for other in &r.contexts[i + 1..] {
                 assert!(
-                    c.end < other.start || other.end < c.start,
+                    c.end <= other.start || other.end <= c.start,
                     "overlap: {mode:?}"
                 );
             }

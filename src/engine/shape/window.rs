@@ -1,6 +1,7 @@
 //! Expanding hits into windows of their document: each hit with up to `n` neighbouring
-//! passages on each side, windows of one document that overlap or touch merged into one, so
-//! that no text appears twice in an answer.
+//! passages on each side, windows of one document that overlap merged into one, so that no
+//! text appears twice in an answer. Windows that only touch stay apart, each in the rank of
+//! its best hit: merging them would glue a document back together in its own order.
 
 use std::collections::HashMap;
 
@@ -36,7 +37,8 @@ pub struct Window {
 }
 
 /// The windows of `hits` (in answer order), `n` passages on each side of each, merged where
-/// they overlap or touch within a document; in the order of each window's first hit.
+/// they share a passage or bytes (passages cut with an overlap) within a document; in the
+/// order of each window's first hit.
 /// `passages` holds each document's passage spans in order; a hit whose document or passage
 /// is not there (deleted meanwhile) keeps its own span.
 pub fn windows(
@@ -48,14 +50,14 @@ pub fn windows(
     for (position, hit) in hits.iter().enumerate() {
         let mut window = own_window(hit, passages, n);
         window.hits.push(position);
-        // Fold every window of this document that overlaps or touches it into the first one.
+        // Fold every window of this document that overlaps it into the first one.
         let mut merged_into: Option<usize> = None;
         let mut i = 0;
         while i < out.len() {
             let w = &out[i];
             let joins = w.doc_id == window.doc_id
-                && w.passages.0 <= window.passages.1 + 1
-                && window.passages.0 <= w.passages.1 + 1;
+                && ((w.passages.0 <= window.passages.1 && window.passages.0 <= w.passages.1)
+                    || (w.start < window.end && window.start < w.end));
             if !joins {
                 i += 1;
                 continue;
@@ -168,18 +170,54 @@ mod tests {
         let passages = HashMap::from([("a".to_string(), spans(20))]);
         let hits = [place("a", 2), place("a", 10), place("a", 6)];
         let got = windows(&hits, &passages, 2);
-        // 0..=4 and 8..=12 are apart; 4..=8 touches both.
+        // 0..=4 and 8..=12 are apart; 4..=8 shares a passage with both.
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].passages, (0, 12));
         assert_eq!(got[0].hits, [0, 1, 2]);
     }
 
     #[test]
-    fn touching_windows_merge_and_unknown_passages_keep_their_span() {
+    fn touching_windows_stay_apart_and_unknown_passages_keep_their_span() {
         let passages = HashMap::from([("a".to_string(), spans(10))]);
-        let got = windows(&[place("a", 0), place("a", 1)], &passages, 0);
+        let got = windows(&[place("a", 1), place("a", 0)], &passages, 0);
+        assert_eq!(got.len(), 2);
+        assert_eq!((got[0].start, got[0].end, got[1].start), (11, 21, 0));
+        // Passages cut with an overlap share bytes: their windows merge.
+        let overlapping = HashMap::from([(
+            "a".to_string(),
+            vec![
+                ChunkSpan {
+                    chunk_id: 0,
+                    index: 0,
+                    start: 0,
+                    end: 12,
+                },
+                ChunkSpan {
+                    chunk_id: 1,
+                    index: 1,
+                    start: 8,
+                    end: 20,
+                },
+            ],
+        )]);
+        let first = HitPlace {
+            doc_id: "a",
+            chunk_index: 0,
+            start: 0,
+            end: 12,
+        };
+        let second = HitPlace {
+            doc_id: "a",
+            chunk_index: 1,
+            start: 8,
+            end: 20,
+        };
+        let got = windows(&[second, first], &overlapping, 0);
         assert_eq!(got.len(), 1);
-        assert_eq!((got[0].start, got[0].end), (0, 21));
+        assert_eq!(
+            (got[0].start, got[0].end, got[0].hits.clone()),
+            (0, 20, vec![0, 1])
+        );
         let gone = windows(&[place("z", 3)], &passages, 2);
         assert_eq!(
             (gone[0].start, gone[0].end, gone[0].passages),
