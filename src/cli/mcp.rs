@@ -7,7 +7,6 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Args;
 use semdex::api::{ApiConfig, AppState};
-use semdex::collections::Collections;
 use semdex::queue::{EmbedQueue, QueueOptions};
 use semdex::service::{Service, ServiceOptions};
 
@@ -26,10 +25,12 @@ pub fn run(global: &GlobalArgs, args: McpArgs) -> anyhow::Result<()> {
         .build()?;
     // The model and the index load before the session starts: an agent's first call finds
     // them ready.
-    let engine = args.engine.open(global)?;
-    let queue = EmbedQueue::start(engine.encoder().clone(), QueueOptions::default())
+    let opened = args.engine.open(global)?;
+    let queue = EmbedQueue::start(opened.default.encoder().clone(), QueueOptions::default())
         .context("cannot start the batching thread")?;
-    let collections = Collections::open(engine).context("cannot read the collections")?;
+    let collections = opened
+        .collections()
+        .context("cannot read the collections")?;
     let state = AppState::new(ApiConfig::default());
     state.set_ready(Service::new(
         Arc::new(collections),

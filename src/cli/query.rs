@@ -7,7 +7,7 @@ use clap::Args;
 use semdex::api::types::{HighlightBody, SearchResponse, SearchResult};
 use semdex::engine::{Budget, GroupBy, SearchRequest, Shaping};
 use semdex::filter::MetadataFilter;
-use semdex::store::ChunkFilter;
+use semdex::storage::ChunkFilter;
 use serde_json::{Map, Value, json};
 
 use super::{EngineArgs, GlobalArgs};
@@ -117,8 +117,10 @@ pub fn run(global: &GlobalArgs, args: QueryArgs) -> anyhow::Result<()> {
         shape: args.shape.shaping()?,
         ..args.hybrid.request()
     };
-    let engine = args.engine.open_for_reading(global)?;
-    let engine = super::collection_engine(engine, &args.collection, None)?;
+    let engine = args
+        .engine
+        .open_for_reading(global)?
+        .engine(&args.collection, None)?;
     let started = Instant::now();
     let results = engine.search(&args.question, &request)?;
     let response = SearchResponse::new(

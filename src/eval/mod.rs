@@ -12,3 +12,4 @@ pub mod metrics;
 pub mod plot;
 pub mod qa;
 pub mod speed;
+pub mod sts;

@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 
 use crate::api::types::{CollectionResponse, SearchResponse, SearchResult};
 use crate::engine::IngestReport;
-use crate::store::StoredDocument;
+use crate::storage::StoredDocument;
 
 /// Metadata keys that tell a reader where a passage comes from, shown beside it.
 const PLACE_KEYS: [&str; 7] = [

@@ -24,9 +24,8 @@ pub use group::GroupBy;
 pub use highlight::{CLOSE_TO_BEST, Highlight, MAX_HIGHLIGHTS, TERM_WEIGHT};
 
 use crate::filter::MetadataFilter;
-use crate::store::{ChunkFilter, ChunkSpan};
+use crate::storage::{CandidateQuery, ChunkFilter, ChunkSpan};
 
-use super::backend::CandidateQuery;
 use super::fusion::Fused;
 use super::search::{Query, SearchHit, SearchRequest};
 use super::{Engine, EngineError, Result};

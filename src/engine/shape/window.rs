@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use crate::store::ChunkSpan;
+use crate::storage::ChunkSpan;
 
 /// A hit as windowing sees it: its document and where its passage lies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
