@@ -229,6 +229,28 @@ impl MaxSim {
         score
     }
 
+    /// MaxSim with rows `rows` of a passage in its stored form: how well one part of a
+    /// passage (a sentence) answers the query, for highlights. `None` as for
+    /// [`Self::score_stored`], or when the rows lie outside the stored matrix.
+    pub fn score_stored_rows(&mut self, bytes: &[u8], rows: std::ops::Range<usize>) -> Option<f32> {
+        let (dimension, count, body) = packed_header(bytes)?;
+        if rows.is_empty() || rows.end > count {
+            return None;
+        }
+        let (scales, codes) = body.split_at(count * 2);
+        let mut decoded_scales = std::mem::take(&mut self.scales);
+        decoded_scales.clear();
+        decoded_scales.extend(
+            scales[rows.start * 2..rows.end * 2]
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()),
+        );
+        let codes = &codes[rows.start * dimension..rows.end * dimension];
+        let score = self.score_codes(dimension, &decoded_scales, codes_as_i8(codes));
+        self.scales = decoded_scales;
+        score
+    }
+
     fn score_codes(&mut self, d: usize, scales: &[f32], codes: &[i8]) -> Option<f32> {
         if self.query_scales.is_empty() || scales.is_empty() || self.dimension != d {
             return None;
@@ -244,6 +266,11 @@ impl MaxSim {
         );
         Some(self.best.iter().sum::<f32>() / self.best.len() as f32)
     }
+}
+
+/// How many token vectors a stored matrix holds; `None` when the bytes are not one.
+pub fn stored_rows(bytes: &[u8]) -> Option<usize> {
+    packed_header(bytes).map(|(_, rows, _)| rows)
 }
 
 /// The dimension, row count and body (scales, then codes) of a stored matrix, checked.
@@ -340,6 +367,22 @@ mod tests {
         assert!(max_sim(&empty, &PackedTokens::pack(&none)).is_none());
         assert!(PackedTokens::from_bytes(&[9, 0, 0]).is_none());
         assert!(PackedTokens::from_bytes(&packed.to_bytes()[..10]).is_none());
+    }
+
+    #[test]
+    fn rows_of_a_stored_matrix_score_as_that_matrix_alone() {
+        let query = matrix(&[&[1.0, 0.0, 0.0], &[0.0, 1.0, 0.0]]);
+        let rows: [&[f32]; 3] = [&[1.0, 0.0, 0.0], &[0.0, 0.6, 0.8], &[0.0, 0.0, 1.0]];
+        let stored = PackedTokens::pack(&matrix(&rows)).to_bytes();
+        let alone = PackedTokens::pack(&matrix(&rows[1..3]));
+        let mut scorer = MaxSim::new(&query);
+        let part = scorer.score_stored_rows(&stored, 1..3).unwrap();
+        assert!(
+            (part - max_sim(&query, &alone).unwrap()).abs() < 1e-6,
+            "{part}"
+        );
+        assert!(scorer.score_stored_rows(&stored, 2..4).is_none());
+        assert!(scorer.score_stored_rows(&stored, 1..1).is_none());
     }
 
     #[test]

@@ -30,6 +30,7 @@ pub mod hooks;
 pub mod index;
 pub mod late;
 pub mod lexical;
+pub mod mcp;
 pub mod progress;
 pub mod queue;
 pub mod service;

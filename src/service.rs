@@ -440,9 +440,11 @@ impl Service {
         let engine = self.engine_of(collection).await?;
         let permit = self.admission.admit_inputs(1)?;
         let (embedding, permit) = if request.mode.needs_vector() {
-            let rescores = request.mode == SearchMode::Hybrid && request.rerank;
+            // Token vectors serve the rescoring and the highlights.
+            let tokens =
+                (request.mode == SearchMode::Hybrid && request.rerank) || request.shape.highlights;
             let (mut embeddings, permit) = self
-                .embed_admitted(vec![query.clone()], true, rescores, permit)
+                .embed_admitted(vec![query.clone()], true, tokens, permit)
                 .await?;
             let embedding = embeddings
                 .pop()

@@ -58,6 +58,7 @@ mod tests {
             metadata: metadata.as_object().unwrap().clone(),
             metadata_omitted: false,
             text_truncated: false,
+            highlights: None,
         }
     }
 

@@ -8,7 +8,7 @@ mod auth;
 pub mod error;
 mod integers;
 mod limits;
-mod metadata_budget;
+pub(crate) mod metadata_budget;
 mod metrics;
 mod middleware;
 mod objects;
@@ -19,7 +19,7 @@ pub mod routes;
 mod schemas;
 pub mod server;
 pub mod state;
-mod text_budget;
+pub(crate) mod text_budget;
 pub mod types;
 
 use std::sync::Arc;
@@ -128,6 +128,10 @@ pub fn router(state: AppState) -> Router {
             ),
         )
         .merge(page::router())
+        .nest_service(
+            "/mcp",
+            crate::mcp::http_service(state.clone(), config.max_body_bytes),
+        )
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(
             config.max_body_bytes,

@@ -47,6 +47,7 @@ mod tests {
             metadata: serde_json::Map::new(),
             metadata_omitted: false,
             text_truncated: false,
+            highlights: None,
         }
     }
 

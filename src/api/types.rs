@@ -10,8 +10,8 @@ use utoipa::ToSchema;
 use super::{integers, objects};
 use crate::collections::{CollectionInfo, CollectionSettings};
 use crate::engine::{
-    DocumentInput, Fusion, HitScores, SearchHit, SearchMode, SearchRequest, SearchResults,
-    content_hash,
+    Budget, BudgetUse, Context, DocumentInput, Fusion, Group, GroupBy, Highlight, HitScores,
+    SearchHit, SearchMode, SearchRequest, SearchResults, Shaping, content_hash,
 };
 use crate::filter::{FilterError, FilterErrorKind, MetadataFilter};
 use crate::service::{DocumentPage, IngestOutcome};
@@ -67,6 +67,38 @@ pub struct SearchBody {
     #[serde(default)]
     #[schema(pattern = "^(eventual|primary)$")]
     pub consistency: Option<String>,
+    /// Group the passages by "doc_id" or by a metadata key (documents without a string,
+    /// number or boolean there are left out); `k` then counts groups, and the answer's
+    /// `groups` lists them.
+    #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
+    pub group_by: Option<String>,
+    /// Passages per group, in rank order (1..=100, default 1; with `group_by`).
+    #[serde(default, deserialize_with = "integers::option_usize")]
+    #[schema(minimum = 1, maximum = 100)]
+    pub group_size: Option<usize>,
+    /// Re-rank by maximal marginal relevance over the passages' vectors: 0 (default) keeps
+    /// the ranking, 1 values only being unlike the passages above (0..=1).
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 1)]
+    pub diversity: Option<f64>,
+    /// Add up to this many neighbouring passages on each side of each hit (0..=10), merged
+    /// into windows of the document in `contexts`.
+    #[serde(default, deserialize_with = "integers::option_usize")]
+    #[schema(minimum = 0, maximum = 10)]
+    pub expand: Option<usize>,
+    /// Fill `contexts` in rank order with at most this many model tokens (1..=100000), the
+    /// last one cut at a sentence boundary. Not with `max_chars`.
+    #[serde(default, deserialize_with = "integers::option_usize")]
+    #[schema(minimum = 1, maximum = 100000)]
+    pub max_tokens: Option<usize>,
+    /// The same budget in characters (1..=1000000). Not with `max_tokens`.
+    #[serde(default, deserialize_with = "integers::option_usize")]
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub max_chars: Option<usize>,
+    /// Give each hit the sentences that best answer the query (`highlights`).
+    #[serde(default)]
+    pub highlights: Option<bool>,
 }
 
 /// Where a read may be answered from, as a request names it (default: eventual).
@@ -84,6 +116,54 @@ pub struct ReadParams {
     /// "primary" (sees every write made before the request).
     #[param(pattern = "^(eventual|primary)$")]
     pub consistency: Option<String>,
+}
+
+/// The shaping options of `POST` and `GET /search`, as sent.
+struct ShapeOptions<'a> {
+    group_by: Option<&'a str>,
+    group_size: Option<usize>,
+    diversity: Option<f64>,
+    expand: Option<usize>,
+    max_tokens: Option<usize>,
+    max_chars: Option<usize>,
+    highlights: Option<bool>,
+}
+
+impl ShapeOptions<'_> {
+    /// The engine's shaping, checked: 422 naming the field and its range. `diversity` is
+    /// checked as sent (a tiny negative number must not round to 0 in f32 and pass).
+    fn to_shaping(&self) -> Result<Shaping, crate::api::ApiError> {
+        let invalid = crate::api::ApiError::invalid;
+        if let Some(d) = self.diversity.filter(|d| !(0.0..=1.0).contains(d)) {
+            return Err(invalid(format!(
+                "diversity must be between 0 and 1, got {d}"
+            )));
+        }
+        let budget = match (self.max_tokens, self.max_chars) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "give max_tokens or max_chars, not both".to_string(),
+                ));
+            }
+            (Some(tokens), None) => Some(Budget::Tokens(tokens)),
+            (None, Some(chars)) => Some(Budget::Chars(chars)),
+            (None, None) => None,
+        };
+        let shaping = Shaping {
+            group_by: self
+                .group_by
+                .map(GroupBy::parse)
+                .transpose()
+                .map_err(invalid)?,
+            group_size: self.group_size.unwrap_or(1),
+            diversity: self.diversity.map(|d| d as f32),
+            expand: self.expand.unwrap_or(0),
+            budget,
+            highlights: self.highlights.unwrap_or(false),
+        };
+        shaping.validate().map_err(invalid)?;
+        Ok(shaping)
+    }
 }
 
 /// `dense_weight` checked as sent (a tiny negative number must not round to 0 in f32 and pass).
@@ -173,6 +253,16 @@ impl SearchBody {
             fusion,
             dense_weight: dense_weight(self.dense_weight)?,
             rerank: self.rerank.unwrap_or(true),
+            shape: ShapeOptions {
+                group_by: self.group_by.as_deref(),
+                group_size: self.group_size,
+                diversity: self.diversity,
+                expand: self.expand,
+                max_tokens: self.max_tokens,
+                max_chars: self.max_chars,
+                highlights: self.highlights,
+            }
+            .to_shaping()?,
         })
     }
 }
@@ -210,6 +300,110 @@ pub struct SearchResult {
     /// passage.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub text_truncated: bool,
+    /// With `highlights: true`: the sentences of the passage that best answer the query,
+    /// best first, as byte spans of the document (inside `start..end`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub highlights: Option<Vec<HighlightBody>>,
+}
+
+/// A sentence that answers the query.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub struct HighlightBody {
+    /// Byte offset of the sentence in the document.
+    pub start: usize,
+    /// Byte offset one past its end (trailing whitespace excluded).
+    pub end: usize,
+    /// How well it matches: MaxSim of the query's token vectors with the sentence's, plus
+    /// half the share of the query's words it holds (words alone in lexical mode).
+    pub score: f32,
+}
+
+impl From<Highlight> for HighlightBody {
+    fn from(h: Highlight) -> Self {
+        Self {
+            start: h.start,
+            end: h.end,
+            score: h.score,
+        }
+    }
+}
+
+/// A group of passages sharing a document or a metadata value.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct GroupBody {
+    /// The document id or metadata value the group shares.
+    #[schema(value_type = Object)]
+    pub key: Value,
+    /// Its best passage's score.
+    pub score: f32,
+    /// Its passages, as positions in `results`, in rank order.
+    pub results: Vec<usize>,
+}
+
+impl From<Group> for GroupBody {
+    fn from(g: Group) -> Self {
+        Self {
+            key: g.key,
+            score: g.score,
+            results: g.hits,
+        }
+    }
+}
+
+/// A span of one document to paste into a prompt: a hit's passage or its window of
+/// neighbours, overlapping windows merged.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ContextBody {
+    /// The document's id.
+    pub doc_id: String,
+    /// Byte offset of the span in the document.
+    pub start: usize,
+    /// Byte offset one past its end.
+    pub end: usize,
+    /// The document's text in `start..end`.
+    pub text: String,
+    /// The passages inside it, as positions in `results`, best first.
+    pub results: Vec<usize>,
+    /// Its best passage's score.
+    pub score: f32,
+    /// Whether the budget cut it short (at sentence boundaries).
+    pub trimmed: bool,
+}
+
+impl From<Context> for ContextBody {
+    fn from(c: Context) -> Self {
+        Self {
+            doc_id: c.doc_id,
+            start: c.start,
+            end: c.end,
+            text: c.text,
+            results: c.hits,
+            score: c.score,
+            trimmed: c.trimmed,
+        }
+    }
+}
+
+/// How much of its budget an answer used.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BudgetBody {
+    /// "tokens" (the model's tokenizer, special tokens not counted) or "chars".
+    #[schema(pattern = "^(tokens|chars)$")]
+    pub unit: String,
+    /// The budget asked for.
+    pub limit: usize,
+    /// What the contexts take, at most `limit`.
+    pub used: usize,
+}
+
+impl From<BudgetUse> for BudgetBody {
+    fn from(b: BudgetUse) -> Self {
+        Self {
+            unit: b.budget.unit().to_string(),
+            limit: b.budget.limit(),
+            used: b.used,
+        }
+    }
 }
 
 /// A hit's score from each retriever that saw it (`null` where one did not).
@@ -249,6 +443,9 @@ impl From<SearchHit> for SearchResult {
             metadata: h.metadata,
             metadata_omitted: false,
             text_truncated: false,
+            highlights: h
+                .highlights
+                .map(|list| list.into_iter().map(HighlightBody::from).collect()),
         }
     }
 }
@@ -265,16 +462,39 @@ pub struct SearchResponse {
     /// How the dense part was answered: exact, exact_filtered, hnsw, hnsw_filtered, or
     /// lexical when there was none.
     pub strategy: String,
+    /// With `group_by`: the groups, best first; `results` lists each group's passages
+    /// together, in this order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<GroupBody>>,
+    /// With `expand` or a budget: the spans to paste into a prompt, in rank order, never
+    /// overlapping; passages left out by the budget are not in `results`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contexts: Option<Vec<ContextBody>>,
+    /// With `max_tokens` or `max_chars`: how much of it `contexts` use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<BudgetBody>,
 }
 
 impl SearchResponse {
-    /// Wraps engine results with the time they took.
-    pub fn new(results: SearchResults, took_ms: f64) -> Self {
+    /// Wraps engine results, shaped as asked (`shape`), with the time they took.
+    pub fn new(results: SearchResults, shape: &Shaping, took_ms: f64) -> Self {
         Self {
             results: results.hits.into_iter().map(SearchResult::from).collect(),
             took_ms,
             mode: results.mode.as_str().to_string(),
             strategy: results.strategy.as_str().to_string(),
+            groups: shape
+                .group_by
+                .is_some()
+                .then(|| results.groups.into_iter().map(GroupBody::from).collect()),
+            contexts: (shape.expand > 0 || shape.budget.is_some()).then(|| {
+                results
+                    .contexts
+                    .into_iter()
+                    .map(ContextBody::from)
+                    .collect()
+            }),
+            budget: results.budget.map(BudgetBody::from),
         }
     }
 }
@@ -318,6 +538,30 @@ pub struct SearchParams {
     /// "eventual" (default) or "primary": where the search may be answered from.
     #[param(pattern = "^(eventual|primary)$")]
     pub consistency: Option<String>,
+    /// Group by "doc_id" or a metadata key; `k` then counts groups.
+    #[param(min_length = 1, max_length = 256)]
+    pub group_by: Option<String>,
+    /// Passages per group (1..=100, default 1).
+    #[serde(default, deserialize_with = "integers::query_option_usize")]
+    #[param(minimum = 1, maximum = 100)]
+    pub group_size: Option<usize>,
+    /// Maximal-marginal-relevance diversity, 0..=1 (default 0: off).
+    #[param(minimum = 0, maximum = 1)]
+    pub diversity: Option<f64>,
+    /// Neighbouring passages on each side of each hit (0..=10).
+    #[serde(default, deserialize_with = "integers::query_option_usize")]
+    #[param(minimum = 0, maximum = 10)]
+    pub expand: Option<usize>,
+    /// Budget of model tokens for `contexts` (1..=100000); not with max_chars.
+    #[serde(default, deserialize_with = "integers::query_option_usize")]
+    #[param(minimum = 1, maximum = 100000)]
+    pub max_tokens: Option<usize>,
+    /// Budget of characters for `contexts` (1..=1000000); not with max_tokens.
+    #[serde(default, deserialize_with = "integers::query_option_usize")]
+    #[param(minimum = 1, maximum = 1000000)]
+    pub max_chars: Option<usize>,
+    /// Give each hit the sentences that best answer the query.
+    pub highlights: Option<bool>,
 }
 
 impl SearchParams {
@@ -340,6 +584,16 @@ impl SearchParams {
             fusion,
             dense_weight: dense_weight(self.dense_weight)?,
             rerank: self.rerank.unwrap_or(true),
+            shape: ShapeOptions {
+                group_by: self.group_by.as_deref(),
+                group_size: self.group_size,
+                diversity: self.diversity,
+                expand: self.expand,
+                max_tokens: self.max_tokens,
+                max_chars: self.max_chars,
+                highlights: self.highlights,
+            }
+            .to_shaping()?,
         })
     }
 }

@@ -20,6 +20,9 @@ pub enum BenchCommand {
     Ann(AnnArgs),
     /// Question-answering hit rate: hit@1/3/5 and MRR of passages containing the answer.
     Qa(QaArgs),
+    /// Shaped answers: the share of questions whose answer lies in the contexts a token
+    /// budget returns (with and without windows and diversity), and in the top highlight.
+    Context(ContextArgs),
     /// Retrieval quality on a BEIR dataset: nDCG@10, MRR@10, Recall@10/100, MAP@100 for HNSW
     /// and exact search.
     Beir(BeirArgs),
@@ -107,6 +110,32 @@ pub struct QaArgs {
     /// Question set: lines of {"question": str, "answers": [str]}.
     #[arg(long)]
     pub file: PathBuf,
+    #[command(flatten)]
+    pub corpus: CorpusArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct ContextArgs {
+    /// Question sets: lines of {"question": str, "answers": [str]} (repeatable).
+    #[arg(long, required = true)]
+    pub file: Vec<PathBuf>,
+    /// Token budgets to fill.
+    #[arg(long, value_delimiter = ',', default_value = "256,512,1024")]
+    pub budgets: Vec<usize>,
+    /// Neighbouring passages on each side of each hit.
+    #[arg(long, value_delimiter = ',', default_value = "0,1")]
+    pub expand: Vec<usize>,
+    /// Diversity weights (0: off).
+    #[arg(long, value_delimiter = ',', default_value = "0,0.5")]
+    pub diversity: Vec<f32>,
+    /// Documents to search, as `bench qa` takes them.
+    #[command(flatten)]
+    pub corpus: CorpusArgs,
+}
+
+/// A corpus ingested for question sets (`bench qa`, `bench context`).
+#[derive(Args, Debug)]
+pub struct CorpusArgs {
     /// Documents to search (files, folders, JSON lines); default: the seed folder.
     #[arg(long, default_value = "seeds")]
     pub corpus: Vec<PathBuf>,
@@ -127,6 +156,51 @@ pub struct QaArgs {
     pub json: bool,
     #[command(flatten)]
     pub chunking: super::ChunkArgs,
+}
+
+impl CorpusArgs {
+    /// Runs `work` on an engine holding the corpus, with the search request these arguments
+    /// describe; a temporary data directory is removed afterwards.
+    fn with_engine<T>(
+        &self,
+        global: &GlobalArgs,
+        work: impl FnOnce(&semdex::engine::Engine, &SearchRequest) -> anyhow::Result<T>,
+    ) -> anyhow::Result<T> {
+        let scratch = std::env::temp_dir().join(format!("semdex-bench-qa-{}", std::process::id()));
+        let data_dir = self.data_dir.clone().unwrap_or_else(|| scratch.clone());
+        let mut options = semdex::engine::EngineOptions::new(&data_dir);
+        options.chunk = self.chunking.options();
+        options.title_context = self.chunking.title_context;
+        let encoder = std::sync::Arc::new(global.encoder()?);
+        let result = (|| -> anyhow::Result<T> {
+            let settings = semdex::collections::CollectionSettings {
+                chunk_tokens: Some(options.chunk.max_tokens),
+                chunk_overlap: Some(options.chunk.overlap),
+            };
+            let engine =
+                semdex::engine::Engine::open(encoder, options, &semdex::progress::NoProgress)?;
+            let catalog = semdex::storage::embedded::EmbeddedCatalog::beside_open_directory(
+                &data_dir, false,
+            )?;
+            let engine = super::Opened {
+                catalog: std::sync::Arc::new(catalog),
+                default: std::sync::Arc::new(engine),
+            }
+            .engine(&self.collection, Some(settings))?;
+            let docs =
+                semdex::engine::sources::collect(&self.corpus, std::io::stdin().lock())?.documents;
+            engine.ingest(docs, &super::progress_bar("ingesting", "bytes"))?;
+            let request = SearchRequest {
+                mode: self.mode,
+                ..self.hybrid.request()
+            };
+            work(&engine, &request)
+        })();
+        if self.data_dir.is_none() {
+            let _ = std::fs::remove_dir_all(&scratch);
+        }
+        result
+    }
 }
 
 #[derive(Args, Debug)]
@@ -152,6 +226,15 @@ pub struct BeirArgs {
     /// the chosen fusion, and by the other one for comparison).
     #[arg(long, value_delimiter = ',', default_value = "dense,lexical,hybrid")]
     pub mode: Vec<SearchMode>,
+    /// Also score each mode grouped by document in the engine (`group_by: doc_id`, 100
+    /// groups; run MODE_grouped) beside the benchmark's own best-passage aggregation
+    /// (chunked corpora).
+    #[arg(long)]
+    pub group_by_doc: bool,
+    /// Also score each mode re-ranked by maximal marginal relevance with these diversity
+    /// weights (runs MODE_mmrλ; documents ranked by their first passage in that order).
+    #[arg(long, value_delimiter = ',')]
+    pub diversity: Vec<f32>,
     #[command(flatten)]
     pub hybrid: super::HybridArgs,
     /// Print one JSON object.
@@ -209,6 +292,7 @@ pub fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Beir(args) => beir(global, args),
         BenchCommand::Ann(args) => ann(global, args),
         BenchCommand::Qa(args) => qa(global, args),
+        BenchCommand::Context(args) => context(global, args),
         BenchCommand::Filter(args) => filter(global, args),
         BenchCommand::Sts(args) => sts(global, args),
     }
@@ -407,7 +491,11 @@ fn beir(global: &GlobalArgs, args: BeirArgs) -> anyhow::Result<()> {
         data_dir: data_dir.clone(),
         chunked: args.chunked,
         chunk: args.chunking.options(),
-        runs: beir_runs(&args.mode, &args.hybrid),
+        runs: shaped_runs(
+            beir_runs(&args.mode, &args.hybrid),
+            args.group_by_doc,
+            &args.diversity,
+        ),
         title_context: args.chunking.title_context,
     };
     tracing::info!(
@@ -451,17 +539,72 @@ fn beir(global: &GlobalArgs, args: BeirArgs) -> anyhow::Result<()> {
         }
     );
     println!(
-        "{:<14} {:>9} {:>8} {:>10} {:>11} {:>8} {:>9}",
-        "retrieval", "nDCG@10", "MRR@10", "Recall@10", "Recall@100", "MAP@100", "queries/s"
+        "{:<18} {:>9} {:>8} {:>10} {:>11} {:>8} {:>9} {:>11}",
+        "retrieval",
+        "nDCG@10",
+        "MRR@10",
+        "Recall@10",
+        "Recall@100",
+        "MAP@100",
+        "queries/s",
+        "docs in 10"
     );
     for (name, run) in &report.runs {
         let m = &run.metrics;
         println!(
-            "{name:<14} {:>9.4} {:>8.4} {:>10.4} {:>11.4} {:>8.4} {:>9.0}",
-            m.ndcg_10, m.mrr_10, m.recall_10, m.recall_100, m.map_100, run.qps
+            "{name:<18} {:>9.4} {:>8.4} {:>10.4} {:>11.4} {:>8.4} {:>9.0} {:>11.2}",
+            m.ndcg_10,
+            m.mrr_10,
+            m.recall_10,
+            m.recall_100,
+            m.map_100,
+            run.qps,
+            run.distinct_docs_10
         );
     }
     Ok(())
+}
+
+/// The plain runs of the primary fusion of each mode again, grouped by document and
+/// re-ranked for diversity, under `NAME_grouped` and `NAME_mmrλ`.
+fn shaped_runs(
+    runs: Vec<semdex::eval::beir::NamedRun>,
+    group_by_doc: bool,
+    diversity: &[f32],
+) -> Vec<semdex::eval::beir::NamedRun> {
+    use semdex::engine::{GroupBy, Shaping};
+    use semdex::eval::beir::NamedRun;
+    let primary: Vec<NamedRun> = runs
+        .iter()
+        .filter(|r| ["dense", "lexical", "hybrid"].contains(&r.name.as_str()))
+        .cloned()
+        .collect();
+    let mut out = runs;
+    for run in &primary {
+        if group_by_doc {
+            let mut request = run.request.clone();
+            request.shape = Shaping {
+                group_by: Some(GroupBy::DocId),
+                ..Shaping::default()
+            };
+            out.push(NamedRun {
+                name: format!("{}_grouped", run.name),
+                request,
+            });
+        }
+        for &weight in diversity {
+            let mut request = run.request.clone();
+            request.shape = Shaping {
+                diversity: Some(weight),
+                ..Shaping::default()
+            };
+            out.push(NamedRun {
+                name: format!("{}_mmr{weight}", run.name),
+                request,
+            });
+        }
+    }
+    out
 }
 
 /// The named retrievals `--mode` asks for.
@@ -636,39 +779,10 @@ fn read_queries(global: &GlobalArgs, path: &std::path::Path) -> anyhow::Result<V
 
 fn qa(global: &GlobalArgs, args: QaArgs) -> anyhow::Result<()> {
     let items = semdex::eval::qa::load(&args.file)?;
-    let scratch = std::env::temp_dir().join(format!("semdex-bench-qa-{}", std::process::id()));
-    let data_dir = args.data_dir.clone().unwrap_or_else(|| scratch.clone());
-    let mut options = semdex::engine::EngineOptions::new(&data_dir);
-    options.chunk = args.chunking.options();
-    options.title_context = args.chunking.title_context;
-    let encoder = std::sync::Arc::new(global.encoder()?);
-    let result = (|| -> anyhow::Result<semdex::eval::qa::QaReport> {
-        let settings = semdex::collections::CollectionSettings {
-            chunk_tokens: Some(options.chunk.max_tokens),
-            chunk_overlap: Some(options.chunk.overlap),
-        };
-        let engine = semdex::engine::Engine::open(encoder, options, &semdex::progress::NoProgress)?;
-        let catalog =
-            semdex::storage::embedded::EmbeddedCatalog::beside_open_directory(&data_dir, false)?;
-        let engine = super::Opened {
-            catalog: std::sync::Arc::new(catalog),
-            default: std::sync::Arc::new(engine),
-        }
-        .engine(&args.collection, Some(settings))?;
-        let docs =
-            semdex::engine::sources::collect(&args.corpus, std::io::stdin().lock())?.documents;
-        engine.ingest(docs, &super::progress_bar("ingesting", "bytes"))?;
-        let request = SearchRequest {
-            mode: args.mode,
-            ..args.hybrid.request()
-        };
-        Ok(semdex::eval::qa::evaluate(&engine, &items, &request)?)
-    })();
-    if args.data_dir.is_none() {
-        let _ = std::fs::remove_dir_all(&scratch);
-    }
-    let report = result?;
-    if args.json {
+    let report = args.corpus.with_engine(global, |engine, request| {
+        Ok(semdex::eval::qa::evaluate(engine, &items, request)?)
+    })?;
+    if args.corpus.json {
         println!("{}", serde_json::to_string(&report)?);
         return Ok(());
     }
@@ -678,6 +792,64 @@ fn qa(global: &GlobalArgs, args: QaArgs) -> anyhow::Result<()> {
     );
     for q in &report.missed {
         println!("  no answer in the top 5: {q}");
+    }
+    Ok(())
+}
+
+fn context(global: &GlobalArgs, args: ContextArgs) -> anyhow::Result<()> {
+    use semdex::eval::context::{ContextOptions, evaluate};
+    let sets = args
+        .file
+        .iter()
+        .map(|path| Ok((path.display().to_string(), semdex::eval::qa::load(path)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let options = ContextOptions {
+        budgets: args.budgets.clone(),
+        expands: args.expand.clone(),
+        diversities: args.diversity.clone(),
+    };
+    let reports = args.corpus.with_engine(global, |engine, request| {
+        sets.iter()
+            .map(|(name, items)| Ok((name.clone(), evaluate(engine, items, request, &options)?)))
+            .collect::<anyhow::Result<Vec<_>>>()
+    })?;
+    if args.corpus.json {
+        let all: serde_json::Map<String, serde_json::Value> = reports
+            .iter()
+            .map(|(name, r)| Ok((name.clone(), serde_json::to_value(r)?)))
+            .collect::<anyhow::Result<_>>()?;
+        println!("{}", serde_json::Value::Object(all));
+        return Ok(());
+    }
+    for (name, report) in &reports {
+        println!(
+            "{name}: {} questions, {} mode",
+            report.questions, report.mode
+        );
+        println!(
+            "{:>10} {:>7} {:>10} {:>9} {:>10}",
+            "max_tokens", "expand", "diversity", "answered", "mean used"
+        );
+        for row in &report.rows {
+            println!(
+                "{:>10} {:>7} {:>10} {:>8.1}% {:>10.0}",
+                row.max_tokens,
+                row.expand,
+                row.diversity,
+                row.answered * 100.0,
+                row.mean_used
+            );
+        }
+        let h = &report.highlights;
+        println!(
+            "top passage holds the answer: {:.1}% (ceiling); its top highlight: {:.1}%; its first \
+             sentence: {:.1}% (floor); highlight {:.0} of {:.0} bytes on average",
+            h.passage * 100.0,
+            h.top_highlight * 100.0,
+            h.first_sentence * 100.0,
+            h.highlight_bytes,
+            h.passage_bytes
+        );
     }
     Ok(())
 }

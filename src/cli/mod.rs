@@ -5,6 +5,7 @@ mod bench;
 mod chunk;
 mod embed;
 mod ingest;
+mod mcp;
 mod query;
 mod serve;
 mod snapshot;
@@ -450,6 +451,9 @@ pub enum Command {
     Snapshot(snapshot::SnapshotArgs),
     /// Restore a snapshot as a collection of the data directory, whole or not at all.
     Restore(snapshot::RestoreArgs),
+    /// Serve the Model Context Protocol over stdio: search and documents as tools for a
+    /// desktop agent (which starts `semdex mcp` itself).
+    Mcp(mcp::McpArgs),
     /// Offline measurements: encoder speed, ANN recall, retrieval quality.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -515,6 +519,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(args) => serve::run(&cli.global, args),
         Command::Snapshot(args) => snapshot::snapshot(args),
         Command::Restore(args) => snapshot::restore(&cli.global, args),
+        Command::Mcp(args) => mcp::run(&cli.global, args),
         Command::Bench(command) => bench::run(&cli.global, command),
     }
 }

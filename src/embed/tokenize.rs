@@ -132,6 +132,23 @@ impl TextTokenizer {
             .collect())
     }
 
+    /// The tokens of `text` (special tokens excluded, no truncation): each id with its byte
+    /// range in `text`, in order. What a passage's stored token vectors were made from, for
+    /// placing them in its text.
+    pub fn tokens_with_spans(&self, text: &str) -> Result<Vec<(u32, (usize, usize))>> {
+        // `encode` keeps byte offsets (`encode_fast` does not track them).
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+        Ok(encoding
+            .get_ids()
+            .iter()
+            .copied()
+            .zip(encoding.get_offsets().iter().copied())
+            .collect())
+    }
+
     /// Token counts of many texts (special tokens included), tokenized in parallel.
     pub fn count_batch(&self, texts: &[&str]) -> Result<Vec<usize>> {
         Ok(self

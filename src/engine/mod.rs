@@ -13,6 +13,7 @@ pub mod fusion;
 mod ingest;
 pub(crate) mod parallel;
 mod search;
+pub mod shape;
 pub mod sources;
 
 use std::path::PathBuf;
@@ -34,6 +35,7 @@ pub use search::{
     DEFAULT_DENSE_WEIGHT, HYBRID_CANDIDATES, HitScores, MAX_RESCORED, Query, RESCORED_CANDIDATES,
     SearchHit, SearchMode, SearchRequest, SearchResults, validate as validate_search,
 };
+pub use shape::{Budget, BudgetUse, Context, Group, GroupBy, Highlight, Shaping};
 
 /// Largest `k` a query may ask for.
 pub const MAX_K: usize = 1000;

@@ -8,6 +8,7 @@ use serde_json::{Map, Value};
 
 use super::fusion::{self, Fused, Fusion, RescoreWeights};
 use super::parallel;
+use super::shape::{BudgetUse, Context, Group, Highlight, Shaping};
 use super::{Engine, EngineError, MAX_EF, MAX_K, Result};
 use crate::embed::l2_normalize;
 use crate::index::Hit;
@@ -97,6 +98,9 @@ pub struct SearchRequest {
     /// Whether a hybrid query rescores its best candidates with late interaction (when the
     /// query comes with token vectors).
     pub rerank: bool,
+    /// What the ranked passages become: groups, a diverse order, windows, a budget,
+    /// highlights (none by default).
+    pub shape: Shaping,
 }
 
 /// The dense list's weight in a hybrid query when the request names none.
@@ -113,6 +117,7 @@ impl Default for SearchRequest {
             fusion: Fusion::default(),
             dense_weight: None,
             rerank: true,
+            shape: Shaping::default(),
         }
     }
 }
@@ -151,6 +156,9 @@ pub struct SearchHit {
     pub end: usize,
     /// The document's metadata.
     pub metadata: Map<String, Value>,
+    /// The sentences of the passage that best answer the query, best first (`None` unless
+    /// the request asks for highlights).
+    pub highlights: Option<Vec<Highlight>>,
 }
 
 /// A hit's scores from each retriever that saw it.
@@ -167,8 +175,15 @@ pub struct HitScores {
 /// A query's answer.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchResults {
-    /// Best first.
+    /// Best first; when grouped, group after group, each group's hits in rank order.
     pub hits: Vec<SearchHit>,
+    /// The groups, best first (empty unless the request groups).
+    pub groups: Vec<Group>,
+    /// The spans to paste into a prompt, in rank order (empty unless the request expands
+    /// hits or sets a budget).
+    pub contexts: Vec<Context>,
+    /// How much of the request's budget the contexts use.
+    pub budget: Option<BudgetUse>,
     /// How the dense part was computed ([`SearchStrategy::Lexical`] when there was none).
     pub strategy: SearchStrategy,
     /// Which retrievers answered.
@@ -193,6 +208,7 @@ pub fn validate(req: &SearchRequest) -> Result<()> {
             "dense_weight must be between 0 and 1, got {w}"
         )));
     }
+    req.shape.validate().map_err(EngineError::InvalidRequest)?;
     // The metadata filter was checked when it was parsed; the id list is bounded here.
     if let Some(ids) = &req.filter.doc_ids {
         crate::filter::check_doc_ids(ids)
@@ -255,9 +271,12 @@ impl Engine {
     pub fn search_query(&self, query: &Query<'_>, req: &SearchRequest) -> Result<SearchResults> {
         validate(req)?;
         let started = std::time::Instant::now();
+        // Grouping and diversity choose from a deeper pool than the answer holds.
+        let wanted = req.shape.passages(req.k);
+        let pool = req.shape.pool(req.k);
         let depth = match req.mode {
-            SearchMode::Hybrid => req.k.max(HYBRID_CANDIDATES),
-            SearchMode::Dense | SearchMode::Lexical => req.k,
+            SearchMode::Hybrid => pool.max(HYBRID_CANDIDATES),
+            SearchMode::Dense | SearchMode::Lexical => pool,
         };
         let vector = match (req.mode.needs_vector(), query.vector) {
             (false, _) => None,
@@ -302,20 +321,23 @@ impl Engine {
         if let (SearchMode::Hybrid, true, Some(tokens), Some(vector)) =
             (req.mode, req.rerank, rescore_with, vector.as_deref())
         {
-            self.rescore(&mut ranking, req.k, vector, query.text, tokens)?;
+            self.rescore(&mut ranking, wanted, vector, query.text, tokens)?;
         }
         let rescored = started.elapsed();
-        ranking.truncate(req.k);
-        let hits = self.hydrate(&ranking)?;
+        ranking.truncate(pool);
+        let shaped = self.shape(query, req, ranking)?;
         tracing::debug!(
             mode = req.mode.as_str(),
             retrieve_us = retrieved.as_micros() as u64,
             rescore_us = (rescored - retrieved).as_micros() as u64,
-            hydrate_us = (started.elapsed() - rescored).as_micros() as u64,
+            shape_us = (started.elapsed() - rescored).as_micros() as u64,
             "search stages"
         );
         Ok(SearchResults {
-            hits,
+            hits: shaped.hits,
+            groups: shaped.groups,
+            contexts: shaped.contexts,
+            budget: shaped.budget,
             strategy,
             mode: req.mode,
         })
@@ -439,7 +461,7 @@ impl Engine {
     }
 
     /// Turns a ranking into passages, in order; chunks deleted meanwhile are dropped.
-    fn hydrate(&self, ranking: &[Fused]) -> Result<Vec<SearchHit>> {
+    pub(super) fn hydrate(&self, ranking: &[Fused]) -> Result<Vec<SearchHit>> {
         let ids: Vec<u64> = ranking.iter().map(|h| h.id).collect();
         let mut records = self.backend.chunks_by_ids(&ids)?;
         Ok(ranking
@@ -459,6 +481,7 @@ impl Engine {
                     start: r.start,
                     end: r.end,
                     metadata: r.metadata,
+                    highlights: None,
                 })
             })
             .collect())

@@ -262,6 +262,9 @@ pub struct RunReport {
     pub metrics: RetrievalMetrics,
     /// Queries per second, query embedding excluded (all cores).
     pub qps: f64,
+    /// Distinct documents among the first 10 passages a query returns, averaged (what
+    /// grouping and diversity change; 10 at most).
+    pub distinct_docs_10: f64,
 }
 
 /// The figures of one run.
@@ -383,12 +386,15 @@ pub fn run(
     let mut runs = std::collections::BTreeMap::new();
     let mut rankings = std::collections::BTreeMap::new();
     for named in &options.runs {
+        // A grouped run asks for documents: its groups are the ranking.
+        let grouped = named.request.shape.group_by.is_some();
         let request = SearchRequest {
-            k,
+            k: if grouped { DOCS_PER_QUERY } else { k },
             ..named.request.clone()
         };
+        let by_rank = grouped || named.request.shape.diversity.is_some_and(|d| d > 0.0);
         let started = Instant::now();
-        let found: Vec<Result<Ranking, EngineError>> = texts
+        let found: Vec<Result<(Ranking, usize), EngineError>> = texts
             .par_iter()
             .zip(vectors.par_iter())
             .zip(tokens.par_iter())
@@ -399,21 +405,35 @@ pub fn run(
                     tokens: tokens.as_ref(),
                 };
                 let SearchResults { hits, .. } = engine.search_query(&query, &request)?;
-                Ok(best_chunk_per_document(
-                    hits.into_iter().map(|h| (h.doc_id, h.score)),
-                ))
+                let distinct = hits
+                    .iter()
+                    .take(10)
+                    .map(|h| h.doc_id.as_str())
+                    .collect::<std::collections::HashSet<_>>()
+                    .len();
+                let hits = hits.into_iter().map(|h| (h.doc_id, h.score));
+                let ranking = if by_rank {
+                    first_chunk_per_document(hits)
+                } else {
+                    best_chunk_per_document(hits)
+                };
+                Ok((ranking, distinct))
             })
             .collect();
         let qps = ids.len() as f64 / started.elapsed().as_secs_f64();
         let mut by_query = HashMap::with_capacity(ids.len());
-        for (qid, ranking) in ids.iter().zip(found) {
-            by_query.insert((*qid).clone(), ranking?);
+        let mut distinct = 0;
+        for (qid, found) in ids.iter().zip(found) {
+            let (ranking, docs) = found?;
+            by_query.insert((*qid).clone(), ranking);
+            distinct += docs;
         }
         runs.insert(
             named.name.clone(),
             RunReport {
                 metrics: evaluate(&dataset.qrels, &by_query),
                 qps,
+                distinct_docs_10: distinct as f64 / ids.len().max(1) as f64,
             },
         );
         rankings.insert(named.name.clone(), by_query);
@@ -442,6 +462,23 @@ fn best_chunk_per_document(hits: impl Iterator<Item = (String, f32)>) -> Ranking
     super::metrics::trec_order(&mut ranking);
     ranking.truncate(DOCS_PER_QUERY);
     ranking
+}
+
+/// Documents in the order their first passage appears (for a list that is ordered by
+/// something other than its scores: groups, or a diversity re-ranking), scored by rank so
+/// that TREC order keeps it; the top [`DOCS_PER_QUERY`] are kept.
+fn first_chunk_per_document(hits: impl Iterator<Item = (String, f32)>) -> Ranking {
+    let mut seen = std::collections::HashSet::new();
+    let order: Vec<String> = hits
+        .filter_map(|(doc, _)| seen.insert(doc.clone()).then_some(doc))
+        .take(DOCS_PER_QUERY)
+        .collect();
+    let n = order.len();
+    order
+        .into_iter()
+        .enumerate()
+        .map(|(rank, doc)| (doc, (n - rank) as f32))
+        .collect()
 }
 
 fn check_marker(dir: &Path, marker: &Marker) -> Result<(), BeirError> {

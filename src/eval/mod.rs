@@ -5,6 +5,7 @@
 
 pub mod ann;
 pub mod beir;
+pub mod context;
 pub mod filter;
 pub mod ingest;
 pub mod metrics;

@@ -341,6 +341,19 @@ impl HnswIndex {
         Ok(top_k(hits, k))
     }
 
+    /// The vectors of these ids (unknown and deleted ids skipped), copied out of the graph:
+    /// what re-ranking by diversity compares passages with.
+    pub fn vectors_of(&self, ids: &[VectorId]) -> Vec<(VectorId, Vec<f32>)> {
+        let table = self.table();
+        ids.iter()
+            .filter(|id| !self.tombstones.contains(id))
+            .filter_map(|id| {
+                let &at = table.by_id.get(id)?;
+                Some((*id, table.vector(at, self.dimension).to_vec()))
+            })
+            .collect()
+    }
+
     /// Exact top-k: every live point that passes `filter` is scored.
     fn search_exact(&self, query: &[f32], k: usize, filter: Option<Filter<'_>>) -> Vec<Hit> {
         let table = self.table();

@@ -245,6 +245,9 @@ pub trait Backend: Send + Sync {
     /// Cosine similarities of a unit query vector with these passages (absent ones skipped).
     fn dense_among(&self, vector: &[f32], ids: &[u64]) -> Result<Vec<Hit>>;
 
+    /// The unit vectors of these passages (absent ones skipped), for re-ranking by diversity.
+    fn vectors_by_ids(&self, ids: &[u64]) -> Result<HashMap<u64, Vec<f32>>>;
+
     /// Word-match scores of a query with these passages (those matching no word skipped).
     fn lexical_among(&self, text: &str, ids: &[u64]) -> Result<Vec<Hit>>;
 

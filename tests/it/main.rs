@@ -38,6 +38,7 @@ mod page_routes;
 #[cfg(feature = "postgres")]
 mod pg;
 mod serve_binary;
+mod shaping_http;
 mod snapshots;
 #[cfg(feature = "postgres")]
 mod standby;

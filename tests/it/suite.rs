@@ -5,7 +5,8 @@
 use std::collections::HashSet;
 
 use semdex::engine::{
-    Engine, EngineError, EngineOptions, IngestStatus, SearchMode, SearchRequest, SearchStrategy,
+    Budget, Engine, EngineError, EngineOptions, GroupBy, IngestStatus, SearchMode, SearchRequest,
+    SearchStrategy, Shaping,
 };
 use semdex::filter::MetadataFilter;
 use semdex::progress::NoProgress;
@@ -24,6 +25,10 @@ macro_rules! backend_suite {
             metadata_filters_match_the_reference,
             modes_follow_updates_and_deletes,
             lexical_scores_are_bm25,
+            shaping_groups_by_document_and_metadata,
+            shaping_diversity_drops_near_duplicates,
+            shaping_windows_merge_and_fit_the_budget,
+            shaping_highlights_lie_on_sentences,
         );
     };
     (@tests $make:expr; $($name:ident,)*) => {
@@ -652,4 +657,409 @@ pub fn lexical_scores_are_bm25(backing: &dyn Backing) {
     for filter in filters {
         assert_lexical_hits(&engine, query, filter, &want);
     }
+}
+
+/// The shaping tests' corpus: one long document in short sentences (so that passages of 40
+/// tokens end where sentences do), a short one, and two identical ones.
+const VOYAGE: [&str; 12] = [
+    "The delegation left Moscow on a cold Monday morning.",
+    "Their train crossed the Amur river before dawn.",
+    "Reporters waited at the station for several hours.",
+    "The leaders met at the Vostochny cosmodrome in the Amur region.",
+    "They toured the launch pads and the assembly hall together.",
+    "Engineers explained how the new rockets are built.",
+    "Lunch was served in a small dining room near the hangar.",
+    "The menu included duck dumplings and a crab salad.",
+    "After lunch the talks turned to artillery shells.",
+    "Both sides refused to publish any agreement.",
+    "The visitors then left by train for Vladivostok.",
+    "A naval parade was planned for the following day.",
+];
+const BREAD: &str = "Knead the dough for ten minutes on a floured board. Let it rise overnight in a \
+cool kitchen. Shape the loaf and bake it in a hot oven. A good crust needs steam in the first \
+minutes. Let the bread cool for an hour before slicing it.";
+const DUPLICATE: &str =
+    "Rockets are launched from the Vostochny cosmodrome in the far east of Russia.";
+
+/// An engine with passages of at most 40 tokens over the shaping corpus.
+fn shaping_engine(backing: &dyn Backing) -> Engine {
+    let engine = backing.engine(|o| o.chunk.max_tokens = 40);
+    engine
+        .ingest(
+            vec![
+                with_meta(
+                    "voyage",
+                    &VOYAGE.join(" "),
+                    json!({"topic": "politics", "year": 2023}),
+                ),
+                with_meta("bread", BREAD, json!({"topic": "food", "year": 2021.0})),
+                with_meta("dup-a", DUPLICATE, json!({"topic": "space"})),
+                with_meta(
+                    "dup-b",
+                    DUPLICATE,
+                    json!({"topic": "space", "year": [1, 2]}),
+                ),
+            ],
+            &hidden(),
+        )
+        .unwrap();
+    engine
+}
+
+/// A request in `mode` for `k` results shaped by `shape`.
+fn shaped(mode: SearchMode, k: usize, shape: Shaping) -> SearchRequest {
+    SearchRequest {
+        k,
+        mode,
+        shape,
+        ..SearchRequest::default()
+    }
+}
+
+/// Shared suite: groups hold at most `group_size` passages of one document (or one metadata
+/// value), in rank order, groups by their best score; filters apply; documents without the
+/// key are left out; an unknown key and bounds past their ranges are refused.
+pub fn shaping_groups_by_document_and_metadata(backing: &dyn Backing) {
+    let engine = shaping_engine(backing);
+    let passages = |doc: &str| engine.document_chunks(doc).unwrap().len();
+    assert!(
+        passages("voyage") >= 4 && passages("bread") >= 2,
+        "short passages"
+    );
+    let by = |key: &str, size: usize| Shaping {
+        group_by: Some(GroupBy::parse(key).unwrap()),
+        group_size: size,
+        ..Shaping::default()
+    };
+    for mode in SearchMode::ALL {
+        let query = "rocket launch at the cosmodrome";
+        // What the mode finds of each document at all (lexical search only finds passages
+        // with a query word): a group holds up to 2 of those.
+        let found = engine
+            .search(query, &shaped(mode, 100, Shaping::default()))
+            .unwrap()
+            .hits;
+        let found_in = |doc: &str| found.iter().filter(|h| h.doc_id == doc).count();
+        let r = engine
+            .search(query, &shaped(mode, 3, by("doc_id", 2)))
+            .unwrap();
+        assert_eq!(r.groups.len(), 3, "{mode:?}");
+        let mut next = 0;
+        for g in &r.groups {
+            let doc = g.key.as_str().unwrap();
+            assert_eq!(g.hits, (next..next + g.hits.len()).collect::<Vec<_>>());
+            next += g.hits.len();
+            assert_eq!(g.hits.len(), found_in(doc).min(2), "{mode:?} {doc}");
+            assert!(g.hits.iter().all(|&h| r.hits[h].doc_id == doc));
+            let best = g
+                .hits
+                .iter()
+                .map(|&h| r.hits[h].score)
+                .fold(f32::MIN, f32::max);
+            assert_eq!(g.score, best);
+            assert!(
+                g.hits
+                    .windows(2)
+                    .all(|w| r.hits[w[0]].score >= r.hits[w[1]].score)
+            );
+        }
+        assert_eq!(next, r.hits.len());
+        assert!(
+            r.groups.windows(2).all(|w| w[0].score >= w[1].score),
+            "{mode:?}"
+        );
+    }
+    // By a metadata value: every topic once, each with up to 3 of its passages.
+    let r = engine
+        .search(
+            "what happened",
+            &shaped(SearchMode::Dense, 5, by("topic", 3)),
+        )
+        .unwrap();
+    let sizes: std::collections::BTreeMap<String, usize> = r
+        .groups
+        .iter()
+        .map(|g| (g.key.as_str().unwrap().to_string(), g.hits.len()))
+        .collect();
+    let want: std::collections::BTreeMap<String, usize> = [
+        ("politics".to_string(), passages("voyage").min(3)),
+        ("food".to_string(), passages("bread").min(3)),
+        ("space".to_string(), 2),
+    ]
+    .into();
+    assert_eq!(sizes, want);
+    // 2023 and 2021.0 are values; a list is not; documents without the key are left out.
+    let r = engine
+        .search(
+            "what happened",
+            &shaped(SearchMode::Dense, 5, by("year", 1)),
+        )
+        .unwrap();
+    let keys: Vec<f64> = r.groups.iter().map(|g| g.key.as_f64().unwrap()).collect();
+    assert_eq!(keys.len(), 2);
+    assert!(keys.contains(&2023.0) && keys.contains(&2021.0));
+    // Filters apply before grouping.
+    let mut filtered = shaped(SearchMode::Hybrid, 5, by("topic", 2));
+    filtered.filter.metadata = MetadataFilter::parse(&json!({"topic": "food"})).unwrap();
+    let r = engine.search("bake a loaf", &filtered).unwrap();
+    assert_eq!(r.groups.len(), 1);
+    assert_eq!(r.groups[0].key, json!("food"));
+    fn invalid(r: Result<semdex::engine::SearchResults, EngineError>) -> String {
+        match r {
+            Err(EngineError::InvalidRequest(m)) => m,
+            other => panic!("expected an invalid request, got {other:?}"),
+        }
+    }
+    let unknown = invalid(engine.search("q", &shaped(SearchMode::Dense, 5, by("colour", 1))));
+    assert!(unknown.contains("colour"), "{unknown}");
+    for (shape, field) in [
+        (by("doc_id", 0), "group_size"),
+        (by("doc_id", 101), "group_size"),
+        (
+            Shaping {
+                expand: 11,
+                ..Shaping::default()
+            },
+            "expand",
+        ),
+        (
+            Shaping {
+                diversity: Some(1.5),
+                ..Shaping::default()
+            },
+            "diversity",
+        ),
+        (
+            Shaping {
+                diversity: Some(-0.1),
+                ..Shaping::default()
+            },
+            "diversity",
+        ),
+        (
+            Shaping {
+                budget: Some(Budget::Tokens(0)),
+                ..Shaping::default()
+            },
+            "max_tokens",
+        ),
+        (
+            Shaping {
+                budget: Some(Budget::Chars(0)),
+                ..Shaping::default()
+            },
+            "max_chars",
+        ),
+    ] {
+        let message = invalid(engine.search("q", &shaped(SearchMode::Dense, 5, shape)));
+        assert!(
+            message.starts_with(field) && message.contains("between"),
+            "{message}"
+        );
+    }
+}
+
+/// Shared suite: without diversity two identical passages take the first two places; with
+/// it the second place goes to a different passage.
+pub fn shaping_diversity_drops_near_duplicates(backing: &dyn Backing) {
+    let engine = shaping_engine(backing);
+    let query = "rockets launched from the Vostochny cosmodrome in Russia";
+    let top2 = |diversity: Option<f32>| -> Vec<String> {
+        let shape = Shaping {
+            diversity,
+            ..Shaping::default()
+        };
+        engine
+            .search(query, &shaped(SearchMode::Dense, 2, shape))
+            .unwrap()
+            .hits
+            .into_iter()
+            .map(|h| h.doc_id)
+            .collect()
+    };
+    let mut plain = top2(None);
+    plain.sort();
+    assert_eq!(plain, ["dup-a", "dup-b"]);
+    assert_eq!(top2(Some(0.0)).len(), 2, "0 is allowed and changes nothing");
+    let diverse = top2(Some(0.5));
+    assert!(diverse[0].starts_with("dup-"), "{diverse:?}");
+    assert!(!diverse[1].starts_with("dup-"), "{diverse:?}");
+}
+
+/// Shared suite: windows of `expand` passages on each side, merged where they overlap, each
+/// exactly its document's text; a budget of tokens or characters is never
+/// exceeded, is reported, and cuts at sentence boundaries.
+pub fn shaping_windows_merge_and_fit_the_budget(backing: &dyn Backing) {
+    let engine = shaping_engine(backing);
+    let voyage = engine.document("voyage").unwrap().text;
+    let spans = engine.document_chunks("voyage").unwrap();
+    let only_voyage = |mut r: SearchRequest| {
+        r.filter.doc_ids = Some(vec!["voyage".into()]);
+        r
+    };
+    let expand = |n: usize| Shaping {
+        expand: n,
+        ..Shaping::default()
+    };
+    for mode in SearchMode::ALL {
+        let r = engine
+            .search(
+                "the leaders met at the cosmodrome",
+                &only_voyage(shaped(mode, 2, expand(1))),
+            )
+            .unwrap();
+        assert!(!r.contexts.is_empty(), "{mode:?}");
+        // The windows a merge of each hit's passages ±1 gives (those sharing a passage), in
+        // the order of first hits.
+        let mut want: Vec<(usize, usize)> = Vec::new();
+        for h in &r.hits {
+            let (lo, hi) = (
+                h.chunk_index.saturating_sub(1),
+                (h.chunk_index + 1).min(spans.len() - 1),
+            );
+            match want.iter_mut().find(|w| lo <= w.1 && w.0 <= hi) {
+                Some(w) => *w = (w.0.min(lo), w.1.max(hi)),
+                None => want.push((lo, hi)),
+            }
+        }
+        let want: Vec<(usize, usize)> = want
+            .iter()
+            .map(|&(lo, hi)| (spans[lo].start, spans[hi].end))
+            .collect();
+        let got: Vec<(usize, usize)> = r.contexts.iter().map(|c| (c.start, c.end)).collect();
+        assert_eq!(got, want, "{mode:?}");
+        for (i, c) in r.contexts.iter().enumerate() {
+            assert_eq!(c.text, voyage[c.start..c.end], "{mode:?}");
+            for other in &r.contexts[i + 1..] {
+                assert!(
+                    c.end <= other.start || other.end <= c.start,
+                    "overlap: {mode:?}"
+                );
+            }
+        }
+        for (i, h) in r.hits.iter().enumerate() {
+            let holding: Vec<_> = r.contexts.iter().filter(|c| c.hits.contains(&i)).collect();
+            assert_eq!(holding.len(), 1, "{mode:?}");
+            assert!(holding[0].start <= h.start && h.end <= holding[0].end);
+        }
+    }
+
+    let tokens = |text: &str| {
+        crate::common::encoder()
+            .tokenizer()
+            .token_spans(text)
+            .unwrap()
+            .len()
+    };
+    let sentences = semdex::engine::shape::sentences::sentence_spans(&voyage);
+    let on_sentences = |c: &semdex::engine::Context| {
+        sentences.iter().any(|s| s.0 == c.start) && sentences.iter().any(|s| s.1 == c.end)
+    };
+    for (budget, limit) in [
+        (Budget::Tokens(50), 50),
+        (Budget::Tokens(120), 120),
+        (Budget::Chars(200), 200),
+        (Budget::Tokens(4), 4),
+    ] {
+        for expand in [0, 1] {
+            let shape = Shaping {
+                expand,
+                budget: Some(budget),
+                ..Shaping::default()
+            };
+            let r = engine
+                .search(
+                    "the talks in the Amur region",
+                    &only_voyage(shaped(SearchMode::Hybrid, 10, shape)),
+                )
+                .unwrap();
+            let used: usize = r
+                .contexts
+                .iter()
+                .map(|c| match budget {
+                    Budget::Tokens(_) => tokens(&c.text),
+                    Budget::Chars(_) => c.text.chars().count(),
+                })
+                .sum();
+            let report = r.budget.unwrap();
+            assert_eq!(report.used, used, "{budget:?} expand {expand}");
+            assert!(
+                used <= limit && used > 0,
+                "{budget:?} expand {expand}: {used}"
+            );
+            // The whole document is larger than every budget here: some of it is left out,
+            // and a context cut to the budget ends at sentence boundaries (a budget too small
+            // for one sentence cuts at a word instead).
+            let kept: usize = r.contexts.iter().map(|c| c.end - c.start).sum();
+            assert!(kept < voyage.len(), "{budget:?} expand {expand}");
+            for c in &r.contexts {
+                assert_eq!(c.text, voyage[c.start..c.end]);
+                if c.trimmed && limit >= 50 {
+                    assert!(on_sentences(c), "{budget:?} expand {expand}: {:?}", c.text);
+                }
+            }
+            assert!(
+                r.contexts
+                    .iter()
+                    .take(r.contexts.len() - 1)
+                    .all(|c| !c.trimmed),
+                "only the last context may be cut"
+            );
+            // Every hit kept lies in a context; every context holds a hit.
+            for (i, h) in r.hits.iter().enumerate() {
+                assert!(
+                    r.contexts
+                        .iter()
+                        .any(|c| c.hits.contains(&i) && h.start < c.end && c.start < h.end)
+                );
+            }
+            assert!(r.contexts.iter().all(|c| !c.hits.is_empty()));
+        }
+    }
+}
+
+/// Shared suite: highlights lie inside their passage, on sentence boundaries, best first; the
+/// sentence that answers comes first in every mode; none unless asked for.
+pub fn shaping_highlights_lie_on_sentences(backing: &dyn Backing) {
+    let engine = shaping_engine(backing);
+    let voyage = engine.document("voyage").unwrap().text;
+    let answer = VOYAGE[3];
+    let sentences = semdex::engine::shape::sentences::sentence_spans(&voyage);
+    for mode in SearchMode::ALL {
+        let mut request = shaped(
+            mode,
+            3,
+            Shaping {
+                highlights: true,
+                ..Shaping::default()
+            },
+        );
+        request.filter.doc_ids = Some(vec!["voyage".into()]);
+        let r = engine
+            .search("Where did the leaders meet?", &request)
+            .unwrap();
+        assert!(!r.hits.is_empty());
+        for h in &r.hits {
+            let marks = h.highlights.as_ref().unwrap();
+            for m in marks {
+                assert!(h.start <= m.start && m.end <= h.end, "{mode:?}");
+                assert!(sentences.contains(&(m.start, m.end)), "{mode:?}: {m:?}");
+            }
+            assert!(marks.windows(2).all(|w| w[0].score >= w[1].score));
+            if h.text.contains(answer) {
+                let top = marks
+                    .first()
+                    .expect("the answering passage has a highlight");
+                assert_eq!(&voyage[top.start..top.end], answer, "{mode:?}");
+            }
+        }
+        assert!(r.hits.iter().any(|h| h.text.contains(answer)), "{mode:?}");
+    }
+    let plain = engine
+        .search(
+            "Where did the leaders meet?",
+            &shaped(SearchMode::Hybrid, 3, Shaping::default()),
+        )
+        .unwrap();
+    assert!(plain.hits.iter().all(|h| h.highlights.is_none()));
 }

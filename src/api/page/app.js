@@ -554,6 +554,7 @@
       const k = p.get('k');
       if (k && [...$('k').options].some((o) => o.value === k)) $('k').value = k;
       else $('k').value = '5';
+      $('group').checked = p.get('group') === '1';
       if (state.modes) $('mode').value = state.modes.includes(p.get('mode')) ? p.get('mode') : state.defaultMode;
       if (q.trim()) search(q);
       else clearResults();
@@ -586,6 +587,7 @@
     const params = { q: $('q').value.trim(), k: $('k').value };
     if (state.modes && $('mode').value && $('mode').value !== state.defaultMode) params.mode = $('mode').value;
     if (params.k === '5') delete params.k;
+    if ($('group').checked) params.group = '1';
     return params;
   }
 
@@ -603,7 +605,7 @@
     else navigate(url);
   });
 
-  for (const id of ['k', 'mode']) {
+  for (const id of ['k', 'mode', 'group']) {
     $(id).addEventListener('change', () => {
       const params = searchParams();
       if (params.q) navigate(urlWith(params), { replace: true });
@@ -626,8 +628,10 @@
     const status = $('search-status');
     const list = $('results');
     const k = $('k').value;
-    const query = new URLSearchParams({ q, k });
+    // Highlights mark the sentences that answer; grouping keeps one passage per document.
+    const query = new URLSearchParams({ q, k, highlights: 'true' });
     if (state.modes && $('mode').value) query.set('mode', $('mode').value);
+    if ($('group').checked) query.set('group_by', 'doc_id');
     $('search-empty').hidden = true;
     status.textContent = 'Searching…';
     list.setAttribute('aria-busy', 'true');
@@ -661,7 +665,24 @@
     // Cosine similarities fill the bar absolutely; fused (hybrid) scores relative to the best.
     const fused = results.some((r) => r.scores && typeof r.scores === 'object');
     const top = Math.max(...results.map((r) => Number(r.score) || 0), 1e-9);
-    list.replaceChildren(...results.map((hit, i) => renderHit(hit, i, q, pattern, fused ? top : 1)));
+    const items = results.map((hit, i) => renderHit(hit, i, q, pattern, fused ? top : 1));
+    const groups = Array.isArray(body.groups) ? body.groups : null;
+    if (groups) {
+      // One entry per group (a document, or a metadata value), its passages inside it.
+      list.replaceChildren(...groups.map((g, i) => {
+        const members = (Array.isArray(g.results) ? g.results : []).map((r) => items[r]).filter(Boolean);
+        const key = typeof g.key === 'string' ? g.key : JSON.stringify(g.key);
+        return el('li', { className: 'group' },
+          el('p', { className: 'group-head' }, el('span', { className: 'visually-hidden' }, `Group ${i + 1}: `), key,
+            members.length > 1 ? el('span', { className: 'where' }, ` · ${plural(members.length, 'passage')}`) : null),
+          el('ol', { className: 'results nested' }, ...members));
+      }));
+      status.textContent = results.length
+        ? `${plural(groups.length, 'document')} found${took}, best first.`
+        : status.textContent;
+    } else {
+      list.replaceChildren(...items);
+    }
     // Context from the documents, as they arrive.
     const byDoc = new Map();
     results.forEach((hit, i) => {
@@ -670,8 +691,46 @@
     });
     const seq = state.searchSeq;
     for (const [docId, indexes] of byDoc) {
-      addContext(docId, indexes.map((i) => [results[i], list.children[i]]), pattern, seq);
+      addContext(docId, indexes.map((i) => [results[i], items[i]]), pattern, seq);
     }
+  }
+
+  /** The highlights of `hit` (byte spans of its document) that lie within `start..end`. */
+  function highlightsIn(hit, start, end) {
+    return (Array.isArray(hit.highlights) ? hit.highlights : [])
+      .filter((h) => Number.isInteger(h.start) && Number.isInteger(h.end) && h.start >= start && h.end <= end && h.start < h.end)
+      .sort((a, b) => a.start - b.start);
+  }
+
+  /**
+   * Appends `text` (the document's bytes `start..` as a string) to `parent`: the highlighted
+   * sentences in <mark class="hl">, the query's words marked inside and outside them.
+   */
+  function appendPassage(parent, text, start, highlights, pattern) {
+    const bytes = utf8.encode(text);
+    let at = 0;
+    const pieces = [];
+    for (const h of highlights) {
+      const s = h.start - start;
+      const e = h.end - start;
+      if (s < at || e > bytes.length) continue;
+      if (s > at) pieces.push([decodeBytes(bytes, at, s), false]);
+      pieces.push([decodeBytes(bytes, s, e), true]);
+      at = e;
+    }
+    if (at < bytes.length) pieces.push([decodeBytes(bytes, at, bytes.length), false]);
+    pieces.forEach(([piece, marked], i) => {
+      let shown = piece.replace(/[ \t]*\n\s*/g, '\n');
+      if (i === 0) shown = shown.trimStart();
+      if (i === pieces.length - 1) shown = shown.trimEnd();
+      if (marked) {
+        const mark = el('mark', { className: 'hl', title: 'The sentence that best answers the question' });
+        appendMarked(mark, shown, pattern);
+        parent.append(mark);
+      } else {
+        appendMarked(parent, shown, pattern);
+      }
+    });
   }
 
   function renderHit(hit, i, q, pattern, scale) {
@@ -688,7 +747,7 @@
     }
     const title = hit.metadata && typeof hit.metadata.title === 'string' ? hit.metadata.title : null;
     const passage = el('span', { className: 'passage' });
-    appendMarked(passage, tidy(hit.text), pattern);
+    appendPassage(passage, hit.text, hit.start, highlightsIn(hit, hit.start, hit.end), pattern);
     const chips = Object.entries(hit.metadata || {}).filter(([k]) => k !== 'title').slice(0, 4)
       .map(([k, v]) => el('span', { className: 'chip' }, `${k}: ${metadataText(v)}`));
     return el('li', { className: 'hit', dataset: { chunk: hit.chunk_id } },
@@ -731,7 +790,7 @@
       appendMarked(before, ctx.before, pattern);
       appendMarked(after, ctx.after, pattern);
       passage.replaceChildren();
-      appendMarked(passage, ctx.passage, pattern);
+      appendPassage(passage, hit.text, hit.start, highlightsIn(hit, hit.start, hit.end), pattern);
     }
   }
 

@@ -144,11 +144,13 @@ async fn run(
     include_metadata: bool,
 ) -> Result<Json<SearchResponse>, ApiError> {
     let started = Instant::now();
+    let shape = request.shape.clone();
     let results = state
         .service()?
         .search(collection, query, request, reads)
         .await?;
-    let mut response = SearchResponse::new(results, started.elapsed().as_secs_f64() * 1000.0);
+    let mut response =
+        SearchResponse::new(results, &shape, started.elapsed().as_secs_f64() * 1000.0);
     metadata_budget::apply(
         &mut response.results,
         include_metadata,

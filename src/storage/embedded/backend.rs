@@ -449,6 +449,10 @@ impl Backend for EmbeddedBackend {
         Ok(self.read_index().search_among(vector, ids, ids.len())?)
     }
 
+    fn vectors_by_ids(&self, ids: &[u64]) -> Result<HashMap<u64, Vec<f32>>> {
+        Ok(self.read_index().vectors_of(ids).into_iter().collect())
+    }
+
     fn lexical_among(&self, text: &str, ids: &[u64]) -> Result<Vec<Hit>> {
         Ok(self.lexical.score_among(text, ids)?)
     }

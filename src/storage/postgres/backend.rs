@@ -629,6 +629,17 @@ impl Backend for PostgresBackend {
         Ok(hits(&rows))
     }
 
+    fn vectors_by_ids(&self, ids: &[u64]) -> Result<HashMap<u64, Vec<f32>>> {
+        let rows = self.client()?.query(
+            "SELECT id, embedding FROM semdex_chunks WHERE collection = $1 AND id = ANY($2)",
+            &[&self.collection, &ids_param(ids)],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, Vector>(1).to_vec()))
+            .collect())
+    }
+
     fn lexical_among(&self, text: &str, ids: &[u64]) -> Result<Vec<Hit>> {
         let terms = crate::lexical::analyzer::query_terms(text);
         if terms.is_empty() || ids.is_empty() {
