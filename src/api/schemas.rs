@@ -3,7 +3,9 @@
 //! served spec's one model-dependent bound.
 
 use utoipa::openapi::RefOr;
-use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::schema::{
+    ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
 use utoipa::{PartialSchema, ToSchema};
 
 use super::openai_tokens::TokenEncoding;
@@ -32,7 +34,13 @@ fn token_id() -> ObjectBuilder {
 pub fn metadata_filter() -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::Object)
-        .additional_properties(Some(ObjectBuilder::new().min_properties(Some(1))))
+        // Any value; an object (operators) needs one entry at least. Without the explicit
+        // "any type", utoipa would say every entry is an object, and a plain value is one.
+        .additional_properties(Some(
+            ObjectBuilder::new()
+                .schema_type(SchemaType::AnyValue)
+                .min_properties(Some(1)),
+        ))
 }
 
 impl PartialSchema for Inputs {
