@@ -617,18 +617,24 @@ fn the_default_collection_round_trips_through_the_command_line() {
         };
         assert_eq!(query("copy"), query("default"), "{mode}");
     }
-    let refused = semdex(&[
-        "restore",
-        archive_arg,
-        "--data-dir",
-        data_arg,
-        "--collection",
-        "copy",
-    ])
-    .output()
-    .unwrap();
-    assert!(!refused.status.success());
-    let message = String::from_utf8_lossy(&refused.stderr);
+    let restore_refused = |snapshot: &str, collection: &str| -> String {
+        let out = semdex(&[
+            "restore",
+            snapshot,
+            "--data-dir",
+            data_arg,
+            "--collection",
+            collection,
+        ])
+        .output()
+        .unwrap();
+        assert!(
+            !out.status.success(),
+            "restore {snapshot} into {collection}"
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let message = restore_refused(archive_arg, "copy");
     assert!(message.contains("--replace"), "{message}");
     run(&[
         "restore",
@@ -639,26 +645,6 @@ fn the_default_collection_round_trips_through_the_command_line() {
         "copy",
         "--replace",
     ]);
-    let refused = semdex(&[
-        "restore",
-        archive_arg,
-        "--data-dir",
-        data_arg,
-        "--collection",
-        "default",
-    ])
-    .output()
-    .unwrap();
-    assert!(!refused.status.success());
-    let refused = semdex(&[
-        "restore",
-        seeds,
-        "--data-dir",
-        data_arg,
-        "--collection",
-        "x",
-    ])
-    .output()
-    .unwrap();
-    assert!(!refused.status.success(), "a folder is no snapshot");
+    restore_refused(archive_arg, "default");
+    restore_refused(seeds, "x");
 }

@@ -51,6 +51,17 @@ struct Manifest {
 }
 
 impl Manifest {
+    /// Writes it durably as `dir`'s settings file.
+    fn write_into(&self, dir: &Path) -> Result<()> {
+        let path = dir.join(MANIFEST);
+        let text = serde_json::to_vec_pretty(self).map_err(|e| StorageError::Manifest {
+            name: self.name.clone(),
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        write_durably(&path, &text).map_err(io_error(&self.name, "writing", dir))
+    }
+
     fn record(&self) -> CollectionRecord {
         CollectionRecord {
             name: self.name.clone(),
@@ -235,14 +246,7 @@ impl Catalog for EmbeddedCatalog {
             chunk_overlap: chunk.chunk_overlap,
         };
         let placed = (|| {
-            let text =
-                serde_json::to_vec_pretty(&manifest).map_err(|e| StorageError::Manifest {
-                    name: name.to_string(),
-                    path: staging.join(MANIFEST),
-                    message: e.to_string(),
-                })?;
-            write_durably(&staging.join(MANIFEST), &text)
-                .map_err(io_error(name, "writing", &staging))?;
+            manifest.write_into(&staging)?;
             sync_dir(&staging).map_err(io_error(name, "syncing", &staging))?;
             std::fs::rename(&staging, &dir).map_err(io_error(name, "renaming", &staging))?;
             sync_dir(&parent).map_err(io_error(name, "syncing", &parent))

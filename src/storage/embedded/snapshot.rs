@@ -442,13 +442,7 @@ impl Snapshots for EmbeddedCatalog {
             chunk_tokens: staged.record.chunk.chunk_tokens,
             chunk_overlap: staged.record.chunk.chunk_overlap,
         };
-        let text = serde_json::to_vec_pretty(&settings).map_err(|e| StorageError::Manifest {
-            name: name.to_string(),
-            path: staging.join(MANIFEST),
-            message: e.to_string(),
-        })?;
-        write_durably(&staging.join(MANIFEST), &text)
-            .map_err(io_error(name, "writing", &staging))?;
+        settings.write_into(&staging)?;
         if cancel.is_cancelled() {
             return Err(SnapshotError::Cancelled.into());
         }
