@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod plot;
 pub mod qa;
 pub mod speed;
+pub mod vecs;
