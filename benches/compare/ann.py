@@ -65,15 +65,16 @@ def recall(found_ids, found_scores, truth_ids, truth_scores, k=10):
     return total / len(found_ids)
 
 
-def sweep(search, set_ef, queries, efs, truth, threads_note):
+def sweep(search, set_ef, queries, efs, truth):
+    """Per ef: (recall@10, queries/s by the clock, queries per CPU-second of this process)."""
     rows = {}
     for ef in efs:
         set_ef(max(ef, 10))
         search(queries[: min(100, len(queries))])  # warm-up, untimed
-        t = time.perf_counter()
+        c, t = time.process_time(), time.perf_counter()
         ids, scores = search(queries)
-        qps = len(queries) / (time.perf_counter() - t)
-        rows[ef] = (recall(ids, scores, *truth), qps)
+        wall, cpu = time.perf_counter() - t, time.process_time() - c
+        rows[ef] = (recall(ids, scores, *truth), len(queries) / wall, len(queries) / cpu)
     return rows
 
 
@@ -85,12 +86,29 @@ def rss_mb():
     return 0.0
 
 
+def reused(path):
+    """The build figures of an index file a previous run left, if --reuse allows it."""
+    try:
+        with open(path + ".json") as f:
+            return json.load(f)
+    except OSError:
+        return None
+
+
+def remember(path, build_s, memory_mb):
+    with open(path + ".json", "w") as f:
+        json.dump({"build_s": build_s, "memory_mb": memory_mb}, f)
+
+
 class Hnswlib:
     name = "hnswlib"
 
     def __init__(self, args, base, path):
         import hnswlib
         self.path, self.dim, self.n = path, base.shape[1], base.shape[0]
+        if args.reuse and (old := reused(path)):
+            self.build_s, self.memory_mb = old["build_s"], old["memory_mb"]
+            return
         index = hnswlib.Index(space="ip", dim=self.dim)
         before = rss_mb()
         t = time.perf_counter()
@@ -100,6 +118,7 @@ class Hnswlib:
         self.build_s = time.perf_counter() - t
         self.memory_mb = rss_mb() - before
         index.save_index(path)
+        remember(path, self.build_s, self.memory_mb)
 
     def open(self, threads):
         import hnswlib
@@ -119,6 +138,9 @@ class Faiss:
         import faiss
         self.path = path
         self.name = "faiss HNSWSQ8" if quantised else "faiss HNSWFlat"
+        if args.reuse and (old := reused(path)):
+            self.build_s, self.memory_mb = old["build_s"], old["memory_mb"]
+            return
         faiss.omp_set_num_threads(args.threads)
         d = base.shape[1]
         if quantised:
@@ -134,6 +156,7 @@ class Faiss:
         self.build_s = time.perf_counter() - t
         self.memory_mb = rss_mb() - before
         faiss.write_index(index, path)
+        remember(path, self.build_s, self.memory_mb)
 
     def open(self, threads):
         import faiss
@@ -157,8 +180,11 @@ class Semdex:
         self.args, self.files, self.index_dir = args, files, index_dir
         report = self.run(1)
         self.build_s = report["build_s"]
-        self.first = report
         self.memory_mb = report["index_bytes"] / 2**20
+        if self.build_s is None:  # an index a previous run built
+            self.build_s = (reused(index_dir) or {}).get("build_s")
+        else:
+            remember(index_dir, self.build_s, self.memory_mb)
 
     def run(self, threads):
         base, queries, gt = self.files
@@ -169,12 +195,13 @@ class Semdex:
 
     def rows(self, threads):
         report = self.run(threads)
-        return {r["ef"]: (r["recall@10"], r["qps"]) for r in report["results"]}, report
+        return {r["ef"]: (r["recall@10"], r["qps"], r.get("cpu_qps") or 0.0) for r in report["results"]}, report
 
 
-def at_recall(rows, target):
-    """The best queries/s among the efs whose recall@10 reaches `target` (None: none does)."""
-    ok = [qps for (r, qps) in rows.values() if r >= target]
+def at_recall(rows, target, column=1):
+    """The best queries/s (column 1: by the clock, 2: per CPU-second) among the efs whose
+    recall@10 reaches `target` (None: none does)."""
+    ok = [row[column] for row in rows.values() if row[0] >= target]
     return max(ok) if ok else None
 
 
@@ -196,6 +223,8 @@ def main():
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--engines", default="semdex,hnswlib,faiss,faiss-sq")
     p.add_argument("--json", help="write every figure to this file")
+    p.add_argument("--reuse", action="store_true",
+                   help="use the peers' and semdex's indexes a previous run left in --work instead of building")
     args = p.parse_args()
     os.makedirs(args.work, exist_ok=True)
     efs = [int(e) for e in args.ef.split(",")]
@@ -238,7 +267,8 @@ def main():
         print(f"building {name}...", file=sys.stderr)
         if name == "semdex":
             index_dir = os.path.join(args.work, "semdex-index")
-            subprocess.run(["rm", "-rf", index_dir], check=True)
+            if not args.reuse:
+                subprocess.run(["rm", "-rf", index_dir], check=True)
             built.append(Semdex(args, files, index_dir))
         elif name == "hnswlib":
             built.append(Hnswlib(args, base, os.path.join(args.work, "hnswlib.bin")))
@@ -246,7 +276,7 @@ def main():
             built.append(Faiss(args, base, os.path.join(args.work, "faiss-hnswflat.bin"), False))
         elif name == "faiss-sq":
             built.append(Faiss(args, base, os.path.join(args.work, "faiss-hnswsq8.bin"), True))
-        print(f"  {built[-1].name}: {built[-1].build_s:.1f} s", file=sys.stderr)
+        print(f"  {built[-1].name}: {built[-1].build_s} s", file=sys.stderr)
 
     best = {}
     semdex_open = []
@@ -259,42 +289,48 @@ def main():
                     semdex_open.append(report.get("open_s"))
                 else:
                     search, set_ef = engine.open(threads)
-                    rows = sweep(search, set_ef, queries, efs, truth, threads)
+                    rows = sweep(search, set_ef, queries, efs, truth)
                     del search, set_ef
                 key = (engine.name, threads)
                 old = best.setdefault(key, {})
-                for ef, (r, qps) in rows.items():
-                    if ef not in old or qps > old[ef][1]:
-                        old[ef] = (r, qps)
+                for ef, row in rows.items():
+                    if ef not in old:
+                        old[ef] = row
+                    else:  # the best round, by each measure
+                        old[ef] = (row[0], max(old[ef][1], row[1]), max(old[ef][2], row[2]))
 
     names = [e.name for e in built]
     for threads in sorted({1, args.threads}):
-        print(f"\nrecall@10 / queries per second, {threads} search thread(s); {n} vectors, {len(queries)} queries")
-        print(f"{'engine':<16}{'build s':>9}" + "".join(f"{'ef ' + str(e):>17}" for e in efs))
+        print(f"\nrecall@10 / queries per second by the clock (per CPU-second), {threads} search thread(s); "
+              f"{n} vectors, {len(queries)} queries")
+        print(f"{'engine':<16}{'build s':>9}" + "".join(f"{'ef ' + str(e):>24}" for e in efs))
         for e in built:
             rows = best[(e.name, threads)]
-            print(f"{e.name:<16}{e.build_s:>9.1f}" + "".join(f"{rows[ef][0]:>9.4f}/{rows[ef][1]:<7.0f}" for ef in efs))
-        print(f"\nqueries/s at recall@10 >= target ({threads} thread(s))")
-        print(f"{'engine':<16}" + "".join(f"{t:>10}" for t in TARGETS))
-        for name in names:
-            rows = best[(name, threads)]
-            cells = [at_recall(rows, t) for t in TARGETS]
-            print(f"{name:<16}" + "".join(f"{c:>10.0f}" if c else f"{'-':>10}" for c in cells))
-        if "semdex" in names:
-            ours = best[("semdex", threads)]
-            for peer in [x for x in names if x != "semdex"]:
-                theirs = best[(peer, threads)]
-                ratios = []
-                for t in TARGETS:
-                    a, b = at_recall(ours, t), at_recall(theirs, t)
-                    ratios.append(f"{t}: {a / b:.2f}x" if a and b else f"{t}: -")
-                print(f"semdex / {peer} at matched recall: " + ", ".join(ratios))
-    print("\nbuild seconds on", args.threads, "threads:", ", ".join(f"{e.name} {e.build_s:.1f}" for e in built))
-    if "semdex" in names:
-        s = next(e for e in built if e.name == "semdex")
+            build = f"{e.build_s:>9.1f}" if e.build_s is not None else f"{'reused':>9}"
+            print(f"{e.name:<16}{build}" + "".join(
+                f"{rows[ef][0]:>9.4f}/{rows[ef][1]:>6.0f} ({rows[ef][2]:>6.0f})" for ef in efs))
+        for column, label in [(1, "by the clock"), (2, "per CPU-second")]:
+            print(f"\nqueries/s at recall@10 >= target, {threads} thread(s), {label}")
+            print(f"{'engine':<16}" + "".join(f"{t:>10}" for t in TARGETS))
+            for name in names:
+                cells = [at_recall(best[(name, threads)], t, column) for t in TARGETS]
+                print(f"{name:<16}" + "".join(f"{c:>10.0f}" if c else f"{'-':>10}" for c in cells))
+            if "semdex" in names:
+                ours = best[("semdex", threads)]
+                for peer in [x for x in names if x != "semdex"]:
+                    theirs = best[(peer, threads)]
+                    ratios = []
+                    for t in TARGETS:
+                        a, b = at_recall(ours, t, column), at_recall(theirs, t, column)
+                        ratios.append(f"{t}: {a / b:.2f}x" if a and b else f"{t}: -")
+                    print(f"semdex / {peer} at matched recall: " + ", ".join(ratios))
+    print("\nbuild seconds on", args.threads, "threads:",
+          ", ".join(f"{e.name} {e.build_s:.1f}" for e in built if e.build_s is not None))
+    ours = next((e for e in built if e.name == "semdex"), None)
+    if ours is not None and ours.build_s:
         for e in built:
-            if e.name != "semdex":
-                print(f"semdex / {e.name} build speed: {e.build_s / s.build_s:.2f}x")
+            if e.name != "semdex" and e.build_s:
+                print(f"semdex / {e.name} build speed: {e.build_s / ours.build_s:.2f}x")
         print("semdex index reopened in", ", ".join(f"{o:.2f} s" for o in semdex_open if o is not None))
     print("index memory (MiB, peers: RSS growth while building; semdex: its own count):",
           ", ".join(f"{e.name} {e.memory_mb:.0f}" for e in built))

@@ -577,19 +577,30 @@ fn ann(global: &GlobalArgs, args: AnnArgs) -> anyhow::Result<()> {
         report.index_bytes as f64 / 1048576.0,
         report.vector_bytes as f64 / 1048576.0,
     );
+    let cpu = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_default();
     println!(
-        "{:>5} {:>9} {:>10} {:>11} {:>10}",
-        "ef", "recall@1", "recall@10", "recall@100", "queries/s"
+        "{:>5} {:>9} {:>10} {:>11} {:>10} {:>14}",
+        "ef", "recall@1", "recall@10", "recall@100", "queries/s", "per CPU-second"
     );
     println!(
-        "{:>5} {:>9} {:>10.4} {:>11} {:>10.0}",
-        "exact", "", report.exact.recall_10, "", report.exact.qps
+        "{:>5} {:>9} {:>10.4} {:>11} {:>10.0} {:>14}",
+        "exact",
+        "",
+        report.exact.recall_10,
+        "",
+        report.exact.qps,
+        cpu(report.exact.cpu_qps)
     );
     for r in &report.rows {
         let wide = r.recall_100.map(|v| format!("{v:.4}")).unwrap_or_default();
         println!(
-            "{:>5} {:>9.4} {:>10.4} {:>11} {:>10.0}",
-            r.ef, r.recall_1, r.recall_10, wide, r.qps
+            "{:>5} {:>9.4} {:>10.4} {:>11} {:>10.0} {:>14}",
+            r.ef,
+            r.recall_1,
+            r.recall_10,
+            wide,
+            r.qps,
+            cpu(r.cpu_qps)
         );
     }
     if !report.quantisation.is_empty() {

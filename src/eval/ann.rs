@@ -46,6 +46,10 @@ pub struct AnnRow {
     pub recall_100: Option<f64>,
     /// Queries per second at k = 10 over all search threads.
     pub qps: f64,
+    /// Queries per second of CPU time the search threads ran for: on a shared machine, the
+    /// speed without the time other processes took from them (Linux only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_qps: Option<f64>,
 }
 
 /// Exact search's speed, the baseline of every row.
@@ -56,6 +60,9 @@ pub struct ExactRow {
     pub recall_10: f64,
     /// Queries per second at k = 10 over a contiguous f32 matrix, all search threads.
     pub qps: f64,
+    /// Queries per second of the search threads' CPU time.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_qps: Option<f64>,
 }
 
 /// Recall@10 of a flat scan of quantised codes whose best `k · oversampling` are rescored in
@@ -190,18 +197,30 @@ fn flat(base: &[(VectorId, Vec<f32>)]) -> Result<FlatIndex, IndexError> {
     Ok(exact)
 }
 
-/// Runs `search` for every query on `threads` threads; returns the results and queries/s.
+/// Nanoseconds the calling thread has run on a CPU (`/proc/thread-self/schedstat`; 0 where
+/// there is none).
+fn thread_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/thread-self/schedstat")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Speed of one pass over the queries.
+struct Timing {
+    qps: f64,
+    cpu_qps: Option<f64>,
+}
+
+/// Runs `search` for every query on `threads` threads; returns the results and their speed,
+/// by the clock and by the CPU time the threads were given.
 fn timed<T: Send>(
     queries: &[Vec<f32>],
-    threads: usize,
+    pool: &rayon::ThreadPool,
     search: impl Fn(&[f32]) -> Result<T, IndexError> + Sync,
-) -> Result<(Vec<T>, f64), IndexError> {
-    // A pool of exactly `threads`, also for one: searches that split their own work (exact
-    // scans of large sets) then stay on the threads measured.
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(threads.max(1))
-        .build()
-        .map_err(|e| IndexError::Params(e.to_string()))?;
+) -> Result<(Vec<T>, Timing), IndexError> {
+    let cpu = || pool.broadcast(|_| thread_cpu_ns()).iter().sum::<u64>();
+    let cpu_before = cpu();
     let started = Instant::now();
     let found: Vec<T> = pool.install(|| {
         queries
@@ -209,8 +228,14 @@ fn timed<T: Send>(
             .map(|q| search(q))
             .collect::<Result<_, _>>()
     })?;
-    let qps = queries.len() as f64 / started.elapsed().as_secs_f64();
-    Ok((found, qps))
+    let elapsed = started.elapsed().as_secs_f64();
+    let cpu_ns = cpu().saturating_sub(cpu_before);
+    let n = queries.len() as f64;
+    let timing = Timing {
+        qps: n / elapsed,
+        cpu_qps: (cpu_ns > 0 && cpu_before > 0).then(|| n / (cpu_ns as f64 / 1e9)),
+    };
+    Ok((found, timing))
 }
 
 /// Builds semdex's index over `base` and measures it against exact search with `queries`,
@@ -264,12 +289,19 @@ pub fn benchmark(
         }
     };
 
+    // A pool of exactly `threads`, also for one: searches that split their own work (exact
+    // scans of large sets) then stay on the threads measured.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| IndexError::Params(e.to_string()))?;
     let exact = flat(base)?;
     let exactly = SearchParams { ef: 0, exact: true };
-    let (found, exact_qps) = timed(queries, threads, |q| exact.search(q, 10, exactly, None))?;
+    let (found, timing) = timed(queries, &pool, |q| exact.search(q, 10, exactly, None))?;
     let exact_row = ExactRow {
         recall_10: mean_recall(&found, truth, 10),
-        qps: exact_qps,
+        qps: timing.qps,
+        cpu_qps: timing.cpu_qps,
     };
     drop(exact);
 
@@ -278,12 +310,12 @@ pub fn benchmark(
     for &ef in &options.efs {
         let graph = SearchParams { ef, exact: false };
         // One untimed pass warms the caches (and a mapped index's pages), as a server's are.
-        timed(&queries[..queries.len().min(100)], threads, |q| {
+        timed(&queries[..queries.len().min(100)], &pool, |q| {
             index.search(q, 10, graph, None)
         })?;
-        let (found, qps) = timed(queries, threads, |q| index.search(q, 10, graph, None))?;
+        let (found, timing) = timed(queries, &pool, |q| index.search(q, 10, graph, None))?;
         let recall_100 = if deep {
-            let (wide, _) = timed(queries, threads, |q| index.search(q, 100, graph, None))?;
+            let (wide, _) = timed(queries, &pool, |q| index.search(q, 100, graph, None))?;
             Some(mean_recall(&wide, truth, 100))
         } else {
             None
@@ -293,7 +325,8 @@ pub fn benchmark(
             recall_1: mean_recall(&found, truth, 1),
             recall_10: mean_recall(&found, truth, 10),
             recall_100,
-            qps,
+            qps: timing.qps,
+            cpu_qps: timing.cpu_qps,
         });
     }
     Ok(AnnReport {

@@ -13,18 +13,17 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::sync::Arc;
 
-use hnsw_rs::prelude::{DistDot, Hnsw, Point};
+use hnsw_rs::prelude::{Hnsw, Point};
+
+use super::kernels::UnitDot;
 use rayon::prelude::*;
 
 use super::VectorId;
-use super::kernels::{dot_u8_i8, prefetch};
+use super::kernels::{CodeScore, Dispatched, prefetch};
 use super::quant::{QuantizedQuery, ScalarQuantizer};
 
 /// Marks a node without upper layers in [`FrozenGraph::upper_at`].
 const NO_UPPER: u32 = u32::MAX;
-
-/// Neighbour codes prefetched ahead of the one being scored.
-const PREFETCH_AHEAD: usize = 3;
 
 /// The links and codes of a frozen graph.
 #[derive(Debug, Clone, PartialEq)]
@@ -109,7 +108,7 @@ impl FrozenGraph {
     /// graph and each node's hnsw_rs point, in node order (for the caller to copy the f32
     /// vectors wherever they go).
     pub fn from_hnsw<'b>(
-        graph: &Hnsw<'b, f32, DistDot>,
+        graph: &Hnsw<'b, f32, UnitDot>,
         dimension: usize,
     ) -> (Self, Vec<Arc<Point<'b, f32>>>) {
         let mut points: Vec<Arc<Point<'b, f32>>> = if graph.get_nb_point() == 0 {
@@ -336,14 +335,41 @@ impl FrozenGraph {
         if self.ids.is_empty() || ef == 0 {
             return Vec::new();
         }
+        #[cfg(target_arch = "x86_64")]
+        if super::kernels::has_vnni() {
+            // SAFETY: the CPU has the features `search_vnni` is compiled for.
+            return unsafe { self.search_vnni(query, ef, &keep) };
+        }
+        self.search_with::<Dispatched>(query, ef, &keep)
+    }
+
+    /// [`FrozenGraph::search`] compiled for AVX-512 VNNI, its kernel inlined.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn search_vnni(
+        &self,
+        query: &QuantizedQuery,
+        ef: usize,
+        keep: &impl Fn(u32) -> bool,
+    ) -> Vec<(i32, u32)> {
+        self.search_with::<super::kernels::Vnni>(query, ef, keep)
+    }
+
+    #[inline(always)]
+    fn search_with<S: CodeScore>(
+        &self,
+        query: &QuantizedQuery,
+        ef: usize,
+        keep: &impl Fn(u32) -> bool,
+    ) -> Vec<(i32, u32)> {
         let q = query.weights.as_slice();
         let mut node = self.entry;
-        let mut best = dot_u8_i8(self.code(node), q);
+        let mut best = S::score(self.code(node), q);
         for level in (1..=self.max_level).rev() {
             loop {
                 let mut moved = false;
                 for &nb in self.neighbours_up(node, level) {
-                    let score = dot_u8_i8(self.code(nb), q);
+                    let score = S::score(self.code(nb), q);
                     if score > best {
                         best = score;
                         node = nb;
@@ -357,13 +383,14 @@ impl FrozenGraph {
         }
         SCRATCH.with_borrow_mut(|s| {
             s.begin(self.ids.len());
-            self.beam(q, node, best, ef, &keep, s);
+            self.beam::<S>(q, node, best, ef, keep, s);
             s.results.drain().map(|Reverse(hit)| hit).collect()
         })
     }
 
     /// The layer-0 beam search from `entry` (hnswlib's `searchBaseLayerST`).
-    fn beam(
+    #[inline(always)]
+    fn beam<S: CodeScore>(
         &self,
         q: &[i8],
         entry: u32,
@@ -389,20 +416,23 @@ impl FrozenGraph {
             if score < floor {
                 break;
             }
+            // The neighbours not seen yet (the visited marks mostly sit in L2)...
             fresh.clear();
             for &nb in self.neighbours0(node) {
                 if s.visit(nb) {
                     fresh.push(nb);
                 }
             }
-            for &nb in fresh.iter().take(PREFETCH_AHEAD) {
-                prefetch(self.code(nb).as_ptr(), code_bytes);
+            // ... scored with the next one's codes on their way: one row ahead keeps the
+            // line fill buffers from overflowing (more stalled the loop).
+            if let Some(&first) = fresh.first() {
+                prefetch(self.code(first).as_ptr(), code_bytes);
             }
             for (i, &nb) in fresh.iter().enumerate() {
-                if let Some(&ahead) = fresh.get(i + PREFETCH_AHEAD) {
+                if let Some(&ahead) = fresh.get(i + 1) {
                     prefetch(self.code(ahead).as_ptr(), code_bytes);
                 }
-                let score = dot_u8_i8(self.code(nb), q);
+                let score = S::score(self.code(nb), q);
                 if s.results.len() < ef || score > floor {
                     s.candidates.push((score, nb));
                     if keep(nb) {
@@ -441,7 +471,7 @@ mod tests {
                 v
             })
             .collect();
-        let graph = Hnsw::<f32, DistDot>::new(8, 300, 16, 50, DistDot);
+        let graph = Hnsw::<f32, UnitDot>::new(8, 300, 16, 50, UnitDot);
         for (i, v) in vectors.iter().enumerate() {
             graph.insert_slice((v, i * 3));
         }

@@ -22,7 +22,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hnsw_rs::prelude::{DistDot, Hnsw};
+use hnsw_rs::prelude::Hnsw;
+
+use super::kernels::UnitDot;
 use parking_lot::Mutex;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -61,8 +63,10 @@ const FOLD_FROM: usize = 2048;
 /// query scores the whole tail, each fold rewrites the whole segment.
 const FOLD_SHARE: usize = 64;
 const FOLD_AT_MOST: usize = 16_384;
-/// Rows rescored ahead of the one being scored are prefetched this far.
-const RESCORE_PREFETCH: usize = 4;
+/// Candidates rescored in f32 per result asked for (at least [`RESCORE_AT_LEAST`]): the
+/// 8-bit scores rank the true top k within the first few k (benches/README.md).
+const RESCORE_PER_RESULT: usize = 4;
+const RESCORE_AT_LEAST: usize = 40;
 
 /// Graph parameters. Defaults were chosen by measured recall (benches/README.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -185,7 +189,7 @@ pub struct HnswIndex {
     frozen: Option<Arc<Frozen>>,
     /// hnsw_rs's graph of exactly the frozen nodes, kept in memory while no segment on disk
     /// holds its dump (a graph frozen in memory).
-    graph: Option<Hnsw<'static, f32, DistDot>>,
+    graph: Option<Hnsw<'static, f32, UnitDot>>,
     /// One bit per frozen node: tombstoned.
     deleted: Vec<u64>,
     /// Bits set in `deleted`.
@@ -635,7 +639,7 @@ impl HnswIndex {
             t
         };
         let row = |node: usize| frozen.row(node);
-        let write = |graph: Option<&Hnsw<'_, f32, DistDot>>| {
+        let write = |graph: Option<&Hnsw<'_, f32, UnitDot>>| {
             segment::write(
                 &segment_dir,
                 self.params,
@@ -736,27 +740,33 @@ impl HnswIndex {
         top_k(hits, k)
     }
 
-    /// The frozen graph's `ef` best candidates that `keep` admits, rescored in f32.
+    /// The frozen graph's best candidates (of `ef` searched) that `filter` admits, the first
+    /// `rescore` of them by 8-bit score rescored in f32.
     fn frozen_hits(
         &self,
         frozen: &Frozen,
         query: &[f32],
         ef: usize,
+        rescore: usize,
         filter: Option<Filter<'_>>,
     ) -> Vec<Hit> {
         let prepared = frozen.graph.prepare(query);
         let ids = &frozen.graph.ids;
-        let found = if self.deleted_count == 0 && filter.is_none() {
+        let mut found = if self.deleted_count == 0 && filter.is_none() {
             frozen.graph.search(&prepared, ef, |_| true)
         } else {
             frozen.graph.search(&prepared, ef, |node| {
                 !self.is_deleted(node) && filter.is_none_or(|f| f(ids[node as usize]))
             })
         };
+        if found.len() > rescore && rescore > 0 {
+            found.select_nth_unstable_by(rescore - 1, |a, b| b.cmp(a));
+            found.truncate(rescore);
+        }
         let d = frozen.graph.dimension;
         let mut hits = Vec::with_capacity(found.len());
         for (i, &(_, node)) in found.iter().enumerate() {
-            if let Some(&(_, ahead)) = found.get(i + RESCORE_PREFETCH) {
+            if let Some(&(_, ahead)) = found.get(i + 1) {
                 prefetch(frozen.row(ahead as usize).as_ptr().cast(), d * 4);
             }
             hits.push(Hit {
@@ -773,7 +783,7 @@ enum Base {
     /// No graph yet: a new one.
     Empty,
     /// Kept in memory.
-    Memory(Hnsw<'static, f32, DistDot>),
+    Memory(Hnsw<'static, f32, UnitDot>),
     /// The segment's dump (the frozen graph is kept for a rebuild if the dump is unusable).
     Disk(Home, Arc<Frozen>),
     /// Nowhere: rebuilt from the frozen graph's vectors.
@@ -798,7 +808,7 @@ pub struct FoldJob {
 /// The graph a [`FoldJob`] made, for [`HnswIndex::finish_fold`].
 pub struct Folded {
     frozen: Frozen,
-    graph: Option<Hnsw<'static, f32, DistDot>>,
+    graph: Option<Hnsw<'static, f32, UnitDot>>,
     taken: usize,
     lineage: u64,
 }
@@ -822,7 +832,7 @@ impl FoldJob {
     }
 
     /// hnsw_rs's graph, if the job holds it in memory (to give back after a failure).
-    fn base_graph(&mut self) -> Option<Hnsw<'static, f32, DistDot>> {
+    fn base_graph(&mut self) -> Option<Hnsw<'static, f32, UnitDot>> {
         match self.base.take() {
             Some(Base::Memory(graph)) => Some(graph),
             other => {
@@ -884,17 +894,17 @@ impl FoldJob {
         }
     }
 
-    fn new_graph(&self, points: usize) -> Hnsw<'static, f32, DistDot> {
+    fn new_graph(&self, points: usize) -> Hnsw<'static, f32, UnitDot> {
         Hnsw::new(
             self.params.m,
             points.max(self.capacity).max(1024),
             MAX_LAYERS,
             self.params.ef_construction,
-            DistDot,
+            UnitDot,
         )
     }
 
-    fn folded(&self, frozen: Frozen, graph: Option<Hnsw<'static, f32, DistDot>>) -> Folded {
+    fn folded(&self, frozen: Frozen, graph: Option<Hnsw<'static, f32, UnitDot>>) -> Folded {
         Folded {
             frozen,
             graph,
@@ -907,7 +917,7 @@ impl FoldJob {
     /// segment there. Returns the frozen graph and whether it was written.
     fn grow_and_freeze(
         &self,
-        graph: &Hnsw<'_, f32, DistDot>,
+        graph: &Hnsw<'_, f32, UnitDot>,
         segment_dir: Option<&Path>,
         progress: &dyn Progress,
     ) -> Result<(Frozen, bool)> {
@@ -1022,9 +1032,15 @@ impl VectorIndex for HnswIndex {
             return Ok(top_k(tail, k));
         };
         let n = frozen.graph.len();
+        // A walk over every vector (ef ≥ n) rescores every one: that search is exact.
+        let rescore = if params.ef >= n {
+            n
+        } else {
+            (k * RESCORE_PER_RESULT).max(RESCORE_AT_LEAST)
+        };
         let mut ef = params.ef.max(k);
         loop {
-            let mut hits = self.frozen_hits(frozen, query, ef, filter);
+            let mut hits = self.frozen_hits(frozen, query, ef, rescore, filter);
             // Tombstones and filters can leave fewer than k: widen the search and retry.
             if hits.len() + tail.len() >= k.min(live) || ef >= n {
                 hits.extend_from_slice(&tail);

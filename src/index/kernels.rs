@@ -60,6 +60,53 @@ pub fn dot_u8_i8(codes: &[u8], weights: &[i8]) -> i32 {
     (KERNELS.dot_u8_i8)(codes, weights)
 }
 
+/// hnsw_rs's distance between unit vectors, `1 − dot`, computed by [`dot`] (hnsw_rs's own
+/// `DistDot` uses a generic SIMD kernel; building a graph spends about half its time here),
+/// and never below 0 (rounding can push a dot product past 1; hnsw_rs asserts on it).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct UnitDot;
+
+impl hnsw_rs::prelude::Distance<f32> for UnitDot {
+    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
+        (1.0 - dot(a, b)).max(0.0)
+    }
+}
+
+/// A u8 × i8 dot product chosen at compile time, so that a search loop specialised for one
+/// instruction set (see [`has_vnni`]) inlines it instead of calling through a pointer.
+pub(crate) trait CodeScore {
+    /// Σ codes[i] · weights[i].
+    fn score(codes: &[u8], weights: &[i8]) -> i32;
+}
+
+/// The kernel picked at run time, through a function pointer.
+pub(crate) struct Dispatched;
+
+impl CodeScore for Dispatched {
+    #[inline(always)]
+    fn score(codes: &[u8], weights: &[i8]) -> i32 {
+        dot_u8_i8(codes, weights)
+    }
+}
+
+/// The AVX-512 VNNI kernel, for loops compiled with those features.
+#[cfg(target_arch = "x86_64")]
+pub(crate) struct Vnni;
+
+#[cfg(target_arch = "x86_64")]
+impl CodeScore for Vnni {
+    #[inline(always)]
+    fn score(codes: &[u8], weights: &[i8]) -> i32 {
+        // SAFETY: only used by code that runs after `has_vnni()` returned true.
+        unsafe { x86::dot_u8_i8_vnni_impl(codes, weights) }
+    }
+}
+
+/// Whether the CPU has AVX-512 F, BW and VNNI (the kernels picked are those).
+pub(crate) fn has_vnni() -> bool {
+    KERNELS.name == "avx512-vnni"
+}
+
 /// The instruction set the kernels use, for logs and benchmark reports.
 pub fn kernel_name() -> &'static str {
     KERNELS.name
@@ -196,7 +243,7 @@ mod x86 {
     }
 
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    unsafe fn dot_u8_i8_vnni_impl(codes: &[u8], weights: &[i8]) -> i32 {
+    pub(super) unsafe fn dot_u8_i8_vnni_impl(codes: &[u8], weights: &[i8]) -> i32 {
         let n = codes.len().min(weights.len());
         let (pc, pw) = (codes.as_ptr(), weights.as_ptr());
         let mut acc = [_mm512_setzero_si512(); 2];

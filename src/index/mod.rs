@@ -19,7 +19,7 @@ mod segment;
 pub use flat::FlatIndex;
 pub use frozen::FrozenGraph;
 pub use hnsw::{FoldJob, Folded, HnswIndex, HnswParams, IndexedIds, LoadMiss};
-pub use kernels::{dot, dot_u8_i8, kernel_name};
+pub use kernels::{UnitDot, dot, dot_u8_i8, kernel_name};
 
 /// Identifies an indexed vector (a chunk id).
 pub type VectorId = u64;

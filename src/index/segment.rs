@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use bytemuck::Pod;
 use hnsw_rs::api::AnnT;
 use hnsw_rs::hnswio::{HnswIo, ReloadOptions};
-use hnsw_rs::prelude::{DistDot, Hnsw};
+use hnsw_rs::prelude::Hnsw;
+
+use super::kernels::UnitDot;
 use serde::{Deserialize, Serialize};
 
 use super::dump::{self, DumpError, DumpFile};
@@ -24,7 +26,7 @@ use super::{HnswParams, VectorId};
 /// The meta file naming the current segment.
 pub(crate) const SEGMENT_META: &str = "segment.meta.json";
 /// What wrote a segment: a segment by another layout is rebuilt.
-const WRITER: &str = "semdex frozen graph 1, hnsw_rs 0.3.5";
+const WRITER: &str = "semdex frozen graph 1, hnsw_rs 0.3.5 with UnitDot";
 /// Base name of the hnsw_rs dump files.
 const HNSW_BASENAME: &str = "hnsw";
 const HNSW_FILES: [&str; 2] = ["hnsw.hnsw.graph", "hnsw.hnsw.data"];
@@ -135,7 +137,7 @@ pub(crate) fn write<'a>(
     params: HnswParams,
     frozen: &FrozenGraph,
     row: &dyn Fn(usize) -> &'a [f32],
-    graph: Option<&Hnsw<'_, f32, DistDot>>,
+    graph: Option<&Hnsw<'_, f32, UnitDot>>,
     generation: u64,
     tombstones: Vec<VectorId>,
 ) -> Result<Home, DumpError> {
@@ -297,7 +299,7 @@ pub(crate) fn rows_of(home: &Home, len: usize) -> Result<Rows, String> {
 /// file; the graph lives only for the call.
 pub(crate) fn with_graph<R>(
     home: &Home,
-    work: impl FnOnce(&Hnsw<'_, f32, DistDot>) -> R,
+    work: impl FnOnce(&Hnsw<'_, f32, UnitDot>) -> R,
 ) -> Result<R, String> {
     if !home.graph_dump {
         return Err("the segment holds no hnsw_rs dump".into());
@@ -308,7 +310,7 @@ pub(crate) fn with_graph<R>(
         let options = ReloadOptions::default().set_mmap(true);
         let mut io = HnswIo::new_with_options(&folder, HNSW_BASENAME, options);
         let mut graph = io
-            .load_hnsw::<f32, DistDot>()
+            .load_hnsw::<f32, UnitDot>()
             .map_err(|e| format!("hnsw_rs could not read it: {e}"))?;
         graph.set_searching_mode(false);
         Ok::<_, String>(work(&graph))
