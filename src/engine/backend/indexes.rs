@@ -26,6 +26,14 @@ pub(super) fn open_vector_index(
     progress: &dyn Progress,
 ) -> Result<HnswIndex> {
     let current = store.generation()?;
+    // A loaded index whose exactly searched tail is past its size (a crash, a large catch-up)
+    // has it folded into the graph before searches start.
+    let folded = |mut index: HnswIndex| -> Result<HnswIndex> {
+        if writable && index.fold_due() {
+            index.freeze(Some(dir), progress)?;
+        }
+        Ok(index)
+    };
     match HnswIndex::load(dir, dimension, params) {
         Ok(index) if index.generation() == current => {
             tracing::info!(
@@ -33,11 +41,11 @@ pub(super) fn open_vector_index(
                 generation = current,
                 "loaded the HNSW index from its dump"
             );
-            return Ok(index);
+            return folded(index);
         }
         Ok(index) => {
             if let Some(index) = catch_up(store, index)? {
-                return Ok(index);
+                return folded(index);
             }
         }
         Err(LoadMiss::Absent) => {}
