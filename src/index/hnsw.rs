@@ -16,6 +16,12 @@
 //! and the frozen files, checksummed), `state/` the tail, the tombstones and the store
 //! generation saved by [`HnswIndex::save`]; opening ([`HnswIndex::load`]) reads the frozen
 //! files and maps the f32 vectors, so a large index starts in seconds.
+//!
+//! Locks (parking_lot), in the order they are taken: the owner's lock on the index (a read
+//! lock for searches and [`HnswIndex::save`], the write lock for writes and the two ends of a
+//! fold), then `segment_writes` (one segment write into a directory at a time, by a save or a
+//! fold job, which holds no index lock), then a frozen graph's `home` (held only to read or
+//! record where its segment lies, never over other work).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -1294,6 +1300,91 @@ mod tests {
                 Err(LoadMiss::Unusable(_))
             ),
             "other params: rebuild"
+        );
+    }
+
+    #[test]
+    fn searches_and_writes_go_on_while_folds_run() {
+        use std::sync::atomic::AtomicBool;
+        use std::time::{Duration, Instant};
+
+        let dim = 16;
+        let vectors = random_unit_vectors(3000, dim, 21);
+        let index = Arc::new(parking_lot::RwLock::new(
+            HnswIndex::new(dim, HnswParams::default(), 3000).unwrap(),
+        ));
+        index.write().add(&items(&vectors[..1000], 0)).unwrap();
+        index.write().freeze(None, &NoProgress).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let removed: Arc<Mutex<HashSet<VectorId>>> = Arc::default();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        // A writer adds the rest and removes every seventh vector, step by step, as the
+        // backend does per document; two readers search all along and never see a removed one.
+        let writer = {
+            let (index, removed, vectors) = (index.clone(), removed.clone(), vectors.clone());
+            std::thread::spawn(move || {
+                for (step, chunk) in vectors[1000..].chunks(50).enumerate() {
+                    let first = 1000 + step as VectorId * 50;
+                    let mut ix = index.write();
+                    ix.add(&items(chunk, first)).unwrap();
+                    let gone: Vec<VectorId> =
+                        (first..first + 50).filter(|id| id % 7 == 0).collect();
+                    removed.lock().extend(&gone);
+                    ix.remove(&gone);
+                }
+            })
+        };
+        let readers: Vec<_> = (0..2)
+            .map(|r| {
+                let (index, removed, stop) = (index.clone(), removed.clone(), stop.clone());
+                let queries = random_unit_vectors(20, dim, 30 + r);
+                std::thread::spawn(move || {
+                    let mut searches = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        for q in &queries {
+                            let ix = index.read();
+                            let hits = ix.search(q, 10, approx(32), None).unwrap();
+                            let gone = removed.lock();
+                            assert!(hits.iter().all(|h| !gone.contains(&h.id)));
+                            assert_eq!(hits.len(), 10.min(ix.len()));
+                            searches += 1;
+                        }
+                    }
+                    searches
+                })
+            })
+            .collect();
+        let mut folds = 0;
+        while !writer.is_finished() || index.read().tail_len() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "folds and writes did not finish in time"
+            );
+            let job = index.write().start_fold();
+            let folded = job.run(None).unwrap();
+            index.write().finish_fold(folded).unwrap();
+            folds += 1;
+        }
+        writer.join().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        for reader in readers {
+            assert!(reader.join().unwrap() > 0);
+        }
+        assert!(folds >= 1);
+        let ix = index.read();
+        let gone = removed.lock();
+        assert_eq!(ix.len(), 3000 - gone.len());
+        assert_eq!(ix.frozen_len() + ix.tail_len(), 3000);
+        let mut found = 0;
+        for (id, v) in items(&vectors, 0) {
+            assert_eq!(ix.contains(id), !gone.contains(&id));
+            let hit = ix.search(v, 1, approx(64), None).unwrap()[0];
+            assert!(!gone.contains(&hit.id));
+            found += usize::from(hit.id == id);
+        }
+        assert!(
+            found as f64 >= 0.99 * ix.len() as f64,
+            "{found} live vectors found by themselves"
         );
     }
 
