@@ -2,14 +2,15 @@
 //! latency of one short query (≤ 16 tokens), tokenization included.
 //!
 //! `cargo bench --bench embed`; `SEMDEX_BENCH_BACKENDS=packed,candle` adds the stock
-//! candle-transformers path for comparison. Figures: benches/README.md.
+//! candle-transformers path for comparison, `SEMDEX_BENCH_PRECISIONS=f32` leaves out int8 and
+//! `SEMDEX_KERNELS=avx2` forces a narrower kernel path. Figures: benches/README.md.
 
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use semdex::embed::{BackendKind, Encoder, EncoderOptions};
+use semdex::embed::{BackendKind, Encoder, EncoderOptions, Precision};
 use semdex::eval::speed::{SHORT_QUERIES, passages_of_tokens};
 
 /// As the binary does: the forward pass is measured with the allocator it runs with.
@@ -34,15 +35,31 @@ fn backends() -> Vec<BackendKind> {
         .collect()
 }
 
+fn precisions() -> Vec<Precision> {
+    std::env::var("SEMDEX_BENCH_PRECISIONS")
+        .unwrap_or_else(|_| "f32,int8".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("precision name"))
+        .collect()
+}
+
 fn encode(c: &mut Criterion) {
-    for backend in backends() {
+    let runs = backends().into_iter().flat_map(|backend| {
+        precisions()
+            .into_iter()
+            .filter(move |&p| backend == BackendKind::Packed || p == Precision::F32)
+            .map(move |p| (backend, p))
+    });
+    for (backend, precision) in runs {
         let options = EncoderOptions {
             backend,
+            precision,
             max_batch_tokens: usize::MAX,
             max_batch_size: 32,
             ..EncoderOptions::default()
         };
         let encoder = Encoder::load(&model_dir(), options).expect("model (./models/fetch.sh)");
+        let backend = format!("{backend}-{}-{precision}", encoder.kernels_name());
         for tokens in [128, 256] {
             let passages = passages_of_tokens(encoder.tokenizer(), SEED, tokens, 32).unwrap();
             let tokenized = encoder

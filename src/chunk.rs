@@ -5,10 +5,18 @@
 //! paragraphs, then sentences, then words, then graphemes — by the `text-splitter` crate.
 //! Every chunk knows its byte range in the original text: `&text[start..end] == chunk.text`,
 //! and every non-whitespace character of the document lies in some chunk.
+//!
+//! A document with a [`Structure`] (extracted from a PDF, HTML, Markdown or Word file) is cut
+//! section by section, so that no passage straddles two sections; each passage carries its
+//! heading path and the PDF pages it lies on, and is embedded after them ([`embedding_text`])
+//! as a passage is after its document's title.
+
+use std::borrow::Cow;
 
 use text_splitter::{ChunkConfig, ChunkSizer, TextSplitter};
 
 use crate::embed::TextTokenizer;
+use crate::extract::{SECTION_SEPARATOR, Structure};
 
 /// Default passage budget in model tokens.
 pub const DEFAULT_MAX_TOKENS: usize = 128;
@@ -48,7 +56,7 @@ pub fn document_title(
 
 /// What gets embedded for a passage: the passage, preceded by its document's title unless the
 /// passage already begins with it.
-pub fn with_title<'a>(title: Option<&str>, passage: &'a str) -> std::borrow::Cow<'a, str> {
+pub fn with_title<'a>(title: Option<&str>, passage: &'a str) -> Cow<'a, str> {
     match title {
         Some(t)
             if !passage
@@ -57,10 +65,38 @@ pub fn with_title<'a>(title: Option<&str>, passage: &'a str) -> std::borrow::Cow
                 .trim_start()
                 .starts_with(t) =>
         {
-            std::borrow::Cow::Owned(format!("{t}\n\n{passage}"))
+            Cow::Owned(format!("{t}\n\n{passage}"))
         }
-        _ => std::borrow::Cow::Borrowed(passage),
+        _ => Cow::Borrowed(passage),
     }
+}
+
+/// Where a passage lies, as one line of context: the document's title and the passage's
+/// heading path, `Title › Install › From source` (the title left out when the path already
+/// starts with it).
+pub fn context(title: Option<&str>, section: &[String]) -> Option<String> {
+    let title = title.filter(|t| section.first().is_none_or(|s| s != t));
+    let parts: Vec<&str> = title
+        .into_iter()
+        .chain(section.iter().map(String::as_str))
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(SECTION_SEPARATOR))
+}
+
+/// What gets embedded (and indexed by words) for a chunk: the passage after its
+/// [`context`], as [`with_title`] puts a title before it. A chunk without a section gets
+/// exactly what [`with_title`] gives.
+pub fn embedding_text<'a>(title: Option<&str>, chunk: &'a Chunk) -> Cow<'a, str> {
+    with_title(context(title, &chunk.section).as_deref(), &chunk.text)
+}
+
+/// The PDF pages a passage lies on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PageRange {
+    /// Its first page, from 1.
+    pub first: u32,
+    /// Its last page (the same as `first` for a passage on one page).
+    pub last: u32,
 }
 
 /// A passage of a document.
@@ -76,6 +112,20 @@ pub struct Chunk {
     pub end: usize,
     /// The passage itself, `&document[start..end]`.
     pub text: String,
+    /// Heading path of the section the passage lies in, outermost first; empty for a
+    /// document without structure (and for text before its first heading).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub section: Vec<String>,
+    /// The PDF pages the passage lies on (`None` outside PDFs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pages: Option<PageRange>,
+}
+
+impl Chunk {
+    /// The heading path as shown to people, `Install › From source`, if the passage has one.
+    pub fn section_label(&self) -> Option<String> {
+        (!self.section.is_empty()).then(|| self.section.join(SECTION_SEPARATOR))
+    }
 }
 
 /// Chunking parameters.
@@ -251,20 +301,51 @@ impl Chunker {
     /// Splits `text` into passages, in document order. An empty or all-whitespace document
     /// has no passages.
     pub fn chunk(&self, doc_id: &str, text: &str) -> Vec<Chunk> {
+        self.chunk_structured(doc_id, text, None)
+    }
+
+    /// Splits `text` into passages section by section (a passage never straddles two
+    /// sections, except that a heading with no text of its own joins the section after it),
+    /// each carrying its heading path and pages. Without a structure this is [`Self::chunk`].
+    pub fn chunk_structured(
+        &self,
+        doc_id: &str,
+        text: &str,
+        structure: Option<&Structure>,
+    ) -> Vec<Chunk> {
+        let mut spans: Vec<(usize, usize, &[String])> = Vec::new();
         if self.options.whole_documents {
             let start = text.len() - text.trim_start().len();
             let end = text.trim_end().len();
-            if start >= end {
-                return Vec::new();
+            if start < end {
+                spans.push((start, end, &[]));
             }
-            return vec![Chunk {
+        } else {
+            for (start, end, path) in segments(text, structure) {
+                for (s, e) in self.ranges(&text[start..end]) {
+                    spans.push((start + s, start + e, path));
+                }
+            }
+        }
+        spans
+            .into_iter()
+            .enumerate()
+            .map(|(index, (start, end, path))| Chunk {
                 doc_id: doc_id.to_string(),
-                index: 0,
+                index,
                 start,
                 end,
                 text: text[start..end].to_string(),
-            }];
-        }
+                section: path.to_vec(),
+                pages: structure
+                    .and_then(|s| s.pages_of(start, end))
+                    .map(|(first, last)| PageRange { first, last }),
+            })
+            .collect()
+    }
+
+    /// Byte ranges of the passages of `text`, in order.
+    fn ranges(&self, text: &str) -> Vec<(usize, usize)> {
         let sizer = DocumentSizer::new(&self.tokenizer, text);
         let fast = TextSplitter::new(self.config(&sizer));
         let exact = TextSplitter::new(self.config(ExactSizer(&self.tokenizer)));
@@ -300,17 +381,53 @@ impl Chunker {
             adds_text
         });
         ranges
-            .into_iter()
-            .enumerate()
-            .map(|(index, (start, end))| Chunk {
-                doc_id: doc_id.to_string(),
-                index,
-                start,
-                end,
-                text: text[start..end].to_string(),
-            })
-            .collect()
     }
+}
+
+/// Longest section, in bytes, that can still be a heading with no text of its own.
+const MAX_HEADING_ONLY_BYTES: usize = 300;
+
+/// The stretches of `text` chunked apart, with their heading paths: the structure's sections
+/// (text outside them in stretches of its own), a heading-only section joined to the one
+/// after it. Without sections, the whole text.
+fn segments<'s>(text: &str, structure: Option<&'s Structure>) -> Vec<(usize, usize, &'s [String])> {
+    let sections = structure.map_or(&[][..], |s| &s.sections[..]);
+    let valid = sections.iter().all(|s| {
+        s.start <= s.end
+            && s.end <= text.len()
+            && text.is_char_boundary(s.start)
+            && text.is_char_boundary(s.end)
+    }) && sections.windows(2).all(|w| w[0].end <= w[1].start);
+    if sections.is_empty() || !valid {
+        return vec![(0, text.len(), &[])];
+    }
+    let mut spans: Vec<(usize, usize, &[String])> = Vec::new();
+    let mut at = 0;
+    for s in sections {
+        if s.start > at {
+            spans.push((at, s.start, &[]));
+        }
+        spans.push((s.start, s.end, &s.path));
+        at = s.end;
+    }
+    if at < text.len() {
+        spans.push((at, text.len(), &[]));
+    }
+    let mut merged: Vec<(usize, usize, &[String])> = Vec::with_capacity(spans.len());
+    let mut carried: Option<usize> = None;
+    for (i, (start, end, path)) in spans.iter().copied().enumerate() {
+        let start = carried.take().unwrap_or(start);
+        let body = text[start..end].trim();
+        let heading_only = !path.is_empty()
+            && body.len() <= MAX_HEADING_ONLY_BYTES
+            && !body.replace("\r\n", "\n").contains("\n\n");
+        if heading_only && i + 1 < spans.len() {
+            carried = Some(start);
+            continue;
+        }
+        merged.push((start, end, path));
+    }
+    merged
 }
 
 #[cfg(test)]

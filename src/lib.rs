@@ -4,10 +4,12 @@
 //! One module per job, data flowing one way: [`api`] (axum routes and wire types) calls the
 //! [`service`] layer (validation, admission, the batching [`queue`], the blocking hops), which
 //! drives the [`engine`] (ingest and search orchestration) over [`embed`] (tokenizer, model,
-//! pooling), [`chunk`] (token-measured, sentence-aware passages with byte offsets), [`store`]
-//! (SQLite, the source of truth) and [`index`] (HNSW and exact search); [`filter`] is the
-//! metadata filter language they share. [`eval`] measures speed and quality offline (cargo
-//! feature `eval`).
+//! pooling), [`chunk`] (token-measured, sentence-aware passages with byte offsets) and
+//! [`storage`] (a catalog of collections and one backend per collection: SQLite, HNSW and
+//! tantivy in a data directory, or PostgreSQL), over [`index`] (HNSW and exact search) and
+//! [`lexical`] (BM25); [`collections`] caches the open engines; [`filter`] is the metadata
+//! filter language they share. [`eval`] measures speed and quality offline (cargo feature
+//! `eval`); [`hooks`] lets tests pause work at named points.
 //!
 //! The library chooses no global allocator; the `semdex` binary installs
 //! [`alloc::CountingMimalloc`] (cargo feature `mimalloc`).
@@ -16,21 +18,22 @@
 
 pub mod admission;
 pub mod api;
-pub mod cancel;
 pub mod chunk;
 pub mod collections;
 pub mod embed;
 pub mod engine;
 #[cfg(feature = "eval")]
 pub mod eval;
+pub mod extract;
 pub mod filter;
+pub mod hooks;
 pub mod index;
 pub mod late;
 pub mod lexical;
 pub mod progress;
 pub mod queue;
 pub mod service;
-pub mod store;
+pub mod storage;
 
 #[cfg(feature = "mimalloc")]
 pub mod alloc;

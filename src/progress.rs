@@ -11,6 +11,8 @@ pub trait Progress: Sync {
     fn advance(&self, delta: u64);
     /// The task is over; a bar may clear itself.
     fn finish(&self) {}
+    /// What is being worked on now (a file's name), for a bar to show beside it.
+    fn message(&self, _message: &str) {}
 }
 
 /// Progress that goes nowhere: for servers, tests and callers that do not show any.

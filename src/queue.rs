@@ -9,7 +9,9 @@
 //! pass fails that batch's requests, not the worker.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -75,10 +77,8 @@ struct Shared {
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock()
     }
 }
 
@@ -180,7 +180,6 @@ impl EmbedQueue {
     pub fn is_running(&self) -> bool {
         self.worker
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
             .as_ref()
             .is_some_and(|h| !h.is_finished())
     }
@@ -194,7 +193,7 @@ impl EmbedQueue {
     pub fn shutdown(&self) {
         self.shared.lock().closed = true;
         self.shared.wake.notify_all();
-        let handle = self.worker.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let handle = self.worker.lock().take();
         if let Some(handle) = handle {
             let _ = handle.join();
         }
@@ -240,7 +239,7 @@ fn run_worker(shared: &Shared, encoder: &Encoder, budget: Budget) {
         let batch = {
             let mut state = shared.lock();
             while state.jobs.is_empty() && !state.closed {
-                state = shared.wake.wait(state).unwrap_or_else(|p| p.into_inner());
+                shared.wake.wait(&mut state);
             }
             if state.jobs.is_empty() {
                 return;

@@ -4,9 +4,10 @@
 //! It validates what a caller asks for before any expensive step, admits the work against the
 //! server's budgets ([`crate::admission`]: refused at once when they are spent, before anything
 //! is tokenized or chunked), tokenizes and queues embedding work on the batching queue, and
-//! makes every blocking hop (SQLite, the index, the encoder outside the queue) off the async
-//! runtime. Blocking work notices when its caller has gone ([`crate::cancel`]) and stops at the
-//! next input or group of documents, and it holds its admission until it has really stopped.
+//! makes every blocking hop (SQLite, the index, the encoder outside the queue, opening a
+//! collection) off the async runtime. Blocking work notices when its caller has gone (a
+//! [`CancellationToken`] its request's future cancels when dropped) and stops at the next
+//! input or group of documents, and it holds its admission until it has really stopped.
 //! A route extracts its wire type, makes one call here and formats the answer; it never touches
 //! the engine or the queue itself. The service speaks engine types, never HTTP ones.
 
@@ -14,20 +15,20 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use tokio::task;
+use tokio_util::sync::CancellationToken;
 
 use crate::admission::{Admission, AdmissionLimits, Permit, Refused};
-use crate::cancel::{CancelOnDrop, Cancellation};
 use crate::collections::{
     CollectionError, CollectionInfo, CollectionSettings, Collections, DEFAULT_COLLECTION,
 };
 use crate::embed::{Embedding, TokenizedText};
 use crate::engine::{
-    DocumentInput, Engine, EngineError, EngineStats, IngestReport, Query, SearchMode,
+    CollectionStats, DocumentInput, Engine, EngineError, IngestReport, Query, SearchMode,
     SearchRequest, SearchResults, validate_document, validate_search,
 };
 use crate::progress::NoProgress;
 use crate::queue::{EmbedQueue, QueueError};
-use crate::store::{ChunkSpan, DocumentSummary, StoredDocument};
+use crate::storage::{ChunkSpan, DocumentSummary, StorageError, StoredDocument};
 
 /// Largest page of a document listing.
 pub const MAX_PAGE: usize = 1000;
@@ -108,16 +109,32 @@ pub enum ServiceError {
     Internal(String),
 }
 
+impl ServiceError {
+    /// Names `collection` in a not-found error raised where its name was not known (a write
+    /// into a collection deleted under it).
+    fn in_collection(self, collection: &str) -> Self {
+        match self {
+            Self::CollectionNotFound(name) if name.is_empty() => {
+                Self::CollectionNotFound(collection.to_string())
+            }
+            other => other,
+        }
+    }
+}
+
 /// Result alias for the service.
 pub type Result<T, E = ServiceError> = std::result::Result<T, E>;
 
 impl From<EngineError> for ServiceError {
     fn from(err: EngineError) -> Self {
         match err {
-            EngineError::InvalidRequest(m) => Self::InvalidRequest(m),
+            EngineError::InvalidRequest(m)
+            | EngineError::Storage(StorageError::InvalidRequest(m)) => Self::InvalidRequest(m),
             EngineError::NotFound(id) => Self::NotFound(id),
-            EngineError::Unavailable(m) => Self::Unavailable(m),
-            EngineError::CollectionNotFound(name) => Self::CollectionNotFound(name),
+            EngineError::Storage(StorageError::Unavailable(m)) => Self::Unavailable(m),
+            EngineError::Storage(StorageError::CollectionNotFound(name)) => {
+                Self::CollectionNotFound(name)
+            }
             other => Self::Internal(other.to_string()),
         }
     }
@@ -153,15 +170,15 @@ impl From<CollectionError> for ServiceError {
                 Self::CollectionConflict(err.to_string())
             }
             CollectionError::Engine {
-                source: EngineError::ReadOnly(_),
+                source: EngineError::Storage(StorageError::ReadOnly(_)),
                 ..
             } => Self::InvalidRequest(err.to_string()),
             CollectionError::Engine {
-                source: EngineError::Unavailable(m),
+                source: EngineError::Storage(StorageError::Unavailable(m)),
                 ..
             } => Self::Unavailable(m),
             CollectionError::Engine {
-                source: EngineError::CollectionNotFound(_),
+                source: EngineError::Storage(StorageError::CollectionNotFound(_)),
                 name,
             } => Self::CollectionNotFound(name),
             other => Self::Internal(other.to_string()),
@@ -284,10 +301,13 @@ impl Service {
     ) -> Result<(Vec<Embedding>, Permit)> {
         let encoder = self.engine().encoder().clone();
         let max = encoder.max_tokens();
-        let guard = CancelOnDrop::new();
-        let cancel = guard.cancellation();
+        let cancel = CancellationToken::new();
+        let guard = cancel.clone().drop_guard();
         let (tokenized, permit) = self
             .blocking(move || {
+                if let Some(first) = texts.first() {
+                    crate::hooks::reached("service.embed", first);
+                }
                 let mut tokenized: Vec<TokenizedText> = Vec::with_capacity(texts.len());
                 for (index, text) in texts.iter().enumerate() {
                     if cancel.is_cancelled() {
@@ -349,8 +369,8 @@ impl Service {
         } else {
             (None, permit)
         };
-        let guard = CancelOnDrop::new();
-        let cancel = guard.cancellation();
+        let cancel = CancellationToken::new();
+        let guard = cancel.clone().drop_guard();
         let results = self
             .blocking(move || {
                 let _permit = permit;
@@ -405,8 +425,8 @@ impl Service {
         drop(ids);
         let permit = self.admission.admit_ingest(ingest_bytes(&docs))?;
         let engine = self.engine_of(collection).await?;
-        let guard = CancelOnDrop::new();
-        let cancel = guard.cancellation();
+        let cancel = CancellationToken::new();
+        let guard = cancel.clone().drop_guard();
         let reports = self
             .blocking({
                 let engine = engine.clone();
@@ -415,7 +435,8 @@ impl Service {
                     ingest_in_groups(&engine, docs, &cancel)
                 }
             })
-            .await?;
+            .await
+            .map_err(|e| e.in_collection(collection))?;
         guard.disarm();
         compact_in_background(engine);
         Ok(reports)
@@ -429,7 +450,8 @@ impl Service {
                 let engine = engine.clone();
                 move || Ok(engine.delete(&id)?)
             })
-            .await?;
+            .await
+            .map_err(|e| e.in_collection(collection))?;
         compact_in_background(engine);
         Ok(removed)
     }
@@ -476,7 +498,7 @@ impl Service {
     }
 
     /// Corpus counts and index settings of a collection.
-    pub async fn stats(&self, collection: &str) -> Result<EngineStats> {
+    pub async fn stats(&self, collection: &str) -> Result<CollectionStats> {
         let engine = self.engine_of(collection).await?;
         self.blocking(move || Ok(engine.stats()?)).await
     }
@@ -522,17 +544,13 @@ impl Service {
         .await
     }
 
-    /// The engine of a collection: at once when it is open, else opened on the blocking pool.
+    /// The engine of a collection: at once when it is open, else opened on the blocking pool
+    /// (concurrent requests for it wait without holding a runtime thread).
     async fn engine_of(&self, collection: &str) -> Result<Arc<Engine>> {
         if collection == DEFAULT_COLLECTION {
             return Ok(self.engine().clone());
         }
-        if let Some(engine) = self.collections.loaded(collection) {
-            return Ok(engine);
-        }
-        let collections = self.collections.clone();
-        let name = collection.to_string();
-        self.blocking(move || Ok(collections.engine(&name)?)).await
+        Ok(self.collections.engine(collection).await?)
     }
 
     /// Runs blocking work (SQLite, the index, the tokenizer) on tokio's blocking pool.
@@ -572,7 +590,7 @@ fn ingest_bytes(docs: &[DocumentInput]) -> usize {
 fn ingest_in_groups(
     engine: &Engine,
     docs: Vec<DocumentInput>,
-    cancel: &Cancellation,
+    cancel: &CancellationToken,
 ) -> Result<Vec<IngestReport>> {
     let mut reports = Vec::with_capacity(docs.len());
     let mut group = Vec::new();

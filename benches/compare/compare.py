@@ -1,9 +1,11 @@
 """semdex against its peers, measured in one run on the same texts and the same cores.
 
 Sections:
-  encode  semdex vs sentence-transformers (PyTorch) vs ONNX Runtime: passages/s and tokens/s
-          at several batch sizes, short-query p50, and agreement of semdex's vectors with
-          sentence-transformers' (min/mean cosine).
+  encode  semdex (f32 and int8) vs ONNX Runtime (f32 and int8, quantize_dynamic) vs
+          sentence-transformers (PyTorch): tokens/s at several batch sizes and short-query p50,
+          every engine in alternation (--repeat rounds), and agreement of the vectors (min/mean
+          cosine of semdex f32 with sentence-transformers, of semdex int8 with semdex f32, of
+          ORT int8 with sentence-transformers).
   ann     semdex's index vs hnswlib vs faiss (HNSWFlat and HNSWSQ8, same M / ef_construction) on
           the vectors of a semdex data directory, with the BEIR queries: recall@10 and queries/s
           at each ef, and at matched recall (benches/compare/ann.py, which also takes .fvecs).
@@ -66,9 +68,9 @@ def p50_ms(fn, queries, rounds):
     return statistics.median(samples)
 
 
-def semdex_encode(args, passages_file):
-    cmd = [args.semdex, "--model", args.model, "--threads", str(args.threads), "bench", "encode",
-           "--input", passages_file, "--count", str(args.count), "--batch", args.batch,
+def semdex_encode(args, passages_file, precision="f32"):
+    cmd = [args.semdex, "--model", args.model, "--threads", str(args.threads), "--precision", precision,
+           "bench", "encode", "--input", passages_file, "--count", str(args.count), "--batch", args.batch,
            "--query-rounds", str(args.rounds), "--json"]
     if args.backend:
         cmd[1:1] = ["--backend", args.backend]
@@ -76,13 +78,21 @@ def semdex_encode(args, passages_file):
     return json.loads(out)
 
 
-def semdex_vectors(args, texts):
-    out = subprocess.run([args.semdex, "--model", args.model, "embed"], input="\n".join(texts) + "\n",
-                         check=True, capture_output=True, text=True).stdout
+def semdex_vectors(args, texts, precision="f32"):
+    out = subprocess.run([args.semdex, "--model", args.model, "--precision", precision, "embed"],
+                         input="\n".join(texts) + "\n", check=True, capture_output=True, text=True).stdout
     return [json.loads(l) for l in out.splitlines()]
 
 
+def cosines(a, b):
+    import numpy as np
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
 def encode_section(args):
+    """Every engine measured in alternation, `--repeat` rounds: the shared machine's drift hits
+    them alike. Each cell prints every round's tokens/s; ratios use each engine's best round."""
     import numpy as np
     import torch
     from sentence_transformers import SentenceTransformer
@@ -101,50 +111,87 @@ def encode_section(args):
     tokens = sum(lengths)
     print(f"texts: {source}, mean {tokens / len(passages):.0f} tokens; {args.threads} threads", file=sys.stderr)
 
-    rows = {}
-    # semdex first, then the peers, all in this one run.
-    s = semdex_encode(args, passages_file)
-    rows["semdex"] = {r["batch"]: r["tokens_per_s"] for r in s["throughput"]}
-    q = {"semdex": s["short_query"]["p50_ms"]}
+    ort_f32 = onnx_runtime(args, model, quantized=False)
+    ort_int8 = onnx_runtime(args, model, quantized=True)
 
-    model.encode(passages[:8], batch_size=8)
-    rows["sentence-transformers"] = {}
-    for b in batches:
-        t = time.perf_counter()
-        model.encode(passages, batch_size=b, normalize_embeddings=True)
-        rows["sentence-transformers"][b] = tokens / (time.perf_counter() - t)
-    q["sentence-transformers"] = p50_ms(lambda x: model.encode(x), SHORT_QUERIES, args.rounds)
+    def semdex_run(precision):
+        def run():
+            s = semdex_encode(args, passages_file, precision)
+            return {r["batch"]: r["tokens_per_s"] for r in s["throughput"]}, s["short_query"]["p50_ms"], s
+        return run
 
-    ort = onnx_runtime(args, model)
-    if ort is not None:
-        rows["onnxruntime"] = {}
+    def ort_run(ort):
+        def run():
+            rows = {}
+            for b in batches:
+                t = time.perf_counter()
+                ort(passages, b)
+                rows[b] = tokens / (time.perf_counter() - t)
+            return rows, p50_ms(lambda x: ort([x], 1), SHORT_QUERIES, args.rounds), None
+        return run
+
+    def st_run():
+        model.encode(passages[:8], batch_size=8)
+        rows = {}
         for b in batches:
             t = time.perf_counter()
-            ort(passages, b)
-            rows["onnxruntime"][b] = tokens / (time.perf_counter() - t)
-        q["onnxruntime"] = p50_ms(lambda x: ort([x], 1), SHORT_QUERIES, args.rounds)
+            model.encode(passages, batch_size=b, normalize_embeddings=True)
+            rows[b] = tokens / (time.perf_counter() - t)
+        return rows, p50_ms(lambda x: model.encode(x), SHORT_QUERIES, args.rounds), None
+
+    engines = [("semdex f32", semdex_run("f32")), ("semdex int8", semdex_run("int8"))]
+    if ort_f32 is not None:
+        engines += [("onnxruntime f32", ort_run(ort_f32)), ("onnxruntime int8", ort_run(ort_int8))]
+    rounds = {name: [] for name, _ in engines}
+    kernels = {}
+    for r in range(args.repeat):
+        for name, run in engines:
+            rows, p50, report = run()
+            rounds[name].append((rows, p50))
+            if report is not None:
+                kernels[name] = report.get("kernels", "?")
+            print(f"round {r + 1}: {name}: " + ", ".join(f"b{b} {rows[b]:.0f}" for b in batches)
+                  + f", p50 {p50:.2f} ms", file=sys.stderr)
+    if not args.skip_st:
+        rounds["sentence-transformers"] = [st_run()]
 
     ours = np.array(semdex_vectors(args, passages[: args.agreement]), dtype=np.float32)
+    ours_int8 = np.array(semdex_vectors(args, passages[: args.agreement], "int8"), dtype=np.float32)
     theirs = model.encode(passages[: args.agreement], normalize_embeddings=True)
-    cos = (ours * theirs).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(theirs, axis=1))
+    agreement = {"semdex f32 vs sentence-transformers": cosines(ours, theirs),
+                 "semdex int8 vs semdex f32": cosines(ours_int8, ours)}
+    if ort_int8 is not None:
+        agreement["onnxruntime int8 vs sentence-transformers"] = cosines(ort_int8(passages[: args.agreement], 8), theirs)
 
-    print(f"\nencode: tokens/s ({len(passages)} passages, {source}, mean {tokens / len(passages):.0f} tokens)")
-    print(f"{'engine':<24}" + "".join(f"{'batch ' + str(b):>12}" for b in batches) + f"{'query p50 ms':>14}")
-    for name, r in rows.items():
-        print(f"{name:<24}" + "".join(f"{r[b]:>12.0f}" for b in batches) + f"{q[name]:>14.2f}")
-    best = {name: max(r.values()) for name, r in rows.items()}
-    for peer in rows:
-        if peer != "semdex":
-            print(f"semdex / {peer}: best batch {best['semdex'] / best[peer]:.2f}x, "
-                  + ", ".join(f"batch {b} {rows['semdex'][b] / rows[peer][b]:.2f}x" for b in batches)
-                  + f"; short-query p50 {q['semdex']:.2f} ms vs {q[peer]:.2f} ms")
-    print(f"agreement with sentence-transformers on {len(cos)} passages: min cosine {cos.min():.7f}, mean {cos.mean():.7f}")
+    best = {name: {b: max(r[0][b] for r in rs) for b in batches} for name, rs in rounds.items()}
+    p50 = {name: min(r[1] for r in rs) for name, rs in rounds.items()}
+    top = {name: max(v.values()) for name, v in best.items()}
+    print(f"\nencode: tokens/s ({len(passages)} passages, {source}, mean {tokens / len(passages):.0f} tokens, "
+          f"{args.threads} threads, {args.repeat} rounds in alternation; semdex kernels: "
+          f"{', '.join(f'{k} {v}' for k, v in kernels.items())})")
+    print(f"| engine | " + " | ".join(f"batch {b}" for b in batches) + " | short query p50 |")
+    print("| --- |" + " ---: |" * (len(batches) + 1))
+    for name, rs in rounds.items():
+        cells = [" / ".join(f"{r[0][b]:,.0f}" for r in rs) for b in batches]
+        print(f"| {name} | " + " | ".join(cells) + " | " + " / ".join(f"{r[1]:.2f}" for r in rs) + " ms |")
+    pairs = [("semdex f32", "onnxruntime f32"), ("semdex int8", "onnxruntime int8"),
+             ("semdex int8", "semdex f32"), ("semdex f32", "sentence-transformers")]
+    for a, b in pairs:
+        if a in top and b in top:
+            print(f"{a} / {b}: best batch {top[a] / top[b]:.2f}x, "
+                  + ", ".join(f"batch {x} {best[a][x] / best[b][x]:.2f}x" for x in batches)
+                  + f"; short-query p50 {p50[a]:.2f} ms vs {p50[b]:.2f} ms")
+    for name, cos in agreement.items():
+        print(f"{name} on {len(cos)} passages: min cosine {cos.min():.7f}, mean {cos.mean():.7f}")
     os.unlink(passages_file)
-    return {"rows": rows, "query_p50_ms": q, "min_cosine": float(cos.min())}
+    return {"rounds": {n: [[r[0], r[1]] for r in rs] for n, rs in rounds.items()}, "kernels": kernels,
+            "min_cosine": {n: float(c.min()) for n, c in agreement.items()}}
 
 
-def onnx_runtime(args, st_model):
-    """The same model exported with torch.onnx.export, run by ONNX Runtime on sorted, padded batches."""
+def onnx_runtime(args, st_model, quantized=False):
+    """The same model exported with torch.onnx.export (opset 17), run by ONNX Runtime on sorted,
+    padded batches; `quantized`: after onnxruntime.quantization.quantize_dynamic (int8 weights per
+    channel, activations quantised at run time), as FACTS.md describes."""
     try:
         import numpy as np
         import onnxruntime as ortlib
@@ -172,6 +219,12 @@ def onnx_runtime(args, st_model):
                               output_names=["last_hidden_state"], opset_version=17, dynamo=False,
                               dynamic_axes={n: {0: "b", 1: "s"} for n in
                                             ["input_ids", "attention_mask", "token_type_ids", "last_hidden_state"]})
+    if quantized:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        qpath = os.path.join(tempfile.gettempdir(), "semdex-minilm-int8.onnx")
+        if not os.path.exists(qpath):
+            quantize_dynamic(path, qpath, weight_type=QuantType.QInt8, per_channel=True)
+        path = qpath
     opts = ortlib.SessionOptions()
     opts.intra_op_num_threads = args.threads
     opts.inter_op_num_threads = 1
@@ -440,6 +493,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--agreement", type=int, default=100)
+    p.add_argument("--repeat", type=int, default=2, help="encode: rounds of every engine, in alternation")
+    p.add_argument("--skip-st", action="store_true", help="encode: leave out sentence-transformers (slow)")
     p.add_argument("--json", action="store_true")
     p.add_argument("--data-dir", default="data/beir-scifact-whole",
                    help="semdex data directory for the ann and beir sections (bench beir reuses it when it was made "

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Latency of search modes against one running server, measured in alternation.
+"""Latency of search modes against one or more running servers, measured in alternation.
 
 Each question is sent once per mode in turn over one keep-alive connection (concurrency 1), so
 that the machine's drift in speed (other work, frequency) hits every mode alike; wrk runs one
@@ -14,7 +14,9 @@ Questions come one per line, or from a BEIR `queries.jsonl` (its `text` fields; 
 only the queries that split judges).
 
 A mode is `NAME[:OPTION=VALUE...]`, sent as `"mode": NAME` plus each option (JSON values).
-Prints p50 and p90 per mode and each p50 over the first mode's. Python's standard library only.
+With several `--url`s (two builds on copies of one data directory, say), every question goes to
+each server in turn, each over its own connection. Prints p50 and p90 per server and mode and
+each p50 over the first's. Python's standard library only.
 """
 import argparse
 import json
@@ -88,7 +90,7 @@ class Connection:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--url", default="http://127.0.0.1:8080", help="the server (default: %(default)s)")
+    ap.add_argument("--url", action="append", help="a server (repeatable; default: http://127.0.0.1:8080)")
     ap.add_argument("--path", default="/search", help="the search route (default: %(default)s)")
     ap.add_argument("--queries", required=True, help="questions, one per line, or a BEIR queries.jsonl")
     ap.add_argument("--qrels", help="with a queries.jsonl: only the queries this qrels TSV judges")
@@ -98,36 +100,42 @@ def main():
     ap.add_argument("--warmup", type=int, default=20, help="rounds not counted (default: %(default)s)")
     args = ap.parse_args()
 
-    url = urlsplit(args.url)
-    host, port = url.hostname or "127.0.0.1", url.port or 80
+    urls = args.url or ["http://127.0.0.1:8080"]
     modes = args.modes.split(",")
     queries = read_queries(args.queries, args.qrels)
     if not queries:
         sys.exit(f"{args.queries} has no questions")
-    rounds = [
-        [request_bytes(host, args.path, {"query": q, "k": args.k, **parse_mode(m)}) for m in modes]
-        for q in queries
-    ]
-    conn = Connection(host, port)
-    latencies = {m: [] for m in modes}
+    columns = []  # (label, connection, one request per question)
+    for url in urls:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "127.0.0.1", parts.port or 80
+        conn = Connection(host, port)
+        for m in modes:
+            label = m if len(urls) == 1 else f"{parts.netloc} {m}"
+            requests = [
+                request_bytes(host, args.path, {"query": q, "k": args.k, **parse_mode(m)})
+                for q in queries
+            ]
+            columns.append((label, conn, requests))
+    latencies = {label: [] for label, _, _ in columns}
     deadline = time.monotonic() + args.seconds
     n = 0
     while time.monotonic() < deadline:
-        for mode, data in zip(modes, rounds[n % len(rounds)]):
+        for label, conn, requests in columns:
             started = time.perf_counter_ns()
-            status = conn.roundtrip(data)
+            status = conn.roundtrip(requests[n % len(requests)])
             elapsed_ms = (time.perf_counter_ns() - started) / 1e6
             if status != 200:
-                sys.exit(f"{mode}: HTTP {status}")
+                sys.exit(f"{label}: HTTP {status}")
             if n >= args.warmup:
-                latencies[mode].append(elapsed_ms)
+                latencies[label].append(elapsed_ms)
         n += 1
-    first = statistics.median(latencies[modes[0]])
-    for mode in modes:
-        values = sorted(latencies[mode])
+    first = statistics.median(latencies[columns[0][0]])
+    for label, _, _ in columns:
+        values = sorted(latencies[label])
         p50 = statistics.median(values)
         p90 = values[int(len(values) * 0.9)]
-        print(f"{mode:24s} n={len(values):5d}  p50 {p50:6.2f} ms  p90 {p90:6.2f} ms  ×{p50 / first:.3f}")
+        print(f"{label:32s} n={len(values):5d}  p50 {p50:6.2f} ms  p90 {p90:6.2f} ms  ×{p50 / first:.3f}")
 
 
 if __name__ == "__main__":

@@ -102,7 +102,8 @@ pub fn router(state: AppState) -> Router {
                             .service()
                             .ok()
                             .map(|s| s.engine().encoder().dimension());
-                        axum::Json(schemas::for_model(&spec, dimension))
+                        let encoding = state.config().openai_token_encoding;
+                        axum::Json(schemas::for_model(&spec, dimension, encoding))
                     }
                 },
             ),

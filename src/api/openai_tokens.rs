@@ -46,6 +46,16 @@ impl TokenEncoding {
         }
     }
 
+    /// The ids at or below [`TokenEncoding::max_id`] that name no token (between the last
+    /// ordinary token and the special ones): refused with 422, and excluded by the served
+    /// OpenAPI spec so that it promises exactly what is accepted.
+    pub fn unassigned_ids(self) -> Vec<u32> {
+        match self {
+            Self::Cl100kBase => std::iter::once(100_256).chain(100_261..=100_275).collect(),
+            Self::O200kBase => std::iter::once(199_998).chain(200_000..=200_017).collect(),
+        }
+    }
+
     /// Builds the encoding's tables now (a fraction of a second), so that no request pays for
     /// it: the server calls this while it loads the model.
     pub fn warm(self) {
@@ -424,5 +434,17 @@ mod tests {
         }
         assert_eq!(TokenEncoding::default(), TokenEncoding::Cl100kBase);
         assert!("p50k_base".parse::<TokenEncoding>().is_err());
+    }
+
+    #[test]
+    fn unassigned_ids_are_exactly_those_the_decoder_refuses() {
+        for encoding in [TokenEncoding::Cl100kBase, TokenEncoding::O200kBase] {
+            let bpe = encoding.bpe().unwrap();
+            let refused: Vec<u32> = (0..=encoding.max_id())
+                .filter(|&id| bpe.decode_bytes(&[id]).is_err())
+                .collect();
+            let expected = encoding.unassigned_ids();
+            assert_eq!(refused, expected, "{encoding}");
+        }
     }
 }

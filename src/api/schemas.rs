@@ -27,6 +27,14 @@ fn token_id() -> ObjectBuilder {
         .maximum(Some(TokenEncoding::default().max_id()))
 }
 
+/// A metadata filter: an object whose entries are values, lists (`$and`, `$or`) or operator
+/// objects, never an empty operator object (refused with 422).
+pub fn metadata_filter() -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .additional_properties(Some(ObjectBuilder::new().min_properties(Some(1))))
+}
+
 impl PartialSchema for Inputs {
     fn schema() -> RefOr<Schema> {
         OneOfBuilder::new()
@@ -60,9 +68,14 @@ impl PartialSchema for OpenAiInput {
 
 impl ToSchema for OpenAiInput {}
 
-/// The spec as served: once the model is loaded, `dimensions` of `/v1/embeddings` is bounded
-/// by the model's vector length, so that the spec promises exactly what the server accepts.
-pub fn for_model(spec: &utoipa::openapi::OpenApi, dimension: Option<usize>) -> serde_json::Value {
+/// The spec as served, promising exactly what this server accepts: once the model is loaded,
+/// `dimensions` of `/v1/embeddings` is bounded by the model's vector length, and token ids are
+/// those of the configured encoding (its range, less its unassigned ids).
+pub fn for_model(
+    spec: &utoipa::openapi::OpenApi,
+    dimension: Option<usize>,
+    encoding: TokenEncoding,
+) -> serde_json::Value {
     let mut value = serde_json::to_value(spec).unwrap_or_default();
     if let Some(dimension) = dimension
         && let Some(field) =
@@ -70,6 +83,16 @@ pub fn for_model(spec: &utoipa::openapi::OpenApi, dimension: Option<usize>) -> s
         && let Some(field) = field.as_object_mut()
     {
         field.insert("maximum".into(), dimension.into());
+    }
+    let unassigned = encoding.unassigned_ids();
+    for path in [
+        "/components/schemas/OpenAiInput/oneOf/2/items",
+        "/components/schemas/OpenAiInput/oneOf/3/items/items",
+    ] {
+        if let Some(id) = value.pointer_mut(path).and_then(|v| v.as_object_mut()) {
+            id.insert("maximum".into(), encoding.max_id().into());
+            id.insert("not".into(), serde_json::json!({ "enum": unassigned }));
+        }
     }
     value
 }
@@ -91,10 +114,31 @@ mod tests {
     fn the_served_spec_bounds_dimensions_by_the_model() {
         let spec = crate::api::openapi();
         let path = "/components/schemas/OpenAiEmbeddingsBody/properties/dimensions";
-        let loading = for_model(&spec, None);
+        let loading = for_model(&spec, None, TokenEncoding::default());
         assert!(loading.pointer(path).unwrap().get("maximum").is_none());
-        let served = for_model(&spec, Some(384));
+        let served = for_model(&spec, Some(384), TokenEncoding::default());
         assert_eq!(served.pointer(path).unwrap()["maximum"], 384);
         assert_eq!(served.pointer(path).unwrap()["minimum"], 1);
+    }
+
+    #[test]
+    fn an_empty_operator_object_is_outside_the_filter_schema() {
+        let spec = serde_json::to_value(crate::api::openapi()).unwrap();
+        let metadata = spec
+            .pointer("/components/schemas/FilterBody/properties/metadata")
+            .unwrap();
+        assert_eq!(metadata["additionalProperties"]["minProperties"], 1);
+    }
+
+    #[test]
+    fn token_ids_of_the_served_spec_are_the_encodings_assigned_ones() {
+        let spec = crate::api::openapi();
+        let served = for_model(&spec, None, TokenEncoding::O200kBase);
+        let id = served
+            .pointer("/components/schemas/OpenAiInput/oneOf/3/items/items")
+            .unwrap();
+        assert_eq!(id["maximum"], 200_018);
+        assert_eq!(id["not"]["enum"][0], 199_998);
+        assert_eq!(id["not"]["enum"].as_array().unwrap().len(), 19);
     }
 }

@@ -15,7 +15,7 @@ use crate::engine::{
 };
 use crate::filter::{FilterError, FilterErrorKind, MetadataFilter};
 use crate::service::DocumentPage;
-use crate::store::{ChunkFilter, DocumentSummary, StoredDocument};
+use crate::storage::{ChunkFilter, DocumentSummary, StoredDocument};
 
 fn default_k() -> usize {
     5
@@ -103,7 +103,10 @@ pub struct FilterBody {
     /// and `"$and"` / `"$or"` lists of such objects. Types never coerce; at most 64 clauses and
     /// 1,000 values per `$in` (README, "Filters").
     #[serde(default)]
-    #[schema(value_type = Object, example = json!({"year": {"$gte": 2020}, "lang": {"$in": ["en", "de"]}}))]
+    #[schema(
+        schema_with = super::schemas::metadata_filter,
+        example = json!({"year": {"$gte": 2020}, "lang": {"$in": ["en", "de"]}})
+    )]
     pub metadata: Map<String, Value>,
 }
 
@@ -494,6 +497,7 @@ impl DocumentsBody {
                 text: doc.text,
                 metadata: doc.metadata,
                 source: Some("api".into()),
+                structure: None,
             })
             .collect()
     }
@@ -660,9 +664,13 @@ pub struct CollectionBody {
     /// 1 to 64 characters of `A-Z a-z 0-9 _ -`.
     #[schema(example = "product-docs", pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub name: String,
-    /// Passage size in model tokens (the server's `--chunk-tokens` when absent).
+    /// Passage size in model tokens (the server's `--chunk-tokens` when absent): from 8 to the
+    /// model's window (256 for all-MiniLM-L6-v2).
+    #[schema(minimum = 8, maximum = 256)]
     pub chunk_tokens: Option<usize>,
-    /// Tokens neighbouring passages share (the server's `--chunk-overlap` when absent).
+    /// Tokens neighbouring passages share (the server's `--chunk-overlap` when absent): fewer
+    /// than `chunk_tokens` less the model's two special tokens (so at most 253).
+    #[schema(minimum = 0, maximum = 253)]
     pub chunk_overlap: Option<usize>,
 }
 
@@ -839,6 +847,13 @@ pub struct InfoResponse {
     pub pooling: String,
     /// Transformer implementation.
     pub backend: String,
+    /// The CPU kernels the forward pass runs: "amx", "avx512-vnni", "avx512", "avx-vnni",
+    /// "avx2" or "portable" (the widest the CPU supports unless `SEMDEX_KERNELS` forces one),
+    /// or "candle" for the candle backend.
+    pub kernels: String,
+    /// Number format of the dense layers, "f32" or "int8": vectors of one precision are not
+    /// comparable with the other's.
+    pub precision: String,
     /// Forward-pass threads.
     pub threads: usize,
     /// Documents stored.

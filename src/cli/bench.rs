@@ -27,6 +27,19 @@ pub enum BenchCommand {
     /// Filtered search: latency and recall@k against exact search for metadata filters
     /// admitting about 100 %, 10 %, 1 % and 0.1 % of the passages.
     Filter(FilterArgs),
+    /// Sentence similarity: Spearman correlation of cosine similarity with the human scores of
+    /// an STS Benchmark file (e.g. sts-test.csv), at the encoder's --precision.
+    Sts(StsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct StsArgs {
+    /// STS Benchmark file: tab-separated, gold score in column 5, sentences in 6 and 7.
+    #[arg(long)]
+    pub file: PathBuf,
+    /// Print one JSON object instead of a line of text.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Args, Debug)]
@@ -214,7 +227,30 @@ pub fn run(global: &GlobalArgs, command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Ann(args) => ann(global, args),
         BenchCommand::Qa(args) => qa(global, args),
         BenchCommand::Filter(args) => filter(global, args),
+        BenchCommand::Sts(args) => sts(global, args),
     }
+}
+
+fn sts(global: &GlobalArgs, args: StsArgs) -> anyhow::Result<()> {
+    let pairs = semdex::eval::sts::read_pairs(&args.file)?;
+    let encoder = global.encoder()?;
+    let report = semdex::eval::sts::evaluate(&encoder, &pairs, &args.file.display().to_string())?;
+    if args.json {
+        let mut out = serde_json::to_value(&report)?;
+        out["precision"] = encoder.precision().as_str().into();
+        out["kernels"] = encoder.kernels_name().into();
+        println!("{out}");
+    } else {
+        println!(
+            "{} pairs, {} precision ({} kernels): Spearman {:.4}, Pearson {:.4}",
+            report.pairs,
+            encoder.precision(),
+            encoder.kernels_name(),
+            report.spearman,
+            report.pearson
+        );
+    }
+    Ok(())
 }
 
 fn encode(global: &GlobalArgs, args: EncodeArgs) -> anyhow::Result<()> {
@@ -222,9 +258,11 @@ fn encode(global: &GlobalArgs, args: EncodeArgs) -> anyhow::Result<()> {
     // One call = one forward pass: the batch sizes measured are the batch sizes run.
     let options = EncoderOptions {
         backend: global.backend,
+        precision: global.precision,
         threads: global.threads,
         max_batch_tokens: usize::MAX,
         max_batch_size: largest,
+        ..EncoderOptions::default()
     };
     let encoder = Encoder::load(&global.model, options)?;
     let passages = match &args.input {
@@ -253,6 +291,8 @@ fn encode(global: &GlobalArgs, args: EncodeArgs) -> anyhow::Result<()> {
     if args.json {
         let out = serde_json::json!({
             "backend": encoder.backend_name(),
+            "kernels": encoder.kernels_name(),
+            "precision": encoder.precision().as_str(),
             "threads": encoder.threads(),
             "passages": texts.len(),
             "throughput": rows,
@@ -262,8 +302,10 @@ fn encode(global: &GlobalArgs, args: EncodeArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "backend {} on {} threads, {} passages, mean {:.0} tokens",
+        "backend {} ({} kernels, {}) on {} threads, {} passages, mean {:.0} tokens",
         encoder.backend_name(),
+        encoder.kernels_name(),
+        encoder.precision(),
         encoder.threads(),
         texts.len(),
         rows.first()
@@ -326,41 +368,59 @@ fn beir(global: &GlobalArgs, args: BeirArgs) -> anyhow::Result<()> {
     } else {
         ""
     };
+    // Stores do not record the precision yet: int8 vectors get a corpus of their own.
+    let precision = match global.precision {
+        semdex::embed::Precision::F32 => "",
+        semdex::embed::Precision::Int8 => "-int8",
+    };
     let data_dir = args.data_dir.clone().unwrap_or_else(|| {
-        PathBuf::from("data").join(format!("beir-{}-{mode}{titled}", dataset.name))
+        PathBuf::from("data").join(format!("beir-{}-{mode}{titled}{precision}", dataset.name))
     });
     let encoder = std::sync::Arc::new(global.encoder()?);
-    let collection = format!("beir-{}-{mode}{titled}", dataset.name);
-    let storage =
-        args.database
-            .storage(&encoder, semdex::index::HnswParams::default(), &collection)?;
+    let collection = format!("beir-{}-{mode}{titled}{precision}", dataset.name);
+    // A database keeps the corpus in a collection of its own.
     #[cfg(feature = "postgres")]
-    if let semdex::engine::Storage::Postgres { database, .. } = &storage {
-        // What the collection holds, so that a later run with other settings is refused
-        // instead of measuring the old passages (the data directory's beir.json, for a
-        // database).
-        let chunk = args.chunking.options();
-        let settings = serde_json::json!({
-            "chunk_tokens": chunk.max_tokens,
-            "chunk_overlap": chunk.overlap,
-            "whole_documents": !args.chunked,
-            "title_context": args.chunking.title_context,
-            "corpus_sha256": dataset.corpus_sha256,
-        });
-        if database
-            .create_collection(&collection, &settings)?
-            .is_none()
-        {
-            let stored = database.collection_settings(&collection)?;
-            anyhow::ensure!(
-                stored.as_ref() == Some(&settings),
-                "collection {collection} of the database holds another corpus or other settings                  ({}); delete it (DELETE /collections/{collection}) or run with the same settings",
-                stored.unwrap_or_default()
+    let in_database = match args
+        .database
+        .database(&encoder, semdex::index::HnswParams::default())?
+    {
+        Some(database) => {
+            let chunk = args.chunking.options();
+            let catalog = semdex::storage::postgres::PostgresCatalog::new(
+                database,
+                semdex::storage::ChunkSettings {
+                    chunk_tokens: chunk.max_tokens,
+                    chunk_overlap: chunk.overlap,
+                },
             );
+            // What the collection holds, so that a later run with other settings is refused
+            // instead of measuring the old passages (the data directory's beir.json, for a
+            // database).
+            let settings = serde_json::json!({
+                "chunk_tokens": chunk.max_tokens,
+                "chunk_overlap": chunk.overlap,
+                "whole_documents": !args.chunked,
+                "title_context": args.chunking.title_context,
+                "corpus_sha256": dataset.corpus_sha256,
+            });
+            if catalog.create_with(&collection, &settings)?.is_none() {
+                let stored = catalog.settings(&collection)?;
+                anyhow::ensure!(
+                    stored.as_ref() == Some(&settings),
+                    "collection {collection} of the database holds another corpus or other settings                      ({}); delete it (DELETE /collections/{collection}) or run with the same settings",
+                    stored.unwrap_or_default()
+                );
+            }
+            let catalog: std::sync::Arc<dyn semdex::storage::Catalog> =
+                std::sync::Arc::new(catalog);
+            Some((catalog, collection.clone()))
         }
-    }
+        None => None,
+    };
+    #[cfg(not(feature = "postgres"))]
+    let in_database = None;
     let options = beir::BeirOptions {
-        storage,
+        in_database,
         data_dir: data_dir.clone(),
         chunked: args.chunked,
         chunk: args.chunking.options(),
@@ -481,7 +541,7 @@ fn ann(global: &GlobalArgs, args: AnnArgs) -> anyhow::Result<()> {
     use semdex::eval::ann;
     let (vectors, source) = match (&args.data_dir, &args.base, args.synthetic) {
         (Some(dir), _, _) => (
-            semdex::store::Store::read_vectors(dir)?,
+            semdex::storage::embedded::store::Store::read_vectors(dir)?,
             format!("vectors of {}", dir.display()),
         ),
         (None, Some(path), _) => (
@@ -671,11 +731,13 @@ fn qa(global: &GlobalArgs, args: QaArgs) -> anyhow::Result<()> {
             chunk_overlap: Some(options.chunk.overlap),
         };
         let engine = semdex::engine::Engine::open(encoder, options, &semdex::progress::NoProgress)?;
-        let engine = super::collection_engine(
-            std::sync::Arc::new(engine),
-            &args.collection,
-            Some(settings),
-        )?;
+        let catalog =
+            semdex::storage::embedded::EmbeddedCatalog::beside_open_directory(&data_dir, false)?;
+        let engine = super::Opened {
+            catalog: std::sync::Arc::new(catalog),
+            default: std::sync::Arc::new(engine),
+        }
+        .engine(&args.collection, Some(settings))?;
         let docs =
             semdex::engine::sources::collect(&args.corpus, std::io::stdin().lock())?.documents;
         engine.ingest(docs, &super::progress_bar("ingesting", "bytes"))?;
@@ -727,7 +789,7 @@ fn filter(global: &GlobalArgs, args: FilterArgs) -> anyhow::Result<()> {
         "no queries in {}",
         args.queries.display()
     );
-    let engine = args.engine.open_for_reading(global)?;
+    let engine = args.engine.open_for_reading(global)?.default;
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
     let queries: Vec<Vec<f32>> = engine
         .encoder()
@@ -735,7 +797,7 @@ fn filter(global: &GlobalArgs, args: FilterArgs) -> anyhow::Result<()> {
         .into_iter()
         .map(|e| e.unit)
         .collect();
-    let store = semdex::store::Store::open(
+    let store = semdex::storage::embedded::store::Store::open(
         &args.engine.data_dir,
         &semdex::engine::model_identity(engine.encoder()),
     )?;

@@ -1,18 +1,56 @@
-//! `semdex ingest`: files, directories, JSON lines or stdin into the data directory.
+//! `semdex ingest`: files of every format semdex reads (PDF, HTML, Markdown, Word, text,
+//! JSON lines), directories or stdin into the data directory.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
 use semdex::engine::sources;
 use semdex::engine::{Engine, IngestStatus};
+use semdex::extract::ExtractLimits;
 
-use super::{EngineArgs, GlobalArgs, progress_bar};
+use super::{Bar, EngineArgs, GlobalArgs, progress_bar};
+
+/// Bounds on what one file may cost to extract.
+#[derive(Args, Debug, Clone)]
+pub struct ExtractArgs {
+    /// Refuse a file whose compressed parts (PDF streams, .docx parts) inflate to more than
+    /// this many bytes together.
+    #[arg(long, env = "SEMDEX_MAX_DECOMPRESSED_BYTES", default_value_t = semdex::extract::DEFAULT_MAX_DECOMPRESSED_BYTES)]
+    pub max_decompressed_bytes: u64,
+    /// Give up on a file whose extraction takes longer than this many seconds.
+    #[arg(long, env = "SEMDEX_EXTRACT_TIMEOUT", default_value_t = semdex::extract::DEFAULT_TIMEOUT.as_secs_f64())]
+    pub extract_timeout: f64,
+    /// Refuse PDFs of more pages than this.
+    #[arg(long, env = "SEMDEX_MAX_PAGES", default_value_t = semdex::extract::DEFAULT_MAX_PAGES)]
+    pub max_pages: u32,
+    /// Refuse HTML nested deeper than this many elements.
+    #[arg(long, env = "SEMDEX_MAX_HTML_DEPTH", default_value_t = semdex::extract::DEFAULT_MAX_HTML_DEPTH)]
+    pub max_html_depth: usize,
+}
+
+impl ExtractArgs {
+    /// The limits these arguments describe.
+    pub fn limits(&self) -> anyhow::Result<ExtractLimits> {
+        let timeout = Duration::try_from_secs_f64(self.extract_timeout)
+            .ok()
+            .filter(|t| !t.is_zero())
+            .context("--extract-timeout must be a positive number of seconds")?;
+        Ok(ExtractLimits {
+            max_decompressed_bytes: self.max_decompressed_bytes,
+            timeout,
+            max_pages: self.max_pages,
+            max_html_depth: self.max_html_depth.max(1),
+        })
+    }
+}
 
 #[derive(Args, Debug)]
 pub struct IngestArgs {
-    /// Files, directories (recursive: .txt, .md, .jsonl) or `-` for stdin.
+    /// Files (PDF, HTML, Markdown, Word .docx, text, JSON lines; the format is read from the
+    /// content first), directories (recursive) or `-` for stdin.
     #[arg(required = true)]
     pub paths: Vec<PathBuf>,
     /// Skip files (and standard input) larger than this many bytes.
@@ -22,6 +60,8 @@ pub struct IngestArgs {
     /// stays inside the paths given.
     #[arg(long)]
     pub follow_links: bool,
+    #[command(flatten)]
+    pub extract: ExtractArgs,
     /// The collection to add to (created with the chunking settings given here if absent).
     #[arg(long, env = "SEMDEX_COLLECTION", default_value = semdex::collections::DEFAULT_COLLECTION)]
     pub collection: String,
@@ -38,22 +78,19 @@ pub struct IngestSummary {
 
 pub fn run(global: &GlobalArgs, args: IngestArgs) -> anyhow::Result<()> {
     let encoder = std::sync::Arc::new(global.encoder()?);
-    let rebuild = progress_bar("rebuilding index", "vectors");
-    let options = args.engine.options_for(&encoder)?;
+    let options = args.engine.options();
     let settings = semdex::collections::CollectionSettings {
         chunk_tokens: Some(options.chunk.max_tokens),
         chunk_overlap: Some(options.chunk.overlap),
     };
-    let engine = Engine::open(encoder, options, &rebuild)
-        .with_context(|| format!("cannot open {}", args.engine.describe()))?;
-    let engine = super::collection_engine(
-        std::sync::Arc::new(engine),
-        &args.collection,
-        Some(settings),
-    )?;
+    let engine = args
+        .engine
+        .open_with(encoder, options)?
+        .engine(&args.collection, Some(settings))?;
     let options = sources::SourceOptions {
         max_file_bytes: args.max_file_bytes,
         follow_links_anywhere: args.follow_links,
+        limits: args.extract.limits()?,
     };
     let summary = ingest_paths(&engine, &args.paths, options)?;
     if summary.skipped > 0 {
@@ -75,7 +112,19 @@ pub fn ingest_paths(
     paths: &[PathBuf],
     options: sources::SourceOptions,
 ) -> anyhow::Result<IngestSummary> {
-    let found = sources::collect_with(paths, std::io::stdin().lock(), options)?;
+    let reading = reading_bar();
+    let started = Instant::now();
+    let found = sources::collect_with_progress(paths, std::io::stdin().lock(), options, &reading)?;
+    let read_seconds = started.elapsed().as_secs_f64();
+    for (format, count) in &found.formats {
+        tracing::info!(
+            format = format.as_str(),
+            files = count.files,
+            bytes = count.bytes,
+            pages = count.pages,
+            "read"
+        );
+    }
     for s in found.skipped.iter().take(SKIPS_SHOWN) {
         tracing::warn!(location = %s.location, reason = %s.reason, "skipped");
     }
@@ -104,6 +153,7 @@ pub fn ingest_paths(
         skipped = found.skipped.len(),
         ignored = found.ignored,
         chunks_embedded = embedded,
+        read_seconds = format!("{read_seconds:.2}"),
         seconds = format!("{seconds:.2}"),
         passages_per_s = format!("{:.1}", embedded as f64 / seconds.max(1e-9)),
         "ingest done"
@@ -113,4 +163,16 @@ pub fn ingest_paths(
     Ok(IngestSummary {
         skipped: found.skipped.len(),
     })
+}
+
+/// The bar shown while files are read and extracted: bytes of files, and the file being read.
+fn reading_bar() -> Bar {
+    let bar = ProgressBar::new(0);
+    if let Ok(style) = ProgressStyle::with_template(
+        "reading [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta}) {wide_msg}",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    Bar(bar)
 }

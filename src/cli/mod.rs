@@ -19,14 +19,17 @@ use indicatif::{ProgressBar, ProgressStyle};
 use semdex::chunk::{ChunkOptions, Chunker};
 use semdex::collections::{CollectionError, CollectionSettings, Collections, DEFAULT_COLLECTION};
 use semdex::embed::{
-    BackendKind, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MODEL_DIR, Encoder, EncoderOptions,
+    BackendKind, DEFAULT_MAX_BATCH_TOKENS, DEFAULT_MODEL_DIR, Encoder, EncoderOptions, Precision,
 };
-use semdex::engine::{Engine, EngineError, EngineOptions, Storage};
+use semdex::engine::{Engine, EngineOptions, model_identity};
 use semdex::index::HnswParams;
 use semdex::progress::Progress;
-use semdex::store::StoreError;
+use semdex::storage::embedded::EmbeddedCatalog;
+use semdex::storage::embedded::store::StoreError;
+use semdex::storage::{Catalog, StorageError};
 
-/// semdex: a semantic embedding and retrieval server (all-MiniLM-L6-v2 on candle, HNSW index).
+/// semdex: a semantic embedding and retrieval server (all-MiniLM-L6-v2 on semdex's own CPU
+/// kernels, HNSW and BM25 indexes).
 #[derive(Parser, Debug)]
 #[command(version, about)]
 pub struct Cli {
@@ -48,6 +51,11 @@ pub struct GlobalArgs {
     /// Transformer implementation: "packed" (fast, default) or "candle" (stock, padded).
     #[arg(long, global = true, env = "SEMDEX_BACKEND", default_value = "packed")]
     pub backend: BackendKind,
+    /// Number format of the dense layers: "f32" (the vectors sentence-transformers makes,
+    /// default) or "int8" (faster on CPUs with VNNI or AMX; vectors within cosine 0.99 of
+    /// f32's). Vectors of one precision must not be searched with queries of the other.
+    #[arg(long, global = true, env = "SEMDEX_PRECISION", default_value = "f32")]
+    pub precision: Precision,
     /// Most tokens in one forward pass; the server's batching queue gathers concurrent
     /// requests up to the same budget.
     #[arg(long, global = true, env = "SEMDEX_MAX_BATCH_TOKENS", default_value_t = DEFAULT_MAX_BATCH_TOKENS)]
@@ -114,30 +122,49 @@ pub struct DatabaseArgs {
 }
 
 impl DatabaseArgs {
-    /// The storage of `collection`: the data directory, or (with `--database-url`) the
-    /// database, connected to and migrated here.
-    pub fn storage(
+    /// The database the arguments name, connected to and migrated here (`None` without
+    /// `--database-url`).
+    #[cfg(feature = "postgres")]
+    pub fn database(
         &self,
         encoder: &Encoder,
         hnsw: HnswParams,
-        collection: &str,
-    ) -> anyhow::Result<Storage> {
+    ) -> anyhow::Result<Option<Arc<semdex::storage::postgres::Database>>> {
+        let Some(url) = &self.database_url else {
+            return Ok(None);
+        };
+        let database = semdex::storage::postgres::Database::connect(
+            url,
+            self.database_pool,
+            &model_identity(encoder),
+            hnsw,
+        )
+        .context("cannot open the PostgreSQL database")?;
+        Ok(Some(database))
+    }
+
+    /// The catalog of collections the arguments name: the database (with `--database-url`),
+    /// else `data_dir`, locked for writing unless `read_only`.
+    pub fn catalog(
+        &self,
+        encoder: &Encoder,
+        options: &EngineOptions,
+    ) -> anyhow::Result<Arc<dyn Catalog>> {
         #[cfg(feature = "postgres")]
-        if let Some(url) = &self.database_url {
-            let database = semdex::engine::backend::postgres::Database::connect(
-                url,
-                self.database_pool,
-                &semdex::engine::model_identity(encoder),
-                hnsw,
-            )
-            .context("cannot open the PostgreSQL database")?;
-            return Ok(Storage::Postgres {
-                database,
-                collection: collection.to_string(),
-            });
+        if let Some(database) = self.database(encoder, options.hnsw)? {
+            let defaults = semdex::storage::ChunkSettings {
+                chunk_tokens: options.chunk.max_tokens,
+                chunk_overlap: options.chunk.overlap,
+            };
+            return Ok(Arc::new(semdex::storage::postgres::PostgresCatalog::new(
+                database, defaults,
+            )));
         }
-        let _ = (encoder, hnsw, collection);
-        Ok(Storage::Embedded)
+        let _ = encoder;
+        Ok(Arc::new(EmbeddedCatalog::open(
+            &options.data_dir,
+            options.read_only,
+        )?))
     }
 
     /// Whether the corpus is in a database rather than the data directory.
@@ -147,6 +174,46 @@ impl DatabaseArgs {
             return true;
         }
         false
+    }
+}
+
+/// A storage the command line opened: its catalog of collections and its default
+/// collection's engine.
+pub struct Opened {
+    /// The collections' catalog.
+    pub catalog: Arc<dyn Catalog>,
+    /// The default collection's engine.
+    pub default: Arc<Engine>,
+}
+
+impl Opened {
+    /// The collections of this storage.
+    pub fn collections(&self) -> anyhow::Result<Collections> {
+        Ok(Collections::new(
+            self.catalog.clone(),
+            self.default.clone(),
+        )?)
+    }
+
+    /// The engine of collection `name`: the default one for "default"; with `create`, a
+    /// missing collection is made with those settings first.
+    pub fn engine(
+        &self,
+        name: &str,
+        create: Option<CollectionSettings>,
+    ) -> anyhow::Result<Arc<Engine>> {
+        if name == DEFAULT_COLLECTION {
+            return Ok(self.default.clone());
+        }
+        let collections = self.collections()?;
+        match (collections.engine_blocking(name), create) {
+            (Err(CollectionError::NotFound(_)), Some(settings)) => {
+                collections.create(name, settings)?;
+                tracing::info!(collection = name, "created the collection");
+                Ok(collections.engine_blocking(name)?)
+            }
+            (engine, _) => Ok(engine?),
+        }
     }
 }
 
@@ -196,16 +263,6 @@ impl EngineArgs {
         options
     }
 
-    /// [`EngineArgs::options`] with the storage the arguments name (connecting to the
-    /// database, if one is named).
-    pub fn options_for(&self, encoder: &Encoder) -> anyhow::Result<EngineOptions> {
-        let mut options = self.options();
-        options.storage = self
-            .database
-            .storage(encoder, options.hnsw, DEFAULT_COLLECTION)?;
-        Ok(options)
-    }
-
     /// What the engine is opened on, for error messages.
     pub fn describe(&self) -> String {
         if self.database.in_database() {
@@ -215,48 +272,66 @@ impl EngineArgs {
         }
     }
 
-    /// Loads the model, opens the data directory (showing an index rebuild), and ingests the
-    /// seed documents if it is empty.
-    pub fn open(&self, global: &GlobalArgs) -> anyhow::Result<Arc<Engine>> {
+    /// Loads the model, opens the storage (showing an index rebuild), and ingests the seed
+    /// documents if its default collection is empty.
+    pub fn open(&self, global: &GlobalArgs) -> anyhow::Result<Opened> {
         let encoder = Arc::new(global.encoder()?);
-        let options = self.options_for(&encoder)?;
-        self.open_with(encoder, options)
+        let opened = self.open_with(encoder, self.options())?;
+        self.seed(&opened.default)?;
+        Ok(opened)
     }
 
     /// Like [`EngineArgs::open`], but when another process holds the data directory, opens it
     /// read-only instead of failing (for commands that only read, such as `query`).
-    pub fn open_for_reading(&self, global: &GlobalArgs) -> anyhow::Result<Arc<Engine>> {
+    pub fn open_for_reading(&self, global: &GlobalArgs) -> anyhow::Result<Opened> {
         let encoder = Arc::new(global.encoder()?);
-        let rebuild = progress_bar("rebuilding index", "vectors");
-        match Engine::open(encoder.clone(), self.options_for(&encoder)?, &rebuild) {
-            Err(EngineError::Store(StoreError::Locked { holder, .. })) => {
-                tracing::info!(%holder, "the data directory is in use; reading it read-only");
+        let opened = match self.open_with(encoder.clone(), self.options()) {
+            Err(e) if is_locked(&e) => {
+                tracing::info!("the data directory is in use; reading it read-only");
                 let mut options = self.options();
                 options.read_only = true;
                 self.open_with(encoder, options)
             }
-            other => self.seeded(other),
-        }
+            other => other,
+        }?;
+        self.seed(&opened.default)?;
+        Ok(opened)
     }
 
-    fn open_with(
+    /// Opens the storage with `options` and its default collection's engine (no seeding).
+    pub fn open_with(
         &self,
         encoder: Arc<Encoder>,
         options: EngineOptions,
-    ) -> anyhow::Result<Arc<Engine>> {
+    ) -> anyhow::Result<Opened> {
+        let catalog = self
+            .database
+            .catalog(&encoder, &options)
+            .with_context(|| format!("cannot open {}", self.describe()))?;
         let rebuild = progress_bar("rebuilding index", "vectors");
-        self.seeded(Engine::open(encoder, options, &rebuild))
+        let default = catalog
+            .open(
+                DEFAULT_COLLECTION,
+                &model_identity(&encoder),
+                &options.backend(),
+                &rebuild,
+            )
+            .map_err(semdex::engine::EngineError::from)
+            .and_then(|backend| Engine::with_backend(encoder, backend, options, &rebuild))
+            .with_context(|| format!("cannot open {}", self.describe()))?;
+        Ok(Opened {
+            catalog,
+            default: Arc::new(default),
+        })
     }
 
     /// Ingests the seed documents into a freshly opened, empty, writable engine.
-    fn seeded(&self, opened: Result<Engine, EngineError>) -> anyhow::Result<Arc<Engine>> {
-        let engine = opened.with_context(|| format!("cannot open {}", self.describe()))?;
-        let engine = Arc::new(engine);
+    fn seed(&self, engine: &Arc<Engine>) -> anyhow::Result<()> {
         if engine.stats()?.documents == 0 && !engine.options().read_only {
             if self.seeds.exists() {
                 tracing::info!(seeds = %self.seeds.display(), "data directory is empty: ingesting the seed documents");
                 let summary = ingest::ingest_paths(
-                    &engine,
+                    engine,
                     std::slice::from_ref(&self.seeds),
                     semdex::engine::sources::SourceOptions::default(),
                 )?;
@@ -270,29 +345,21 @@ impl EngineArgs {
                 tracing::warn!(seeds = %self.seeds.display(), "data directory is empty and the seed folder does not exist");
             }
         }
-        Ok(engine)
+        Ok(())
     }
 }
 
-/// The engine of collection `name` of `default`'s data directory: `default` itself for
-/// "default"; with `create`, a missing collection is made with those settings first.
-pub fn collection_engine(
-    default: Arc<Engine>,
-    name: &str,
-    create: Option<CollectionSettings>,
-) -> anyhow::Result<Arc<Engine>> {
-    if name == DEFAULT_COLLECTION {
-        return Ok(default);
-    }
-    let collections = Collections::open(default)?;
-    match (collections.engine(name), create) {
-        (Err(CollectionError::NotFound(_)), Some(settings)) => {
-            collections.create(name, settings)?;
-            tracing::info!(collection = name, "created the collection");
-            Ok(collections.engine(name)?)
-        }
-        (engine, _) => Ok(engine?),
-    }
+/// Whether opening failed because another process holds the data directory.
+fn is_locked(err: &anyhow::Error) -> bool {
+    let locked =
+        |storage: &StorageError| matches!(storage, StorageError::Store(StoreError::Locked { .. }));
+    err.chain().any(|cause| {
+        cause.downcast_ref::<StorageError>().is_some_and(locked)
+            || matches!(
+                cause.downcast_ref::<semdex::engine::EngineError>(),
+                Some(semdex::engine::EngineError::Storage(storage)) if locked(storage)
+            )
+    })
 }
 
 /// A progress bar on stderr (hidden when stderr is not a terminal), for the library's
@@ -310,6 +377,10 @@ impl Progress for Bar {
 
     fn finish(&self) {
         self.0.finish_and_clear();
+    }
+
+    fn message(&self, message: &str) {
+        self.0.set_message(message.to_string());
     }
 }
 
@@ -350,6 +421,7 @@ impl GlobalArgs {
     pub fn encoder(&self) -> anyhow::Result<Encoder> {
         let options = EncoderOptions {
             backend: self.backend,
+            precision: self.precision,
             threads: self.threads,
             max_batch_tokens: self.max_batch_tokens.max(1),
             ..EncoderOptions::default()

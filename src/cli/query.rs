@@ -7,7 +7,7 @@ use clap::Args;
 use semdex::api::types::SearchResponse;
 use semdex::engine::SearchRequest;
 use semdex::filter::MetadataFilter;
-use semdex::store::ChunkFilter;
+use semdex::storage::ChunkFilter;
 use serde_json::{Map, Value, json};
 
 use super::{EngineArgs, GlobalArgs};
@@ -64,8 +64,10 @@ pub fn run(global: &GlobalArgs, args: QueryArgs) -> anyhow::Result<()> {
         mode: args.mode,
         ..args.hybrid.request()
     };
-    let engine = args.engine.open_for_reading(global)?;
-    let engine = super::collection_engine(engine, &args.collection, None)?;
+    let engine = args
+        .engine
+        .open_for_reading(global)?
+        .engine(&args.collection, None)?;
     let started = Instant::now();
     let results = engine.search(&args.question, &request)?;
     let response = SearchResponse::new(results, started.elapsed().as_secs_f64() * 1000.0);

@@ -7,7 +7,6 @@ use anyhow::Context;
 use clap::Args;
 use semdex::api::openai_tokens::TokenEncoding;
 use semdex::api::{self, ApiConfig, AppState};
-use semdex::collections::Collections;
 use semdex::queue::{EmbedQueue, QueueOptions};
 use semdex::service::{Service, ServiceOptions};
 use tokio::sync::watch;
@@ -112,10 +111,12 @@ async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
     let encoding = args.openai_token_encoding;
     let loader = tokio::task::spawn_blocking(move || {
         encoding.warm();
-        let loaded = engine_args.open(&global).and_then(|engine| {
-            let queue = EmbedQueue::start(engine.encoder().clone(), queue_options)
+        let loaded = engine_args.open(&global).and_then(|opened| {
+            let queue = EmbedQueue::start(opened.default.encoder().clone(), queue_options)
                 .context("cannot start the batching thread")?;
-            let collections = Collections::open(engine).context("cannot read the collections")?;
+            let collections = opened
+                .collections()
+                .context("cannot read the collections")?;
             Ok((collections, queue))
         });
         match loaded {

@@ -9,7 +9,7 @@ mod backend;
 mod candle_bert;
 mod config;
 mod error;
-mod kernels;
+pub mod kernels;
 pub(crate) use kernels::int8_best_matches;
 mod packed_bert;
 mod pooling;
@@ -25,6 +25,7 @@ pub use backend::{Backend, Output};
 pub use candle_bert::CandleBert;
 pub use config::{BertConfig, ModelConfig};
 pub use error::{EmbedError, Result};
+pub use kernels::KernelPath;
 pub use packed_bert::PackedBert;
 pub use pooling::{Pooling, l2_normalize};
 pub use tokenize::{TextTokenizer, TokenizedText};
@@ -66,11 +67,58 @@ impl fmt::Display for BackendKind {
     }
 }
 
+/// The number format of the dense layers' weights and inputs, which decides the vectors:
+/// vectors of different precisions must not be mixed in one index.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Precision {
+    /// 32-bit floats throughout: the vectors sentence-transformers computes (cosine ≥ 0.9999).
+    #[default]
+    F32,
+    /// int8 weights (per output channel) and activations (per token) in the dense layers,
+    /// int32 sums; layer norm, softmax, GELU and pooling stay f32. Faster where the CPU has
+    /// int8 dot products (VNNI, AMX); vectors within cosine 0.99 of f32's.
+    Int8,
+}
+
+impl Precision {
+    /// The name used on the command line, in `/info` and in stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Int8 => "int8",
+        }
+    }
+}
+
+impl FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "f32" => Ok(Self::F32),
+            "int8" => Ok(Self::Int8),
+            other => Err(format!(
+                "unknown precision {other:?}; expected \"f32\" or \"int8\""
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Precision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// How the encoder runs; every field has a measured default.
 #[derive(Debug, Clone)]
 pub struct EncoderOptions {
     /// The transformer implementation.
     pub backend: BackendKind,
+    /// The number format of the dense layers (the packed backend only).
+    pub precision: Precision,
+    /// The kernel path; `None` takes `SEMDEX_KERNELS`, else the widest the CPU supports.
+    pub kernels: Option<KernelPath>,
     /// Worker threads for the forward pass; `None` uses every available core.
     pub threads: Option<usize>,
     /// Most tokens one forward pass may hold (padding included for padded backends). The
@@ -90,6 +138,8 @@ impl Default for EncoderOptions {
     fn default() -> Self {
         Self {
             backend: BackendKind::default(),
+            precision: Precision::default(),
+            kernels: None,
             threads: None,
             max_batch_tokens: DEFAULT_MAX_BATCH_TOKENS,
             max_batch_size: 64,
@@ -151,6 +201,7 @@ pub struct Encoder {
     backend: Box<dyn Backend>,
     pool: rayon::ThreadPool,
     options: EncoderOptions,
+    kernel_path: KernelPath,
 }
 
 impl Encoder {
@@ -158,9 +209,20 @@ impl Encoder {
     pub fn load(dir: &Path, options: EncoderOptions) -> Result<Self> {
         let config = ModelConfig::load(dir)?;
         let tokenizer = TextTokenizer::load(dir, config.max_seq_length)?;
-        let backend: Box<dyn Backend> = match options.backend {
-            BackendKind::Packed => Box::new(PackedBert::load(&config)?),
-            BackendKind::Candle => Box::new(CandleBert::load(&config)?),
+        let kernel_path = match options.kernels {
+            Some(path) => path,
+            None => KernelPath::from_env().map_err(EmbedError::Unsupported)?,
+        };
+        let backend: Box<dyn Backend> = match (options.backend, options.precision) {
+            (BackendKind::Packed, precision) => {
+                Box::new(PackedBert::load(&config, kernel_path, precision)?)
+            }
+            (BackendKind::Candle, Precision::F32) => Box::new(CandleBert::load(&config)?),
+            (BackendKind::Candle, precision) => {
+                return Err(EmbedError::Unsupported(format!(
+                    "{precision} precision runs on the packed backend only, not on candle"
+                )));
+            }
         };
         let threads = options
             .threads
@@ -176,7 +238,29 @@ impl Encoder {
             backend,
             pool,
             options,
+            kernel_path,
         })
+    }
+
+    /// The number format the vectors were computed in; vectors of other precisions must not
+    /// share an index with this encoder's.
+    pub fn precision(&self) -> Precision {
+        self.options.precision
+    }
+
+    /// The kernel path the packed backend runs on (the candle backend runs candle's own
+    /// kernels, and reports its name instead: see [`Encoder::kernels_name`]).
+    pub fn kernel_path(&self) -> KernelPath {
+        self.kernel_path
+    }
+
+    /// What runs the forward pass's kernels, for `/info` and benchmarks: a kernel path's
+    /// name, or "candle".
+    pub fn kernels_name(&self) -> &'static str {
+        match self.options.backend {
+            BackendKind::Packed => self.kernel_path.as_str(),
+            BackendKind::Candle => "candle",
+        }
     }
 
     /// The model's configuration (name, dimension, window, pooling, fingerprint).

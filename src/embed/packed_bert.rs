@@ -1,22 +1,25 @@
 //! The packed BERT: every token of a batch in one matrix, no padding, fused kernels.
 //!
 //! Linear layers — nearly all of the FLOPs — run once over the `[total_tokens, hidden]` matrix
-//! of the whole batch with candle's GEMM (the `gemm` crate), so a batch costs the sum of its
-//! lengths, not `count × longest`. Bias, residual and activation are fused into the passes
-//! around each GEMM ([`super::kernels`]), attention runs per (sequence, head) with no copies
-//! of Q, K or V, and the activations live in one reused workspace instead of a fresh
-//! allocation per op. Weights are read from the memory-mapped safetensors file straight into
-//! these layouts ([`super::weights`]).
-
-use std::sync::Mutex;
+//! of the whole batch, so a batch costs the sum of its lengths, not `count × longest`: by the
+//! panel kernels of the encoder's [`KernelPath`] (f32), by its int8 kernels (int8 precision),
+//! or by the `gemm` crate on CPUs without AVX2. Bias, residual and activation are fused into
+//! the passes around each product ([`super::kernels`]), attention runs per (sequence, head)
+//! with no copies of Q, K or V, and the activations live in one reused workspace instead of a
+//! fresh allocation per op. Weights are read from the memory-mapped safetensors file straight
+//! into these layouts ([`super::weights`]); int8 weights are quantised from them at load.
 
 use gemm::{Parallelism, gemm};
+use parking_lot::Mutex;
 use rayon::prelude::*;
 
+use super::Precision;
 use super::backend::{Backend, Output};
 use super::config::ModelConfig;
 use super::error::{EmbedError, Result};
-use super::kernels;
+use super::kernels::int8::{Int8Kernel, Int8Weights, QuantizedRows};
+use super::kernels::matmul::PanelWeights;
+use super::kernels::{self, KernelPath, Width};
 use super::pooling::Pooling;
 use super::weights::{Table, WeightFile};
 
@@ -36,13 +39,16 @@ struct Linear {
 /// A dense layer's weight in the layout its matrix kernel reads, kept once (not both: the
 /// weights are most of the model's memory).
 enum LinearWeights {
-    /// Panels for the AVX2 kernel, which streams each weight once per block of tokens; it beat
-    /// gemm at every batch size measured, from one short query (gemm repacked the whole weight
-    /// per call: ~60% of a short query's time) to 64 passages of 240 tokens.
-    Panels(kernels::PanelWeights),
+    /// Panels for the AVX2 / AVX-512 kernels, which stream each weight once per block of
+    /// tokens; they beat gemm at every batch size measured, from one short query (gemm
+    /// repacked the whole weight per call: ~60% of a short query's time) to 64 passages of
+    /// 240 tokens.
+    Panels(PanelWeights),
     /// `[in, out]` row-major, the column-major operand gemm's micro-kernel reads directly; for
     /// CPUs without AVX2/FMA.
     Transposed(Vec<f32>),
+    /// int8 codes per output channel, for int8 precision.
+    Int8(Int8Weights),
 }
 
 struct Norm {
@@ -68,6 +74,8 @@ struct Workspace {
     context: Vec<f32>,
     attended: Vec<f32>,
     intermediate: Vec<f32>,
+    /// The current dense layer's input, quantised (int8 precision).
+    quantized: QuantizedRows,
 }
 
 /// BERT over packed sequences with fused CPU kernels.
@@ -84,12 +92,15 @@ pub struct PackedBert {
     vocab: usize,
     max_positions: usize,
     eps: f32,
+    path: KernelPath,
+    precision: Precision,
     workspace: Mutex<Workspace>,
 }
 
 /// Builds the forward pass's layers from the weights file.
 struct Loader<'a> {
     file: &'a WeightFile,
+    path: KernelPath,
 }
 
 impl Loader<'_> {
@@ -97,24 +108,35 @@ impl Loader<'_> {
         self.file.floats(name, shape)
     }
 
-    /// A layer whose checkpoint weight is `[out, in]`; several stacked along `out`.
-    fn linear(&self, names: &[String], inputs: usize, outputs: usize) -> Result<Linear> {
+    /// A layer whose checkpoint weight is `[out, in]`; several stacked along `out`; int8
+    /// codes when `int8`.
+    fn linear(
+        &self,
+        names: &[String],
+        inputs: usize,
+        outputs: usize,
+        int8: bool,
+    ) -> Result<Linear> {
         let total = outputs * names.len();
-        let mut weight_t = vec![0.0f32; inputs * total];
+        let mut stacked = Vec::with_capacity(inputs * total);
         let mut bias = Vec::with_capacity(total);
-        for (n, name) in names.iter().enumerate() {
-            let weight = self.get(&format!("{name}.weight"), &[outputs, inputs])?;
-            for o in 0..outputs {
-                for i in 0..inputs {
-                    weight_t[i * total + n * outputs + o] = weight[o * inputs + i];
-                }
-            }
+        for name in names {
+            stacked.extend(self.get(&format!("{name}.weight"), &[outputs, inputs])?);
             bias.extend(self.get(&format!("{name}.bias"), &[outputs])?);
         }
-        let weights = if kernels::fast_simd() {
-            LinearWeights::Panels(kernels::PanelWeights::pack(&weight_t, inputs, total))
+        let weights = if int8 {
+            LinearWeights::Int8(Int8Weights::quantize(&stacked, inputs, total))
         } else {
-            LinearWeights::Transposed(weight_t)
+            let mut weight_t = vec![0.0f32; inputs * total];
+            for o in 0..total {
+                for i in 0..inputs {
+                    weight_t[i * total + o] = stacked[o * inputs + i];
+                }
+            }
+            match self.path.width() {
+                Width::Portable => LinearWeights::Transposed(weight_t),
+                width => LinearWeights::Panels(PanelWeights::pack(width, &weight_t, inputs, total)),
+            }
         };
         Ok(Linear {
             weights,
@@ -133,13 +155,22 @@ impl Loader<'_> {
 }
 
 impl PackedBert {
-    /// Loads the weights of `config.dir`.
-    pub fn load(config: &ModelConfig) -> Result<Self> {
+    /// Loads the weights of `config.dir` for kernel path `path` (which the CPU must support)
+    /// at `precision`; int8 weights are quantised here, from the same file.
+    pub fn load(config: &ModelConfig, path: KernelPath, precision: Precision) -> Result<Self> {
+        if !path.is_supported() {
+            return Err(EmbedError::Unsupported(format!(
+                "this CPU cannot run the {path} kernels"
+            )));
+        }
         let file = WeightFile::open(
             &config.dir.join("model.safetensors"),
             "embeddings.word_embeddings.weight",
         )?;
-        let w = Loader { file: &file };
+        let w = Loader { file: &file, path };
+        // Every dense layer runs in int8 at int8 precision: keeping any one of them in f32
+        // (benches/README.md, measured per layer) gained little quality for its cost.
+        let int8 = precision == Precision::Int8;
         let b = &config.bert;
         let (h, i) = (b.hidden_size, b.intermediate_size);
         if b.hidden_act != candle_transformers::models::bert::HiddenAct::Gelu {
@@ -153,11 +184,11 @@ impl PackedBert {
             let p = format!("encoder.layer.{n}.");
             let qkv = ["query", "key", "value"].map(|m| format!("{p}attention.self.{m}"));
             layers.push(Layer {
-                qkv: w.linear(&qkv, h, h)?,
-                attn_out: w.linear(&[format!("{p}attention.output.dense")], h, h)?,
+                qkv: w.linear(&qkv, h, h, int8)?,
+                attn_out: w.linear(&[format!("{p}attention.output.dense")], h, h, int8)?,
                 attn_norm: w.norm(&format!("{p}attention.output.LayerNorm"), h)?,
-                up: w.linear(&[format!("{p}intermediate.dense")], h, i)?,
-                down: w.linear(&[format!("{p}output.dense")], i, h)?,
+                up: w.linear(&[format!("{p}intermediate.dense")], h, i, int8)?,
+                down: w.linear(&[format!("{p}output.dense")], i, h, int8)?,
                 out_norm: w.norm(&format!("{p}output.LayerNorm"), h)?,
             });
         }
@@ -180,6 +211,8 @@ impl PackedBert {
             vocab: b.vocab_size,
             max_positions: b.max_position_embeddings,
             eps: b.layer_norm_eps as f32,
+            path,
+            precision,
             workspace: Mutex::new(Workspace::default()),
         };
         file.release_pages();
@@ -209,10 +242,47 @@ impl PackedBert {
             }
         }
         let norm = &self.embedding_norm;
+        let width = self.path.width();
         for_rows(out, h, |rows| {
-            kernels::layer_norm_rows(rows, &norm.weight, &norm.bias, self.eps)
+            kernels::math::layer_norm_rows(width, rows, &norm.weight, &norm.bias, self.eps)
         });
         Ok(())
+    }
+
+    /// The kernel path the forward pass runs on.
+    pub fn kernel_path(&self) -> KernelPath {
+        self.path
+    }
+
+    /// The precision of the dense layers.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// `dst (+)= x · Wᵀ` for `rows` rows: accumulates into `dst` when `accumulate`, else
+    /// overwrites; int8 layers quantise `x` into `quantized` first.
+    fn matmul(
+        &self,
+        quantized: &mut QuantizedRows,
+        dst: &mut [f32],
+        x: &[f32],
+        layer: &Linear,
+        rows: usize,
+        accumulate: bool,
+    ) {
+        match &layer.weights {
+            LinearWeights::Panels(panels) => {
+                kernels::matmul::panel_matmul(dst, x, panels, rows, accumulate)
+            }
+            LinearWeights::Int8(weights) => {
+                let kernel = Int8Kernel::of(self.path);
+                quantized.quantize(self.path.width(), kernel, x, rows, layer.inputs);
+                kernels::int8::int8_matmul(kernel, dst, quantized, weights, accumulate);
+            }
+            LinearWeights::Transposed(weight_t) => {
+                gemm_matmul(dst, x, weight_t, layer, rows, accumulate)
+            }
+        }
     }
 
     /// Multi-head self-attention of each sequence over its own tokens, from the fused
@@ -223,6 +293,8 @@ impl PackedBert {
         let head_dim = h / self.heads;
         let scale = 1.0 / (head_dim as f32).sqrt();
         let longest = spans.iter().map(|s| s.1).max().unwrap_or(0);
+        // Per task: the scores, then the transposed keys.
+        let scratch = longest * longest + head_dim * longest;
         let mut pairs: Vec<(usize, usize, usize)> = spans
             .iter()
             .flat_map(|&(start, len)| (0..self.heads).map(move |head| (start, len, head)))
@@ -230,7 +302,9 @@ impl PackedBert {
         // Longest first, so that the last tasks to start are short ones.
         pairs.sort_by_key(|p| std::cmp::Reverse(p.1));
         let out = kernels::Shared(context.as_mut_ptr());
-        let run = |scores: &mut Vec<f32>, &(start, len, head): &(usize, usize, usize)| {
+        let width = self.path.width();
+        let run = |scratch: &mut Vec<f32>, &(start, len, head): &(usize, usize, usize)| {
+            let (scores, keys_t) = scratch.split_at_mut(longest * longest);
             let scores = &mut scores[..len * len];
             // SAFETY: every pointer stays inside `qkv` (rows start..start+len, columns of
             // one head) or inside `context` (the same rows, this head's columns); no two
@@ -239,6 +313,43 @@ impl PackedBert {
                 let q = qkv.as_ptr().add(start * stride + head * head_dim);
                 let k = q.add(h);
                 let v = q.add(2 * h);
+                let dst = out.get().add(start * h + head * head_dim);
+                if width != Width::Portable {
+                    // scores = Q · Kᵀ, with Kᵀ copied into `keys_t` ([head_dim, len]) so that
+                    // the kernel reads its rows contiguously.
+                    for j in 0..len {
+                        for d in 0..head_dim {
+                            keys_t[d * len + j] = *k.add(j * stride + d);
+                        }
+                    }
+                    kernels::matmul::strided_matmul(
+                        width,
+                        scores.as_mut_ptr(),
+                        len,
+                        q,
+                        stride,
+                        keys_t.as_ptr(),
+                        len,
+                        len,
+                        head_dim,
+                        len,
+                    );
+                    kernels::math::softmax_rows(width, scores, len, scale);
+                    // context = softmax(scores) · V, written into this head's columns
+                    kernels::matmul::strided_matmul(
+                        width,
+                        dst,
+                        h,
+                        scores.as_ptr(),
+                        len,
+                        v,
+                        stride,
+                        len,
+                        len,
+                        head_dim,
+                    );
+                    return;
+                }
                 // scores = Q · Kᵀ (K read transposed through its strides)
                 let q = Strided {
                     ptr: q,
@@ -261,7 +372,7 @@ impl PackedBert {
                     false,
                     Parallelism::None,
                 );
-                kernels::softmax_rows(scores, len, scale);
+                kernels::math::softmax_rows(width, scores, len, scale);
                 // context = softmax(scores) · V, written into this head's columns
                 let probs = Strided {
                     ptr: scores.as_ptr(),
@@ -273,7 +384,6 @@ impl PackedBert {
                     row: stride,
                     col: 1,
                 };
-                let dst = out.get().add(start * h + head * head_dim);
                 matmul_strided(
                     len,
                     head_dim,
@@ -290,18 +400,19 @@ impl PackedBert {
         if pairs.len() > 1 && rayon::current_num_threads() > 1 {
             pairs
                 .par_iter()
-                .for_each_init(|| vec![0.0f32; longest * longest], run);
+                .for_each(|p| with_scratch(scratch, |buffer| run(buffer, p)));
         } else {
-            let mut scores = vec![0.0f32; longest * longest];
-            pairs.iter().for_each(|p| run(&mut scores, p));
+            with_scratch(scratch, |buffer| pairs.iter().for_each(|p| run(buffer, p)));
         }
     }
 
     /// `out = LayerNorm(residual + input·Wᵀ + b)`, the closing step of both halves of a layer
     /// (attention output and feed-forward): residual and bias go into `out` first, so the
     /// matrix product accumulates onto them in place.
+    #[allow(clippy::too_many_arguments)]
     fn residual_dense_norm(
         &self,
+        quantized: &mut QuantizedRows,
         out: &mut [f32],
         residual: &[f32],
         input: &[f32],
@@ -310,28 +421,30 @@ impl PackedBert {
     ) {
         let h = self.hidden;
         let tokens = out.len() / h;
+        let width = self.path.width();
         for_row_pairs(out, h, residual, h, |dst, src| {
             for (d, s) in dst.chunks_exact_mut(h).zip(src.chunks_exact(h)) {
-                kernels::add_into(d, s, &dense.bias);
+                kernels::math::add_into(width, d, s, &dense.bias);
             }
         });
-        matmul(out, input, dense, tokens, true);
+        self.matmul(quantized, out, input, dense, tokens, true);
         for_rows(out, h, |rows| {
-            kernels::layer_norm_rows(rows, &norm.weight, &norm.bias, self.eps)
+            kernels::math::layer_norm_rows(width, rows, &norm.weight, &norm.bias, self.eps)
         });
     }
 }
 
-/// `dst (+)= x · Wᵀ` for `rows` rows: accumulates into `dst` when `accumulate`, else overwrites.
-fn matmul(dst: &mut [f32], x: &[f32], layer: &Linear, rows: usize, accumulate: bool) {
+/// `dst (+)= x · Wᵀ` by the gemm crate, for CPUs without AVX2.
+fn gemm_matmul(
+    dst: &mut [f32],
+    x: &[f32],
+    weight_t: &[f32],
+    layer: &Linear,
+    rows: usize,
+    accumulate: bool,
+) {
     let (k, n) = (layer.inputs, layer.outputs);
-    debug_assert!(dst.len() >= rows * n && x.len() >= rows * k);
-    let weight_t = match &layer.weights {
-        LinearWeights::Panels(panels) => {
-            return kernels::panel_matmul(dst, x, panels, rows, accumulate);
-        }
-        LinearWeights::Transposed(weight_t) => weight_t,
-    };
+    assert!(dst.len() >= rows * n && x.len() >= rows * k);
     let threads = rayon::current_num_threads();
     let parallelism = if threads > 1 && rows * n * k >= PARALLEL_GEMM_FROM {
         Parallelism::Rayon(threads)
@@ -403,6 +516,23 @@ unsafe fn matmul_strided(
             alpha, 1.0, false, false, false, parallelism,
         )
     };
+}
+
+thread_local! {
+    /// Attention's per-thread scratch (scores and transposed keys), kept between calls: a
+    /// fresh buffer per task cost page faults (7 % of an int8 forward pass, profiled).
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's scratch buffer, grown to at least `len` floats. `f` must not
+/// call back into attention on the same thread (it runs single-threaded kernels only).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut Vec<f32>) -> R) -> R {
+    SCRATCH.with_borrow_mut(|buffer| {
+        if buffer.len() < len {
+            buffer.resize(len, 0.0);
+        }
+        f(buffer)
+    })
 }
 
 /// Runs `f` over whole rows of `buf`, split across the pool's threads when it is large.
@@ -485,7 +615,7 @@ impl Backend for PackedBert {
         }
 
         // A concurrent caller gets its own workspace rather than waiting.
-        let mut guard = self.workspace.try_lock().ok();
+        let mut guard = self.workspace.try_lock();
         let mut own = Workspace::default();
         let ws: &mut Workspace = guard.as_deref_mut().unwrap_or(&mut own);
         let x = grow(&mut ws.hidden, tokens * h);
@@ -493,6 +623,8 @@ impl Backend for PackedBert {
         let context = grow(&mut ws.context, tokens * h);
         let attended = grow(&mut ws.attended, tokens * h);
         let inter = grow(&mut ws.intermediate, tokens * self.intermediate);
+        let quantized = &mut ws.quantized;
+        let width = self.path.width();
 
         self.embed_tokens(batch, x)?;
         for layer in &self.layers {
@@ -502,17 +634,24 @@ impl Backend for PackedBert {
                     row.copy_from_slice(&layer.qkv.bias);
                 }
             });
-            matmul(qkv, x, &layer.qkv, tokens, true);
+            self.matmul(quantized, qkv, x, &layer.qkv, tokens, true);
             self.attention(qkv, context, &spans);
             // attended = LayerNorm(x + context·Woᵀ + b)
-            self.residual_dense_norm(attended, x, context, &layer.attn_out, &layer.attn_norm);
+            self.residual_dense_norm(
+                quantized,
+                attended,
+                x,
+                context,
+                &layer.attn_out,
+                &layer.attn_norm,
+            );
             // inter = gelu(attended·W1ᵀ + b1)
-            matmul(inter, attended, &layer.up, tokens, false);
+            self.matmul(quantized, inter, attended, &layer.up, tokens, false);
             for_rows(inter, self.intermediate, |rows| {
-                kernels::bias_gelu(rows, &layer.up.bias)
+                kernels::math::bias_gelu(width, rows, &layer.up.bias)
             });
             // x = LayerNorm(attended + inter·W2ᵀ + b2)
-            self.residual_dense_norm(x, attended, inter, &layer.down, &layer.out_norm);
+            self.residual_dense_norm(quantized, x, attended, inter, &layer.down, &layer.out_norm);
         }
         Ok(spans
             .iter()

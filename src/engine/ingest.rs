@@ -8,9 +8,11 @@ use sha2::Digest;
 
 use crate::chunk::Chunk;
 use crate::progress::Progress;
-use crate::store::{ChunkSpan, DocumentSummary, NewChunk, NewDocument, StoredDocument};
+use crate::storage::{
+    ChunkSpan, DocumentState, DocumentSummary, NewChunk, NewDocument, Settled, StorageError,
+    StoredDocument, Written,
+};
 
-use super::backend::Written;
 use super::claims::Claim;
 
 use super::{Engine, EngineError, MAX_ID_BYTES, Result};
@@ -26,6 +28,9 @@ pub struct DocumentInput {
     pub metadata: Map<String, Value>,
     /// Where it came from (a path, "stdin", "api"), if known.
     pub source: Option<String>,
+    /// Title, sections and pages of an extracted file (offsets into `text`): passages are
+    /// cut within sections and carry their heading path and pages. `None` for plain text.
+    pub structure: Option<crate::extract::Structure>,
 }
 
 /// What ingesting a document did.
@@ -42,6 +47,16 @@ pub enum IngestStatus {
     /// A DELETE of this id ran while the document was being embedded: the delete comes after
     /// this ingest, so nothing of it is stored.
     Deleted,
+}
+
+impl From<Settled> for IngestStatus {
+    fn from(settled: Settled) -> Self {
+        match settled {
+            Settled::Unchanged => Self::Unchanged,
+            Settled::MetadataUpdated => Self::MetadataUpdated,
+            Settled::Deleted => Self::Deleted,
+        }
+    }
 }
 
 impl IngestStatus {
@@ -115,11 +130,7 @@ pub fn content_hash(text: &str) -> String {
 /// Whether a delete of the claimed id came after the claim read its state: one in this
 /// process marked the claim, or (another process sharing the storage) the document the claim
 /// saw is gone now.
-fn deleted_since(
-    claim: &Claim<'_>,
-    existed: bool,
-    now: Option<&crate::store::DocumentState>,
-) -> bool {
+fn deleted_since(claim: &Claim<'_>, existed: bool, now: Option<&DocumentState>) -> bool {
     claim.deleted_since() || (existed && now.is_none())
 }
 
@@ -136,6 +147,19 @@ fn new_document<'a>(
         metadata: &input.metadata,
         content_hash: hash,
         title,
+    }
+}
+
+/// The title a document's passages are embedded after: its `title` metadata, else the title
+/// extraction found, else a heading first line ([`crate::chunk::document_title`]).
+fn document_title(input: &DocumentInput) -> Option<String> {
+    let given = input.metadata.get("title").and_then(Value::as_str);
+    match (&input.structure, given) {
+        (Some(structure), None) => structure
+            .title
+            .clone()
+            .or_else(|| crate::chunk::document_title(&input.text, &input.metadata)),
+        _ => crate::chunk::document_title(&input.text, &input.metadata),
     }
 }
 
@@ -160,6 +184,11 @@ pub fn validate(doc: &DocumentInput) -> Result<()> {
     }
     crate::filter::check_metadata(&doc.metadata)
         .map_err(|e| EngineError::InvalidRequest(format!("document {id:?}: {e}")))?;
+    if let Some(structure) = &doc.structure {
+        structure
+            .check(&doc.text)
+            .map_err(|e| EngineError::InvalidRequest(format!("document {id:?}: {e}")))?;
+    }
     Ok(())
 }
 
@@ -172,9 +201,7 @@ impl Engine {
         docs: Vec<DocumentInput>,
         progress: &dyn Progress,
     ) -> Result<Vec<IngestReport>> {
-        if self.options.read_only {
-            return Err(EngineError::ReadOnly(self.options.data_dir.clone()));
-        }
+        self.check_writable()?;
         let mut ids = HashSet::with_capacity(docs.len());
         for doc in &docs {
             validate(doc)?;
@@ -192,17 +219,19 @@ impl Engine {
         let mut pipeline = Pipeline::default();
         for input in docs {
             let hash = content_hash(&input.text);
-            let (claim, state) = self
-                .claims
-                .claim(&input.id, || self.backend.document_state(&input.id))?;
+            crate::hooks::reached("ingest.document", &input.id);
+            // Claimed before its state is read: see [`super::claims`].
+            let claim = self.claims.claim(&input.id);
+            let state = self.backend.document_state(&input.id)?;
             let existed = state.is_some();
             if state.is_some_and(|s| s.content_hash == hash) {
                 // Probably nothing to embed; decided under the backend's write lock.
                 let doc = new_document(&input, &hash, None);
-                if let Written::Settled(status) = self
+                if let Written::Settled(settled) = self
                     .backend
                     .write(&doc, None, &|now| deleted_since(&claim, existed, now))?
                 {
+                    let status = IngestStatus::from(settled);
                     progress.advance(input.text.len() as u64);
                     reports.push(IngestReport {
                         chunks: self.chunk_count_if(status, &input.id)?,
@@ -212,12 +241,14 @@ impl Engine {
                     continue;
                 }
             }
-            let chunks = self.chunker.chunk(&input.id, &input.text);
+            let chunks =
+                self.chunker
+                    .chunk_structured(&input.id, &input.text, input.structure.as_ref());
             pipeline.waiting += chunks.len();
             let title = self
                 .options
                 .title_context
-                .then(|| crate::chunk::document_title(&input.text, &input.metadata))
+                .then(|| document_title(&input))
                 .flatten();
             pipeline.queue.push_back(Pending {
                 claim,
@@ -268,7 +299,7 @@ impl Engine {
             .iter()
             .map(|&(d, c)| {
                 let p = &pipeline.queue[d];
-                crate::chunk::with_title(p.title.as_deref(), &p.chunks[c].text)
+                crate::chunk::embedding_text(p.title.as_deref(), &p.chunks[c])
             })
             .collect();
         let refs: Vec<&str> = texts.iter().map(|t| t.as_ref()).collect();
@@ -328,10 +359,13 @@ impl Engine {
             .collect();
         let doc = new_document(&p.input, &p.hash, p.title.as_deref());
         let status = match self.backend.write(&doc, Some(&chunks), &|now| {
+            // Under the backend's write lock for the id.
+            crate::hooks::reached("ingest.commit", doc.id);
             deleted_since(&p.claim, p.existed, now)
         })? {
             // Deleted meanwhile, or the same text committed by a concurrent ingest.
-            Written::Settled(status) => {
+            Written::Settled(settled) => {
+                let status = IngestStatus::from(settled);
                 return Ok(IngestReport {
                     chunks: self.chunk_count_if(status, &p.input.id)?,
                     id: p.input.id,
@@ -365,12 +399,24 @@ impl Engine {
     /// Deletes a document and its chunks; its vectors stop appearing in results at once.
     /// Returns how many chunks it had.
     pub fn delete(&self, id: &str) -> Result<usize> {
-        if self.options.read_only {
-            return Err(EngineError::ReadOnly(self.options.data_dir.clone()));
-        }
-        self.claims
-            .delete(id, || self.backend.delete(id))?
+        self.check_writable()?;
+        // The backend marks the ingests of this id in flight under its write lock for the id,
+        // so that their commits do not bring the document back.
+        self.backend
+            .delete(id, &|| {
+                // Under the backend's write lock for the id.
+                crate::hooks::reached("delete.commit", id);
+                self.claims.mark_deleted(id);
+            })?
             .ok_or_else(|| EngineError::NotFound(id.to_string()))
+    }
+
+    /// Fails at once, before any work, on an engine opened read-only.
+    fn check_writable(&self) -> Result<()> {
+        if self.options.read_only {
+            return Err(StorageError::ReadOnly(self.options.data_dir.clone()).into());
+        }
+        Ok(())
     }
 
     /// A passage's token vectors in their stored form (empty when the embedding has none).
@@ -423,7 +469,7 @@ impl Engine {
 
     /// Documents in id order, without their text.
     pub fn documents(&self, limit: usize, offset: usize) -> Result<Vec<DocumentSummary>> {
-        self.backend.documents(limit, offset)
+        Ok(self.backend.documents(limit, offset)?)
     }
 
     /// Where a stored document's passages lie (byte offsets), in order.

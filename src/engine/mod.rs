@@ -1,39 +1,37 @@
 //! Ingest and search orchestration: chunker, encoder and a storage [`backend`] working
 //! together.
 //!
-//! The engine knows nothing of HTTP or JSON formatting; the CLI and the service layer call it.
-//! It chunks and embeds documents and hands each to its backend to commit as a unit; it asks
-//! the backend for dense and lexical candidates, fuses them and rescores the best with late
-//! interaction. It is `Sync`: searches run concurrently, and writes to one id are made
-//! serial ([`claims`]) before the backend serialises them again under its own lock.
+//! The engine knows nothing of HTTP or JSON formatting, nor which storage it has; the CLI and
+//! the service layer call it. It chunks and embeds documents and hands each to its
+//! [`Backend`] to commit as a unit; it asks the backend for dense and lexical candidates, fuses
+//! them and rescores the best with late interaction. It is `Sync`: searches run concurrently,
+//! and a delete during an ingest of its id is not undone ([`claims`]) while the backend
+//! serialises writes of one id under its own lock.
 
-pub mod backend;
 mod claims;
 pub mod fusion;
 mod ingest;
-mod parallel;
+pub(crate) mod parallel;
 mod search;
 pub mod sources;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::chunk::{ChunkError, ChunkOptions, Chunker};
 use crate::embed::{EmbedError, Encoder};
-use crate::index::{HnswParams, IndexError};
+use crate::index::HnswParams;
 use crate::late::TokenFilter;
-use crate::lexical::{LexicalError, LexicalStats};
 use crate::progress::Progress;
-use crate::store::{ModelIdentity, StoreError};
-use backend::Backend;
+use crate::storage::{Backend, BackendOptions, ModelIdentity, StorageError};
+pub use crate::storage::{CollectionStats, LexicalKind, SearchStrategy};
 pub use fusion::Fusion;
 pub use ingest::{
     DocumentInput, IngestReport, IngestStatus, content_hash, validate as validate_document,
 };
 pub use search::{
     DEFAULT_DENSE_WEIGHT, HYBRID_CANDIDATES, HitScores, MAX_RESCORED, Query, RESCORED_CANDIDATES,
-    SearchHit, SearchMode, SearchRequest, SearchResults, SearchStrategy,
-    validate as validate_search,
+    SearchHit, SearchMode, SearchRequest, SearchResults, validate as validate_search,
 };
 
 /// Largest `k` a query may ask for.
@@ -43,7 +41,8 @@ pub const MAX_EF: usize = 10_000;
 /// Longest document id, in bytes.
 pub const MAX_ID_BYTES: usize = 512;
 
-/// Engine failures. `InvalidRequest` and `NotFound` are the caller's fault; the rest are ours.
+/// Engine failures. `InvalidRequest` and `NotFound` are the caller's fault; `Storage` says
+/// whose fault its cause is; the rest are ours.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// The request is malformed (empty query, k out of range, bad filter, empty document).
@@ -52,36 +51,28 @@ pub enum EngineError {
     /// A document id that does not exist.
     #[error("no document with id {0:?}")]
     NotFound(String),
-    /// The collection was deleted (by another process sharing its database) while this
-    /// request ran.
-    #[error("no collection named {0:?}")]
-    CollectionNotFound(String),
     /// Embedding failed.
     #[error(transparent)]
     Embed(#[from] EmbedError),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The index failed.
-    #[error(transparent)]
-    Index(#[from] IndexError),
-    /// The lexical index failed.
-    #[error(transparent)]
-    Lexical(#[from] LexicalError),
     /// Chunking options are invalid.
     #[error(transparent)]
     Chunk(#[from] ChunkError),
-    /// A write to an engine opened read-only.
-    #[error("the data directory {0} is open read-only here (another process holds it)")]
-    ReadOnly(PathBuf),
-    /// The database failed (a bad statement, a constraint, a schema problem).
-    #[cfg(feature = "postgres")]
+    /// The storage failed, or refused (read-only, unavailable, a collection deleted under the
+    /// request).
     #[error(transparent)]
-    Postgres(#[from] backend::postgres::PgError),
-    /// The storage cannot be reached now (a database that is down or restarting); the
-    /// request may be retried.
-    #[error("storage unavailable: {0}")]
-    Unavailable(String),
+    Storage(#[from] StorageError),
+}
+
+impl From<crate::index::IndexError> for EngineError {
+    fn from(err: crate::index::IndexError) -> Self {
+        Self::Storage(err.into())
+    }
+}
+
+impl From<crate::storage::embedded::store::StoreError> for EngineError {
+    fn from(err: crate::storage::embedded::store::StoreError) -> Self {
+        Self::Storage(err.into())
+    }
 }
 
 /// Result alias for the engine.
@@ -90,7 +81,7 @@ pub type Result<T, E = EngineError> = std::result::Result<T, E>;
 /// How the engine runs; defaults are measured (benches/README.md).
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
-    /// Where the store and the index dump live.
+    /// The collection folder [`Engine::open`] opens (a data directory's own collection).
     pub data_dir: PathBuf,
     /// HNSW graph parameters.
     pub hnsw: HnswParams,
@@ -111,82 +102,37 @@ pub struct EngineOptions {
     /// to every passage (benches/README.md).
     pub title_context: bool,
     /// Open without the directory's write lock, for reading beside a process that holds it:
-    /// writes fail with [`EngineError::ReadOnly`] and the index is never saved.
+    /// writes fail with [`StorageError::ReadOnly`] and the index is never saved.
     pub read_only: bool,
-    /// Where the corpus lives: the data directory (default) or a PostgreSQL database.
-    pub storage: Storage,
 }
 
 impl EngineOptions {
     /// Defaults for a data directory.
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let backend = BackendOptions::default();
         Self {
             data_dir: data_dir.into(),
-            hnsw: HnswParams::default(),
+            hnsw: backend.hnsw,
             chunk: ChunkOptions::default(),
-            exact_below: 5_000,
-            compact_ratio: 0.2,
+            exact_below: backend.exact_below,
+            compact_ratio: backend.compact_ratio,
             ingest_batch: 64,
-            read_connections: 4,
+            read_connections: backend.read_connections,
             title_context: false,
-            read_only: false,
-            storage: Storage::Embedded,
+            read_only: backend.read_only,
         }
     }
-}
 
-/// Counts and settings, for `/info` and the CLI.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EngineStats {
-    /// Documents stored.
-    pub documents: usize,
-    /// Chunks stored.
-    pub chunks: usize,
-    /// Live vectors in the approximate index.
-    pub indexed: usize,
-    /// Deleted vectors the graph still holds (until compaction).
-    pub tombstones: usize,
-    /// The approximate index's kind.
-    pub index_kind: &'static str,
-    /// Its parameters.
-    pub hnsw: HnswParams,
-    /// Queries below this many chunks are exact.
-    pub exact_below: usize,
-    /// Bytes of the vector data the index holds in memory (8-bit codes, and the f32 vectors
-    /// added since its graph was last frozen).
-    pub vector_bytes: usize,
-    /// Bytes of memory the index holds in all: vector data, links and bookkeeping.
-    pub index_memory_bytes: usize,
-    /// The lexical index's passages and size.
-    pub lexical: LexicalStats,
-    /// What ranks passages by their words, and how words are analysed.
-    pub lexical_kind: LexicalKind,
-}
-
-/// Where an engine keeps its corpus.
-#[derive(Debug, Clone, Default)]
-pub enum Storage {
-    /// SQLite, an HNSW graph and a tantivy index in the data directory.
-    #[default]
-    Embedded,
-    /// A PostgreSQL database with pgvector, shared with other semdex processes; the
-    /// collection's rows are those under its name.
-    #[cfg(feature = "postgres")]
-    Postgres {
-        /// The database (a bounded pool of connections).
-        database: Arc<backend::postgres::Database>,
-        /// The collection's name.
-        collection: String,
-    },
-}
-
-/// What ranks passages by their words in a backend, for `/info`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LexicalKind {
-    /// The ranking ("tantivy (BM25)").
-    pub ranking: &'static str,
-    /// How text becomes terms.
-    pub analyzer: &'static str,
+    /// What the storage of a collection opened with these options is given.
+    pub fn backend(&self) -> BackendOptions {
+        BackendOptions {
+            hnsw: self.hnsw,
+            exact_below: self.exact_below,
+            compact_ratio: self.compact_ratio,
+            read_connections: self.read_connections,
+            read_only: self.read_only,
+        }
+    }
 }
 
 /// The retrieval engine over one collection.
@@ -202,32 +148,32 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Opens the collection's storage ([`EngineOptions::storage`]), checks it was made with
-    /// this encoder's model, and brings its indexes up to date (never by re-embedding, except
-    /// for token vectors an older semdex did not store). `progress` shows a rebuild.
+    /// Opens the collection folder [`EngineOptions::data_dir`] (the embedded storage),
+    /// checks it was made with this encoder's model, and brings its indexes up to date (never
+    /// by re-embedding, except for token vectors an older semdex did not store). `progress`
+    /// shows a rebuild.
     pub fn open(
         encoder: Arc<Encoder>,
         options: EngineOptions,
         progress: &dyn Progress,
     ) -> Result<Self> {
-        let model = model_identity(&encoder);
-        let backend: Box<dyn Backend> = match &options.storage {
-            Storage::Embedded => Box::new(backend::embedded::EmbeddedBackend::open(
-                &model,
-                options.clone(),
-                progress,
-            )?),
-            #[cfg(feature = "postgres")]
-            Storage::Postgres {
-                database,
-                collection,
-            } => Box::new(backend::postgres::PostgresBackend::open(
-                database.clone(),
-                collection,
-                &model,
-                &options,
-            )?),
-        };
+        let backend = crate::storage::embedded::EmbeddedBackend::open(
+            &options.data_dir,
+            &model_identity(&encoder),
+            options.backend(),
+            progress,
+        )?;
+        Self::with_backend(encoder, Box::new(backend), options, progress)
+    }
+
+    /// An engine over storage a [`crate::storage::Catalog`] opened (made with this encoder's
+    /// model), filling in token vectors an older semdex did not store.
+    pub fn with_backend(
+        encoder: Arc<Encoder>,
+        backend: Box<dyn Backend>,
+        options: EngineOptions,
+        progress: &dyn Progress,
+    ) -> Result<Self> {
         let chunker = Chunker::new(encoder.tokenizer().clone(), options.chunk)?;
         let token_filter = TokenFilter::new(encoder.tokenizer());
         let engine = Self {
@@ -253,20 +199,26 @@ impl Engine {
     }
 
     /// Counts and index settings.
-    pub fn stats(&self) -> Result<EngineStats> {
-        self.backend.stats()
+    pub fn stats(&self) -> Result<CollectionStats> {
+        Ok(self.backend.stats()?)
     }
 
     /// Saves what makes the next start fast (the embedded backend's index dump). A read-only
     /// engine saves nothing.
     pub fn persist(&self) -> Result<()> {
-        self.backend.persist()
+        Ok(self.backend.persist()?)
+    }
+
+    /// Refuses writes from now on, once those in flight are done (the collection is being
+    /// deleted); reads go on.
+    pub fn close(&self) {
+        self.backend.close();
     }
 
     /// Housekeeping between requests (the embedded backend compacts its graph once deleted
     /// vectors pass the configured share); returns whether something was done.
     pub fn maintain(&self) -> Result<bool> {
-        self.backend.maintain()
+        Ok(self.backend.maintain()?)
     }
 }
 
@@ -280,10 +232,4 @@ pub fn model_identity(encoder: &Encoder) -> ModelIdentity {
     }
 }
 
-pub use backend::embedded::{index_dir, lexical_dir};
-
-/// Documents and passages stored in a data directory made with `encoder`'s model, read
-/// without opening its indexes or taking its lock (for listings of unopened collections).
-pub fn count_stored(data_dir: &Path, encoder: &Encoder) -> Result<(usize, usize)> {
-    backend::embedded::count_stored(data_dir, &model_identity(encoder))
-}
+pub use crate::storage::embedded::{index_dir, lexical_dir};

@@ -6,15 +6,13 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 use serde_json::{Map, Value};
 
-use crate::embed::l2_normalize;
-use crate::index::Hit;
-use crate::late::{MaxSim, TokenMatrix};
-use crate::store::ChunkFilter;
-
-use super::backend::{CandidateQuery, Candidates};
 use super::fusion::{self, Fused, Fusion, RescoreWeights};
 use super::parallel;
 use super::{Engine, EngineError, MAX_EF, MAX_K, Result};
+use crate::embed::l2_normalize;
+use crate::index::Hit;
+use crate::late::{MaxSim, TokenMatrix};
+use crate::storage::{CandidateQuery, Candidates, ChunkFilter, SearchStrategy};
 
 /// Candidates each retriever contributes to a hybrid query (when `k` is smaller): deep enough
 /// that a passage ranked well by one retriever and poorly by the other still meets the fusion
@@ -129,34 +127,6 @@ pub struct Query<'a> {
     pub vector: Option<&'a [f32]>,
     /// Its token vectors, for rescoring by late interaction ([`Engine::query_tokens`]).
     pub tokens: Option<&'a TokenMatrix>,
-}
-
-/// How a query was answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SearchStrategy {
-    /// Every vector scored (asked for, or the corpus is small).
-    Exact,
-    /// Every vector the filter allows scored (the filter is selective).
-    ExactFiltered,
-    /// The HNSW graph.
-    Hnsw,
-    /// The HNSW graph, skipping what the filter excludes.
-    HnswFiltered,
-    /// No dense retrieval: BM25 only.
-    Lexical,
-}
-
-impl SearchStrategy {
-    /// A lowercase name for responses and logs.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Exact => "exact",
-            Self::ExactFiltered => "exact_filtered",
-            Self::Hnsw => "hnsw",
-            Self::HnswFiltered => "hnsw_filtered",
-            Self::Lexical => "lexical",
-        }
-    }
 }
 
 /// One retrieved passage.
@@ -384,7 +354,7 @@ impl Engine {
             if no_lexical.is_empty() {
                 return Ok(Vec::new());
             }
-            self.backend.lexical_among(text, &no_lexical)
+            Ok(self.backend.lexical_among(text, &no_lexical)?)
         };
         let late = || self.late_scores(&all, tokens);
         // The missing BM25 scores and the late-interaction scores read different data: side

@@ -1,9 +1,17 @@
-//! Finding documents to ingest: text files, directories (recursive), JSON lines, stdin.
+//! Finding documents to ingest: files of every format [`crate::extract`] reads (PDF, HTML,
+//! Markdown, Word, text), JSON lines, directories (recursive), stdin.
+//!
+//! Files are chosen by content first: in a directory, a file with a known extension, or
+//! whose first bytes say PDF or HTML, is read; others are passed over. A file named on the
+//! command line is always read, and one that is none of the formats is an error. HTML pages
+//! found under one named directory are one site: blocks repeated on most of its pages are
+//! removed ([`crate::extract::SiteBoilerplate`]).
 //!
 //! Walking is bounded: symbolic links are followed only while they stay inside the paths the
 //! caller named (a link to `/` does not walk the disk), files over a size cap are skipped
-//! unread, and a file or line that cannot be used is reported and skipped without stopping
-//! the others.
+//! unread, things that are not regular files (FIFOs, devices, sockets, anything under
+//! `/proc` or `/sys`) are refused without being opened, and a file or line that cannot be
+//! used is reported and skipped without stopping the others.
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -12,11 +20,9 @@ use std::path::{Path, PathBuf};
 use serde_json::{Map, Value};
 
 use super::{DocumentInput, ingest};
+use crate::extract::{self, ExtractLimits, Extracted, Format, Hint, SiteBoilerplate};
+use crate::progress::{NoProgress, Progress};
 
-/// File extensions read as one plain-text document each.
-pub const TEXT_EXTENSIONS: [&str; 4] = ["txt", "md", "markdown", "text"];
-/// File extensions read as JSON lines, one document per line.
-pub const JSONL_EXTENSIONS: [&str; 2] = ["jsonl", "ndjson"];
 /// Default size cap of one file (and of standard input).
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 * 1024 * 1024;
 
@@ -28,6 +34,8 @@ pub struct SourceOptions {
     /// Follow symbolic links wherever they lead (by default only those that stay inside the
     /// named paths).
     pub follow_links_anywhere: bool,
+    /// Bounds on extracting one file.
+    pub limits: ExtractLimits,
 }
 
 impl Default for SourceOptions {
@@ -35,6 +43,7 @@ impl Default for SourceOptions {
         Self {
             max_file_bytes: DEFAULT_MAX_FILE_BYTES,
             follow_links_anywhere: false,
+            limits: ExtractLimits::default(),
         }
     }
 }
@@ -57,6 +66,19 @@ pub struct Collected {
     pub skipped: Vec<Skipped>,
     /// Files met while walking a directory that are not of a kind semdex reads (not errors).
     pub ignored: usize,
+    /// Bytes of files read, and how many documents of each format they gave.
+    pub formats: HashMap<Format, FormatCount>,
+}
+
+/// Files of one format read, for the run's report.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct FormatCount {
+    /// Files read.
+    pub files: usize,
+    /// Their size.
+    pub bytes: u64,
+    /// PDF pages among them.
+    pub pages: usize,
 }
 
 /// A source that cannot be read at all.
@@ -80,63 +102,138 @@ pub fn collect(paths: &[PathBuf], stdin: impl Read) -> Result<Collected, SourceE
     collect_with(paths, stdin, SourceOptions::default())
 }
 
-/// Collects documents from `paths`: files, directories (walked recursively, in name order),
-/// and `-` for `stdin` (JSON lines if it looks like them, else one text document). Documents
-/// that would fail ingest (an empty or over-long id, no text) and repeated ids (the first is
-/// kept) are skipped with a reason, so that one bad entry does not stop the rest.
+/// [`collect_with_progress`] without progress.
 pub fn collect_with(
+    paths: &[PathBuf],
+    stdin: impl Read,
+    options: SourceOptions,
+) -> Result<Collected, SourceError> {
+    collect_with_progress(paths, stdin, options, &NoProgress)
+}
+
+/// A file to read, found under a named path.
+struct Candidate {
+    path: PathBuf,
+    /// Named by the caller (not met in a walk): a file of no known format is then an error.
+    named: bool,
+    /// Size when listed.
+    len: u64,
+    /// Which named directory it was found under: the HTML pages of one are one site.
+    site: Option<usize>,
+}
+
+/// Collects documents from `paths`: files, directories (walked recursively, in name order),
+/// and `-` for `stdin` (JSON lines if it looks like them, a PDF, HTML or Word file by its
+/// content, else one text document). Documents that would fail ingest (an empty or
+/// over-long id, no text) and repeated ids (the first is kept) are skipped with a reason, so
+/// that one bad entry does not stop the rest. `progress` counts the bytes of the files read,
+/// and names each file as it is read.
+pub fn collect_with_progress(
     paths: &[PathBuf],
     mut stdin: impl Read,
     options: SourceOptions,
+    progress: &dyn Progress,
 ) -> Result<Collected, SourceError> {
     let mut out = Collected::default();
-    for path in paths {
+    let mut candidates = Vec::new();
+    // Stdin is read where it is named, among the files.
+    let mut stdin_at = None;
+    for (site, path) in paths.iter().enumerate() {
         if path.as_os_str() == "-" {
-            let mut bytes = Vec::new();
-            (&mut stdin)
-                .take(options.max_file_bytes.saturating_add(1))
-                .read_to_end(&mut bytes)
-                .map_err(|source| SourceError::Io {
-                    path: "stdin".into(),
-                    source,
-                })?;
-            if bytes.len() as u64 > options.max_file_bytes {
-                out.skipped.push(skip(
-                    "stdin",
-                    &format!(
-                        "longer than {} bytes (raise --max-file-bytes)",
-                        options.max_file_bytes
-                    ),
-                ));
-                continue;
-            }
-            let text = String::from_utf8(bytes).map_err(|_| SourceError::StdinNotUtf8)?;
-            if looks_like_jsonl(&text) {
-                parse_jsonl(&text, "stdin", &mut out);
-            } else if text.trim().is_empty() {
-                out.skipped.push(skip("stdin", "empty"));
-            } else {
-                out.documents
-                    .push(text_document("stdin".into(), text, "stdin"));
-            }
+            stdin_at = Some(candidates.len());
             continue;
         }
         let meta = std::fs::metadata(path).map_err(|source| SourceError::Io {
             path: path.display().to_string(),
             source,
         })?;
-        if meta.is_dir() {
-            walk(path, options, &mut out);
+        if let Some(reason) = refused(path, &meta) {
+            out.skipped.push(skip(&id_for_path(path), &reason));
+        } else if meta.is_dir() {
+            walk(path, site, options, &mut candidates, &mut out);
         } else {
-            read_file(path, options, true, &mut out);
+            candidates.push(Candidate {
+                path: path.clone(),
+                named: true,
+                len: meta.len(),
+                site: None,
+            });
         }
     }
+    progress.set_total(candidates.iter().map(|c| c.len).sum());
+    let mut pages: Vec<(usize, Extracted, String)> = Vec::new();
+    for (i, candidate) in candidates.iter().enumerate() {
+        if stdin_at == Some(i) {
+            read_stdin(&mut stdin, options, &mut out)?;
+        }
+        let location = id_for_path(&candidate.path);
+        progress.message(&location);
+        if let Some(page) = read_file(candidate, options, &mut out) {
+            pages.push((candidate.site.unwrap_or(usize::MAX), page, location));
+        }
+        progress.advance(candidate.len);
+    }
+    if stdin_at == Some(candidates.len()) {
+        read_stdin(&mut stdin, options, &mut out)?;
+    }
+    strip_site_boilerplate(&mut pages);
+    for (_, page, location) in pages {
+        out.documents.push(extracted_document(location, page));
+    }
+    progress.finish();
     keep_valid_documents(&mut out);
     Ok(out)
 }
 
-/// Reads the files under `root`, following links only inside it unless told otherwise.
-fn walk(root: &Path, options: SourceOptions, out: &mut Collected) {
+/// Why a named path is not read at all: it is not a regular file or a directory (a FIFO
+/// would block, a device never ends), or it lies under `/proc` or `/sys`, whose files claim
+/// no size and change as they are read.
+fn refused(path: &Path, meta: &std::fs::Metadata) -> Option<String> {
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    if real.starts_with("/proc") || real.starts_with("/sys") {
+        return Some(format!(
+            "{} is a kernel interface, not a document (under {}); not read",
+            path.display(),
+            if real.starts_with("/proc") {
+                "/proc"
+            } else {
+                "/sys"
+            }
+        ));
+    }
+    let kind = meta.file_type();
+    if kind.is_file() || kind.is_dir() {
+        return None;
+    }
+    #[cfg(unix)]
+    let what = {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            "a FIFO (named pipe)"
+        } else if kind.is_char_device() || kind.is_block_device() {
+            "a device"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "not a regular file"
+        }
+    };
+    #[cfg(not(unix))]
+    let what = "not a regular file";
+    Some(format!(
+        "{what}: semdex reads regular files and directories only (pipe data to `-` instead)"
+    ))
+}
+
+/// Lists the files under `root` worth reading, following links only inside it unless told
+/// otherwise.
+fn walk(
+    root: &Path,
+    site: usize,
+    options: SourceOptions,
+    candidates: &mut Vec<Candidate>,
+    out: &mut Collected,
+) {
     let inside = std::fs::canonicalize(root).unwrap_or_else(|_| root.to_path_buf());
     let mut outside = Vec::new();
     let walker = walkdir::WalkDir::new(root)
@@ -163,7 +260,19 @@ fn walk(root: &Path, options: SourceOptions, out: &mut Collected) {
         });
     for entry in walker {
         match entry {
-            Ok(e) if e.file_type().is_file() => read_file(e.path(), options, false, out),
+            Ok(e) if e.file_type().is_file() => {
+                let len = e.metadata().map_or(0, |m| m.len());
+                if worth_reading(e.path()) {
+                    candidates.push(Candidate {
+                        path: e.path().to_path_buf(),
+                        named: false,
+                        len,
+                        site: Some(site),
+                    });
+                } else {
+                    out.ignored += 1;
+                }
+            }
             Ok(_) => {}
             Err(e) => {
                 let location = e.path().unwrap_or(root);
@@ -175,62 +284,197 @@ fn walk(root: &Path, options: SourceOptions, out: &mut Collected) {
     out.skipped.append(&mut outside);
 }
 
+/// Whether a file met in a walk is one semdex reads: a known extension, or content that
+/// starts like a PDF or an HTML page.
+fn worth_reading(path: &Path) -> bool {
+    let known = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .and_then(Format::from_extension)
+        .is_some();
+    if known {
+        return true;
+    }
+    let mut head = Vec::with_capacity(1024);
+    std::fs::File::open(path)
+        .and_then(|f| f.take(1024).read_to_end(&mut head))
+        .is_ok()
+        && matches!(
+            extract::detect::sniff(&head),
+            Some(Format::Pdf | Format::Html)
+        )
+}
+
 /// A document id for a file: its path as given, with `/` separators.
 pub fn id_for_path(path: &Path) -> String {
     let s = path.to_string_lossy().replace('\\', "/");
     s.strip_prefix("./").map(str::to_string).unwrap_or(s)
 }
 
-/// Reads one file; `named` when the caller named it (a file of another kind is then an
-/// error, not something passed over in a walk).
-fn read_file(path: &Path, options: SourceOptions, named: bool, out: &mut Collected) {
+/// Reads and extracts one file into `out`; an HTML page found in a directory walk is
+/// returned instead, for the site-wide boilerplate pass.
+fn read_file(
+    candidate: &Candidate,
+    options: SourceOptions,
+    out: &mut Collected,
+) -> Option<Extracted> {
+    let path = &candidate.path;
     let location = id_for_path(path);
-    let ext = path
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase())
-        .unwrap_or_default();
-    let is_text = TEXT_EXTENSIONS.contains(&ext.as_str());
-    let is_jsonl = JSONL_EXTENSIONS.contains(&ext.as_str());
-    if !is_text && !is_jsonl {
-        if named {
-            out.skipped
-                .push(skip(&location, "not a .txt, .md or .jsonl file"));
-        } else {
-            out.ignored += 1;
-        }
-        return;
-    }
     let bytes = match read_capped(path, options.max_file_bytes) {
         Ok(Some(b)) => b,
         Ok(None) => {
-            return out.skipped.push(skip(
+            out.skipped.push(skip(
                 &location,
                 &format!(
                     "larger than {} bytes (raise --max-file-bytes)",
                     options.max_file_bytes
                 ),
             ));
+            return None;
         }
-        Err(e) => return out.skipped.push(skip(&location, &e.to_string())),
+        Err(e) => {
+            out.skipped.push(skip(&location, &e.to_string()));
+            return None;
+        }
     };
-    let Ok(text) = String::from_utf8(bytes) else {
-        return out.skipped.push(skip(&location, "not valid UTF-8"));
+    let hint = Hint::file(location.clone());
+    let format = match extract::detect(&bytes, &hint) {
+        Ok(f) => f,
+        Err(e) if !candidate.named && matches!(e, extract::ExtractError::UnknownFormat { .. }) => {
+            out.ignored += 1;
+            return None;
+        }
+        Err(e) => {
+            out.skipped.push(skip(&location, &e.to_string()));
+            return None;
+        }
     };
-    if is_jsonl {
-        parse_jsonl(&text, &location, out);
-    } else if text.trim().is_empty() {
-        out.skipped.push(skip(&location, "empty"));
-    } else {
-        out.documents
-            .push(text_document(location.clone(), text, &location));
+    let len = bytes.len() as u64;
+    if format == Format::JsonLines {
+        match extract::text::utf8(&bytes) {
+            Ok(text) => parse_jsonl(text, &location, out),
+            Err(e) => out.skipped.push(skip(&location, &e.to_string())),
+        }
+        count(out, format, len, 0);
+        return None;
+    }
+    match extract::extract_as(bytes, format, &options.limits) {
+        Ok(extracted) => {
+            for warning in &extracted.warnings {
+                tracing::warn!(location = %location, "{warning}");
+            }
+            count(out, format, len, extracted.structure.pages.len());
+            if format == Format::Html && candidate.site.is_some() {
+                return Some(extracted);
+            }
+            out.documents.push(extracted_document(location, extracted));
+            None
+        }
+        Err(e) => {
+            out.skipped.push(skip(&location, &e.to_string()));
+            None
+        }
     }
 }
 
+fn count(out: &mut Collected, format: Format, bytes: u64, pages: usize) {
+    let c = out.formats.entry(format).or_default();
+    c.files += 1;
+    c.bytes += bytes;
+    c.pages += pages;
+}
+
+/// Removes, from the HTML pages of each site, the blocks most of its pages repeat.
+fn strip_site_boilerplate(pages: &mut [(usize, Extracted, String)]) {
+    let mut sites: HashMap<usize, SiteBoilerplate> = HashMap::new();
+    for (site, page, _) in pages.iter() {
+        sites.entry(*site).or_default().observe(page);
+    }
+    for (site, page, location) in pages.iter_mut() {
+        if let Some(boilerplate) = sites.get(site) {
+            let removed = boilerplate.strip(page);
+            if removed > 0 {
+                tracing::debug!(location = %location, removed, "blocks repeated across the site removed");
+            }
+        }
+    }
+}
+
+/// The document an extracted file becomes: plain text keeps no structure (it is chunked as
+/// it always was).
+fn extracted_document(location: String, extracted: Extracted) -> DocumentInput {
+    let structure = (extracted.format != Format::Text).then_some(extracted.structure);
+    DocumentInput {
+        id: location.clone(),
+        text: extracted.text,
+        metadata: Map::new(),
+        source: Some(location),
+        structure,
+    }
+}
+
+/// Reads standard input: JSON lines, a file of a format its content names, or text.
+fn read_stdin(
+    stdin: &mut impl Read,
+    options: SourceOptions,
+    out: &mut Collected,
+) -> Result<(), SourceError> {
+    let mut bytes = Vec::new();
+    stdin
+        .take(options.max_file_bytes.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|source| SourceError::Io {
+            path: "stdin".into(),
+            source,
+        })?;
+    if bytes.len() as u64 > options.max_file_bytes {
+        out.skipped.push(skip(
+            "stdin",
+            &format!(
+                "longer than {} bytes (raise --max-file-bytes)",
+                options.max_file_bytes
+            ),
+        ));
+        return Ok(());
+    }
+    if let Some(format) = extract::detect::sniff(&bytes) {
+        match extract::extract_as(bytes, format, &options.limits) {
+            Ok(e) => out.documents.push(extracted_document("stdin".into(), e)),
+            Err(e) => out.skipped.push(skip("stdin", &e.to_string())),
+        }
+        return Ok(());
+    }
+    let text = String::from_utf8(bytes).map_err(|_| SourceError::StdinNotUtf8)?;
+    if looks_like_jsonl(&text) {
+        parse_jsonl(&text, "stdin", out);
+    } else if text.trim().is_empty() {
+        out.skipped.push(skip("stdin", "empty"));
+    } else {
+        out.documents
+            .push(text_document("stdin".into(), text, "stdin"));
+    }
+    Ok(())
+}
+
 /// The file's bytes, or `None` when it is larger than `max` (checked before reading, and
-/// again while reading, in case it grows).
+/// again while reading, in case it grows). The file is opened without blocking and must be
+/// a regular file once open (a path swapped for a FIFO after it was listed is refused).
 fn read_capped(path: &Path, max: u64) -> std::io::Result<Option<Vec<u8>>> {
-    let file = std::fs::File::open(path)?;
-    let len = file.metadata()?.len();
+    let mut open = std::fs::OpenOptions::new();
+    open.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        open.custom_flags(libc::O_NONBLOCK);
+    }
+    let file = open.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Err(std::io::Error::other(
+            "not a regular file: semdex reads regular files and directories only",
+        ));
+    }
+    let len = meta.len();
     if len > max {
         return Ok(None);
     }
@@ -267,6 +511,7 @@ fn text_document(id: String, text: String, source: &str) -> DocumentInput {
         text,
         metadata: Map::new(),
         source: Some(source.to_string()),
+        structure: None,
     }
 }
 
@@ -290,6 +535,7 @@ fn parse_jsonl(text: &str, location: &str, out: &mut Collected) {
                 text,
                 metadata,
                 source: Some(at),
+                structure: None,
             }),
             Err(reason) => out.skipped.push(skip(&at, &reason)),
         }

@@ -231,8 +231,9 @@ const LAYOUT: u32 = 2;
 pub struct BeirOptions {
     /// Where the ingested corpus lives (reused when made from the same corpus and settings).
     pub data_dir: PathBuf,
-    /// The data directory's embedded store (the default), or a database collection.
-    pub storage: crate::engine::Storage,
+    /// A collection of a catalog (a database) to keep the corpus in instead of the data
+    /// directory.
+    pub in_database: Option<(Arc<dyn crate::storage::Catalog>, String)>,
     /// Evaluate semdex's chunked pipeline (a document scores as its best chunk) instead of
     /// whole documents.
     pub chunked: bool,
@@ -309,17 +310,29 @@ pub fn run(
         title_context: options.title_context,
         layout: LAYOUT,
     };
-    if matches!(options.storage, crate::engine::Storage::Embedded) {
+    if options.in_database.is_none() {
         // A database collection needs no marker: documents already stored with the same text
         // are skipped by the ingest below, others replaced.
         check_marker(&options.data_dir, &marker)?;
     }
     let mut engine_options = EngineOptions::new(&options.data_dir);
-    engine_options.storage = options.storage.clone();
     engine_options.chunk = chunk;
     engine_options.title_context = options.title_context;
     engine_options.exact_below = 0;
-    let engine = Engine::open(encoder.clone(), engine_options, &NoProgress)?;
+    let engine = match &options.in_database {
+        Some((catalog, collection)) => {
+            let backend = catalog
+                .open(
+                    collection,
+                    &crate::engine::model_identity(&encoder),
+                    &engine_options.backend(),
+                    &NoProgress,
+                )
+                .map_err(crate::engine::EngineError::from)?;
+            Engine::with_backend(encoder.clone(), backend, engine_options, &NoProgress)?
+        }
+        None => Engine::open(encoder.clone(), engine_options, &NoProgress)?,
+    };
 
     let started = Instant::now();
     let docs: Vec<DocumentInput> = dataset
@@ -335,6 +348,7 @@ pub fn run(
                 text: d.full_text(),
                 metadata,
                 source: Some(dataset.name.clone()),
+                structure: None,
             }
         })
         .filter(|d| !d.text.is_empty())
@@ -450,7 +464,10 @@ fn check_marker(dir: &Path, marker: &Marker) -> Result<(), BeirError> {
             Ok(())
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if dir.join(crate::store::DATABASE_FILE).exists() {
+            if dir
+                .join(crate::storage::embedded::store::DATABASE_FILE)
+                .exists()
+            {
                 return Err(BeirError::DataDirMismatch {
                     dir: dir.to_path_buf(),
                     found: "a data directory not made by `semdex bench beir`".into(),

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use crate::engine::{Engine, EngineError, SearchRequest, SearchResults};
 use crate::eval::speed::{Latency, latency_of};
 use crate::filter::MetadataFilter;
-use crate::store::{ChunkFilter, Store};
+use crate::storage::ChunkFilter;
+use crate::storage::embedded::store::Store;
 
 /// One filter's figures.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -11,4 +11,5 @@ pub mod metrics;
 pub mod plot;
 pub mod qa;
 pub mod speed;
+pub mod sts;
 pub mod vecs;

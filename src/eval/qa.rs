@@ -1,4 +1,5 @@
-//! Question answering hit rate: does a retrieved passage contain the answer?
+//! Question answering hit rate: does a retrieved passage contain the answer, or come from the
+//! page that answers the question?
 
 use std::path::Path;
 
@@ -6,13 +7,29 @@ use serde::Deserialize;
 
 use crate::engine::{Engine, EngineError, SearchRequest};
 
-/// One question with the strings that answer it.
+/// One question with the strings or the page that answer it.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct QaItem {
     /// The question.
     pub question: String,
     /// Any of these, found case-insensitively in a passage, answers it.
+    #[serde(default)]
     pub answers: Vec<String>,
+    /// The page that answers it, by [`page_key`] (`json` for `library/json.html` and for
+    /// `_sources/library/json.rst.txt`): results are then ranked by page, each page counted
+    /// once, at the rank of its best passage.
+    #[serde(default)]
+    pub page: Option<String>,
+}
+
+/// A document's page name: its file name without the extensions a page is published under
+/// (`.html`, `.htm`, `.rst.txt`, `.txt`, `.md`, `.pdf`, `.docx`).
+pub fn page_key(doc_id: &str) -> &str {
+    let name = doc_id.rsplit('/').next().unwrap_or(doc_id);
+    [".rst.txt", ".html", ".htm", ".txt", ".md", ".pdf", ".docx"]
+        .iter()
+        .find_map(|ext| name.strip_suffix(ext))
+        .unwrap_or(name)
 }
 
 /// Why a question file could not be read.
@@ -36,8 +53,9 @@ pub enum QaError {
         /// The parse error.
         source: serde_json::Error,
     },
-    /// A line has an empty question or no answers, so it could never be scored.
-    #[error("{path}:{line}: empty question or no answers")]
+    /// A line has an empty question, or neither answers nor a page, so it could never be
+    /// scored.
+    #[error("{path}:{line}: empty question, or neither answers nor a page")]
     Empty {
         /// The file.
         path: String,
@@ -62,7 +80,7 @@ pub fn load(path: &Path) -> Result<Vec<QaItem>, QaError> {
                 line: n + 1,
                 source,
             })?;
-            if item.answers.is_empty() || item.question.trim().is_empty() {
+            if (item.answers.is_empty() && item.page.is_none()) || item.question.trim().is_empty() {
                 return Err(QaError::Empty {
                     path: shown(),
                     line: n + 1,
@@ -112,14 +130,23 @@ pub fn evaluate(
     for item in items {
         let answers: Vec<String> = item.answers.iter().map(|a| a.to_lowercase()).collect();
         let results = engine.search(&item.question, &request)?;
-        let rank = results
-            .hits
-            .iter()
-            .position(|h| {
+        let rank = match &item.page {
+            Some(page) => {
+                let mut pages: Vec<&str> = Vec::new();
+                for h in &results.hits {
+                    let key = page_key(&h.doc_id);
+                    if !pages.contains(&key) {
+                        pages.push(key);
+                    }
+                }
+                pages.iter().position(|p| p == page)
+            }
+            None => results.hits.iter().position(|h| {
                 let text = h.text.to_lowercase();
                 answers.iter().any(|a| text.contains(a))
-            })
-            .map(|p| p + 1);
+            }),
+        }
+        .map(|p| p + 1);
         for (slot, cut) in [1, 3, 5].into_iter().enumerate() {
             if rank.is_some_and(|r| r <= cut) {
                 hits[slot] += 1;
@@ -172,6 +199,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(load(&path).unwrap()[0].answers, ["Kim", "Putin"]);
+        std::fs::write(&path, "{\"question\": \"Who?\", \"page\": \"json\"}\n").unwrap();
+        assert_eq!(load(&path).unwrap()[0].page.as_deref(), Some("json"));
+        assert_eq!(page_key("a/library/json.html"), "json");
+        assert_eq!(page_key("_sources/library/os.path.rst.txt"), "os.path");
         assert!(matches!(
             load(&dir.path().join("missing")).unwrap_err(),
             QaError::Io { .. }

@@ -11,8 +11,10 @@ pub mod analyzer;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+
+use parking_lot::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 use tantivy::collector::{FilterCollector, TopDocs};
@@ -224,7 +226,7 @@ impl LexicalIndex {
         if !self.writable {
             return Err(LexicalError::ReadOnly);
         }
-        let mut slot = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut slot = self.writer.lock();
         if slot.is_none() {
             let options = IndexWriterOptions::builder()
                 .memory_budget_per_thread(WRITER_MEMORY)

@@ -69,54 +69,29 @@ fn a_busy_server_refuses_a_huge_input_before_tokenizing_it() {
         },
         ServiceOptions::default(),
     );
-    // 48 inputs of 256 tokens: the whole embedding budget, for several seconds.
-    let busy = {
-        let s = &s;
-        let body = json!({"inputs": long_inputs(48), "truncate": true});
-        std::thread::scope(|scope| {
-            // A probe admitted before the big request waits behind it in the queue and may
-            // come back only after the budget is free again, or holds a share of the budget
-            // when the big request arrives (which is then refused): either way, send the big
-            // one again.
-            let mut attempts = 0;
-            let worker = loop {
-                let body = body.clone();
-                let worker = scope.spawn(move || post(s, "/embed", &body).status());
-                let mut refused = false;
-                while !worker.is_finished() {
-                    if post(s, "/embed", &json!({"inputs": "probe"})).status()
-                        == StatusCode::TOO_MANY_REQUESTS
-                    {
-                        refused = true;
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-                if refused {
-                    break worker;
-                }
-                // Done, or refused because a probe held part of the budget at that moment.
-                let status = worker.join().unwrap();
-                assert!(
-                    [StatusCode::OK, StatusCode::TOO_MANY_REQUESTS].contains(&status),
-                    "{status}"
-                );
-                attempts += 1;
-                assert!(attempts < 50, "the budget was never seen taken");
-            };
-            // A 10 MB input: refused at once, without tokenizing 10 MB first.
-            let huge = "naval drill ".repeat(900_000);
-            let refused = post(s, "/embed", &json!({"inputs": huge, "truncate": true}));
-            assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
-            assert_eq!(refused.headers()["retry-after"], "1");
-            let body: Value = refused.json().unwrap();
-            assert_eq!(body["error"]["code"], "overloaded");
-            // Searches share the budget.
-            let search = post(s, "/search", &json!({"query": "naval drill"}));
-            assert_eq!(search.status(), StatusCode::TOO_MANY_REQUESTS);
-            worker.join().unwrap()
-        })
-    };
+    // 48 inputs: the whole embedding budget, held at the `service.embed` hook until the test
+    // has seen what a busy server does.
+    let inputs = long_inputs(48);
+    let gate = semdex::hooks::Gate::new();
+    let held = gate.clone();
+    let _hook = semdex::hooks::install("service.embed", inputs[0].clone(), move || held.wait());
+    let body = json!({"inputs": inputs, "truncate": true});
+    let busy = std::thread::scope(|scope| {
+        let worker = scope.spawn(|| post(&s, "/embed", &body).status());
+        assert!(gate.wait_for_arrivals(1, Duration::from_secs(120)));
+        // A 10 MB input: refused at once, without tokenizing 10 MB first.
+        let huge = "naval drill ".repeat(900_000);
+        let refused = post(&s, "/embed", &json!({"inputs": huge, "truncate": true}));
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(refused.headers()["retry-after"], "1");
+        let body: Value = refused.json().unwrap();
+        assert_eq!(body["error"]["code"], "overloaded");
+        // Searches share the budget.
+        let search = post(&s, "/search", &json!({"query": "naval drill"}));
+        assert_eq!(search.status(), StatusCode::TOO_MANY_REQUESTS);
+        gate.open();
+        worker.join().unwrap()
+    });
     assert_eq!(busy, StatusCode::OK);
     assert!(
         metric(&s, "semdex_admission_refused_total{budget=\"inputs\"}") >= 2.0,
@@ -141,13 +116,15 @@ fn ingest_has_a_budget_and_answers_429_past_it() {
     );
     let slow = json!({"documents": (0..8).map(|i| json!({
         "id": format!("slow-{i}"),
-        "text": long_inputs(16).join("\n\n"),
+        "text": long_inputs(2).join("\n\n"),
     })).collect::<Vec<_>>()});
+    // The slow ingest is held at its first document until the test has probed the budget.
+    let gate = semdex::hooks::Gate::new();
+    let held = gate.clone();
+    let _hook = semdex::hooks::install("ingest.document", "slow-0", move || held.wait());
     std::thread::scope(|scope| {
         let worker = scope.spawn(|| post(&s, "/documents", &slow).status());
-        // The slow ingest is admitted within moments and runs for many seconds. (Probing in a
-        // loop would race it: a probe admitted first would make the slow one the refused one.)
-        std::thread::sleep(Duration::from_secs(2));
+        assert!(gate.wait_for_arrivals(1, Duration::from_secs(120)));
         let refused = post(
             &s,
             "/documents",
@@ -169,6 +146,7 @@ fn ingest_has_a_budget_and_answers_429_past_it() {
             post(&s, "/search", &json!({"query": "summit"})).status(),
             StatusCode::OK
         );
+        gate.open();
         assert_eq!(worker.join().unwrap(), StatusCode::OK);
     });
     assert_eq!(
@@ -195,8 +173,12 @@ fn a_timed_out_ingest_stops_at_the_next_group_of_documents() {
             ..ServiceOptions::default()
         },
     );
-    // 24 documents of ~16 KiB, ingested in groups of 4 (64 KiB): 20 s of work or more on two
-    // cores.
+    // 24 documents of ~16 KiB, ingested in groups of 4 (64 KiB). The second document is held
+    // at the `ingest.document` hook until the caller has been answered: the ingest is still
+    // in its first group when its request times out, however fast the machine.
+    let gate = semdex::hooks::Gate::new();
+    let held = gate.clone();
+    let _hook = semdex::hooks::install("ingest.document", "d01", move || held.wait());
     let docs: Vec<Value> = (0..24)
         .map(|i| {
             json!({
@@ -208,6 +190,8 @@ fn a_timed_out_ingest_stops_at_the_next_group_of_documents() {
     let r = post(&s, "/documents", &json!({ "documents": docs }));
     assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(r.json::<Value>().unwrap()["error"]["code"], "timeout");
+    assert_eq!(gate.arrivals(), 1, "the ingest was in its first group");
+    gate.open();
     // The abandoned ingest holds its admission until it has really stopped...
     let started = Instant::now();
     wait_for(
@@ -220,10 +204,10 @@ fn a_timed_out_ingest_stops_at_the_next_group_of_documents() {
     );
     // ...which is after the group it was in, not after all 24 documents.
     let stored = s.engine.stats().unwrap().documents - 2; // the seed and the probe
-    assert!(
-        stored < 24,
-        "{stored} of 24 documents were ingested after the caller left ({:?})",
+    assert_eq!(
+        stored,
+        4,
+        "the first group only, of 24 documents ({:?})",
         started.elapsed()
     );
-    assert_eq!(stored % 4, 0, "whole groups only: {stored}");
 }

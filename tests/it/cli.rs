@@ -57,6 +57,100 @@ fn embed_arguments_and_stdin() {
 }
 
 #[test]
+fn kernels_and_precision_are_chosen_on_the_command_line() {
+    let out = run_ok(
+        semdex(&["--precision", "int8", "embed", "Hello world"]).env("SEMDEX_KERNELS", "portable"),
+    );
+    let int8: Vec<f32> = serde_json::from_str(out.trim()).unwrap();
+    let direct = crate::common::encoder()
+        .embed_one("Hello world")
+        .unwrap()
+        .unit;
+    let c = crate::common::cosine(&int8, &direct);
+    assert!((0.99..1.0).contains(&c), "int8 vs f32: {c}");
+
+    for (env, args, wanted) in [
+        ("avx9000", vec!["embed", "x"], "unknown kernel path"),
+        (
+            "portable",
+            vec!["--precision", "int4", "embed", "x"],
+            "unknown precision",
+        ),
+    ] {
+        let out = semdex(&args)
+            .env("SEMDEX_KERNELS", env)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(wanted), "{stderr}");
+    }
+
+    let forced = if semdex::embed::KernelPath::Avx2.is_supported() {
+        "avx2"
+    } else {
+        "portable"
+    };
+    let out = run_ok(
+        semdex(&[
+            "bench",
+            "encode",
+            "--count",
+            "4",
+            "--batch",
+            "2",
+            "--query-rounds",
+            "1",
+            "--json",
+        ])
+        .env("SEMDEX_KERNELS", forced)
+        .env("SEMDEX_PRECISION", "int8"),
+    );
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["kernels"], forced);
+    assert_eq!(report["precision"], "int8");
+}
+
+#[test]
+fn bench_sts_correlates_cosine_with_the_gold_scores() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("sts.csv");
+    std::fs::write(
+        &file,
+        "main\tx\t2012\t1\t5.000\tA man is playing a guitar.\tA man plays the guitar.\n\
+         main\tx\t2012\t2\t2.500\tA woman is slicing an onion.\tA woman is cutting a potato.\textra\n\
+         main\tx\t2012\t3\t0.000\tA dog runs in the park.\tThe central bank raised interest rates.\n",
+    )
+    .unwrap();
+    for precision in ["f32", "int8"] {
+        let out = run_ok(&mut semdex(&[
+            "--precision",
+            precision,
+            "bench",
+            "sts",
+            "--file",
+            file.to_str().unwrap(),
+            "--json",
+        ]));
+        let report: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["pairs"], 3);
+        assert_eq!(report["precision"], precision);
+        assert!(
+            (report["spearman"].as_f64().unwrap() - 1.0).abs() < 1e-9,
+            "{report}"
+        );
+    }
+    std::fs::write(&file, "only\tfour\tcolumns\there\n").unwrap();
+    let out = semdex(&["bench", "sts", "--file", file.to_str().unwrap()])
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains(":1:"));
+}
+
+#[test]
 fn chunk_prints_offsets_that_slice_the_file() {
     let out = run_ok(&mut semdex(&["chunk", "seeds/putin-kim-summit.txt"]));
     let text = crate::common::seed_article();
@@ -163,7 +257,7 @@ fn ingest_then_query_as_table_and_json() {
 
     // While another process holds the directory (a running `semdex serve`), a second writer
     // fails at once naming it, and `query` still answers, read-only.
-    let held = semdex::store::DirLock::acquire(data.path()).unwrap();
+    let held = semdex::storage::embedded::store::DirLock::acquire(data.path()).unwrap();
     let refused = semdex(&["ingest", "--data-dir", dir, corpus.path().to_str().unwrap()])
         .output()
         .unwrap();

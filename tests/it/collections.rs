@@ -235,7 +235,7 @@ fn open_collections(dir: &Path) -> Collections {
         &NoProgress,
     )
     .unwrap();
-    Collections::open(Arc::new(engine)).unwrap()
+    crate::common::collections_beside(Arc::new(engine))
 }
 
 #[test]
@@ -253,7 +253,7 @@ fn collections_survive_a_restart_and_interrupted_creates_and_deletes_leave_no_tr
             )
             .unwrap();
         collections
-            .engine("papers")
+            .engine_blocking("papers")
             .unwrap()
             .ingest(vec![crate::common::doc("r", ROCKETS)], &NoProgress)
             .unwrap();
@@ -290,7 +290,7 @@ fn collections_survive_a_restart_and_interrupted_creates_and_deletes_leave_no_tr
     assert!(!info.loaded, "opened on first use, not at start");
     assert_eq!(info.documents, 1, "counted without opening");
     assert_eq!(info.chunk.max_tokens, 48);
-    let engine = collections.engine("papers").unwrap();
+    let engine = collections.engine_blocking("papers").unwrap();
     assert_eq!(engine.options().chunk.max_tokens, 48, "settings come back");
     let hits = engine
         .search("satellite orbit", &SearchRequest::default())
@@ -418,4 +418,83 @@ fn the_cli_ingests_into_and_queries_a_collection() {
     let out = semdex(&["query", "--collection", "nope", "anything"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no collection named \"nope\""));
+}
+
+/// A collection that takes long to open (held at the `collections.open` hook) holds up nobody
+/// else: `/health`, the default collection and another collection answer meanwhile, while
+/// requests for it wait without holding the server's two runtime threads; they all get their
+/// answer once it is open.
+#[test]
+fn a_collection_slow_to_open_holds_up_no_one_else() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let collections = open_collections(dir.path());
+        for name in ["slow-to-open", "quick-to-open"] {
+            collections
+                .create(name, CollectionSettings::default())
+                .unwrap();
+            collections
+                .engine_blocking(name)
+                .unwrap()
+                .ingest(vec![crate::common::doc("r", ROCKETS)], &NoProgress)
+                .unwrap();
+        }
+    }
+    let gate = semdex::hooks::Gate::new();
+    let held = gate.clone();
+    let _hook = semdex::hooks::install("collections.open", "slow-to-open", move || held.wait());
+    let served = crate::common::serve(
+        Arc::new(open_collections(dir.path())),
+        ApiConfig::default(),
+        QueueOptions::default(),
+        semdex::service::ServiceOptions::default(),
+    );
+    let search = |collection: &str| {
+        send(
+            client()
+                .post(served.url(&format!("/collections/{collection}/search")))
+                .json(&json!({"query": "satellite orbit"})),
+        )
+    };
+    std::thread::scope(|s| {
+        // More waiting requests than the server has runtime threads.
+        let waiting: Vec<_> = (0..4).map(|_| s.spawn(|| search("slow-to-open"))).collect();
+        assert!(
+            gate.wait_for_arrivals(1, Duration::from_secs(120)),
+            "the open never started"
+        );
+        let quick = reqwest::blocking::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        let health = quick.get(served.url("/health")).send().unwrap();
+        assert_eq!(
+            health.status(),
+            StatusCode::OK,
+            "/health while a collection opens"
+        );
+        let (status, body) = search("quick-to-open");
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let (status, body) = send(
+            quick
+                .post(served.url("/search"))
+                .json(&json!({"query": "summit"})),
+        );
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(
+            waiting.iter().all(|w| !w.is_finished()),
+            "requests for the opening collection wait for it"
+        );
+        gate.open();
+        for w in waiting {
+            let (status, body) = w.join().unwrap();
+            assert_eq!(status, StatusCode::OK, "{body}");
+            assert_eq!(body["results"][0]["doc_id"], "r");
+        }
+    });
+    assert_eq!(
+        gate.arrivals(),
+        1,
+        "opened once, for every request that waited"
+    );
 }

@@ -62,6 +62,18 @@ pub fn engine_with(options: EngineOptions) -> Engine {
     Engine::open(encoder(), options, &semdex::progress::NoProgress).unwrap()
 }
 
+/// The collections of the data directory whose own collection `default` is (opened with
+/// [`engine_with`] or [`Engine::open`]).
+pub fn collections_beside(default: Arc<Engine>) -> semdex::collections::Collections {
+    let options = default.options();
+    let catalog = semdex::storage::embedded::EmbeddedCatalog::beside_open_directory(
+        &options.data_dir,
+        options.read_only,
+    )
+    .unwrap();
+    semdex::collections::Collections::new(Arc::new(catalog), default).unwrap()
+}
+
 /// A plain document without metadata.
 pub fn doc(id: &str, text: &str) -> DocumentInput {
     DocumentInput {
@@ -69,6 +81,7 @@ pub fn doc(id: &str, text: &str) -> DocumentInput {
         text: text.to_string(),
         metadata: serde_json::Map::new(),
         source: None,
+        structure: None,
     }
 }
 
@@ -114,7 +127,7 @@ pub struct TestServer {
     pub base: String,
     /// The engine behind it.
     pub engine: std::sync::Arc<Engine>,
-    _runtime: tokio::runtime::Runtime,
+    _served: Served,
     _dir: tempfile::TempDir,
 }
 
@@ -152,6 +165,60 @@ pub fn start_server_with(
             &semdex::progress::NoProgress,
         )
         .unwrap();
+    let served = serve(
+        Arc::new(collections_beside(engine.clone())),
+        config,
+        queue,
+        service,
+    );
+    TestServer {
+        base: served.base.clone(),
+        engine,
+        _served: served,
+        _dir: dir,
+    }
+}
+
+/// A real HTTP server (the full router, two runtime workers) over `collections`, on an
+/// ephemeral loopback port, in this process.
+pub struct Served {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The collections behind it.
+    pub collections: Arc<semdex::collections::Collections>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl Served {
+    /// A URL on this server.
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// Leaves the server's threads behind instead of waiting for them: for a test that
+    /// failed because work hung (dropping the runtime would wait for it forever).
+    pub fn abandon(mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_timeout(Duration::from_secs(60));
+        }
+    }
+}
+
+/// Serves `collections` over real HTTP.
+pub fn serve(
+    collections: Arc<semdex::collections::Collections>,
+    config: ApiConfig,
+    queue: QueueOptions,
+    service: ServiceOptions,
+) -> Served {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -162,18 +229,18 @@ pub fn start_server_with(
         .unwrap();
     let addr = listener.local_addr().unwrap();
     let state = AppState::new(config);
+    let encoder = collections.default_engine().encoder().clone();
     state.set_ready(Service::new(
-        Arc::new(semdex::collections::Collections::open(engine.clone()).unwrap()),
+        collections.clone(),
         EmbedQueue::start(encoder, queue).unwrap(),
         service,
     ));
     let app = semdex::api::router(state);
     runtime.spawn(async move { axum::serve(listener, app).await });
-    TestServer {
+    Served {
         base: format!("http://{addr}"),
-        engine,
-        _runtime: runtime,
-        _dir: dir,
+        collections,
+        runtime: Some(runtime),
     }
 }
 

@@ -39,7 +39,9 @@ fn sigkill_mid_ingest_leaves_whole_documents_only() {
         .spawn()
         .unwrap();
 
-    let db = data.path().join(semdex::store::DATABASE_FILE);
+    let db = data
+        .path()
+        .join(semdex::storage::embedded::store::DATABASE_FILE);
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut seen = 0;
     while seen < 3 {
@@ -89,7 +91,7 @@ fn sigkill_mid_ingest_leaves_whole_documents_only() {
                     &semdex::engine::SearchRequest {
                         k: 1,
                         exact: true,
-                        filter: semdex::store::ChunkFilter {
+                        filter: semdex::storage::ChunkFilter {
                             doc_ids: Some(vec![doc.id.clone()]),
                             ..Default::default()
                         },
@@ -106,7 +108,7 @@ fn sigkill_mid_ingest_leaves_whole_documents_only() {
                     &semdex::engine::SearchRequest {
                         k: 1,
                         mode: semdex::engine::SearchMode::Lexical,
-                        filter: semdex::store::ChunkFilter {
+                        filter: semdex::storage::ChunkFilter {
                             doc_ids: Some(vec![doc.id.clone()]),
                             ..Default::default()
                         },

@@ -6,7 +6,8 @@ use semdex::engine::{
     Engine, EngineError, EngineOptions, SearchMode, SearchRequest, SearchStrategy,
 };
 use semdex::progress::NoProgress;
-use semdex::store::{ModelIdentity, Store, StoreError};
+use semdex::storage::embedded::store::{Store, StoreError};
+use semdex::storage::{ModelIdentity, StorageError};
 
 fn hidden() -> NoProgress {
     NoProgress
@@ -87,7 +88,10 @@ fn restart_gives_identical_results_with_and_without_a_dump() {
         .err()
         .expect("the directory is locked");
     assert!(
-        matches!(err, EngineError::Store(StoreError::Locked { .. })),
+        matches!(
+            err,
+            EngineError::Storage(StorageError::Store(StoreError::Locked { .. }))
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("in use by this process"), "{err}");
@@ -98,9 +102,12 @@ fn restart_gives_identical_results_with_and_without_a_dump() {
         assert_eq!(run(&reader), before);
         assert!(matches!(
             reader.ingest(vec![crate::common::doc("x", "text")], &hidden()),
-            Err(EngineError::ReadOnly(_))
+            Err(EngineError::Storage(StorageError::ReadOnly(_)))
         ));
-        assert!(matches!(reader.delete("w1"), Err(EngineError::ReadOnly(_))));
+        assert!(matches!(
+            reader.delete("w1"),
+            Err(EngineError::Storage(StorageError::ReadOnly(_)))
+        ));
     }
     let extra = crate::common::doc(
         "late",
@@ -193,7 +200,10 @@ fn another_model_is_refused() {
     .err()
     .unwrap();
     assert!(
-        matches!(err, EngineError::Store(StoreError::ModelMismatch { .. })),
+        matches!(
+            err,
+            EngineError::Storage(StorageError::Store(StoreError::ModelMismatch { .. }))
+        ),
         "{err}"
     );
     assert!(err.to_string().contains("other-model"));

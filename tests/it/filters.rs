@@ -12,7 +12,7 @@ use semdex::engine::{DocumentInput, EngineOptions, SearchMode, SearchRequest, Se
 use semdex::filter::MetadataFilter;
 use semdex::progress::NoProgress;
 use semdex::queue::QueueOptions;
-use semdex::store::ChunkFilter;
+use semdex::storage::ChunkFilter;
 use serde_json::{Value, json};
 
 fn client() -> Client {
@@ -28,6 +28,7 @@ fn with_meta(id: &str, text: &str, meta: Value) -> DocumentInput {
         text: text.to_string(),
         metadata: meta.as_object().unwrap().clone(),
         source: None,
+        structure: None,
     }
 }
 

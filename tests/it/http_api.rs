@@ -526,6 +526,11 @@ fn health_info_metrics_openapi() {
     assert_eq!(info["documents"], 1);
     assert_eq!(info["index"]["kind"], "hnsw");
     assert_eq!(info["pooling"], "mean");
+    assert_eq!(info["precision"], "f32");
+    assert_eq!(
+        info["kernels"],
+        semdex::embed::KernelPath::from_env().unwrap().as_str()
+    );
     // One batch budget: the queue gathers what one forward pass of the encoder takes.
     let encoder = crate::common::encoder();
     assert_eq!(
@@ -632,13 +637,18 @@ fn body_limit_and_timeout() {
         StatusCode::PAYLOAD_TOO_LARGE,
         "payload_too_large",
     );
-    // 120 inputs of ~60 tokens are ~7,000 tokens: far more than 100 ms on two cores.
+    // A request held at the `service.embed` hook until it has been answered: it outlasts the
+    // 100 ms limit however fast the machine.
     let inputs: Vec<String> = (0..120)
-        .map(|i| format!("{i} {}", "summit talks ".repeat(29)))
+        .map(|i| format!("timed out {i} {}", "summit talks ".repeat(29)))
         .collect();
     let small_enough = serde_json::to_string(&json!({"inputs": inputs})).unwrap();
     assert!(small_enough.len() < 64 * 1024);
+    let gate = semdex::hooks::Gate::new();
+    let held = gate.clone();
+    let _hook = semdex::hooks::install("service.embed", inputs[0].clone(), move || held.wait());
     let r = post(&s, "/embed", json!({"inputs": inputs}));
+    gate.open();
     assert_error(r, StatusCode::SERVICE_UNAVAILABLE, "timeout");
 }
 
@@ -739,7 +749,7 @@ fn concurrent_writers_and_readers() {
             &semdex::engine::SearchRequest {
                 k: 100,
                 exact: true,
-                filter: semdex::store::ChunkFilter {
+                filter: semdex::storage::ChunkFilter {
                     doc_ids: Some(vec!["shared".into()]),
                     ..Default::default()
                 },

@@ -76,7 +76,7 @@ fn a_500_tells_the_client_a_request_id_not_the_cause() {
         s.engine
             .options()
             .data_dir
-            .join(semdex::store::DATABASE_FILE),
+            .join(semdex::storage::embedded::store::DATABASE_FILE),
     )
     .unwrap();
     db.execute_batch("ALTER TABLE documents RENAME TO documents_gone")

@@ -26,12 +26,16 @@ mod crash_http;
 mod document_chunks;
 mod encoder_reference;
 mod engine;
+mod extract_files;
+mod extract_fuzz;
 mod filters;
 mod http_api;
 mod http_hardening;
 mod hybrid;
+mod ingest_files;
 mod openai_tokens;
 mod page_routes;
 #[cfg(feature = "postgres")]
 mod pg;
 mod serve_binary;
+mod sync_storm;

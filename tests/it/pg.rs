@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
-use semdex::engine::backend::postgres::Database;
-use semdex::engine::{EngineError, EngineOptions, Storage, model_identity};
-use semdex::store::ModelIdentity;
+use semdex::engine::{EngineOptions, model_identity};
+use semdex::storage::postgres::{Database, PostgresCatalog};
+use semdex::storage::{Catalog, ChunkSettings, ModelIdentity, StorageError};
 use serde_json::{Value, json};
 
 use crate::suite::Backing;
@@ -131,23 +131,71 @@ impl Postgres {
 
 impl Backing for Postgres {
     fn options(&self) -> EngineOptions {
-        let mut options = EngineOptions::new(self.dir.path());
-        let database = Database::connect(
-            &self.server.url,
-            8,
-            &model_identity(&crate::common::encoder()),
-            options.hnsw,
-        )
-        .unwrap();
-        options.storage = Storage::Postgres {
-            database,
-            collection: "default".into(),
-        };
-        options
+        EngineOptions::new(self.dir.path())
+    }
+
+    fn open(&self, options: &EngineOptions) -> Box<dyn semdex::storage::Backend> {
+        catalog(&self.server.url, options)
+            .open(
+                "default",
+                &model_identity(&crate::common::encoder()),
+                &options.backend(),
+                &semdex::progress::NoProgress,
+            )
+            .unwrap()
     }
 }
 
+/// The catalog of the database at `url`, connected (and migrated) with `options`.
+fn catalog(url: &str, options: &EngineOptions) -> PostgresCatalog {
+    let model = model_identity(&crate::common::encoder());
+    let database = Database::connect(url, 8, &model, options.hnsw).unwrap();
+    PostgresCatalog::new(
+        database,
+        ChunkSettings {
+            chunk_tokens: options.chunk.max_tokens,
+            chunk_overlap: options.chunk.overlap,
+        },
+    )
+}
+
 crate::suite::backend_suite!(Postgres::new());
+
+/// The collections of a fresh database, with its default collection open.
+fn pg_collections(server: &PgServer) -> semdex::collections::Collections {
+    let options = EngineOptions::new(std::env::temp_dir());
+    let catalog = std::sync::Arc::new(catalog(&server.url, &options));
+    let backend = catalog
+        .open(
+            "default",
+            &model_identity(&crate::common::encoder()),
+            &options.backend(),
+            &semdex::progress::NoProgress,
+        )
+        .unwrap();
+    let engine = semdex::engine::Engine::with_backend(
+        crate::common::encoder(),
+        backend,
+        options,
+        &semdex::progress::NoProgress,
+    )
+    .unwrap();
+    semdex::collections::Collections::new(catalog, std::sync::Arc::new(engine)).unwrap()
+}
+
+#[test]
+fn sync_storm_on_postgresql() {
+    let server = PgServer::start();
+    crate::sync_storm::one_collection(pg_collections(&server));
+    assert_totals_match_the_passages(&server.url);
+}
+
+#[test]
+fn sync_storm_across_collections_on_postgresql() {
+    let server = PgServer::start();
+    crate::sync_storm::two_collections_and_one_that_comes_and_goes(pg_collections(&server));
+    assert_totals_match_the_passages(&server.url);
+}
 
 /// BM25's totals (passages, their length) follow an update and a delete, and a database of
 /// schema 1 (passages without postings) gets them at the next start: scores stay BM25's over
@@ -214,11 +262,15 @@ fn the_schema_is_migrated_once_and_another_model_is_refused() {
     // The graph keeps the settings it was built with, whatever a later replica is given.
     let mut options = EngineOptions::new(server.dir.path());
     options.hnsw.m = 24;
-    options.storage = Storage::Postgres {
-        database: Database::connect(&server.url, 2, &model, options.hnsw).unwrap(),
-        collection: "default".into(),
-    };
-    let stats = crate::common::engine_with(options).stats().unwrap();
+    let backend = catalog(&server.url, &options)
+        .open(
+            "default",
+            &model,
+            &options.backend(),
+            &semdex::progress::NoProgress,
+        )
+        .unwrap();
+    let stats = backend.stats().unwrap();
     assert_eq!((stats.hnsw.m, stats.hnsw.ef_construction), (16, 200));
     let versions: Vec<i32> = client
         .query(
@@ -239,13 +291,13 @@ fn the_schema_is_migrated_once_and_another_model_is_refused() {
         .err()
         .unwrap();
     assert!(
-        matches!(err, EngineError::Postgres(_)) && err.to_string().contains("other-model"),
+        matches!(err, StorageError::Postgres(_)) && err.to_string().contains("other-model"),
         "{err}"
     );
     let err = Database::connect("postgres://nobody@127.0.0.1:1/none", 1, &model, hnsw)
         .err()
         .unwrap();
-    assert!(matches!(err, EngineError::Unavailable(_)), "{err}");
+    assert!(matches!(err, StorageError::Unavailable(_)), "{err}");
 }
 
 use crate::common::{http_client as client, send};

@@ -9,7 +9,7 @@ use semdex::engine::{
 };
 use semdex::filter::MetadataFilter;
 use semdex::progress::NoProgress;
-use semdex::store::ChunkFilter;
+use semdex::storage::ChunkFilter;
 use serde_json::{Value, json};
 
 /// The suite's tests for one backend: `backend_suite!(make)` defines a `#[test]` per suite
@@ -43,14 +43,18 @@ pub(crate) use backend_suite;
 
 /// Fresh storage for one suite test.
 pub trait Backing {
-    /// Engine options over this backing's storage (data directory or database).
+    /// Engine options for this backing's storage.
     fn options(&self) -> EngineOptions;
+
+    /// This backing's default collection, opened with `options`.
+    fn open(&self, options: &EngineOptions) -> Box<dyn semdex::storage::Backend>;
 
     /// An engine over this backing's storage, with `adjust` applied to its options.
     fn engine(&self, adjust: fn(&mut EngineOptions)) -> Engine {
         let mut options = self.options();
         adjust(&mut options);
-        crate::common::engine_with(options)
+        let backend = self.open(&options);
+        Engine::with_backend(crate::common::encoder(), backend, options, &NoProgress).unwrap()
     }
 }
 
@@ -67,6 +71,18 @@ impl Embedded {
 impl Backing for Embedded {
     fn options(&self) -> EngineOptions {
         EngineOptions::new(self.0.path())
+    }
+
+    fn open(&self, options: &EngineOptions) -> Box<dyn semdex::storage::Backend> {
+        Box::new(
+            semdex::storage::embedded::EmbeddedBackend::open(
+                &options.data_dir,
+                &semdex::engine::model_identity(&crate::common::encoder()),
+                options.backend(),
+                &NoProgress,
+            )
+            .unwrap(),
+        )
     }
 }
 

@@ -66,6 +66,8 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<InfoResponse>, A
         max_tokens: encoder.max_tokens(),
         pooling: format!("{:?}", config.pooling).to_lowercase(),
         backend: encoder.backend_name().into(),
+        kernels: encoder.kernels_name().into(),
+        precision: encoder.precision().as_str().into(),
         threads: encoder.threads(),
         documents: stats.documents,
         chunks: stats.chunks,

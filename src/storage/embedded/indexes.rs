@@ -1,0 +1,251 @@
+//! Opening the engine's derived indexes: load the vector index's dump (or the lexical index),
+//! catch up with the store when it is behind, or rebuild from the store when there is nothing
+//! usable.
+
+use std::collections::HashSet;
+use std::path::Path;
+
+use super::store::{Passage, Store};
+use crate::index::{HnswIndex, HnswParams, LoadMiss, VectorId, VectorIndex};
+use crate::lexical::{LexicalIndex, Opened};
+use crate::progress::{NoProgress, Progress};
+
+use crate::storage::{Result, StorageError};
+
+/// Vectors inserted per call while building, so progress moves.
+const BUILD_STEP: usize = 2048;
+
+/// The index for the store behind `store`: its dump when that is current, the dump plus the
+/// store's changes since, or a fresh build.
+pub(super) fn open_vector_index(
+    store: &Store,
+    dir: &Path,
+    dimension: usize,
+    params: HnswParams,
+    writable: bool,
+    progress: &dyn Progress,
+) -> Result<HnswIndex> {
+    let current = store.generation()?;
+    // A loaded index whose exactly searched tail is past its size (a crash, a large catch-up)
+    // has it folded into the graph before searches start.
+    let folded = |mut index: HnswIndex| -> Result<HnswIndex> {
+        if writable && index.fold_due() {
+            index.freeze(Some(dir), progress)?;
+        }
+        Ok(index)
+    };
+    match HnswIndex::load(dir, dimension, params) {
+        Ok(index) if index.generation() == current => {
+            tracing::info!(
+                vectors = index.len(),
+                generation = current,
+                "loaded the HNSW index from its dump"
+            );
+            return folded(index);
+        }
+        Ok(index) => {
+            if let Some(index) = catch_up(store, index)? {
+                return folded(index);
+            }
+        }
+        Err(LoadMiss::Absent) => {}
+        Err(LoadMiss::Unusable(reason)) => {
+            tracing::warn!(%reason, dir = %dir.display(), "ignoring the saved HNSW index; rebuilding it from the store");
+        }
+    }
+    let (_, ids) = store.chunk_ids()?;
+    if !ids.is_empty() {
+        tracing::info!(
+            vectors = ids.len(),
+            "building the HNSW index from stored vectors"
+        );
+    }
+    build_from_store(
+        store,
+        dimension,
+        params,
+        ids.len(),
+        writable.then_some(dir),
+        progress,
+    )
+}
+
+/// Brings a dump that is behind the store up to date, or `None` when it is so far behind that a
+/// fresh build makes a better graph.
+fn catch_up(store: &Store, mut index: HnswIndex) -> Result<Option<HnswIndex>> {
+    let (generation, ids) = store.chunk_ids()?;
+    let live: HashSet<VectorId> = ids.iter().copied().collect();
+    let missing: Vec<VectorId> = ids
+        .iter()
+        .copied()
+        .filter(|id| !index.contains(*id))
+        .collect();
+    if missing.len() > live.len() / 2 {
+        return Ok(None);
+    }
+    let gone: Vec<VectorId> = index
+        .indexed_ids()
+        .iter()
+        .copied()
+        .filter(|id| !live.contains(id))
+        .collect();
+    for step in missing.chunks(BUILD_STEP) {
+        let vectors = store.vectors_by_ids(step)?;
+        let items: Vec<(VectorId, &[f32])> =
+            vectors.iter().map(|(id, v)| (*id, v.as_slice())).collect();
+        index.add(&items)?;
+    }
+    index.remove(&gone);
+    index.set_generation(generation);
+    tracing::info!(
+        vectors = index.len(),
+        caught_up = missing.len(),
+        removed = gone.len(),
+        "loaded the HNSW index from its dump and caught up with the store"
+    );
+    Ok(Some(index))
+}
+
+/// A fresh graph over every stored vector, streamed from the store in steps, at the store's
+/// generation, frozen into `home` (its segment written there) or in memory. `expected` sizes
+/// the graph; `progress` counts the vectors inserted into it.
+pub(super) fn build_from_store(
+    store: &Store,
+    dimension: usize,
+    params: HnswParams,
+    expected: usize,
+    home: Option<&Path>,
+    progress: &dyn Progress,
+) -> Result<HnswIndex> {
+    let mut index = HnswIndex::new(dimension, params, expected)?;
+    let mut pending: Vec<(VectorId, Vec<f32>)> = Vec::with_capacity(BUILD_STEP);
+    let flush = |pending: &mut Vec<(VectorId, Vec<f32>)>, index: &mut HnswIndex| {
+        let items: Vec<(VectorId, &[f32])> =
+            pending.iter().map(|(id, v)| (*id, v.as_slice())).collect();
+        index.add(&items)?;
+        pending.clear();
+        Ok::<_, StorageError>(())
+    };
+    let generation = store.for_each_vector(|id, vector| {
+        pending.push((id, vector));
+        if pending.len() == BUILD_STEP {
+            flush(&mut pending, &mut index)?;
+        }
+        Ok::<_, StorageError>(())
+    })?;
+    flush(&mut pending, &mut index)?;
+    index.set_generation(generation);
+    index.freeze(home, progress)?;
+    Ok(index)
+}
+
+/// The lexical index for the store behind `store`, brought up to date: as is when current,
+/// caught up by chunk id when behind, filled from every stored passage when new or replaced.
+/// A read-only engine cannot bring an on-disk index up to date and uses it as it is.
+pub(super) fn open_lexical_index(
+    store: &Store,
+    dir: &Path,
+    writable: bool,
+    progress: &dyn Progress,
+) -> Result<LexicalIndex> {
+    let current = store.generation()?;
+    let (index, opened) = LexicalIndex::open(dir, writable)?;
+    match opened {
+        Opened::At(generation) if generation == current => Ok(index),
+        Opened::At(generation) if !writable => {
+            tracing::warn!(
+                generation,
+                current,
+                "the lexical index is behind the store and this process may not update it"
+            );
+            Ok(index)
+        }
+        Opened::At(_) => {
+            let (generation, ids) = store.chunk_ids()?;
+            let indexed = index.ids()?;
+            let live: HashSet<VectorId> = ids.iter().copied().collect();
+            let missing: Vec<VectorId> =
+                ids.into_iter().filter(|id| !indexed.contains(id)).collect();
+            let gone: Vec<VectorId> = indexed
+                .into_iter()
+                .filter(|id| !live.contains(id))
+                .collect();
+            index.remove(&gone)?;
+            for step in missing.chunks(BUILD_STEP) {
+                let passages = store.passages_by_ids(step)?;
+                add_passages(&index, &passages)?;
+            }
+            index.commit(generation)?;
+            tracing::info!(
+                added = missing.len(),
+                removed = gone.len(),
+                "the lexical index caught up with the store"
+            );
+            Ok(index)
+        }
+        Opened::Empty => {
+            let (_, ids) = store.chunk_ids()?;
+            if !ids.is_empty() {
+                tracing::info!(
+                    passages = ids.len(),
+                    "building the lexical index from the store"
+                );
+            }
+            fill_lexical(
+                store,
+                &index,
+                ids.len(),
+                if ids.len() > BUILD_STEP {
+                    progress
+                } else {
+                    &NoProgress
+                },
+            )?;
+            Ok(index)
+        }
+    }
+}
+
+/// Adds every stored passage to an empty lexical index and commits it at the store's
+/// generation.
+fn fill_lexical(
+    store: &Store,
+    index: &LexicalIndex,
+    expected: usize,
+    progress: &dyn Progress,
+) -> Result<()> {
+    progress.set_total(expected as u64);
+    let mut pending: Vec<Passage> = Vec::with_capacity(BUILD_STEP);
+    let flush = |pending: &mut Vec<Passage>| {
+        add_passages(index, pending)?;
+        progress.advance(pending.len() as u64);
+        pending.clear();
+        Ok::<_, StorageError>(())
+    };
+    let generation = store.for_each_passage(|passage| {
+        pending.push(passage);
+        if pending.len() == BUILD_STEP {
+            flush(&mut pending)?;
+        }
+        Ok::<_, StorageError>(())
+    })?;
+    flush(&mut pending)?;
+    index.commit(generation)?;
+    progress.finish();
+    Ok(())
+}
+
+/// Indexes stored passages by their words, each after its document's title, as ingest does.
+fn add_passages(index: &LexicalIndex, passages: &[Passage]) -> Result<()> {
+    let texts: Vec<std::borrow::Cow<'_, str>> = passages
+        .iter()
+        .map(|p| crate::chunk::with_title(p.title.as_deref(), &p.text))
+        .collect();
+    let refs: Vec<(VectorId, &str)> = passages
+        .iter()
+        .zip(&texts)
+        .map(|(p, t)| (p.id, t.as_ref()))
+        .collect();
+    index.add(&refs)?;
+    Ok(())
+}

@@ -1,0 +1,79 @@
+//! Where a document's passages lie: chunk ids and byte offsets, without text or vectors.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Result, Store};
+use crate::storage::types::{ChunkId, ChunkSpan};
+
+impl Store {
+    /// The passages of a document in order, or `None` if there is no such document.
+    pub fn document_chunks(&self, id: &str) -> Result<Option<Vec<ChunkSpan>>> {
+        let row: Option<i64> = self
+            .conn
+            .prepare_cached("SELECT row FROM documents WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?;
+        let Some(row) = row else { return Ok(None) };
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT id, idx, start, end FROM chunks WHERE doc_row = ?1 ORDER BY idx",
+        )?;
+        let spans = stmt
+            .query_map(params![row], |r| {
+                Ok(ChunkSpan {
+                    chunk_id: r.get::<_, i64>(0)? as ChunkId,
+                    index: r.get::<_, i64>(1)? as usize,
+                    start: r.get::<_, i64>(2)? as usize,
+                    end: r.get::<_, i64>(3)? as usize,
+                })
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(Some(spans))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::Map;
+
+    use super::super::Store;
+    use crate::storage::types::{ModelIdentity, NewChunk, NewDocument};
+
+    #[test]
+    fn spans_in_order_and_none_for_unknown_documents() {
+        let dir = tempfile::tempdir().unwrap();
+        let model = ModelIdentity {
+            name: "test-model".into(),
+            fingerprint: "abc123".into(),
+            dimension: 2,
+        };
+        let mut store = Store::open(dir.path(), &model).unwrap();
+        let text = "ab cd";
+        let vector = [1.0, 0.0];
+        let chunks = [(0, 0, 2), (1, 3, 5)].map(|(index, start, end)| NewChunk {
+            index,
+            start,
+            end,
+            text: &text[start..end],
+            vector: &vector,
+            tokens: None,
+        });
+        let written = store
+            .put_document(
+                &NewDocument {
+                    id: "a",
+                    source: None,
+                    text,
+                    metadata: &Map::new(),
+                    content_hash: "h",
+                    title: None,
+                },
+                &chunks,
+            )
+            .unwrap();
+        let spans = store.document_chunks("a").unwrap().unwrap();
+        assert_eq!(spans.len(), 2);
+        assert_eq!(spans[1].chunk_id, written.added[1]);
+        assert_eq!((spans[1].index, spans[1].start, spans[1].end), (1, 3, 5));
+        assert_eq!(store.document_chunks("missing").unwrap(), None);
+    }
+}
