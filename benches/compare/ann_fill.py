@@ -174,7 +174,8 @@ def main():
         print(f"  {min(s + 20_000, fill)} / {fill} filler documents", file=sys.stderr)
     con.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
     con.commit()
-    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    # Only this database: the attached sources are read-only, and checkpointing them fails.
+    con.execute("PRAGMA main.wal_checkpoint(TRUNCATE)")
     con.close()
     print(f"wrote {out_dir}", file=sys.stderr)
 
