@@ -556,23 +556,19 @@ mod tests {
             index_dir: Some(dir.path().to_path_buf()),
             ..options.clone()
         };
-        let written = benchmark(
-            &base,
-            &queries,
-            &truth,
-            &on_disk,
-            &crate::progress::NoProgress,
-        )
-        .unwrap();
+        let on_disk_run = || {
+            benchmark(
+                &base,
+                &queries,
+                &truth,
+                &on_disk,
+                &crate::progress::NoProgress,
+            )
+            .unwrap()
+        };
+        let written = on_disk_run();
         assert!(written.build_seconds.is_some() && written.open_seconds.is_some());
-        let reused = benchmark(
-            &base,
-            &queries,
-            &truth,
-            &on_disk,
-            &crate::progress::NoProgress,
-        )
-        .unwrap();
+        let reused = on_disk_run();
         assert!(reused.build_seconds.is_none());
         assert_eq!(reused.rows[1].recall_10, written.rows[1].recall_10);
         let other = synthetic(500, 16, 8);

@@ -83,35 +83,14 @@ fn sigkill_during_http_ingest_keeps_every_acknowledged_document_whole() {
             .json()
             .unwrap();
         assert_eq!(doc["text"], texts[i], "{id} lost or changed");
-        let spans: Value = c
-            .get(format!("{base}/documents/{id}/chunks"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        let spans = spans["chunks"].as_array().unwrap();
-        assert_eq!(spans.len(), *chunks, "{id} has all its passages");
-        for span in spans {
-            let (start, end) = (
-                span["start"].as_u64().unwrap() as usize,
-                span["end"].as_u64().unwrap() as usize,
-            );
-            let hits: Value = c
-                .post(format!("{base}/search"))
-                .json(
-                    &json!({"query": &texts[i][start..end], "k": 1, "exact": true,
-                    "filter": {"doc_ids": [id]}}),
-                )
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
-            assert_eq!(
-                hits["results"][0]["chunk_id"], span["chunk_id"],
-                "{id}'s passage {} is searchable",
-                span["index"]
-            );
-        }
+        assert_every_passage_found(
+            &c,
+            &base,
+            id,
+            &texts[i],
+            *chunks,
+            |passage| json!({"query": passage, "k": 1, "exact": true, "filter": {"doc_ids": [id]}}),
+        );
     }
     // Nothing is partial, acknowledged or not: every stored document has every passage the
     // chunker makes of its text.
@@ -148,6 +127,44 @@ fn sigkill_during_http_ingest_keeps_every_acknowledged_document_whole() {
     assert_eq!(info["index"]["vectors"], passages, "index = store");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// Asserts that document `id` (of `text`) has its `chunks` passages and that each is the top
+/// hit of the search `request` makes of the passage's own text.
+fn assert_every_passage_found(
+    c: &Client,
+    base: &str,
+    id: &str,
+    text: &str,
+    chunks: usize,
+    request: impl Fn(&str) -> Value,
+) {
+    let spans: Value = c
+        .get(format!("{base}/documents/{id}/chunks"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let spans = spans["chunks"].as_array().unwrap();
+    assert_eq!(spans.len(), chunks, "{id} has all its passages");
+    for span in spans {
+        let (start, end) = (
+            span["start"].as_u64().unwrap() as usize,
+            span["end"].as_u64().unwrap() as usize,
+        );
+        let hits: Value = c
+            .post(format!("{base}/search"))
+            .json(&request(&text[start..end]))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(
+            hits["results"][0]["chunk_id"], span["chunk_id"],
+            "{id}'s passage {} is found",
+            span["index"]
+        );
+    }
 }
 
 /// Posts one document; returns its passage count once the server acknowledged it.
@@ -218,37 +235,20 @@ fn sigkill_during_a_graph_freeze_loses_nothing_acknowledged() {
     let (mut child, base) = crate::common::serve_binary(data.path());
     let mut passages = 0;
     for (id, chunks) in &acked {
-        let spans: Value = c
-            .get(format!("{base}/documents/{id}/chunks"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        let spans = spans["chunks"].as_array().unwrap();
-        assert_eq!(spans.len(), *chunks, "{id} has all its passages");
         passages += chunks;
         let i = if id == "first" {
             0
         } else {
             id.trim_start_matches("during-").parse().unwrap()
         };
-        for span in spans {
-            let (start, end) = (
-                span["start"].as_u64().unwrap() as usize,
-                span["end"].as_u64().unwrap() as usize,
-            );
-            let hits: Value = c
-                .post(format!("{base}/search"))
-                .json(&json!({"query": &texts[i][start..end], "k": 1, "mode": "dense"}))
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
-            assert_eq!(
-                hits["results"][0]["chunk_id"], span["chunk_id"],
-                "{id} is found"
-            );
-        }
+        assert_every_passage_found(
+            &c,
+            &base,
+            id,
+            &texts[i],
+            *chunks,
+            |passage| json!({"query": passage, "k": 1, "mode": "dense"}),
+        );
     }
     let info: Value = c
         .get(format!("{base}/info"))
