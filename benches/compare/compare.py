@@ -6,8 +6,9 @@ Sections:
           every engine in alternation (--repeat rounds), and agreement of the vectors (min/mean
           cosine of semdex f32 with sentence-transformers, of semdex int8 with semdex f32, of
           ORT int8 with sentence-transformers).
-  ann     semdex's HNSW vs hnswlib vs faiss (HNSW, same M / ef_construction) on the vectors of
-          a semdex data directory, with the BEIR queries: recall@10 and queries/s at each ef.
+  ann     semdex's index vs hnswlib vs faiss (HNSWFlat and HNSWSQ8, same M / ef_construction) on
+          the vectors of a semdex data directory, with the BEIR queries: recall@10 and queries/s
+          at each ef, and at matched recall (benches/compare/ann.py, which also takes .fvecs).
   beir    sentence-transformers + exact search on a BEIR split, BM25 (bm25s, or rank_bm25) and
           their fusions (min-max convex 0.5/0.5 and RRF k=60), scored by pytrec_eval, beside
           semdex's own figures for its dense, lexical and hybrid retrievals; semdex's run files
@@ -248,104 +249,14 @@ def onnx_runtime(args, st_model, quantized=False):
     return encode
 
 
-def load_store_vectors(data_dir):
-    import sqlite3
-    import numpy as np
-    con = sqlite3.connect(f"file:{os.path.join(data_dir, 'semdex.sqlite3')}?mode=ro", uri=True)
-    rows = con.execute("SELECT id, embedding FROM chunks ORDER BY id").fetchall()
-    ids = np.array([r[0] for r in rows], dtype=np.int64)
-    vecs = np.stack([np.frombuffer(r[1], dtype="<f4") for r in rows]).astype(np.float32)
-    return ids, vecs
-
-
-def query_texts(args):
-    with open(os.path.join(args.scifact, "queries.jsonl")) as f:
-        return [json.loads(l)["text"] for l in f if l.strip()]
-
-
-def tie_recall(found_scores, found_ids, true_ids, true_scores, k):
-    total = 0.0
-    for fi, fs, ti, ts in zip(found_ids, found_scores, true_ids, true_scores):
-        top = set(ti[:k].tolist())
-        floor = ts[k - 1] - 1e-6
-        total += sum(1 for i, s in zip(fi[:k], fs[:k]) if i in top or s >= floor) / k
-    return total / len(found_ids)
-
-
 def ann_section(args):
-    import numpy as np
-    import hnswlib
-    import faiss
-    from sentence_transformers import SentenceTransformer
-
-    ids, base = load_store_vectors(args.data_dir)
-    texts = query_texts(args)
-    queries_file = tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False)
-    queries_file.write("\n".join(t.replace("\n", " ") for t in texts) + "\n")
-    queries_file.close()
-    model = SentenceTransformer(args.model, device="cpu")
-    q = model.encode(texts, normalize_embeddings=True).astype(np.float32)
-    efs = [int(e) for e in args.ef.split(",")]
-    n, dim = base.shape
-    print(f"\nann: {n} vectors of {args.data_dir}, {len(q)} queries, M={args.m}, ef_construction={args.ef_construction}", file=sys.stderr)
-
-    scores = q @ base.T
-    order = np.argsort(-scores, axis=1)[:, :10]
-    true_ids = ids[order]
-    true_scores = np.take_along_axis(scores, order, axis=1)
-    results = {}
-
-    out = subprocess.run([args.semdex, "--model", args.model, "bench", "ann", "--data-dir", args.data_dir,
-                          "--queries", queries_file.name, "--m", str(args.m), "--ef-construction",
-                          str(args.ef_construction), "--ef", args.ef, "--json"],
-                         check=True, capture_output=True, text=True).stdout
-    s = json.loads(out)
-    results["semdex (hnsw_rs)"] = {"build": s["build_seconds"], "rows": {r["ef"]: (r["recall@10"], r["qps"]) for r in s["rows"]}}
-    os.unlink(queries_file.name)
-
-    threads = args.threads
-    index = hnswlib.Index(space="ip", dim=dim)
-    t = time.perf_counter()
-    index.init_index(max_elements=n, ef_construction=args.ef_construction, M=args.m)
-    index.set_num_threads(threads)
-    index.add_items(base, ids)
-    build = time.perf_counter() - t
-    index.set_num_threads(1)
-    rows = {}
-    for ef in efs:
-        index.set_ef(max(ef, 10))
-        t = time.perf_counter()
-        labels, dists = index.knn_query(q, k=10)
-        qps = len(q) / (time.perf_counter() - t)
-        rows[ef] = (tie_recall(1 - dists, labels, true_ids, true_scores, 10), qps)
-    results["hnswlib"] = {"build": build, "rows": rows}
-
-    faiss.omp_set_num_threads(threads)
-    findex = faiss.IndexHNSWFlat(dim, args.m, faiss.METRIC_INNER_PRODUCT)
-    findex.hnsw.efConstruction = args.ef_construction
-    t = time.perf_counter()
-    findex.add(base)
-    build = time.perf_counter() - t
-    faiss.omp_set_num_threads(1)
-    rows = {}
-    for ef in efs:
-        findex.hnsw.efSearch = max(ef, 10)
-        t = time.perf_counter()
-        sims, pos = findex.search(q, 10)
-        qps = len(q) / (time.perf_counter() - t)
-        rows[ef] = (tie_recall(sims, ids[pos], true_ids, true_scores, 10), qps)
-    results["faiss HNSWFlat"] = {"build": build, "rows": rows}
-
-    print(f"\nann: recall@10 / queries per second (one thread) at each ef; {n} vectors, {len(q)} queries")
-    print(f"{'engine':<20}{'build s':>9}" + "".join(f"{'ef ' + str(e):>16}" for e in efs))
-    for name, r in results.items():
-        print(f"{name:<20}{r['build']:>9.1f}" + "".join(f"{r['rows'][e][0]:>8.4f}/{r['rows'][e][1]:<7.0f}" for e in efs))
-    ours = results["semdex (hnsw_rs)"]["rows"]
-    for peer in ["hnswlib", "faiss HNSWFlat"]:
-        theirs = results[peer]["rows"]
-        print(f"semdex / {peer} queries/s at matched ef: "
-              + ", ".join(f"ef {e} {ours[e][1] / theirs[e][1]:.2f}x (recall {ours[e][0] - theirs[e][0]:+.4f})" for e in efs))
-    return results
+    """benches/compare/ann.py on the vectors of --data-dir and the BEIR queries (that script
+    holds the comparison: semdex, hnswlib, faiss HNSWFlat and HNSWSQ8, same vectors, in turn)."""
+    cmd = [sys.executable, os.path.join(os.path.dirname(__file__), "ann.py"), "--semdex", args.semdex,
+           "--model", args.model, "--data-dir", args.data_dir, "--scifact", args.scifact, "--m", str(args.m),
+           "--ef-construction", str(args.ef_construction), "--ef", args.ef, "--threads", str(args.threads)]
+    subprocess.run(cmd, check=True)
+    return {}
 
 
 # Lucene's English stop words, for the rank_bm25 fallback.

@@ -1083,6 +1083,11 @@ pub struct IndexInfo {
     pub ef_search: usize,
     /// Below this many chunks queries are exact.
     pub exact_below: usize,
+    /// Bytes of memory per held vector: its 8-bit codes and its share of the graph's links
+    /// (the f32 copy that rescoring reads is memory-mapped from disk).
+    pub bytes_per_vector: f64,
+    /// Bytes of memory the index holds in all.
+    pub memory_bytes: usize,
 }
 
 /// The lexical index in `/info`.

@@ -16,7 +16,8 @@ pub enum BenchCommand {
     Encode(EncodeArgs),
     /// Ingest throughput against the bare encoder's on the same chunks.
     Ingest(IngestArgs),
-    /// HNSW recall against exact search, swept over ef, with queries/s, build time and memory.
+    /// HNSW recall@10 against queries/s per ef, beside exact search (ann-benchmarks' figures),
+    /// with build time and memory; vectors from a data directory, .fvecs files or synthetic.
     Ann(AnnArgs),
     /// Question-answering hit rate: hit@1/3/5 and MRR of passages containing the answer.
     Qa(QaArgs),
@@ -70,8 +71,11 @@ pub struct FilterArgs {
 #[derive(Args, Debug)]
 pub struct AnnArgs {
     /// Use the vectors of this data directory.
-    #[arg(long, conflicts_with = "synthetic")]
+    #[arg(long, conflicts_with_all = ["synthetic", "base"])]
     pub data_dir: Option<PathBuf>,
+    /// Use the vectors of this .fvecs file (numbered from 0, scaled to unit length).
+    #[arg(long, conflicts_with = "synthetic")]
+    pub base: Option<PathBuf>,
     /// Use N random unit vectors instead.
     #[arg(long, value_name = "N")]
     pub synthetic: Option<usize>,
@@ -81,10 +85,14 @@ pub struct AnnArgs {
     /// Seed of the synthetic vectors.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Query texts (one per line, or BEIR queries.jsonl) or vectors (JSON arrays, one per
-    /// line); default: vectors held out of the set.
+    /// Query vectors (.fvecs), texts (one per line, or BEIR queries.jsonl) or vectors (JSON
+    /// arrays, one per line); default: vectors held out of the set.
     #[arg(long)]
     pub queries: Option<PathBuf>,
+    /// Each query's true nearest neighbours as positions in the base set (.ivecs, best
+    /// first, at least 10 per query); default: computed by exact search.
+    #[arg(long, requires = "queries")]
+    pub ground_truth: Option<PathBuf>,
     /// Vectors held out as queries when --queries is not given.
     #[arg(long, default_value_t = 1000)]
     pub holdout: usize,
@@ -97,10 +105,19 @@ pub struct AnnArgs {
     /// Search breadths to sweep.
     #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256,512")]
     pub ef: Vec<usize>,
+    /// Write the index into this directory as the server does (a segment with its f32
+    /// vectors mapped from disk) and search the reopened copy; prints the time to open it. An
+    /// index of the same vectors already there is opened instead of built.
+    #[arg(long)]
+    pub index_dir: Option<PathBuf>,
+    /// Also measure the quantised codes alone: recall@10 of flat scans of int8 and binary
+    /// codes with each query's best 10·r candidates rescored in f32, r = 1, 2, 4, 8, 16.
+    #[arg(long)]
+    pub quantisation: bool,
     /// Draw recall@10 against queries/s into this SVG file.
     #[arg(long)]
     pub plot: Option<PathBuf>,
-    /// Print one JSON object.
+    /// Print one JSON object: {"build_s", "results": [{"ef", "recall@10", "qps"}, ...], ...}.
     #[arg(long)]
     pub json: bool,
 }
@@ -665,16 +682,22 @@ fn beir_runs(
 
 fn ann(global: &GlobalArgs, args: AnnArgs) -> anyhow::Result<()> {
     use semdex::eval::ann;
-    let (vectors, source) = match (&args.data_dir, args.synthetic) {
-        (Some(dir), _) => (
+    let (vectors, source) = match (&args.data_dir, &args.base, args.synthetic) {
+        (Some(dir), _, _) => (
             semdex::storage::embedded::store::Store::read_vectors(dir)?,
             format!("vectors of {}", dir.display()),
         ),
-        (None, Some(n)) => (
+        (None, Some(path), _) => (
+            ann::read_base(path)?,
+            format!("vectors of {}", path.display()),
+        ),
+        (None, None, Some(n)) => (
             ann::synthetic(n, args.dim, args.seed),
             format!("{n} random unit vectors of {} dimensions", args.dim),
         ),
-        (None, None) => anyhow::bail!("give --data-dir DIR or --synthetic N"),
+        (None, None, None) => {
+            anyhow::bail!("give --data-dir DIR, --base FILE.fvecs or --synthetic N")
+        }
     };
     let (base, queries) = match &args.queries {
         Some(path) => (vectors, read_queries(global, path)?),
@@ -696,6 +719,18 @@ fn ann(global: &GlobalArgs, args: AnnArgs) -> anyhow::Result<()> {
             q.len()
         );
     }
+    let truth = match &args.ground_truth {
+        Some(path) => {
+            let positions = semdex::eval::vecs::read_ivecs(path)?;
+            anyhow::ensure!(
+                positions.first().is_some_and(|p| p.len() >= 10),
+                "{} must hold at least 10 neighbours per query",
+                path.display()
+            );
+            ann::truth_from_positions(&base, &queries, &positions).map_err(anyhow::Error::msg)?
+        }
+        None => ann::exact_truth(&base, &queries, 100)?,
+    };
     let options = ann::AnnOptions {
         params: semdex::index::HnswParams {
             m: args.m,
@@ -703,9 +738,14 @@ fn ann(global: &GlobalArgs, args: AnnArgs) -> anyhow::Result<()> {
             ef_search: 1,
         },
         efs: args.ef.clone(),
+        threads: global.threads.unwrap_or(1),
+        index_dir: args.index_dir.clone(),
     };
     let bar = super::progress_bar("building HNSW", "vectors");
-    let report = ann::benchmark(&base, &queries, &options, &bar)?;
+    let mut report = ann::benchmark(&base, &queries, &truth, &options, &bar)?;
+    if args.quantisation {
+        report.quantisation = ann::quantisation(&base, &queries, &truth, &[1, 2, 4, 8, 16]);
+    }
     if let Some(path) = &args.plot {
         let title = format!(
             "semdex HNSW: {} vectors, {} queries",
@@ -718,33 +758,76 @@ fn ann(global: &GlobalArgs, args: AnnArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{source}: {} indexed, {} queries, dim {}; M={}, ef_construction={}",
-        report.vectors, report.queries, report.dimension, report.m, report.ef_construction
+        "{source}: {} indexed, {} queries, dim {}; M={}, ef_construction={}; {} search thread(s), {} kernels",
+        report.vectors,
+        report.queries,
+        report.dimension,
+        report.m,
+        report.ef_construction,
+        report.threads,
+        report.kernels
     );
+    let opened = report
+        .open_seconds
+        .map(|s| format!(", reopened in {s:.2} s"))
+        .unwrap_or_default();
+    let built = match report.build_seconds {
+        Some(s) => format!("build {s:.1} s on {} threads", rayon::current_num_threads()),
+        None => "index of these vectors reused".into(),
+    };
     println!(
-        "build {:.1} s on {} threads; index memory {:.1} MiB (raw vectors {:.1} MiB); exact search {:.0} queries/s ({:.0} over the graph's points)",
-        report.build_seconds,
-        rayon::current_num_threads(),
+        "{built}{opened}; index memory {:.1} MiB (raw vectors {:.1} MiB)",
         report.index_bytes as f64 / 1048576.0,
         report.vector_bytes as f64 / 1048576.0,
-        report.exact_qps,
-        report.exact_graph_qps
+    );
+    let cpu = |v: Option<f64>| v.map(|v| format!("{v:.0}")).unwrap_or_default();
+    println!(
+        "{:>5} {:>9} {:>10} {:>11} {:>10} {:>14}",
+        "ef", "recall@1", "recall@10", "recall@100", "queries/s", "per CPU-second"
     );
     println!(
-        "{:>5} {:>9} {:>10} {:>11} {:>10}",
-        "ef", "recall@1", "recall@10", "recall@100", "queries/s"
+        "{:>5} {:>9} {:>10.4} {:>11} {:>10.0} {:>14}",
+        "exact",
+        "",
+        report.exact.recall_10,
+        "",
+        report.exact.qps,
+        cpu(report.exact.cpu_qps)
     );
     for r in &report.rows {
+        let wide = r.recall_100.map(|v| format!("{v:.4}")).unwrap_or_default();
         println!(
-            "{:>5} {:>9.4} {:>10.4} {:>11.4} {:>10.0}",
-            r.ef, r.recall_1, r.recall_10, r.recall_100, r.qps
+            "{:>5} {:>9.4} {:>10.4} {:>11} {:>10.0} {:>14}",
+            r.ef,
+            r.recall_1,
+            r.recall_10,
+            wide,
+            r.qps,
+            cpu(r.cpu_qps)
         );
+    }
+    if !report.quantisation.is_empty() {
+        println!("flat scans of codes, best 10·r rescored in f32: recall@10");
+        for q in &report.quantisation {
+            println!(
+                "{:>7} ({:>3} bytes)  r {:>2}  {:.4}",
+                q.codes, q.bytes_per_vector, q.oversampling, q.recall_10
+            );
+        }
     }
     Ok(())
 }
 
-/// Query vectors from a file of JSON arrays, BEIR queries.jsonl, or plain text lines.
+/// Query vectors from an .fvecs file, a file of JSON arrays, BEIR queries.jsonl, or plain
+/// text lines; every vector scaled to unit length.
 fn read_queries(global: &GlobalArgs, path: &std::path::Path) -> anyhow::Result<Vec<Vec<f32>>> {
+    if path.extension().is_some_and(|e| e == "fvecs") {
+        let mut vectors = semdex::eval::vecs::read_fvecs(path)?;
+        for v in &mut vectors {
+            semdex::embed::l2_normalize(v);
+        }
+        return Ok(vectors);
+    }
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut vectors = Vec::new();

@@ -365,6 +365,8 @@ pub fn run(
     } else {
         0.0
     };
+    // Fold what was ingested into the graph, as the server does after each request.
+    engine.maintain()?;
     engine.persist()?;
 
     let mut ids: Vec<&String> = dataset

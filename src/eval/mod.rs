@@ -13,3 +13,4 @@ pub mod plot;
 pub mod qa;
 pub mod speed;
 pub mod sts;
+pub mod vecs;

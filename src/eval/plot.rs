@@ -16,7 +16,7 @@ pub fn recall_vs_qps(report: &AnnReport, path: &Path, title: &str) -> Result<(),
         .rows
         .iter()
         .map(|r| r.qps)
-        .chain([report.exact_qps])
+        .chain([report.exact.qps])
         .collect();
     let low = qps.iter().copied().fold(f64::INFINITY, f64::min).max(1.0) / 1.5;
     let high = qps.iter().copied().fold(0.0, f64::max) * 1.5;
@@ -63,7 +63,7 @@ pub fn recall_vs_qps(report: &AnnReport, path: &Path, title: &str) -> Result<(),
         .map_err(|e| err(&e))?;
     chart
         .draw_series(std::iter::once(Circle::new(
-            (1.0, report.exact_qps),
+            (1.0, report.exact.qps),
             5,
             RED.filled(),
         )))

@@ -32,6 +32,8 @@ pub struct DumpFile {
 pub struct VerifiedDump<M> {
     /// The dump's folder.
     pub folder: PathBuf,
+    /// The dump's files, as recorded when written (for [`verify`] of those not yet checked).
+    pub files: Vec<DumpFile>,
     /// The caller's description of the dump.
     pub meta: M,
 }
@@ -74,13 +76,13 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DumpError + '_ {
 
 /// Writes a new dump into `dir`: `write_files` fills a fresh folder, then every file is
 /// flushed and checksummed, the meta file `meta_name` is replaced atomically, and older dump
-/// folders are removed.
+/// folders are removed. Returns the new dump's folder and files.
 pub fn write<M: Serialize>(
     dir: &Path,
     meta_name: &str,
     meta: &M,
     write_files: impl FnOnce(&Path) -> Result<(), String>,
-) -> Result<(), DumpError> {
+) -> Result<(PathBuf, Vec<DumpFile>), DumpError> {
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -115,7 +117,7 @@ pub fn write<M: Serialize>(
         let envelope = Envelope {
             format: FORMAT,
             folder: folder_name.clone(),
-            files,
+            files: files.clone(),
             meta,
         };
         let bytes =
@@ -125,15 +127,47 @@ pub fn write<M: Serialize>(
         file.write_all(&bytes).map_err(io(&tmp))?;
         file.sync_all().map_err(io(&tmp))?;
         let target = dir.join(meta_name);
+        pause_before_current(meta_name);
         std::fs::rename(&tmp, &target).map_err(io(&target))?;
-        sync_dir(dir)
+        sync_dir(dir)?;
+        Ok(files)
     })();
-    if written.is_err() {
-        let _ = std::fs::remove_dir_all(&folder);
-        return written;
-    }
+    let files = match written {
+        Ok(files) => files,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&folder);
+            return Err(e);
+        }
+    };
     remove_stale(dir, &folder_name);
-    Ok(())
+    Ok((folder, files))
+}
+
+/// A hook for crash tests: with `SEMDEX_PAUSE_DUMP=META_NAME:DIR` in the environment, every
+/// write of a dump whose meta file is `META_NAME` stops once its files are on disk, just before
+/// it becomes current, creates `DIR/paused` and waits until `DIR/resume` exists (ten minutes at
+/// most). A test kills the process there to check that nothing acknowledged depends on it.
+fn pause_before_current(meta_name: &str) {
+    static HOOK: std::sync::LazyLock<Option<(String, PathBuf)>> = std::sync::LazyLock::new(|| {
+        let value = std::env::var("SEMDEX_PAUSE_DUMP").ok()?;
+        let (name, dir) = value.split_once(':')?;
+        Some((name.to_string(), PathBuf::from(dir)))
+    });
+    let Some((name, dir)) = HOOK.as_ref() else {
+        return;
+    };
+    if name != meta_name {
+        return;
+    }
+    tracing::warn!(
+        meta = meta_name,
+        "paused before a dump becomes current (SEMDEX_PAUSE_DUMP)"
+    );
+    let _ = std::fs::write(dir.join("paused"), b"");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    while !dir.join("resume").exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 
 /// Reads the meta file `meta_name` in `dir` and verifies the size and checksum of every file
@@ -141,6 +175,17 @@ pub fn write<M: Serialize>(
 pub fn read<M: for<'de> Deserialize<'de>>(
     dir: &Path,
     meta_name: &str,
+) -> Result<Option<VerifiedDump<M>>, DumpError> {
+    read_checking(dir, meta_name, |_| true)
+}
+
+/// [`read`], verifying only the files `checksummed` selects: the others are left to a
+/// [`verify`] when they are needed (a large file read only now and then need not be read
+/// through at every start).
+pub fn read_checking<M: for<'de> Deserialize<'de>>(
+    dir: &Path,
+    meta_name: &str,
+    checksummed: impl Fn(&str) -> bool,
 ) -> Result<Option<VerifiedDump<M>>, DumpError> {
     let path = dir.join(meta_name);
     let bytes = match std::fs::read(&path) {
@@ -167,23 +212,42 @@ pub fn read<M: for<'de> Deserialize<'de>>(
         )));
     }
     let folder = dir.join(&envelope.folder);
-    for file in &envelope.files {
-        let path = folder.join(&file.name);
-        let (bytes, sha256) = checksum(&path)?;
-        if bytes != file.bytes || sha256 != file.sha256 {
-            return Err(DumpError::Invalid(format!(
-                "{} has {bytes} bytes with checksum {}…, the dump recorded {} bytes with {}…",
-                path.display(),
-                &sha256[..12],
-                file.bytes,
-                file.sha256.get(..12).unwrap_or(&file.sha256)
-            )));
-        }
+    for file in envelope.files.iter().filter(|f| checksummed(&f.name)) {
+        verify_file(&folder, file)?;
     }
     Ok(Some(VerifiedDump {
         folder,
+        files: envelope.files,
         meta: envelope.meta,
     }))
+}
+
+/// Verifies the size and checksum of the files named in `names` among a dump's `files` (as
+/// [`read_checking`] returned them) in its `folder`.
+pub fn verify(folder: &Path, files: &[DumpFile], names: &[&str]) -> Result<(), DumpError> {
+    for name in names {
+        let file = files
+            .iter()
+            .find(|f| f.name == *name)
+            .ok_or_else(|| DumpError::Invalid(format!("the dump has no file {name}")))?;
+        verify_file(folder, file)?;
+    }
+    Ok(())
+}
+
+fn verify_file(folder: &Path, file: &DumpFile) -> Result<(), DumpError> {
+    let path = folder.join(&file.name);
+    let (bytes, sha256) = checksum(&path)?;
+    if bytes != file.bytes || sha256 != file.sha256 {
+        return Err(DumpError::Invalid(format!(
+            "{} has {bytes} bytes with checksum {}…, the dump recorded {} bytes with {}…",
+            path.display(),
+            &sha256[..12],
+            file.bytes,
+            file.sha256.get(..12).unwrap_or(&file.sha256)
+        )));
+    }
+    Ok(())
 }
 
 /// Size and SHA-256 of a file, streamed.
@@ -286,6 +350,21 @@ mod tests {
             read::<Meta>(dir.path(), "m.json"),
             Err(DumpError::Io { .. })
         ));
+    }
+
+    #[test]
+    fn unchecked_files_are_verified_on_demand() {
+        let dir = tempfile::tempdir().unwrap();
+        let (folder, _) = write(dir.path(), "m.json", &Meta { points: 1 }, write_two).unwrap();
+        std::fs::write(folder.join("b.bin"), vec![7u8; 10]).unwrap();
+        assert!(read::<Meta>(dir.path(), "m.json").is_err());
+        let dump = read_checking::<Meta>(dir.path(), "m.json", |name| name == "a.bin")
+            .unwrap()
+            .unwrap();
+        assert!(verify(&dump.folder, &dump.files, &["a.bin"]).is_ok());
+        let err = verify(&dump.folder, &dump.files, &["b.bin"]).unwrap_err();
+        assert!(err.to_string().contains("10 bytes"), "{err}");
+        assert!(verify(&dump.folder, &dump.files, &["c.bin"]).is_err());
     }
 
     #[test]

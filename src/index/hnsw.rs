@@ -1,38 +1,78 @@
-//! Approximate search: hnsw_rs over unit vectors with dot-product distance.
+//! Approximate search: an HNSW graph built by hnsw_rs, searched through a frozen flat copy of
+//! it, with the vectors added since the last freeze searched exactly beside it.
 //!
-//! The graph owns the only in-memory copy of each vector: exact queries (small corpora,
-//! selective filters, `exact: true`) score the graph's own points instead of a second matrix.
-//! hnsw_rs cannot delete, so removed vectors become tombstones: filtered out of every search
-//! (which still returns `k` results) until the owner rebuilds the graph without them.
+//! The index has three parts, as segment-based engines do:
+//! - the frozen graph ([`FrozenGraph`]): hnsw_rs's links in flat arrays and each vector as
+//!   8-bit codes, walked on the codes; its candidates are rescored with the f32 vectors, which
+//!   lie in a memory-mapped file of its segment (or on the heap for a graph never written);
+//! - the tail: vectors added since the freeze, in f32, every one of them scored per query;
+//! - tombstones: removed vectors, never returned, until a compaction rebuilds the graph
+//!   without them (hnsw_rs cannot delete).
+//!
+//! A fold ([`HnswIndex::start_fold`], [`FoldJob::run`], [`HnswIndex::finish_fold`]) inserts the
+//! tail into hnsw_rs's graph (read back from the segment's dump) and freezes the result into a
+//! new segment, off the index's lock: searches and inserts go on meanwhile, and only the swap
+//! takes the write lock. On disk (`dir`): `segment/` holds the current segment (hnsw_rs's dump
+//! and the frozen files, checksummed), `state/` the tail, the tombstones and the store
+//! generation saved by [`HnswIndex::save`]; opening ([`HnswIndex::load`]) reads the frozen
+//! files and maps the f32 vectors, so a large index starts in seconds.
+//!
+//! Locks (parking_lot), in the order they are taken: the owner's lock on the index (a read
+//! lock for searches and [`HnswIndex::save`], the write lock for writes and the two ends of a
+//! fold), then `segment_writes` (one segment write into a directory at a time, by a save or a
+//! fold job, which holds no index lock), then a frozen graph's `home` (held only to read or
+//! record where its segment lies, never over other work).
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use hnsw_rs::api::AnnT;
-use hnsw_rs::hnswio::HnswIo;
-use hnsw_rs::prelude::{DistDot, Hnsw, Point};
+use hnsw_rs::prelude::Hnsw;
+
+use super::kernels::UnitDot;
+use parking_lot::Mutex;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::dump::{self, DumpError};
+use super::frozen::FrozenGraph;
+use super::kernels::{dot, prefetch};
+use super::segment::{self, Home, Rows};
 use super::{
     Filter, Hit, IndexError, Result, SearchParams, VectorId, VectorIndex, check_new, check_query,
-    dot, rank, top_k,
+    rank, top_k,
 };
+use crate::progress::{NoProgress, Progress};
 
 /// hnsw_rs only dumps graphs built with its maximum layer count.
 const MAX_LAYERS: usize = 16;
-/// Base name of the dump files.
-const BASENAME: &str = "hnsw";
-/// The meta file naming the current dump.
-const META_FILE: &str = "hnsw.meta.json";
-/// The library whose file format the dump is in; a dump by another version is rebuilt.
-const DUMP_WRITER: &str = "hnsw_rs 0.3.5";
-/// Below this many vectors, inserting in parallel costs more than it saves.
-const PARALLEL_INSERT_FROM: usize = 64;
+/// Where the current segment lives inside the index directory.
+const SEGMENT_DIR: &str = "segment";
+/// Where the saved state (tail, tombstones, generation) lives inside the index directory.
+const STATE_DIR: &str = "state";
+const STATE_META: &str = "state.meta.json";
+const TAIL_IDS: &str = "tail.u64";
+const TAIL_VECTORS: &str = "tail.f32";
+/// The meta file of the layout before frozen graphs (an hnsw_rs dump alone); such an index is
+/// rebuilt once.
+const LEGACY_META: &str = "hnsw.meta.json";
+/// What writes the saved state.
+const STATE_WRITER: &str = "semdex index state 1";
+/// Vectors inserted into hnsw_rs per step of a fold (progress moves between steps).
+const INSERT_STEP: usize = 2048;
 /// Below this many points an exact search runs on one thread.
 const PARALLEL_EXACT_FROM: usize = 16_384;
+/// A fold is due once the tail holds this many vectors...
+const FOLD_FROM: usize = 2048;
+/// ... or this share of the frozen graph, whichever is more, up to [`FOLD_AT_MOST`]: each
+/// query scores the whole tail, each fold rewrites the whole segment.
+const FOLD_SHARE: usize = 64;
+const FOLD_AT_MOST: usize = 16_384;
+/// Candidates rescored in f32 per result asked for (at least [`RESCORE_AT_LEAST`]): the
+/// 8-bit scores rank the true top k within the first few k (benches/README.md).
+const RESCORE_PER_RESULT: usize = 4;
+const RESCORE_AT_LEAST: usize = 40;
 
 /// Graph parameters. Defaults were chosen by measured recall (benches/README.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,93 +111,157 @@ impl HnswParams {
     }
 }
 
-/// What a dump records besides hnsw_rs's own files.
-#[derive(Debug, Serialize, Deserialize)]
-struct DumpMeta {
-    writer: String,
-    /// The hnsw_rs base name of the files (hnsw_rs may pick another than asked).
-    basename: String,
-    m: usize,
-    ef_construction: usize,
-    dimension: usize,
-    points: usize,
-    generation: u64,
-    tombstones: Vec<VectorId>,
-}
-
-/// Why [`HnswIndex::load`] returned no graph.
+/// Why [`HnswIndex::load`] returned no index.
 #[derive(Debug)]
 pub enum LoadMiss {
-    /// No dump was ever written here (or the index held nothing).
+    /// Nothing was ever saved here (or the index held nothing).
     Absent,
-    /// A dump exists but cannot be used (damaged, another format, other parameters); the
+    /// Saved files exist but cannot be used (damaged, another format, other parameters); the
     /// reason is for the log.
     Unusable(String),
 }
 
-/// An HNSW graph with tombstones for deleted vectors.
-pub struct HnswIndex {
-    graph: Hnsw<'static, f32, DistDot>,
-    params: HnswParams,
-    dimension: usize,
-    indexed: HashSet<VectorId>,
-    tombstones: HashSet<VectorId>,
-    generation: u64,
-    /// The graph's points in one array, built on the first exact query after an insert.
-    table: OnceLock<PointTable>,
+/// A frozen graph with its f32 vectors and, once written, its place on disk.
+struct Frozen {
+    graph: FrozenGraph,
+    rows: Rows,
+    /// The segment holding it, once written (behind a lock: [`HnswIndex::save`] records it
+    /// through a shared reference).
+    home: Mutex<Option<Home>>,
 }
 
-/// Every point of the graph in one array, with an id → position map: exact scans run over a
-/// plain slice (in parallel), and selective filters look their few ids up directly, instead
-/// of walking hnsw_rs's per-layer lists, whose iterator clones an `Arc` per point. It shares
-/// the points (about 32 bytes per vector), never copies a vector.
-struct PointTable {
-    /// Keeps every point (and so its vector) alive while the table lives.
-    _points: Vec<Arc<Point<'static, f32>>>,
-    /// Each point's id and the address of its vector, in `points` order: a scan reads this
-    /// array and the vectors, without a hop through each `Point`.
-    vectors: Vec<(VectorId, VectorPtr)>,
-    by_id: HashMap<VectorId, usize>,
-}
-
-/// The start of a vector owned by a point of the table.
-#[derive(Clone, Copy)]
-struct VectorPtr(*const f32);
-
-// SAFETY: the pointee is immutable f32 data owned by an `Arc<Point>` held in the same table.
-unsafe impl Send for VectorPtr {}
-// SAFETY: as above; shared reads of immutable data.
-unsafe impl Sync for VectorPtr {}
-
-impl PointTable {
-    /// The vector at position `at`.
-    fn vector(&self, at: usize, dimension: usize) -> &[f32] {
-        // SAFETY: `vectors[at]` points at the `dimension` floats of `_points[at]`'s vector
-        // (checked when the table was built), which hnsw_rs never mutates or moves after
-        // insertion, and which `_points[at]` keeps alive for as long as `self` is borrowed.
-        unsafe { std::slice::from_raw_parts(self.vectors[at].1.0, dimension) }
+impl Frozen {
+    fn row(&self, node: usize) -> &[f32] {
+        let d = self.graph.dimension;
+        &self.rows.as_slice()[node * d..(node + 1) * d]
     }
 }
 
+/// Vectors in f32 with their ids, in the order added.
+#[derive(Debug, Default, Clone)]
+struct Vectors {
+    ids: Vec<VectorId>,
+    data: Vec<f32>,
+}
+
+impl Vectors {
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn row(&self, at: usize, dimension: usize) -> &[f32] {
+        &self.data[at * dimension..(at + 1) * dimension]
+    }
+}
+
+/// The vectors added since the last freeze, scored exactly.
+#[derive(Debug, Default)]
+struct Tail {
+    vectors: Vectors,
+    positions: HashMap<VectorId, usize>,
+}
+
+impl Tail {
+    fn push(&mut self, id: VectorId, vector: &[f32]) {
+        self.positions.insert(id, self.vectors.len());
+        self.vectors.ids.push(id);
+        self.vectors.data.extend_from_slice(vector);
+    }
+
+    /// Drops the first `count` vectors (folded into the graph).
+    fn drain_front(&mut self, count: usize, dimension: usize) {
+        let count = count.min(self.vectors.len());
+        self.vectors.ids.drain(..count);
+        self.vectors.data.drain(..count * dimension);
+        self.positions = self
+            .vectors
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(at, id)| (*id, at))
+            .collect();
+    }
+}
+
+/// Distinguishes index instances, so that a fold is only finished on the index it started on.
+static LINEAGE: AtomicU64 = AtomicU64::new(1);
+
+/// An HNSW index: a frozen graph, an exactly searched tail and tombstones.
+pub struct HnswIndex {
+    params: HnswParams,
+    dimension: usize,
+    /// Sizing hint for the first graph.
+    capacity: usize,
+    frozen: Option<Arc<Frozen>>,
+    /// hnsw_rs's graph of exactly the frozen nodes, kept in memory while no segment on disk
+    /// holds its dump (a graph frozen in memory).
+    graph: Option<Hnsw<'static, f32, UnitDot>>,
+    /// One bit per frozen node: tombstoned.
+    deleted: Vec<u64>,
+    /// Bits set in `deleted`.
+    deleted_count: usize,
+    tail: Tail,
+    tombstones: HashSet<VectorId>,
+    generation: u64,
+    lineage: u64,
+    /// Serialises segment writes into one directory (a save and a fold).
+    segment_writes: Arc<Mutex<()>>,
+}
+
+/// The ids an index holds, live or tombstoned.
+pub struct IndexedIds<'a> {
+    frozen: &'a [VectorId],
+    tail: &'a [VectorId],
+}
+
+impl<'a> IndexedIds<'a> {
+    /// Every id, frozen ones first.
+    pub fn iter(&self) -> impl Iterator<Item = &'a VectorId> + 'a {
+        self.frozen.iter().chain(self.tail.iter())
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.frozen.len() + self.tail.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// What the saved state records.
+#[derive(Debug, Serialize, Deserialize)]
+struct StateMeta {
+    writer: String,
+    dimension: usize,
+    m: usize,
+    ef_construction: usize,
+    /// The segment folder the state goes with (`None`: the index had no frozen graph).
+    segment: Option<String>,
+    generation: u64,
+    tombstones: Vec<VectorId>,
+    tail: usize,
+}
+
 impl HnswIndex {
-    /// An empty graph; `capacity` is a sizing hint.
+    /// An empty index; `capacity` is a sizing hint.
     pub fn new(dimension: usize, params: HnswParams, capacity: usize) -> Result<Self> {
         params.validate()?;
-        let graph = Hnsw::new(
-            params.m,
-            capacity.max(1024),
-            MAX_LAYERS,
-            params.ef_construction,
-            DistDot,
-        );
         Ok(Self {
-            graph,
             params,
             dimension,
-            indexed: HashSet::new(),
+            capacity,
+            frozen: None,
+            graph: None,
+            deleted: Vec::new(),
+            deleted_count: 0,
+            tail: Tail::default(),
             tombstones: HashSet::new(),
             generation: 0,
-            table: OnceLock::new(),
+            lineage: LINEAGE.fetch_add(1, Ordering::Relaxed),
+            segment_writes: Arc::new(Mutex::new(())),
         })
     }
 
@@ -171,23 +275,44 @@ impl HnswIndex {
         self.params.ef_search = ef.max(1);
     }
 
-    /// Vectors in the graph that were removed and are only filtered out.
+    /// Vectors held that were removed and are only filtered out.
     pub fn tombstones(&self) -> usize {
         self.tombstones.len()
     }
 
-    /// Ids held by the graph, live or tombstoned.
-    pub fn indexed_ids(&self) -> &HashSet<VectorId> {
-        &self.indexed
+    /// Ids held, live or tombstoned.
+    pub fn indexed_ids(&self) -> IndexedIds<'_> {
+        IndexedIds {
+            frozen: self.frozen.as_ref().map_or(&[], |f| &f.graph.ids),
+            tail: &self.tail.vectors.ids,
+        }
+    }
+
+    /// Vectors in the frozen graph.
+    pub fn frozen_len(&self) -> usize {
+        self.frozen.as_ref().map_or(0, |f| f.graph.len())
+    }
+
+    /// Vectors added since the last freeze (searched exactly).
+    pub fn tail_len(&self) -> usize {
+        self.tail.vectors.len()
+    }
+
+    fn holds(&self, id: VectorId) -> bool {
+        self.tail.positions.contains_key(&id)
+            || self
+                .frozen
+                .as_ref()
+                .is_some_and(|f| f.graph.node_of(id).is_some())
     }
 
     /// Whether `id` is a live vector of the index.
     pub fn contains(&self, id: VectorId) -> bool {
-        self.indexed.contains(&id) && !self.tombstones.contains(&id)
+        !self.tombstones.contains(&id) && self.holds(id)
     }
 
-    /// The store generation whose vectors the index holds (saved with the dump, so that a
-    /// reload knows whether it is current).
+    /// The store generation whose vectors the index holds (saved with it, so that a reload
+    /// knows whether it is current).
     pub fn generation(&self) -> u64 {
         self.generation
     }
@@ -197,125 +322,353 @@ impl HnswIndex {
         self.generation = generation;
     }
 
-    /// Bytes of the vectors the graph holds (live and tombstoned), without its links.
+    /// Bytes of vector data held in memory: the frozen graph's 8-bit codes, the tail's f32
+    /// vectors, and the f32 copy of a graph frozen in memory (a written one maps them).
     pub fn vector_bytes(&self) -> usize {
-        self.indexed.len() * self.dimension * std::mem::size_of::<f32>()
+        self.frozen
+            .as_ref()
+            .map_or(0, |f| f.graph.codes.len() + f.rows.heap_bytes())
+            + self.tail.vectors.data.len() * 4
     }
 
-    /// Loads the dump written by [`HnswIndex::save`] into `dir` after verifying its files; a
-    /// missing, damaged or foreign dump is a [`LoadMiss`] (the caller rebuilds), never a crash.
+    /// Bytes the index holds in memory: vector data, links, ids and bookkeeping (not counting
+    /// hnsw_rs's graph while a graph frozen in memory keeps it).
+    pub fn memory_bytes(&self) -> usize {
+        let frozen = self
+            .frozen
+            .as_ref()
+            .map_or(0, |f| f.graph.memory_bytes() + f.rows.heap_bytes());
+        let tail = self.tail.vectors.data.len() * 4 + self.tail.vectors.len() * (8 + 24);
+        frozen + tail + self.deleted.len() * 8 + self.tombstones.len() * 16
+    }
+
+    /// Whether the tail has grown enough to be folded into the graph.
+    pub fn fold_due(&self) -> bool {
+        let share = (self.frozen_len() / FOLD_SHARE).min(FOLD_AT_MOST);
+        self.tail_len() >= FOLD_FROM.max(share)
+    }
+
+    fn is_deleted(&self, node: u32) -> bool {
+        self.deleted
+            .get(node as usize / 64)
+            .is_some_and(|w| w & (1 << (node % 64)) != 0)
+    }
+
+    fn mark_deleted(&mut self, node: u32) {
+        let word = node as usize / 64;
+        if self.deleted.len() <= word {
+            self.deleted.resize(word + 1, 0);
+        }
+        let bit = 1 << (node % 64);
+        if self.deleted[word] & bit == 0 {
+            self.deleted[word] |= bit;
+            self.deleted_count += 1;
+        }
+    }
+
+    /// Rebuilds the frozen nodes' tombstone bits and drops tombstones of ids no longer held.
+    fn reconcile_tombstones(&mut self) {
+        self.deleted = vec![0; self.frozen_len().div_ceil(64)];
+        self.deleted_count = 0;
+        let tombstones = std::mem::take(&mut self.tombstones);
+        for id in tombstones {
+            let node = self.frozen.as_ref().and_then(|f| f.graph.node_of(id));
+            if let Some(node) = node {
+                self.mark_deleted(node);
+                self.tombstones.insert(id);
+            } else if self.tail.positions.contains_key(&id) {
+                self.tombstones.insert(id);
+            }
+        }
+    }
+
+    /// Folds the tail into the graph now (all of it, on this thread and rayon's): a freshly
+    /// built index is frozen this way. With `home`, the graph is written there as the current
+    /// segment and its f32 vectors are mapped from it; without, all of it stays in memory.
+    /// `progress` counts the vectors inserted.
+    pub fn freeze(&mut self, home: Option<&Path>, progress: &dyn Progress) -> Result<()> {
+        let homed = self.frozen.as_ref().is_none_or(|f| f.home.lock().is_some());
+        if self.tail.vectors.len() == 0 && (home.is_none() || homed) {
+            return Ok(());
+        }
+        // The index is not searched while it is frozen here: the job takes the tail's vectors
+        // instead of copying them.
+        let mut tail = std::mem::take(&mut self.tail.vectors);
+        self.tail.positions.clear();
+        let mut keep = tail.ids.iter().map(|id| !self.tombstones.contains(id));
+        tail.data.retain({
+            let d = self.dimension;
+            let mut at = 0usize;
+            let mut kept = true;
+            move |_| {
+                if at % d == 0 {
+                    kept = keep.next().unwrap_or(false);
+                }
+                at += 1;
+                kept
+            }
+        });
+        tail.ids.retain(|id| !self.tombstones.contains(id));
+        let mut job = self.fold_job(tail, 0);
+        match job.run_with(home, progress) {
+            Ok(folded) => self.finish_fold(folded),
+            Err(e) => {
+                // Nothing is lost: the tail gets its vectors back.
+                self.tail.vectors = std::mem::take(&mut job.items);
+                self.tail.drain_front(0, self.dimension);
+                if let Some(graph) = job.base_graph() {
+                    self.graph = Some(graph);
+                }
+                self.reconcile_tombstones();
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts folding the tail into the graph: a job holding a copy of the tail's live vectors
+    /// (and hnsw_rs's graph, when it is kept in memory), to be run with no lock held. Searches
+    /// are unaffected; vectors added meanwhile stay in the tail.
+    pub fn start_fold(&mut self) -> FoldJob {
+        let d = self.dimension;
+        let mut items = Vectors::default();
+        for (at, &id) in self.tail.vectors.ids.iter().enumerate() {
+            if !self.tombstones.contains(&id) {
+                items.ids.push(id);
+                items.data.extend_from_slice(self.tail.vectors.row(at, d));
+            }
+        }
+        let taken = self.tail.vectors.len();
+        self.fold_job(items, taken)
+    }
+
+    fn fold_job(&mut self, items: Vectors, taken: usize) -> FoldJob {
+        let base = match (self.graph.take(), &self.frozen) {
+            (Some(graph), _) => Base::Memory(graph),
+            (None, None) => Base::Empty,
+            (None, Some(frozen)) => match frozen.home.lock().clone() {
+                Some(home) if home.has_graph_dump() => Base::Disk(home, frozen.clone()),
+                _ => Base::Vectors(frozen.clone()),
+            },
+        };
+        let mut tombstones: Vec<VectorId> = self.tombstones.iter().copied().collect();
+        tombstones.sort_unstable();
+        FoldJob {
+            params: self.params,
+            dimension: self.dimension,
+            capacity: self.capacity,
+            base: Some(base),
+            items,
+            taken,
+            generation: self.generation,
+            tombstones,
+            lineage: self.lineage,
+            segment_writes: self.segment_writes.clone(),
+        }
+    }
+
+    /// Swaps in the graph a [`FoldJob`] made: the tail loses the vectors folded in (those
+    /// added since the job started stay), tombstones carry over.
+    pub fn finish_fold(&mut self, folded: Folded) -> Result<()> {
+        if folded.lineage != self.lineage || folded.taken > self.tail.vectors.len() {
+            return Err(IndexError::Params(
+                "a fold finished on another index than it started on".into(),
+            ));
+        }
+        self.frozen = Some(Arc::new(folded.frozen));
+        self.graph = folded.graph;
+        self.tail.drain_front(folded.taken, self.dimension);
+        self.reconcile_tombstones();
+        Ok(())
+    }
+
+    /// Opens the index saved by [`HnswIndex::save`] into `dir`: the frozen graph's files are
+    /// verified and read, its f32 vectors mapped; the saved tail and tombstones are restored
+    /// when they go with that graph. A missing, damaged or foreign save is a [`LoadMiss`]
+    /// (the caller rebuilds), never a crash.
     pub fn load(
         dir: &Path,
         dimension: usize,
         params: HnswParams,
     ) -> std::result::Result<Self, LoadMiss> {
-        let dump = match dump::read::<DumpMeta>(dir, META_FILE) {
-            Ok(Some(dump)) => dump,
-            Ok(None) => return Err(LoadMiss::Absent),
-            Err(e) => return Err(LoadMiss::Unusable(e.to_string())),
-        };
-        let meta = dump.meta;
         let unusable = |why: String| Err(LoadMiss::Unusable(why));
-        if meta.writer != DUMP_WRITER {
-            return unusable(format!("written by {}, not {DUMP_WRITER}", meta.writer));
-        }
-        if meta.m != params.m || meta.ef_construction != params.ef_construction {
-            return unusable(format!(
-                "built with m {} and ef_construction {}, not {} and {}",
-                meta.m, meta.ef_construction, params.m, params.ef_construction
-            ));
-        }
-        if meta.dimension != dimension {
-            return unusable(format!("of dimension {}, not {dimension}", meta.dimension));
-        }
-        if meta.points == 0 {
+        let opened = match segment::open(&dir.join(SEGMENT_DIR), dimension, params) {
+            Ok(opened) => opened,
+            Err(reason) => return unusable(reason),
+        };
+        let state = match dump::read::<StateMeta>(&dir.join(STATE_DIR), STATE_META) {
+            Ok(state) => state,
+            Err(e) => {
+                // The state is an optimisation: the store holds what it recorded.
+                tracing::warn!(error = %e, "ignoring the index's saved tail; the store's changes are caught up instead");
+                None
+            }
+        };
+        let mut index = match Self::new(dimension, params, 0) {
+            Ok(index) => index,
+            Err(e) => return unusable(e.to_string()),
+        };
+        let segment_name = opened.as_ref().map(|o| o.home.name());
+        let state = state.filter(|s| {
+            s.meta.writer == STATE_WRITER
+                && s.meta.segment == segment_name
+                && s.meta.dimension == dimension
+                && s.meta.m == params.m
+                && s.meta.ef_construction == params.ef_construction
+        });
+        if opened.is_none() && state.is_none() {
+            if dir.join(LEGACY_META).exists() {
+                return unusable("it was saved in an older layout".into());
+            }
             return Err(LoadMiss::Absent);
         }
-        // hnsw_rs asserts on malformed files; the checksums above make that unlikely, and a
-        // panic must still mean "rebuild", not a crash.
-        let folder = dump.folder;
-        let basename = meta.basename.clone();
-        let loaded = std::panic::catch_unwind(move || {
-            // The loaded graph borrows its loader for its whole life: give the loader a
-            // 'static home. One small struct per load; loads happen once per start.
-            let io: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&folder, &basename)));
-            io.load_hnsw::<f32, DistDot>().map_err(|e| e.to_string())
-        });
-        let graph = match loaded {
-            Ok(Ok(graph)) => graph,
-            Ok(Err(e)) => return unusable(format!("hnsw_rs could not read it: {e}")),
-            Err(_) => return unusable("hnsw_rs panicked while reading it".into()),
-        };
-        let indexed: HashSet<VectorId> = graph
-            .get_point_indexation()
-            .into_iter()
-            .map(|p| p.get_origin_id() as VectorId)
-            .collect();
-        if indexed.len() != meta.points
-            || graph.get_point_indexation().get_data_dimension() != dimension
-        {
-            return unusable(format!(
-                "it holds {} points, the meta file says {}",
-                indexed.len(),
-                meta.points
-            ));
+        if let Some(opened) = opened {
+            index.generation = opened.meta.generation;
+            index.tombstones = opened.meta.tombstones.iter().copied().collect();
+            index.frozen = Some(Arc::new(Frozen {
+                graph: opened.frozen,
+                rows: opened.rows,
+                home: Mutex::new(Some(opened.home)),
+            }));
         }
-        Ok(Self {
-            graph,
-            params,
-            dimension,
-            indexed,
-            tombstones: meta.tombstones.into_iter().collect(),
-            generation: meta.generation,
-            table: OnceLock::new(),
-        })
+        if let Some(state) = state {
+            let n = state.meta.tail;
+            let read = |name: &str, bytes: usize| {
+                let path = state.folder.join(name);
+                let data = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+                if data.len() != bytes {
+                    return Err(format!("{} is not {bytes} bytes long", path.display()));
+                }
+                Ok(data)
+            };
+            let ids = match read(TAIL_IDS, n * 8) {
+                Ok(bytes) => bytemuck::pod_collect_to_vec::<u8, u64>(&bytes),
+                Err(reason) => return unusable(reason),
+            };
+            let data = match read(TAIL_VECTORS, n * dimension * 4) {
+                Ok(bytes) => bytemuck::pod_collect_to_vec::<u8, f32>(&bytes),
+                Err(reason) => return unusable(reason),
+            };
+            for (at, id) in ids.iter().enumerate() {
+                if index.holds(*id) {
+                    return unusable(format!("vector {id} is saved twice"));
+                }
+                index
+                    .tail
+                    .push(*id, &data[at * dimension..(at + 1) * dimension]);
+            }
+            index.generation = state.meta.generation;
+            index.tombstones = state.meta.tombstones.into_iter().collect();
+        }
+        index.reconcile_tombstones();
+        Ok(index)
     }
 
-    /// Writes the graph to a fresh folder in `dir`, flushed and checksummed, then makes it the
-    /// current dump atomically; a crash at any point leaves the previous dump usable.
+    /// Saves the index into `dir` so that [`HnswIndex::load`] restores it: the frozen graph as
+    /// a segment unless `dir` already holds it, then the tail, tombstones and generation. Each
+    /// part is written to a fresh folder, flushed, checksummed and made current atomically: a
+    /// crash at any point leaves the previous save usable, and the store catches up the rest.
     pub fn save(&self, dir: &Path) -> Result<()> {
         let fail = |e: DumpError| IndexError::Persist {
             dir: dir.display().to_string(),
             reason: e.to_string(),
         };
-        if self.indexed.is_empty() {
-            // Nothing to keep: a stale dump of a since-emptied index must not come back.
-            return match std::fs::remove_file(dir.join(META_FILE)) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(fail(DumpError::Io {
-                    path: dir.join(META_FILE),
-                    source: e,
-                })),
-            };
+        let _ = std::fs::remove_file(dir.join(LEGACY_META));
+        if self.indexed_ids().is_empty() {
+            // Nothing to keep: a stale save of a since-emptied index must not come back.
+            for meta in [
+                dir.join(SEGMENT_DIR).join(segment::SEGMENT_META),
+                dir.join(STATE_DIR).join(STATE_META),
+            ] {
+                match std::fs::remove_file(&meta) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        return Err(fail(DumpError::Io {
+                            path: meta,
+                            source: e,
+                        }));
+                    }
+                }
+            }
+            return Ok(());
         }
+        let segment_name = match &self.frozen {
+            Some(frozen) => Some(self.save_segment(frozen, dir)?),
+            None => None,
+        };
         let mut tombstones: Vec<VectorId> = self.tombstones.iter().copied().collect();
         tombstones.sort_unstable();
-        let meta = DumpMeta {
-            writer: DUMP_WRITER.into(),
-            basename: BASENAME.into(),
+        let meta = StateMeta {
+            writer: STATE_WRITER.into(),
+            dimension: self.dimension,
             m: self.params.m,
             ef_construction: self.params.ef_construction,
-            dimension: self.dimension,
-            points: self.indexed.len(),
+            segment: segment_name,
             generation: self.generation,
             tombstones,
+            tail: self.tail.vectors.len(),
         };
-        dump::write(dir, META_FILE, &meta, |folder| {
-            // hnsw_rs keeps the base name asked for in a fresh folder, which the dump module
-            // guarantees; check rather than trust it.
-            let basename = self
-                .graph
-                .file_dump(folder, BASENAME)
-                .map_err(|e| e.to_string())?;
-            if basename != BASENAME {
-                return Err(format!(
-                    "hnsw_rs wrote base name {basename:?}, expected {BASENAME:?}"
-                ));
-            }
-            Ok(())
+        dump::write(&dir.join(STATE_DIR), STATE_META, &meta, |folder| {
+            let write = |name: &str, bytes: &[u8]| {
+                std::fs::write(folder.join(name), bytes).map_err(|e| e.to_string())
+            };
+            write(TAIL_IDS, bytemuck::cast_slice(&self.tail.vectors.ids))?;
+            write(TAIL_VECTORS, bytemuck::cast_slice(&self.tail.vectors.data))
         })
-        .map_err(fail)
+        .map_err(fail)?;
+        Ok(())
+    }
+
+    /// Writes the frozen graph as the segment of `dir` unless it is already there; returns
+    /// the segment's name.
+    fn save_segment(&self, frozen: &Frozen, dir: &Path) -> Result<String> {
+        let segment_dir = dir.join(SEGMENT_DIR);
+        let fail = |reason: String| IndexError::Persist {
+            dir: dir.display().to_string(),
+            reason,
+        };
+        let current = frozen.home.lock().clone();
+        if let Some(home) = &current
+            && home.folder.parent() == Some(segment_dir.as_path())
+        {
+            return Ok(home.name());
+        }
+        let _writing = self.segment_writes.lock();
+        let tombstones: Vec<VectorId> = {
+            let mut t: Vec<VectorId> = self
+                .tombstones
+                .iter()
+                .copied()
+                .filter(|id| frozen.graph.node_of(*id).is_some())
+                .collect();
+            t.sort_unstable();
+            t
+        };
+        let row = |node: usize| frozen.row(node);
+        let write = |graph: Option<&Hnsw<'_, f32, UnitDot>>| {
+            segment::write(
+                &segment_dir,
+                self.params,
+                &frozen.graph,
+                &row,
+                graph,
+                self.generation,
+                tombstones.clone(),
+            )
+            .map_err(|e| fail(e.to_string()))
+        };
+        let home = match (&self.graph, &current) {
+            (Some(graph), _) => write(Some(graph))?,
+            (None, Some(home)) if home.has_graph_dump() => {
+                segment::with_graph(home, |graph| write(Some(graph))).map_err(fail)??
+            }
+            _ => write(None)?,
+        };
+        let name = home.name();
+        if current.is_none() {
+            *frozen.home.lock() = Some(home);
+        }
+        Ok(name)
     }
 
     /// Exact top-k among `ids` (ascending or not; unknown and deleted ids are skipped): the
@@ -323,14 +676,11 @@ impl HnswIndex {
     /// per admitted id.
     pub fn search_among(&self, query: &[f32], ids: &[VectorId], k: usize) -> Result<Vec<Hit>> {
         check_query(query, self.dimension)?;
-        let table = self.table();
         let score = |id: &VectorId| {
-            if self.tombstones.contains(id) {
-                return None;
-            }
-            table.by_id.get(id).map(|&at| Hit {
+            let vector = self.live_vector(*id)?;
+            Some(Hit {
                 id: *id,
-                score: dot(query, table.vector(at, self.dimension)),
+                score: dot(query, vector),
             })
         };
         let hits: Vec<Hit> = if ids.len() >= PARALLEL_EXACT_FROM {
@@ -341,80 +691,308 @@ impl HnswIndex {
         Ok(top_k(hits, k))
     }
 
-    /// The vectors of these ids (unknown and deleted ids skipped), copied out of the graph:
+    /// The f32 vector of live `id`, wherever it lies (frozen graph or tail).
+    fn live_vector(&self, id: VectorId) -> Option<&[f32]> {
+        if self.tombstones.contains(&id) {
+            return None;
+        }
+        match self
+            .frozen
+            .as_ref()
+            .and_then(|f| f.graph.node_of(id).map(|node| f.row(node as usize)))
+        {
+            Some(v) => Some(v),
+            None => self
+                .tail
+                .positions
+                .get(&id)
+                .map(|&at| self.tail.vectors.row(at, self.dimension)),
+        }
+    }
+
+    /// The vectors of these ids (unknown and deleted ids skipped), copied out of the index:
     /// what re-ranking by diversity compares passages with.
     pub fn vectors_of(&self, ids: &[VectorId]) -> Vec<(VectorId, Vec<f32>)> {
-        let table = self.table();
         ids.iter()
-            .filter(|id| !self.tombstones.contains(id))
-            .filter_map(|id| {
-                let &at = table.by_id.get(id)?;
-                Some((*id, table.vector(at, self.dimension).to_vec()))
-            })
+            .filter_map(|&id| Some((id, self.live_vector(id)?.to_vec())))
             .collect()
     }
 
-    /// Exact top-k: every live point that passes `filter` is scored.
-    fn search_exact(&self, query: &[f32], k: usize, filter: Option<Filter<'_>>) -> Vec<Hit> {
-        let table = self.table();
-        let no_tombstones = self.tombstones.is_empty();
+    /// Every live tail vector that passes `filter`, scored exactly.
+    fn tail_hits(&self, query: &[f32], filter: Option<Filter<'_>>) -> Vec<Hit> {
+        let d = self.dimension;
+        let tail = &self.tail.vectors;
         let score = |at: usize| {
-            // The vectors lie wherever hnsw_rs allocated them: fetching a few ahead made the
-            // scan 1.25× faster (it runs at about half the speed of a contiguous matrix).
-            #[cfg(target_arch = "x86_64")]
-            if let Some((_, next)) = table.vectors.get(at + 4) {
-                // SAFETY: prefetching is a hint that never faults, whatever the address.
-                unsafe {
-                    use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
-                    _mm_prefetch(next.0.cast::<i8>(), _MM_HINT_T0);
-                    _mm_prefetch(next.0.cast::<i8>().add(64), _MM_HINT_T0);
-                }
-            }
-            let id = table.vectors[at].0;
-            let keep =
-                (no_tombstones || !self.tombstones.contains(&id)) && filter.is_none_or(|f| f(id));
+            let id = tail.ids[at];
+            let keep = !self.tombstones.contains(&id) && filter.is_none_or(|f| f(id));
             keep.then(|| Hit {
                 id,
-                score: dot(query, table.vector(at, self.dimension)),
+                score: dot(query, tail.row(at, d)),
             })
         };
-        let n = table.vectors.len();
-        let hits: Vec<Hit> = if n >= PARALLEL_EXACT_FROM {
-            (0..n).into_par_iter().filter_map(score).collect()
+        if tail.len() >= PARALLEL_EXACT_FROM {
+            (0..tail.len()).into_par_iter().filter_map(score).collect()
         } else {
-            (0..n).filter_map(score).collect()
-        };
+            (0..tail.len()).filter_map(score).collect()
+        }
+    }
+
+    /// Exact top-k: every live vector that passes `filter` is scored.
+    fn search_exact(&self, query: &[f32], k: usize, filter: Option<Filter<'_>>) -> Vec<Hit> {
+        let mut hits = self.tail_hits(query, filter);
+        if let Some(frozen) = &self.frozen {
+            let ids = &frozen.graph.ids;
+            let score = |node: usize| {
+                let id = ids[node];
+                let keep = !self.is_deleted(node as u32) && filter.is_none_or(|f| f(id));
+                keep.then(|| Hit {
+                    id,
+                    score: dot(query, frozen.row(node)),
+                })
+            };
+            if ids.len() >= PARALLEL_EXACT_FROM {
+                hits.par_extend((0..ids.len()).into_par_iter().filter_map(score));
+            } else {
+                hits.extend((0..ids.len()).filter_map(score));
+            }
+        }
         top_k(hits, k)
     }
 
-    /// The point table, built from the graph if an insert invalidated it.
-    fn table(&self) -> &PointTable {
-        self.table.get_or_init(|| {
-            // hnsw_rs's point iterator unwraps the entry point: an empty graph has none.
-            let points: Vec<Arc<Point<'static, f32>>> = if self.indexed.is_empty() {
-                Vec::new()
-            } else {
-                self.graph
-                    .get_point_indexation()
-                    .into_iter()
-                    .filter(|p| p.get_v().len() == self.dimension)
-                    .collect()
-            };
-            let vectors = points
-                .iter()
-                .map(|p| (p.get_origin_id() as VectorId, VectorPtr(p.get_v().as_ptr())))
-                .collect::<Vec<_>>();
-            let by_id = vectors
-                .iter()
-                .enumerate()
-                .map(|(at, (id, _))| (*id, at))
-                .collect();
-            PointTable {
-                _points: points,
-                vectors,
-                by_id,
+    /// The frozen graph's best candidates (of `ef` searched) that `filter` admits, the first
+    /// `rescore` of them by 8-bit score rescored in f32.
+    fn frozen_hits(
+        &self,
+        frozen: &Frozen,
+        query: &[f32],
+        ef: usize,
+        rescore: usize,
+        filter: Option<Filter<'_>>,
+    ) -> Vec<Hit> {
+        let prepared = frozen.graph.prepare(query);
+        let ids = &frozen.graph.ids;
+        let mut found = if self.deleted_count == 0 && filter.is_none() {
+            frozen.graph.search(&prepared, ef, |_| true)
+        } else {
+            frozen.graph.search(&prepared, ef, |node| {
+                !self.is_deleted(node) && filter.is_none_or(|f| f(ids[node as usize]))
+            })
+        };
+        if found.len() > rescore && rescore > 0 {
+            found.select_nth_unstable_by(rescore - 1, |a, b| b.cmp(a));
+            found.truncate(rescore);
+        }
+        let d = frozen.graph.dimension;
+        let mut hits = Vec::with_capacity(found.len());
+        for (i, &(_, node)) in found.iter().enumerate() {
+            if let Some(&(_, ahead)) = found.get(i + 1) {
+                prefetch(frozen.row(ahead as usize).as_ptr().cast(), d * 4);
             }
-        })
+            hits.push(Hit {
+                id: ids[node as usize],
+                score: dot(query, frozen.row(node as usize)),
+            });
+        }
+        hits
+    }
+}
+
+/// Where a fold gets hnsw_rs's graph of the frozen nodes from.
+enum Base {
+    /// No graph yet: a new one.
+    Empty,
+    /// Kept in memory.
+    Memory(Hnsw<'static, f32, UnitDot>),
+    /// The segment's dump (the frozen graph is kept for a rebuild if the dump is unusable).
+    Disk(Home, Arc<Frozen>),
+    /// Nowhere: rebuilt from the frozen graph's vectors.
+    Vectors(Arc<Frozen>),
+}
+
+/// A fold in progress: see [`HnswIndex::start_fold`].
+pub struct FoldJob {
+    params: HnswParams,
+    dimension: usize,
+    capacity: usize,
+    base: Option<Base>,
+    items: Vectors,
+    /// Tail vectors (live or not) the fold covers.
+    taken: usize,
+    generation: u64,
+    tombstones: Vec<VectorId>,
+    lineage: u64,
+    segment_writes: Arc<Mutex<()>>,
+}
+
+/// The graph a [`FoldJob`] made, for [`HnswIndex::finish_fold`].
+pub struct Folded {
+    frozen: Frozen,
+    graph: Option<Hnsw<'static, f32, UnitDot>>,
+    taken: usize,
+    lineage: u64,
+}
+
+impl FoldJob {
+    /// Vectors this fold inserts.
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Whether it inserts none.
+    pub fn is_empty(&self) -> bool {
+        self.items.len() == 0
+    }
+
+    /// Inserts the vectors into hnsw_rs's graph and freezes it: into a new segment of `home`
+    /// (written, then its vectors mapped), or in memory. Slow (seconds to minutes at a million
+    /// vectors); takes no lock of the index's.
+    pub fn run(mut self, home: Option<&Path>) -> Result<Folded> {
+        self.run_with(home, &NoProgress)
+    }
+
+    /// hnsw_rs's graph, if the job holds it in memory (to give back after a failure).
+    fn base_graph(&mut self) -> Option<Hnsw<'static, f32, UnitDot>> {
+        match self.base.take() {
+            Some(Base::Memory(graph)) => Some(graph),
+            other => {
+                self.base = other;
+                None
+            }
+        }
+    }
+
+    fn run_with(&mut self, home: Option<&Path>, progress: &dyn Progress) -> Result<Folded> {
+        let segment_dir = home.map(|h| h.join(SEGMENT_DIR));
+        let mut base = self.base.take().unwrap_or(Base::Empty);
+        progress.set_total(self.items.len() as u64);
+        if let Base::Disk(disk, frozen) = base {
+            if let Some(dir) = &segment_dir {
+                let folded = segment::with_graph(&disk, |graph| {
+                    self.grow_and_freeze(graph, Some(dir), progress)
+                });
+                match folded {
+                    Ok(Ok((frozen, _))) => return Ok(self.folded(frozen, None)),
+                    Ok(Err(e)) => return Err(e),
+                    Err(reason) => {
+                        tracing::warn!(%reason, folder = %disk.folder.display(), "cannot read the graph's dump; rebuilding the graph from its vectors");
+                    }
+                }
+            }
+            base = Base::Vectors(frozen);
+        }
+        let graph = match base {
+            Base::Memory(graph) => graph,
+            Base::Empty | Base::Disk(..) => self.new_graph(self.items.len()),
+            Base::Vectors(frozen) => {
+                let graph = self.new_graph(frozen.graph.len() + self.items.len());
+                let rows: Vec<(&[f32], usize)> = (0..frozen.graph.len())
+                    .filter(|&node| {
+                        self.tombstones
+                            .binary_search(&frozen.graph.ids[node])
+                            .is_err()
+                    })
+                    .map(|node| (frozen.row(node), frozen.graph.ids[node] as usize))
+                    .collect();
+                progress.set_total((rows.len() + self.items.len()) as u64);
+                for step in rows.chunks(INSERT_STEP) {
+                    graph.parallel_insert_slice(&step.to_vec());
+                    progress.advance(step.len() as u64);
+                }
+                graph
+            }
+        };
+        match self.grow_and_freeze(&graph, segment_dir.as_deref(), progress) {
+            Ok((frozen, written)) => {
+                let kept = (!written).then_some(graph);
+                Ok(self.folded(frozen, kept))
+            }
+            Err(e) => {
+                self.base = Some(Base::Memory(graph));
+                Err(e)
+            }
+        }
+    }
+
+    fn new_graph(&self, points: usize) -> Hnsw<'static, f32, UnitDot> {
+        Hnsw::new(
+            self.params.m,
+            points.max(self.capacity).max(1024),
+            MAX_LAYERS,
+            self.params.ef_construction,
+            UnitDot,
+        )
+    }
+
+    fn folded(&self, frozen: Frozen, graph: Option<Hnsw<'static, f32, UnitDot>>) -> Folded {
+        Folded {
+            frozen,
+            graph,
+            taken: self.taken,
+            lineage: self.lineage,
+        }
+    }
+
+    /// Inserts the job's vectors into `graph` and flattens it; with `segment_dir`, writes the
+    /// segment there. Returns the frozen graph and whether it was written.
+    fn grow_and_freeze(
+        &self,
+        graph: &Hnsw<'_, f32, UnitDot>,
+        segment_dir: Option<&Path>,
+        progress: &dyn Progress,
+    ) -> Result<(Frozen, bool)> {
+        let d = self.dimension;
+        let items: Vec<(&[f32], usize)> = (0..self.items.len())
+            .map(|at| (self.items.row(at, d), self.items.ids[at] as usize))
+            .collect();
+        for step in items.chunks(INSERT_STEP) {
+            graph.parallel_insert_slice(&step.to_vec());
+            progress.advance(step.len() as u64);
+        }
+        progress.finish();
+        let (flat, points) = FrozenGraph::from_hnsw(graph, d);
+        let Some(dir) = segment_dir else {
+            let mut rows = Vec::with_capacity(points.len() * d);
+            for p in &points {
+                rows.extend_from_slice(p.get_v());
+            }
+            let frozen = Frozen {
+                graph: flat,
+                rows: Rows::Owned(rows),
+                home: Mutex::new(None),
+            };
+            return Ok((frozen, false));
+        };
+        let tombstones: Vec<VectorId> = self
+            .tombstones
+            .iter()
+            .copied()
+            .filter(|id| flat.node_of(*id).is_some())
+            .collect();
+        let fail = |reason: String| IndexError::Persist {
+            dir: dir.display().to_string(),
+            reason,
+        };
+        let home = {
+            let _writing = self.segment_writes.lock();
+            segment::write(
+                dir,
+                self.params,
+                &flat,
+                &|node| points[node].get_v(),
+                Some(graph),
+                self.generation,
+                tombstones,
+            )
+            .map_err(|e| fail(e.to_string()))?
+        };
+        drop(points);
+        let rows = segment::rows_of(&home, flat.len() * d).map_err(fail)?;
+        let frozen = Frozen {
+            graph: flat,
+            rows,
+            home: Mutex::new(Some(home)),
+        };
+        Ok((frozen, true))
     }
 }
 
@@ -428,26 +1006,29 @@ impl VectorIndex for HnswIndex {
     }
 
     fn add(&mut self, items: &[(VectorId, &[f32])]) -> Result<()> {
-        check_new(items, self.dimension, |id| self.indexed.contains(&id))?;
-        let batch: Vec<(&[f32], usize)> = items.iter().map(|(id, v)| (*v, *id as usize)).collect();
-        if batch.len() >= PARALLEL_INSERT_FROM {
-            self.graph.parallel_insert_slice(&batch);
-        } else {
-            for item in batch {
-                self.graph.insert_slice(item);
-            }
-        }
-        self.indexed.extend(items.iter().map(|(id, _)| *id));
-        if !items.is_empty() {
-            self.table = OnceLock::new();
+        check_new(items, self.dimension, |id| self.holds(id))?;
+        for (id, vector) in items {
+            self.tail.push(*id, vector);
         }
         Ok(())
     }
 
     fn remove(&mut self, ids: &[VectorId]) -> usize {
-        ids.iter()
-            .filter(|id| self.indexed.contains(id) && self.tombstones.insert(**id))
-            .count()
+        let mut removed = 0;
+        for &id in ids {
+            if self.tombstones.contains(&id) {
+                continue;
+            }
+            let node = self.frozen.as_ref().and_then(|f| f.graph.node_of(id));
+            if let Some(node) = node {
+                self.mark_deleted(node);
+            } else if !self.tail.positions.contains_key(&id) {
+                continue;
+            }
+            self.tombstones.insert(id);
+            removed += 1;
+        }
+        removed
     }
 
     fn search(
@@ -465,35 +1046,31 @@ impl VectorIndex for HnswIndex {
         if params.exact {
             return Ok(self.search_exact(query, k, filter));
         }
-        let keep = |id: &usize| {
-            let id = *id as VectorId;
-            !self.tombstones.contains(&id) && filter.is_none_or(|f| f(id))
+        let tail = self.tail_hits(query, filter);
+        let Some(frozen) = &self.frozen else {
+            return Ok(top_k(tail, k));
+        };
+        let n = frozen.graph.len();
+        // A walk over every vector (ef ≥ n) rescores every one: that search is exact.
+        let rescore = if params.ef >= n {
+            n
+        } else {
+            (k * RESCORE_PER_RESULT).max(RESCORE_AT_LEAST)
         };
         let mut ef = params.ef.max(k);
         loop {
-            let neighbours = if self.tombstones.is_empty() && filter.is_none() {
-                self.graph.search(query, ef, ef)
-            } else {
-                self.graph.search_filter(query, ef, ef, Some(&keep))
-            };
-            let hits: Vec<Hit> = neighbours
-                .into_iter()
-                .filter(|n| keep(&n.d_id))
-                .map(|n| Hit {
-                    id: n.d_id as VectorId,
-                    score: 1.0 - n.distance,
-                })
-                .collect();
+            let mut hits = self.frozen_hits(frozen, query, ef, rescore, filter);
             // Tombstones and filters can leave fewer than k: widen the search and retry.
-            if hits.len() >= k.min(live) || ef >= self.indexed.len() {
+            if hits.len() + tail.len() >= k.min(live) || ef >= n {
+                hits.extend_from_slice(&tail);
                 return Ok(rank(hits, k));
             }
-            ef = (ef * 2).min(self.indexed.len());
+            ef = (ef * 2).min(n);
         }
     }
 
     fn len(&self) -> usize {
-        self.indexed.len() - self.tombstones.len()
+        self.indexed_ids().len() - self.tombstones.len()
     }
 }
 
@@ -509,7 +1086,7 @@ mod tests {
     const EXACT: SearchParams = SearchParams { ef: 0, exact: true };
 
     fn random_unit_vectors(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
-        let mut state = seed;
+        let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
         let mut next = || {
             state ^= state << 13;
             state ^= state >> 7;
@@ -525,112 +1102,207 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn an_empty_index_answers_a_search_among_ids() {
-        // Found by schemathesis: a filtered search in a new, empty collection panicked inside
-        // hnsw_rs (its point iterator assumes an entry point).
-        let index = HnswIndex::new(4, HnswParams::default(), 0).unwrap();
-        let query = [0.5, 0.5, 0.5, 0.5];
-        assert!(index.search_among(&query, &[1, 2], 3).unwrap().is_empty());
+    fn items(vectors: &[Vec<f32>], first_id: u64) -> Vec<(VectorId, &[f32])> {
+        vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (first_id + i as VectorId, v.as_slice()))
+            .collect()
+    }
+
+    /// Runs a fold as the backend does: started, run off the lock, finished.
+    fn fold(index: &mut HnswIndex, home: Option<&Path>) {
+        let job = index.start_fold();
+        let folded = job.run(home).unwrap();
+        index.finish_fold(folded).unwrap();
     }
 
     #[test]
-    fn recall_tombstones_and_dump_round_trip() {
+    fn an_empty_index_answers_every_search() {
+        // Found by schemathesis: a filtered search in a new, empty collection panicked inside
+        // hnsw_rs (its point iterator assumes an entry point).
+        let mut index = HnswIndex::new(4, HnswParams::default(), 0).unwrap();
+        let query = [0.5, 0.5, 0.5, 0.5];
+        assert!(index.search_among(&query, &[1, 2], 3).unwrap().is_empty());
+        index.freeze(None, &NoProgress).unwrap();
+        assert!(index.search(&query, 3, approx(8), None).unwrap().is_empty());
+        assert!(index.search(&query, 3, EXACT, None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_frozen_search_equals_brute_force_when_ef_covers_every_vector() {
+        for (seed, n, dim) in [(1, 150, 16), (2, 220, 24), (3, 90, 8), (4, 300, 48)] {
+            let vectors = random_unit_vectors(n, dim, seed);
+            let mut index = HnswIndex::new(dim, HnswParams::default(), n).unwrap();
+            let mut flat = FlatIndex::new(dim);
+            // Ids with gaps and out of order, as chunk ids after deletes can be.
+            let items: Vec<(VectorId, &[f32])> = vectors
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (((i * 7919) % n) as VectorId * 3 + 5, v.as_slice()))
+                .collect();
+            index.add(&items).unwrap();
+            flat.add(&items).unwrap();
+            index.freeze(None, &NoProgress).unwrap();
+            assert_eq!(index.frozen_len(), n);
+            assert_eq!(index.tail_len(), 0);
+            for q in &random_unit_vectors(20, dim, seed + 100) {
+                for k in [1, 10, n] {
+                    assert_eq!(
+                        index.search(q, k, approx(n), None).unwrap(),
+                        flat.search(q, k, EXACT, None).unwrap(),
+                        "seed {seed}, k {k}"
+                    );
+                }
+                let odd = |id: VectorId| id % 2 == 1;
+                assert_eq!(
+                    index.search(q, 10, approx(n), Some(&odd)).unwrap(),
+                    flat.search(q, 10, EXACT, Some(&odd)).unwrap()
+                );
+                assert_eq!(
+                    index.search(q, 10, EXACT, None).unwrap(),
+                    flat.search(q, 10, EXACT, None).unwrap()
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn tombstones_never_come_back_across_freezes_folds_and_saves() {
         let dim = 32;
-        let vectors = random_unit_vectors(2000, dim, 7);
-        let items: Vec<(VectorId, &[f32])> = vectors
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (i as VectorId, v.as_slice()))
-            .collect();
-        let mut hnsw = HnswIndex::new(dim, HnswParams::default(), 2000).unwrap();
+        let first = random_unit_vectors(1500, dim, 7);
+        let second = random_unit_vectors(700, dim, 8);
+        let queries = random_unit_vectors(40, dim, 9);
+        let mut index = HnswIndex::new(dim, HnswParams::default(), 1500).unwrap();
         let mut flat = FlatIndex::new(dim);
-        hnsw.add(&items).unwrap();
-        flat.add(&items).unwrap();
+        index.add(&items(&first, 0)).unwrap();
+        flat.add(&items(&first, 0)).unwrap();
         assert!(matches!(
-            hnsw.add(&items[..1]),
+            index.add(&items(&first, 0)[..1]),
             Err(IndexError::DuplicateId(0))
         ));
+        index.freeze(None, &NoProgress).unwrap();
 
-        let queries = random_unit_vectors(50, dim, 99);
-        let recall = |h: &HnswIndex, f: &FlatIndex| {
+        // Each query's exact best vector goes: from the frozen graph here, from the tail later.
+        let doomed: Vec<VectorId> = queries
+            .iter()
+            .map(|q| flat.search(q, 1, EXACT, None).unwrap()[0].id)
+            .collect();
+        assert_eq!(index.remove(&doomed), flat.remove(&doomed));
+        index.add(&items(&second, 10_000)).unwrap();
+        flat.add(&items(&second, 10_000)).unwrap();
+        assert!(
+            matches!(
+                index.add(&items(&second, 10_000)[..1]),
+                Err(IndexError::DuplicateId(10_000))
+            ),
+            "the tail's ids are known too"
+        );
+        let mut gone: HashSet<VectorId> = doomed.iter().copied().collect();
+        let tail_doomed: Vec<VectorId> = (10_000..10_700).step_by(3).collect();
+        index.remove(&tail_doomed);
+        flat.remove(&tail_doomed);
+        gone.extend(&tail_doomed);
+
+        let check = |index: &HnswIndex, flat: &FlatIndex, gone: &HashSet<VectorId>, when: &str| {
+            assert_eq!(index.len(), flat.len(), "{when}");
+            for q in &queries {
+                let hits = index.search(q, 10, approx(64), None).unwrap();
+                assert_eq!(hits.len(), 10, "{when}");
+                assert!(hits.iter().all(|h| !gone.contains(&h.id)), "{when}");
+                assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+                assert_eq!(
+                    index.search(q, 10, EXACT, None).unwrap(),
+                    flat.search(q, 10, EXACT, None).unwrap(),
+                    "{when}"
+                );
+                let even = |id: VectorId| id.is_multiple_of(2);
+                let filtered = index.search(q, 10, approx(16), Some(&even)).unwrap();
+                assert_eq!(filtered.len(), 10);
+                assert!(
+                    filtered
+                        .iter()
+                        .all(|h| h.id % 2 == 0 && !gone.contains(&h.id))
+                );
+                let among: Vec<VectorId> = (0..1500)
+                    .chain(10_000..10_700)
+                    .chain(20_000..20_002)
+                    .collect();
+                assert_eq!(
+                    index.search_among(q, &among, 10).unwrap(),
+                    flat.search(q, 10, EXACT, None).unwrap(),
+                    "{when}: deleted ids are skipped"
+                );
+            }
+            // Recall stays high through every stage.
             let mut found = 0;
             for q in &queries {
-                let truth: HashSet<_> = f
+                let truth: HashSet<VectorId> = flat
                     .search(q, 10, EXACT, None)
                     .unwrap()
                     .iter()
                     .map(|h| h.id)
                     .collect();
-                found += h
+                found += index
                     .search(q, 10, approx(64), None)
                     .unwrap()
                     .iter()
                     .filter(|h| truth.contains(&h.id))
                     .count();
             }
-            found as f64 / (queries.len() * 10) as f64
+            assert!(found as f64 / (queries.len() * 10) as f64 > 0.95, "{when}");
         };
-        assert!(recall(&hnsw, &flat) > 0.95);
+        check(&index, &flat, &gone, "frozen graph and tail");
 
-        // Remove the exact top hit of every query: results must skip it and stay k long.
-        let doomed: Vec<VectorId> = queries
-            .iter()
-            .map(|q| flat.search(q, 1, EXACT, None).unwrap()[0].id)
-            .collect();
-        let removed = hnsw.remove(&doomed);
-        flat.remove(&doomed);
-        assert_eq!(hnsw.len(), flat.len());
-        assert_eq!(removed, hnsw.tombstones());
+        // A fold started before more deletes and finished after them keeps them deleted.
+        let job = index.start_fold();
+        assert_eq!(job.len(), 700 - tail_doomed.len());
+        let late: Vec<VectorId> = vec![10_001, 10_002, doomed[0], 5];
+        index.remove(&late);
+        flat.remove(&late);
+        gone.extend(&late);
+        index.add(&items(&queries[..2], 20_000)).unwrap();
+        flat.add(&items(&queries[..2], 20_000)).unwrap();
+        let folded = job.run(None).unwrap();
+        index.finish_fold(folded).unwrap();
+        assert_eq!(
+            index.tail_len(),
+            2,
+            "what came during the fold stays in the tail"
+        );
+        assert_eq!(index.frozen_len(), 1500 + 700 - tail_doomed.len());
+        check(&index, &flat, &gone, "after a fold");
+
+        let dir = tempfile::tempdir().unwrap();
+        index.set_generation(41);
+        index.save(dir.path()).unwrap();
+        let loaded = HnswIndex::load(dir.path(), dim, HnswParams::default()).unwrap();
+        assert_eq!(loaded.generation(), 41);
+        assert_eq!(loaded.tombstones(), index.tombstones());
+        assert_eq!(loaded.tail_len(), 2);
+        check(&loaded, &flat, &gone, "reloaded");
         for q in &queries {
-            let hits = hnsw.search(q, 10, approx(64), None).unwrap();
-            assert_eq!(hits.len(), 10);
-            // Exact search over the graph's own points agrees with the flat index.
             assert_eq!(
-                hnsw.search(q, 10, EXACT, None).unwrap(),
-                flat.search(q, 10, EXACT, None).unwrap()
+                loaded.search(q, 10, approx(64), None).unwrap(),
+                index.search(q, 10, approx(64), None).unwrap()
             );
-            assert!(hits.iter().all(|h| !doomed.contains(&h.id)));
-            assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
         }
-        let even = |id: VectorId| id.is_multiple_of(2);
-        let filtered = hnsw
-            .search(&queries[0], 10, approx(16), Some(&even))
-            .unwrap();
-        assert_eq!(filtered.len(), 10);
-        assert!(filtered.iter().all(|h| h.id.is_multiple_of(2)));
-        let exact_filtered = hnsw.search(&queries[0], 10, EXACT, Some(&even)).unwrap();
-        assert_eq!(
-            exact_filtered,
-            flat.search(&queries[0], 10, EXACT, Some(&even)).unwrap()
-        );
-        let evens: Vec<VectorId> = (0..2000).step_by(2).chain([5000, doomed[0]]).collect();
-        assert_eq!(
-            hnsw.search_among(&queries[0], &evens, 10).unwrap(),
-            exact_filtered,
-            "unknown and deleted ids are skipped"
-        );
+        // Folding the reloaded index reads hnsw_rs's graph back from the segment's dump.
+        let mut loaded = loaded;
+        fold(&mut loaded, Some(dir.path()));
+        assert_eq!(loaded.tail_len(), 0);
+        check(&loaded, &flat, &gone, "folded from the dump");
+        loaded.save(dir.path()).unwrap();
+        let again = HnswIndex::load(dir.path(), dim, HnswParams::default()).unwrap();
+        check(&again, &flat, &gone, "reloaded after a fold on disk");
+
         assert!(matches!(
-            hnsw.search(&queries[0][..5], 10, approx(16), None),
+            index.search(&queries[0][..5], 10, approx(16), None),
             Err(IndexError::Dimension {
                 expected: 32,
                 got: 5
             })
         ));
-
-        let dir = tempfile::tempdir().unwrap();
-        hnsw.set_generation(41);
-        hnsw.save(dir.path()).unwrap();
-        let loaded = HnswIndex::load(dir.path(), dim, HnswParams::default()).unwrap();
-        assert_eq!(loaded.len(), hnsw.len());
-        assert_eq!(loaded.tombstones(), hnsw.tombstones());
-        assert_eq!(loaded.generation(), 41);
-        for q in &queries {
-            assert_eq!(
-                loaded.search(q, 10, approx(64), None).unwrap(),
-                hnsw.search(q, 10, approx(64), None).unwrap()
-            );
-        }
         let other = HnswParams {
             m: 8,
             ..HnswParams::default()
@@ -642,24 +1314,181 @@ mod tests {
             ),
             "other params: rebuild"
         );
-        // A damaged data file is refused before hnsw_rs sees it (it would exit the process).
-        let data = std::fs::read_dir(dir.path())
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.is_dir())
-            .unwrap()
-            .join("hnsw.hnsw.data");
-        let len = std::fs::metadata(&data).unwrap().len();
-        let file = std::fs::OpenOptions::new().write(true).open(&data).unwrap();
-        file.set_len(len / 2).unwrap();
-        assert!(matches!(
-            HnswIndex::load(dir.path(), dim, HnswParams::default()),
-            Err(LoadMiss::Unusable(_))
-        ));
     }
 
     #[test]
-    fn invalid_params_and_empty_index() {
+    fn searches_and_writes_go_on_while_folds_run() {
+        use std::sync::atomic::AtomicBool;
+        use std::time::{Duration, Instant};
+
+        let dim = 16;
+        let vectors = random_unit_vectors(3000, dim, 21);
+        let index = Arc::new(parking_lot::RwLock::new(
+            HnswIndex::new(dim, HnswParams::default(), 3000).unwrap(),
+        ));
+        index.write().add(&items(&vectors[..1000], 0)).unwrap();
+        index.write().freeze(None, &NoProgress).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let removed: Arc<Mutex<HashSet<VectorId>>> = Arc::default();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        // A writer adds the rest and removes every seventh vector, step by step, as the
+        // backend does per document; two readers search all along and never see a removed one.
+        let writer = {
+            let (index, removed, vectors) = (index.clone(), removed.clone(), vectors.clone());
+            std::thread::spawn(move || {
+                for (step, chunk) in vectors[1000..].chunks(50).enumerate() {
+                    let first = 1000 + step as VectorId * 50;
+                    let mut ix = index.write();
+                    ix.add(&items(chunk, first)).unwrap();
+                    let gone: Vec<VectorId> =
+                        (first..first + 50).filter(|id| id % 7 == 0).collect();
+                    removed.lock().extend(&gone);
+                    ix.remove(&gone);
+                }
+            })
+        };
+        let readers: Vec<_> = (0..2)
+            .map(|r| {
+                let (index, removed, stop) = (index.clone(), removed.clone(), stop.clone());
+                let queries = random_unit_vectors(20, dim, 30 + r);
+                std::thread::spawn(move || {
+                    let mut searches = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        for q in &queries {
+                            let ix = index.read();
+                            let hits = ix.search(q, 10, approx(32), None).unwrap();
+                            let gone = removed.lock();
+                            assert!(hits.iter().all(|h| !gone.contains(&h.id)));
+                            assert_eq!(hits.len(), 10.min(ix.len()));
+                            searches += 1;
+                        }
+                    }
+                    searches
+                })
+            })
+            .collect();
+        let mut folds = 0;
+        while !writer.is_finished() || index.read().tail_len() > 0 {
+            assert!(
+                Instant::now() < deadline,
+                "folds and writes did not finish in time"
+            );
+            let job = index.write().start_fold();
+            let folded = job.run(None).unwrap();
+            index.write().finish_fold(folded).unwrap();
+            folds += 1;
+        }
+        writer.join().unwrap();
+        stop.store(true, Ordering::Relaxed);
+        for reader in readers {
+            assert!(reader.join().unwrap() > 0);
+        }
+        assert!(folds >= 1);
+        let ix = index.read();
+        let gone = removed.lock();
+        assert_eq!(ix.len(), 3000 - gone.len());
+        assert_eq!(ix.frozen_len() + ix.tail_len(), 3000);
+        let mut found = 0;
+        for (id, v) in items(&vectors, 0) {
+            assert_eq!(ix.contains(id), !gone.contains(&id));
+            let hit = ix.search(v, 1, approx(64), None).unwrap()[0];
+            assert!(!gone.contains(&hit.id));
+            found += usize::from(hit.id == id);
+        }
+        assert!(
+            found as f64 >= 0.99 * ix.len() as f64,
+            "{found} live vectors found by themselves"
+        );
+    }
+
+    /// The folder of the current segment in an index directory.
+    fn segment_folder(dir: &Path) -> std::path::PathBuf {
+        std::fs::read_dir(dir.join(SEGMENT_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.is_dir())
+            .expect("a segment folder")
+    }
+
+    #[test]
+    fn a_damaged_or_truncated_segment_is_refused_and_a_damaged_dump_rebuilt() {
+        let dim = 16;
+        let vectors = random_unit_vectors(600, dim, 11);
+        let queries = random_unit_vectors(10, dim, 12);
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = HnswIndex::new(dim, HnswParams::default(), 600).unwrap();
+        index.add(&items(&vectors[..500], 0)).unwrap();
+        index.freeze(Some(dir.path()), &NoProgress).unwrap();
+        index.add(&items(&vectors[500..], 500)).unwrap();
+        index.save(dir.path()).unwrap();
+        let expected: Vec<Vec<Hit>> = queries
+            .iter()
+            .map(|q| index.search(q, 10, approx(64), None).unwrap())
+            .collect();
+        let folder = segment_folder(dir.path());
+        for (file, cut) in [
+            ("codes.u8", true),
+            ("vectors.f32", true),
+            ("links0.u32", false),
+            ("ids.u64", false),
+        ] {
+            let path = folder.join(file);
+            let intact = std::fs::read(&path).unwrap();
+            let mut damaged = intact.clone();
+            if cut {
+                damaged.truncate(intact.len() / 2);
+            } else {
+                damaged[intact.len() / 2] ^= 0x5a;
+            }
+            std::fs::write(&path, &damaged).unwrap();
+            match HnswIndex::load(dir.path(), dim, HnswParams::default()) {
+                Err(LoadMiss::Unusable(reason)) => assert!(reason.contains(file), "{reason}"),
+                Err(other) => panic!("{file}: {other:?}"),
+                Ok(_) => panic!("{file} damaged, yet loaded"),
+            }
+            std::fs::write(&path, &intact).unwrap();
+        }
+        // A damaged saved tail costs only the tail: the segment loads at its own generation,
+        // for the caller to catch up with the store.
+        let state_folder = std::fs::read_dir(dir.path().join(STATE_DIR))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.is_dir())
+            .unwrap();
+        let tail = state_folder.join(TAIL_VECTORS);
+        let intact_tail = std::fs::read(&tail).unwrap();
+        std::fs::write(&tail, &intact_tail[..10]).unwrap();
+        let partial = HnswIndex::load(dir.path(), dim, HnswParams::default()).unwrap();
+        assert_eq!(partial.frozen_len(), 500);
+        assert_eq!(partial.tail_len(), 0);
+        std::fs::write(&tail, &intact_tail).unwrap();
+
+        // hnsw_rs's dump is checked when a fold needs it (hnsw_rs would end the process on a
+        // truncated one): the fold then rebuilds the graph from the frozen vectors.
+        let data = folder.join("hnsw.hnsw.data");
+        let intact = std::fs::read(&data).unwrap();
+        std::fs::write(&data, &intact[..intact.len() / 3]).unwrap();
+        let mut loaded = HnswIndex::load(dir.path(), dim, HnswParams::default()).unwrap();
+        for (q, want) in queries.iter().zip(&expected) {
+            assert_eq!(&loaded.search(q, 10, approx(64), None).unwrap(), want);
+        }
+        fold(&mut loaded, Some(dir.path()));
+        assert_eq!(loaded.frozen_len(), 600);
+        let flat = {
+            let mut flat = FlatIndex::new(dim);
+            flat.add(&items(&vectors, 0)).unwrap();
+            flat
+        };
+        for q in &queries {
+            assert_eq!(
+                loaded.search(q, 10, approx(600), None).unwrap(),
+                flat.search(q, 10, EXACT, None).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn invalid_params_and_an_emptied_index() {
         assert!(
             HnswIndex::new(
                 4,
@@ -671,18 +1500,22 @@ mod tests {
             )
             .is_err()
         );
-        let empty = HnswIndex::new(4, HnswParams::default(), 10).unwrap();
-        assert!(
-            empty
-                .search(&[1.0, 0.0, 0.0, 0.0], 5, approx(10), None)
-                .unwrap()
-                .is_empty()
-        );
         let dir = tempfile::tempdir().unwrap();
+        let mut index = HnswIndex::new(4, HnswParams::default(), 10).unwrap();
+        index.add(&[(1, &[1.0, 0.0, 0.0, 0.0][..])]).unwrap();
+        index.freeze(Some(dir.path()), &NoProgress).unwrap();
+        index.save(dir.path()).unwrap();
+        assert!(HnswIndex::load(dir.path(), 4, HnswParams::default()).is_ok());
+        let empty = HnswIndex::new(4, HnswParams::default(), 10).unwrap();
         empty.save(dir.path()).unwrap();
         assert!(matches!(
             HnswIndex::load(dir.path(), 4, HnswParams::default()),
             Err(LoadMiss::Absent)
+        ));
+        std::fs::write(dir.path().join(LEGACY_META), b"{}").unwrap();
+        assert!(matches!(
+            HnswIndex::load(dir.path(), 4, HnswParams::default()),
+            Err(LoadMiss::Unusable(_))
         ));
     }
 }

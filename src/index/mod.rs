@@ -1,17 +1,25 @@
 //! Nearest-neighbour indexes over unit-length vectors, scored by cosine similarity.
 //!
 //! The index is derived data: the store holds every vector and the index can always be rebuilt
-//! from it. Implementations sit behind [`VectorIndex`]: [`HnswIndex`] (hnsw_rs) is what the
-//! engine serves from — it owns the only in-memory copy of each vector and answers exact
-//! queries too (small corpora, selective filters) by scoring its own points; [`FlatIndex`] is
-//! a plain matrix, the ground truth of recall benchmarks.
+//! from it. Implementations sit behind [`VectorIndex`]: [`HnswIndex`] is what the engine
+//! serves from — hnsw_rs builds its graph, a frozen flat copy of it ([`FrozenGraph`], 8-bit
+//! codes in memory, f32 vectors mapped from disk for rescoring) answers queries, and vectors
+//! added since the last freeze are searched exactly beside it; it answers exact queries too
+//! (small corpora, selective filters). [`FlatIndex`] is a plain matrix, the ground truth of
+//! recall benchmarks.
 
 mod dump;
 mod flat;
+mod frozen;
 mod hnsw;
+mod kernels;
+pub mod quant;
+mod segment;
 
 pub use flat::FlatIndex;
-pub use hnsw::{HnswIndex, HnswParams, LoadMiss};
+pub use frozen::FrozenGraph;
+pub use hnsw::{FoldJob, Folded, HnswIndex, HnswParams, IndexedIds, LoadMiss};
+pub use kernels::{UnitDot, dot, dot_u8_i8, kernel_name};
 
 /// Identifies an indexed vector (a chunk id).
 pub type VectorId = u64;
@@ -163,23 +171,4 @@ pub(crate) fn rank(mut hits: Vec<Hit>, k: usize) -> Vec<Hit> {
     hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.id.cmp(&b.id)));
     hits.truncate(k);
     hits
-}
-
-/// Dot product; the compiler vectorises this loop.
-#[inline]
-pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight independent accumulators break the dependency chain so the loop vectorises.
-    let mut acc = [0.0f32; 8];
-    let chunks = a.len() / 8 * 8;
-    for (ca, cb) in a[..chunks].chunks_exact(8).zip(b[..chunks].chunks_exact(8)) {
-        for i in 0..8 {
-            acc[i] += ca[i] * cb[i];
-        }
-    }
-    let tail: f32 = a[chunks..]
-        .iter()
-        .zip(&b[chunks..])
-        .map(|(x, y)| x * y)
-        .sum();
-    acc.iter().sum::<f32>() + tail
 }

@@ -58,8 +58,11 @@ pub struct CollectionStats {
     pub hnsw: HnswParams,
     /// Queries below this many chunks are exact.
     pub exact_below: usize,
-    /// Bytes of the vectors the index holds in memory (its only copy of them).
+    /// Bytes of the vector data the index holds in memory (8-bit codes, and the f32 vectors
+    /// added since its graph was last frozen).
     pub vector_bytes: usize,
+    /// Bytes of memory the index holds in all: vector data, links and bookkeeping.
+    pub index_memory_bytes: usize,
     /// The lexical index's passages and size.
     pub lexical: LexicalStats,
     /// What ranks passages by their words, and how words are analysed.

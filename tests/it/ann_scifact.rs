@@ -68,12 +68,20 @@ fn hnsw_recall_at_default_ef_on_scifact() {
     let options = ann::AnnOptions {
         params,
         efs: vec![params.ef_search],
+        threads: 1,
+        index_dir: None,
     };
-    let report = ann::benchmark(&base, &query_vectors, &options, &NoProgress).unwrap();
+    let truth = ann::exact_truth(&base, &query_vectors, 100).unwrap();
+    let report = ann::benchmark(&base, &query_vectors, &truth, &options, &NoProgress).unwrap();
     let row = &report.rows[0];
     println!(
         "SciFact: {} vectors, {} queries, ef {}: recall@1 {:.4}, recall@10 {:.4}, recall@100 {:.4}",
-        report.vectors, report.queries, row.ef, row.recall_1, row.recall_10, row.recall_100
+        report.vectors,
+        report.queries,
+        row.ef,
+        row.recall_1,
+        row.recall_10,
+        row.recall_100.unwrap_or_default()
     );
     assert_eq!(report.vectors, dataset.corpus.len());
     assert!(report.queries > 1000);

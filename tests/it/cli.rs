@@ -389,8 +389,9 @@ fn bench_qa_and_ann_on_small_inputs() {
     ]));
     let report: Value = serde_json::from_str(&ann).unwrap();
     assert_eq!(report["vectors"], 2900);
-    assert_eq!(report["rows"].as_array().unwrap().len(), 2);
-    assert!(report["rows"][1]["recall@10"].as_f64().unwrap() > 0.9);
+    assert_eq!(report["results"].as_array().unwrap().len(), 2);
+    assert!(report["results"][1]["recall@10"].as_f64().unwrap() > 0.9);
+    assert!(report["build_s"].as_f64().unwrap() > 0.0);
     let drawn = std::fs::read_to_string(&svg).unwrap();
     assert!(drawn.starts_with("<svg") && drawn.contains("recall@10"));
 

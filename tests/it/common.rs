@@ -252,6 +252,11 @@ pub fn serve_binary(data: &Path) -> (Child, String) {
 
 /// [`serve_binary`] with more `serve` arguments (`--database-url URL`, say).
 pub fn serve_binary_with(data: &Path, extra: &[&str]) -> (Child, String) {
+    serve_binary_env(data, extra, &[])
+}
+
+/// [`serve_binary_with`], with more environment variables for the server.
+pub fn serve_binary_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_semdex"))
         .arg("--model")
         .arg(model_dir())
@@ -265,6 +270,7 @@ pub fn serve_binary_with(data: &Path, extra: &[&str]) -> (Child, String) {
         .env_remove("SEMDEX_API_KEY")
         .env_remove("SEMDEX_API_KEY_FILE")
         .env("RUST_LOG", "info")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

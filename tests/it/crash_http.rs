@@ -83,35 +83,14 @@ fn sigkill_during_http_ingest_keeps_every_acknowledged_document_whole() {
             .json()
             .unwrap();
         assert_eq!(doc["text"], texts[i], "{id} lost or changed");
-        let spans: Value = c
-            .get(format!("{base}/documents/{id}/chunks"))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
-        let spans = spans["chunks"].as_array().unwrap();
-        assert_eq!(spans.len(), *chunks, "{id} has all its passages");
-        for span in spans {
-            let (start, end) = (
-                span["start"].as_u64().unwrap() as usize,
-                span["end"].as_u64().unwrap() as usize,
-            );
-            let hits: Value = c
-                .post(format!("{base}/search"))
-                .json(
-                    &json!({"query": &texts[i][start..end], "k": 1, "exact": true,
-                    "filter": {"doc_ids": [id]}}),
-                )
-                .send()
-                .unwrap()
-                .json()
-                .unwrap();
-            assert_eq!(
-                hits["results"][0]["chunk_id"], span["chunk_id"],
-                "{id}'s passage {} is searchable",
-                span["index"]
-            );
-        }
+        assert_every_passage_found(
+            &c,
+            &base,
+            id,
+            &texts[i],
+            *chunks,
+            |passage| json!({"query": passage, "k": 1, "exact": true, "filter": {"doc_ids": [id]}}),
+        );
     }
     // Nothing is partial, acknowledged or not: every stored document has every passage the
     // chunker makes of its text.
@@ -144,6 +123,139 @@ fn sigkill_during_http_ingest_keeps_every_acknowledged_document_whole() {
         .json()
         .unwrap();
     assert_eq!(info["documents"], listed.len());
+    assert_eq!(info["chunks"], passages);
+    assert_eq!(info["index"]["vectors"], passages, "index = store");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// Asserts that document `id` (of `text`) has its `chunks` passages and that each is the top
+/// hit of the search `request` makes of the passage's own text.
+fn assert_every_passage_found(
+    c: &Client,
+    base: &str,
+    id: &str,
+    text: &str,
+    chunks: usize,
+    request: impl Fn(&str) -> Value,
+) {
+    let spans: Value = c
+        .get(format!("{base}/documents/{id}/chunks"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let spans = spans["chunks"].as_array().unwrap();
+    assert_eq!(spans.len(), chunks, "{id} has all its passages");
+    for span in spans {
+        let (start, end) = (
+            span["start"].as_u64().unwrap() as usize,
+            span["end"].as_u64().unwrap() as usize,
+        );
+        let hits: Value = c
+            .post(format!("{base}/search"))
+            .json(&request(&text[start..end]))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(
+            hits["results"][0]["chunk_id"], span["chunk_id"],
+            "{id}'s passage {} is found",
+            span["index"]
+        );
+    }
+}
+
+/// Posts one document; returns its passage count once the server acknowledged it.
+fn post_document(c: &Client, base: &str, id: &str, text: &str) -> usize {
+    let r = c
+        .post(format!("{base}/documents"))
+        .json(&json!({"id": id, "text": text}))
+        .send()
+        .unwrap();
+    assert!(r.status().is_success(), "{id}: {}", r.status());
+    let body: Value = r.json().unwrap();
+    body["documents"][0]["chunks"].as_u64().unwrap() as usize
+}
+
+#[test]
+fn sigkill_during_a_graph_freeze_loses_nothing_acknowledged() {
+    let data = tempfile::tempdir().unwrap();
+    let hook = tempfile::tempdir().unwrap();
+    let pause = format!("segment.meta.json:{}", hook.path().display());
+    // With --exact-below 1 the first write makes the graph due: after the first request, the
+    // server freezes its new vectors into a segment in the background, and the hook stops it
+    // with the segment's files written, just before they become current.
+    let (mut child, base) = crate::common::serve_binary_env(
+        data.path(),
+        &["--exact-below", "1"],
+        &[("SEMDEX_PAUSE_DUMP", pause.as_str())],
+    );
+    let c = client();
+    let texts = crate::common::seed_windows(12, 80);
+    let mut acked = Vec::new();
+    acked.push((
+        "first".to_string(),
+        post_document(&c, &base, "first", &texts[0]),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !hook.path().join("paused").exists() {
+        assert!(Instant::now() < deadline, "the freeze never started");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let segment = data.path().join("index/segment");
+    assert!(
+        std::fs::read_dir(&segment).unwrap().any(|e| e
+            .unwrap()
+            .path()
+            .join("vectors.f32")
+            .is_file()),
+        "the frozen graph's files are written"
+    );
+    assert!(
+        !segment.join("segment.meta.json").exists(),
+        "not yet current"
+    );
+    // Writes and searches go on during a freeze.
+    for (i, text) in texts.iter().enumerate().skip(1) {
+        let id = format!("during-{i}");
+        acked.push((id.clone(), post_document(&c, &base, &id, text)));
+    }
+    let hits: Value = c
+        .get(format!("{base}/search?q=artillery&k=3&mode=dense"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(hits["results"].as_array().unwrap().len(), 3);
+    child.kill().unwrap(); // SIGKILL mid-freeze
+    child.wait().unwrap();
+
+    let (mut child, base) = crate::common::serve_binary(data.path());
+    let mut passages = 0;
+    for (id, chunks) in &acked {
+        passages += chunks;
+        let i = if id == "first" {
+            0
+        } else {
+            id.trim_start_matches("during-").parse().unwrap()
+        };
+        assert_every_passage_found(
+            &c,
+            &base,
+            id,
+            &texts[i],
+            *chunks,
+            |passage| json!({"query": passage, "k": 1, "mode": "dense"}),
+        );
+    }
+    let info: Value = c
+        .get(format!("{base}/info"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(info["chunks"], passages);
     assert_eq!(info["index"]["vectors"], passages, "index = store");
     child.kill().unwrap();

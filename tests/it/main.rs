@@ -13,6 +13,7 @@ mod common;
 mod suite;
 
 mod admission;
+mod ann_files;
 mod ann_scifact;
 mod bad_inputs;
 mod body_props;

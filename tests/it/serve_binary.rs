@@ -122,7 +122,7 @@ fn serve_seed_article_then_shut_down_gracefully() {
     let log = reader.join().unwrap();
     assert!(log.iter().any(|l| l.contains("index saved")), "{log:?}");
     assert!(
-        data.path().join("index/hnsw.meta.json").exists(),
+        data.path().join("index/state/state.meta.json").exists(),
         "index persisted on shutdown"
     );
 }

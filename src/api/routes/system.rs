@@ -81,6 +81,9 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<InfoResponse>, A
             ef_construction: stats.hnsw.ef_construction,
             ef_search: stats.hnsw.ef_search,
             exact_below: stats.exact_below,
+            bytes_per_vector: stats.index_memory_bytes as f64
+                / (stats.indexed + stats.tombstones).max(1) as f64,
+            memory_bytes: stats.index_memory_bytes,
         },
         lexical: LexicalInfo {
             kind: stats.lexical_kind.ranking.into(),

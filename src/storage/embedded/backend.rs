@@ -97,6 +97,7 @@ impl EmbeddedBackend {
             &index_dir(dir),
             model.dimension,
             options.hnsw,
+            !options.read_only,
             progress,
         )?;
         let (lexical, lexical_current) = indexes::open_lexical_index(
@@ -237,6 +238,33 @@ impl EmbeddedBackend {
         self.index.write()
     }
 
+    /// Folds the vectors added since the graph was last frozen into it once enough have come,
+    /// off the index's lock (searches and writes go on; only the swap takes the write lock).
+    /// Called with the compaction lock held; returns whether a fold happened.
+    fn fold(&self) -> Result<bool> {
+        let due = {
+            let ix = self.read_index();
+            // The first graph is due once queries stop being exact.
+            let first = ix.frozen_len() == 0 && ix.len() >= self.options.exact_below;
+            ix.tail_len() > 0 && (ix.fold_due() || first)
+        };
+        if self.options.read_only || !due {
+            return Ok(false);
+        }
+        let job = self.write_index().start_fold();
+        let folded = job.len();
+        let done = job.run(Some(&index_dir(&self.dir)))?;
+        let mut ix = self.write_index();
+        ix.finish_fold(done)?;
+        tracing::info!(
+            folded,
+            frozen = ix.frozen_len(),
+            tail = ix.tail_len(),
+            "folded new vectors into the HNSW graph"
+        );
+        Ok(true)
+    }
+
     /// The `depth` passages nearest to a unit query vector among `allowed`, exactly or through
     /// the graph as the corpus size and filter selectivity call for.
     fn dense(
@@ -295,6 +323,7 @@ impl Backend for EmbeddedBackend {
             hnsw: ix.params(),
             exact_below: self.options.exact_below,
             vector_bytes: ix.vector_bytes(),
+            index_memory_bytes: ix.memory_bytes(),
             lexical: self.lexical.stats(),
             lexical_kind: LexicalKind {
                 ranking: "tantivy (BM25)",
@@ -504,14 +533,16 @@ impl Backend for EmbeddedBackend {
             )
         };
         if !due {
-            return Ok(false);
+            return self.fold();
         }
         let dimension = self.read_index().dimension();
+        let home = index_dir(&self.dir);
         let mut fresh = indexes::build_from_store(
             &*self.reader()?,
             dimension,
             self.options.hnsw,
             held,
+            (!self.options.read_only).then_some(home.as_path()),
             &NoProgress,
         )?;
         // Writers commit to the store and then to the index under the write connection: holding

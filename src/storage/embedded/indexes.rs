@@ -22,9 +22,18 @@ pub(super) fn open_vector_index(
     dir: &Path,
     dimension: usize,
     params: HnswParams,
+    writable: bool,
     progress: &dyn Progress,
 ) -> Result<HnswIndex> {
     let current = store.generation()?;
+    // A loaded index whose exactly searched tail is past its size (a crash, a large catch-up)
+    // has it folded into the graph before searches start.
+    let folded = |mut index: HnswIndex| -> Result<HnswIndex> {
+        if writable && index.fold_due() {
+            index.freeze(Some(dir), progress)?;
+        }
+        Ok(index)
+    };
     match HnswIndex::load(dir, dimension, params) {
         Ok(index) if index.generation() == current => {
             tracing::info!(
@@ -32,11 +41,11 @@ pub(super) fn open_vector_index(
                 generation = current,
                 "loaded the HNSW index from its dump"
             );
-            return Ok(index);
+            return folded(index);
         }
         Ok(index) => {
             if let Some(index) = catch_up(store, index)? {
-                return Ok(index);
+                return folded(index);
             }
         }
         Err(LoadMiss::Absent) => {}
@@ -51,7 +60,14 @@ pub(super) fn open_vector_index(
             "building the HNSW index from stored vectors"
         );
     }
-    build_from_store(store, dimension, params, ids.len(), progress)
+    build_from_store(
+        store,
+        dimension,
+        params,
+        ids.len(),
+        writable.then_some(dir),
+        progress,
+    )
 }
 
 /// Brings a dump that is behind the store up to date, or `None` when it is so far behind that a
@@ -151,23 +167,23 @@ pub(super) fn reconcile_lexical(store: &Store, index: &LexicalIndex) -> Result<(
     Ok(())
 }
 
-/// A fresh graph over every stored vector, streamed from the store in steps (never all in
-/// memory twice), at the store's generation. `expected` sizes the graph and the progress.
+/// A fresh graph over every stored vector, streamed from the store in steps, at the store's
+/// generation, frozen into `home` (its segment written there) or in memory. `expected` sizes
+/// the graph; `progress` counts the vectors inserted into it.
 pub(super) fn build_from_store(
     store: &Store,
     dimension: usize,
     params: HnswParams,
     expected: usize,
+    home: Option<&Path>,
     progress: &dyn Progress,
 ) -> Result<HnswIndex> {
     let mut index = HnswIndex::new(dimension, params, expected)?;
-    progress.set_total(expected as u64);
     let mut pending: Vec<(VectorId, Vec<f32>)> = Vec::with_capacity(BUILD_STEP);
     let flush = |pending: &mut Vec<(VectorId, Vec<f32>)>, index: &mut HnswIndex| {
         let items: Vec<(VectorId, &[f32])> =
             pending.iter().map(|(id, v)| (*id, v.as_slice())).collect();
         index.add(&items)?;
-        progress.advance(items.len() as u64);
         pending.clear();
         Ok::<_, StorageError>(())
     };
@@ -180,7 +196,7 @@ pub(super) fn build_from_store(
     })?;
     flush(&mut pending, &mut index)?;
     index.set_generation(generation);
-    progress.finish();
+    index.freeze(home, progress)?;
     Ok(index)
 }
 

@@ -352,6 +352,7 @@ impl Backend for PostgresBackend {
             exact_below: self.exact_below,
             // The vectors live in PostgreSQL, not in this process.
             vector_bytes: 0,
+            index_memory_bytes: 0,
             // The passages with postings; the bytes of the whole database's postings (every
             // collection's), indexes included.
             lexical: LexicalStats {

@@ -1,0 +1,494 @@
+//! The frozen graph: a flat, read-only copy of an hnsw_rs graph laid out for searching.
+//!
+//! hnsw_rs builds the graph (and its dump stays the persisted form of it); searching it in
+//! place costs a hash map of visited nodes, reference-counted heap entries and a lock per
+//! neighbour list. The frozen copy keeps the same links in plain arrays — layer 0 in one
+//! contiguous `u32` array with a fixed stride, as hnswlib does — numbers nodes by ascending
+//! vector id, holds each vector as 8-bit codes ([`ScalarQuantizer`]), marks visited nodes in a
+//! reusable epoch-stamped array, and prefetches a node's neighbours before scoring them. The
+//! few candidates it returns are rescored in f32 by the caller.
+
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::sync::Arc;
+
+use hnsw_rs::prelude::{Hnsw, Point};
+
+use super::kernels::UnitDot;
+use rayon::prelude::*;
+
+use super::VectorId;
+use super::kernels::{CodeScore, Dispatched, prefetch};
+use super::quant::{QuantizedQuery, ScalarQuantizer};
+
+/// Marks a node without upper layers in [`FrozenGraph::upper_at`].
+const NO_UPPER: u32 = u32::MAX;
+
+/// The links and codes of a frozen graph.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrozenGraph {
+    pub(crate) dimension: usize,
+    /// Vector ids in ascending order; a node's number is its position here.
+    pub(crate) ids: Vec<VectorId>,
+    /// Each node's top layer.
+    pub(crate) levels: Vec<u8>,
+    /// Layer 0: per node, a count and then up to `stride0 - 1` neighbours.
+    pub(crate) links0: Vec<u32>,
+    pub(crate) stride0: usize,
+    /// Where a node's upper layers start in `upper` ([`NO_UPPER`]: it has none). Each layer
+    /// takes `stride_up` entries: a count and up to `stride_up - 1` neighbours.
+    pub(crate) upper_at: Vec<u32>,
+    pub(crate) upper: Vec<u32>,
+    pub(crate) stride_up: usize,
+    /// Where every search starts: a node of the top layer.
+    pub(crate) entry: u32,
+    pub(crate) max_level: u8,
+    pub(crate) quantizer: ScalarQuantizer,
+    /// `dimension` codes per node.
+    pub(crate) codes: Vec<u8>,
+}
+
+/// Reusable per-thread search state: a visited mark per node (the epoch of the search that
+/// last saw it, so starting a search costs nothing) and the two heaps.
+struct Scratch {
+    marks: Vec<u16>,
+    epoch: u16,
+    candidates: BinaryHeap<(i32, u32)>,
+    results: BinaryHeap<Reverse<(i32, u32)>>,
+    fresh: Vec<u32>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch {
+            marks: Vec::new(),
+            epoch: 0,
+            candidates: BinaryHeap::new(),
+            results: BinaryHeap::new(),
+            fresh: Vec::new(),
+        })
+    };
+}
+
+impl Scratch {
+    /// Starts a search over `n` nodes: nothing is visited.
+    fn begin(&mut self, n: usize) {
+        if self.marks.len() < n {
+            self.marks.resize(n, 0);
+        }
+        self.epoch = self.epoch.wrapping_add(1);
+        if self.epoch == 0 {
+            self.marks.fill(0);
+            self.epoch = 1;
+        }
+        self.candidates.clear();
+        self.results.clear();
+    }
+
+    /// Marks `node` visited; false if it already was.
+    #[inline(always)]
+    fn visit(&mut self, node: u32) -> bool {
+        let mark = &mut self.marks[node as usize];
+        if *mark == self.epoch {
+            return false;
+        }
+        *mark = self.epoch;
+        true
+    }
+}
+
+/// Why a graph read from disk cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("frozen graph: {0}")]
+pub struct Malformed(pub String);
+
+impl FrozenGraph {
+    /// Flattens an hnsw_rs graph (every point it holds) and quantises its vectors. Returns the
+    /// graph and each node's hnsw_rs point, in node order (for the caller to copy the f32
+    /// vectors wherever they go).
+    pub fn from_hnsw<'b>(
+        graph: &Hnsw<'b, f32, UnitDot>,
+        dimension: usize,
+    ) -> (Self, Vec<Arc<Point<'b, f32>>>) {
+        let mut points: Vec<Arc<Point<'b, f32>>> = if graph.get_nb_point() == 0 {
+            // hnsw_rs's point iterator unwraps the entry point: an empty graph has none.
+            Vec::new()
+        } else {
+            graph
+                .get_point_indexation()
+                .into_iter()
+                .filter(|p| p.get_v().len() == dimension)
+                .collect()
+        };
+        points.par_sort_unstable_by_key(|p| p.get_origin_id());
+        let ids: Vec<VectorId> = points.iter().map(|p| p.get_origin_id() as u64).collect();
+        let node_of: HashMap<usize, u32> = points
+            .iter()
+            .enumerate()
+            .map(|(node, p)| (p.get_origin_id(), node as u32))
+            .collect();
+        let neighbourhoods: Vec<Vec<Vec<u32>>> = points
+            .par_iter()
+            .map(|p| {
+                let mut layers: Vec<Vec<u32>> = p
+                    .get_neighborhood_id()
+                    .into_iter()
+                    .map(|layer| {
+                        layer
+                            .iter()
+                            .filter_map(|n| node_of.get(&n.d_id).copied())
+                            .collect()
+                    })
+                    .collect();
+                let level = usize::from(p.get_point_id().0);
+                layers.truncate(level + 1);
+                layers.resize(level + 1, Vec::new());
+                layers
+            })
+            .collect();
+        drop(node_of);
+        let levels: Vec<u8> = neighbourhoods.iter().map(|l| (l.len() - 1) as u8).collect();
+        // A link on layer `l` must lead to a node that has layer `l` (hnsw_rs's lists can hold
+        // a few that do not); the walk through upper layers relies on it.
+        let neighbourhoods: Vec<Vec<Vec<u32>>> = neighbourhoods
+            .into_par_iter()
+            .map(|mut layers| {
+                for (layer, list) in layers.iter_mut().enumerate().skip(1) {
+                    list.retain(|&nb| usize::from(levels[nb as usize]) >= layer);
+                }
+                layers
+            })
+            .collect();
+        let widest0 = neighbourhoods.iter().map(|l| l[0].len()).max().unwrap_or(0);
+        let widest_up = neighbourhoods
+            .iter()
+            .flat_map(|l| l[1..].iter().map(Vec::len))
+            .max()
+            .unwrap_or(0);
+        let stride0 = widest0 + 1;
+        let stride_up = widest_up + 1;
+        let mut links0 = vec![0u32; ids.len() * stride0];
+        links0
+            .par_chunks_mut(stride0)
+            .zip(&neighbourhoods)
+            .for_each(|(slot, layers)| {
+                slot[0] = layers[0].len() as u32;
+                slot[1..=layers[0].len()].copy_from_slice(&layers[0]);
+            });
+        let mut upper_at = vec![NO_UPPER; ids.len()];
+        let mut upper = Vec::new();
+        for (node, layers) in neighbourhoods.iter().enumerate() {
+            if layers.len() > 1 {
+                upper_at[node] = upper.len() as u32;
+                for layer in &layers[1..] {
+                    let start = upper.len();
+                    upper.resize(start + stride_up, 0);
+                    upper[start] = layer.len() as u32;
+                    upper[start + 1..=start + layer.len()].copy_from_slice(layer);
+                }
+            }
+        }
+        drop(neighbourhoods);
+        let max_level = levels.iter().copied().max().unwrap_or(0);
+        let entry = levels.iter().position(|&l| l == max_level).unwrap_or(0) as u32;
+        let quantizer = ScalarQuantizer::learn(dimension, points.iter().map(|p| p.get_v()));
+        let mut codes = vec![0u8; ids.len() * dimension];
+        codes
+            .par_chunks_mut(dimension.max(1))
+            .zip(&points)
+            .for_each(|(out, p)| quantizer.encode(p.get_v(), out));
+        let frozen = Self {
+            dimension,
+            ids,
+            levels,
+            links0,
+            stride0,
+            upper_at,
+            upper,
+            stride_up,
+            entry,
+            max_level,
+            quantizer,
+            codes,
+        };
+        (frozen, points)
+    }
+
+    /// Checks that every link, level and offset lies in bounds and that ids ascend: what the
+    /// search relies on. Files that passed their checksums pass this too unless written by a
+    /// faulty build; it runs once per load (a few milliseconds per million nodes).
+    pub fn validate(&self) -> Result<(), Malformed> {
+        let n = self.ids.len();
+        let bad = |what: &str| Err(Malformed(what.to_string()));
+        if self.levels.len() != n
+            || self.upper_at.len() != n
+            || self.links0.len() != n * self.stride0
+            || self.codes.len() != n * self.dimension
+            || self.quantizer.dimension() != self.dimension
+        {
+            return bad("array lengths disagree");
+        }
+        if self.stride0 == 0 || self.stride_up == 0 {
+            return bad("zero stride");
+        }
+        if n > 0 && (self.entry as usize >= n || self.levels[self.entry as usize] != self.max_level)
+        {
+            return bad("entry point");
+        }
+        if !self.ids.windows(2).all(|w| w[0] < w[1]) {
+            return bad("ids not ascending");
+        }
+        if n >= u32::MAX as usize {
+            return bad("too many nodes");
+        }
+        let lists_ok = |lists: &[u32], stride: usize| {
+            lists.par_chunks(stride).all(|list| {
+                let count = list[0] as usize;
+                count < stride && list[1..=count].iter().all(|&nb| (nb as usize) < n)
+            })
+        };
+        if !lists_ok(&self.links0, self.stride0) || !lists_ok(&self.upper, self.stride_up) {
+            return bad("a neighbour list is out of bounds");
+        }
+        if self.upper.len() % self.stride_up != 0 {
+            return bad("upper layers length");
+        }
+        for (node, (&at, &level)) in self.upper_at.iter().zip(&self.levels).enumerate() {
+            let fits = if level == 0 {
+                at == NO_UPPER
+            } else {
+                at != NO_UPPER
+                    && at as usize % self.stride_up == 0
+                    && at as usize + usize::from(level) * self.stride_up <= self.upper.len()
+            };
+            if !fits {
+                return Err(Malformed(format!("upper layers of node {node}")));
+            }
+        }
+        if self.levels.iter().any(|&l| l > self.max_level) {
+            return bad("a level above the top");
+        }
+        for (node, &level) in self.levels.iter().enumerate() {
+            for layer in 1..=level {
+                let list = self.neighbours_up(node as u32, layer);
+                if list.iter().any(|&nb| self.levels[nb as usize] < layer) {
+                    return Err(Malformed(format!("node {node} links below layer {layer}")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Nodes.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// The node of a vector id.
+    pub fn node_of(&self, id: VectorId) -> Option<u32> {
+        self.ids.binary_search(&id).ok().map(|n| n as u32)
+    }
+
+    /// Heap bytes of the links, ids and codes.
+    pub fn memory_bytes(&self) -> usize {
+        self.ids.len() * 8
+            + self.levels.len()
+            + (self.links0.len() + self.upper_at.len() + self.upper.len()) * 4
+            + self.codes.len()
+    }
+
+    #[inline(always)]
+    fn code(&self, node: u32) -> &[u8] {
+        let at = node as usize * self.dimension;
+        &self.codes[at..at + self.dimension]
+    }
+
+    #[inline(always)]
+    fn neighbours0(&self, node: u32) -> &[u32] {
+        let at = node as usize * self.stride0;
+        let count = self.links0[at] as usize;
+        &self.links0[at + 1..at + 1 + count]
+    }
+
+    #[inline(always)]
+    fn neighbours_up(&self, node: u32, level: u8) -> &[u32] {
+        let at = self.upper_at[node as usize] as usize + (usize::from(level) - 1) * self.stride_up;
+        let count = self.upper[at] as usize;
+        &self.upper[at + 1..at + 1 + count]
+    }
+
+    /// The query's weights for this graph's codes.
+    pub fn prepare(&self, query: &[f32]) -> QuantizedQuery {
+        self.quantizer.prepare(query)
+    }
+
+    /// Up to `ef` nodes for which `keep` holds, nearest to the query by quantised score, in
+    /// no particular order: the HNSW search (greedy through the upper layers, a beam of `ef`
+    /// on layer 0). Nodes `keep` rejects are walked through but never returned.
+    pub fn search(
+        &self,
+        query: &QuantizedQuery,
+        ef: usize,
+        keep: impl Fn(u32) -> bool,
+    ) -> Vec<(i32, u32)> {
+        if self.ids.is_empty() || ef == 0 {
+            return Vec::new();
+        }
+        #[cfg(target_arch = "x86_64")]
+        if super::kernels::has_vnni() {
+            // SAFETY: the CPU has the features `search_vnni` is compiled for.
+            return unsafe { self.search_vnni(query, ef, &keep) };
+        }
+        self.search_with::<Dispatched>(query, ef, &keep)
+    }
+
+    /// [`FrozenGraph::search`] compiled for AVX-512 VNNI, its kernel inlined.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn search_vnni(
+        &self,
+        query: &QuantizedQuery,
+        ef: usize,
+        keep: &impl Fn(u32) -> bool,
+    ) -> Vec<(i32, u32)> {
+        self.search_with::<super::kernels::Vnni>(query, ef, keep)
+    }
+
+    #[inline(always)]
+    fn search_with<S: CodeScore>(
+        &self,
+        query: &QuantizedQuery,
+        ef: usize,
+        keep: &impl Fn(u32) -> bool,
+    ) -> Vec<(i32, u32)> {
+        let q = query.weights.as_slice();
+        let mut node = self.entry;
+        let mut best = S::score(self.code(node), q);
+        for level in (1..=self.max_level).rev() {
+            loop {
+                let mut moved = false;
+                for &nb in self.neighbours_up(node, level) {
+                    let score = S::score(self.code(nb), q);
+                    if score > best {
+                        best = score;
+                        node = nb;
+                        moved = true;
+                    }
+                }
+                if !moved {
+                    break;
+                }
+            }
+        }
+        SCRATCH.with_borrow_mut(|s| {
+            s.begin(self.ids.len());
+            self.beam::<S>(q, node, best, ef, keep, s);
+            s.results.drain().map(|Reverse(hit)| hit).collect()
+        })
+    }
+
+    /// The layer-0 beam search from `entry` (hnswlib's `searchBaseLayerST`).
+    #[inline(always)]
+    fn beam<S: CodeScore>(
+        &self,
+        q: &[i8],
+        entry: u32,
+        entry_score: i32,
+        ef: usize,
+        keep: &impl Fn(u32) -> bool,
+        s: &mut Scratch,
+    ) {
+        let code_bytes = self.dimension;
+        s.visit(entry);
+        s.candidates.push((entry_score, entry));
+        if keep(entry) {
+            s.results.push(Reverse((entry_score, entry)));
+        }
+        // The worst kept score once `ef` are kept: candidates below it cannot improve them.
+        let mut floor = if s.results.len() >= ef {
+            s.results.peek().map_or(i32::MIN, |r| r.0.0)
+        } else {
+            i32::MIN
+        };
+        let mut fresh = std::mem::take(&mut s.fresh);
+        while let Some((score, node)) = s.candidates.pop() {
+            if score < floor {
+                break;
+            }
+            // The neighbours not seen yet (the visited marks mostly sit in L2)...
+            fresh.clear();
+            for &nb in self.neighbours0(node) {
+                if s.visit(nb) {
+                    fresh.push(nb);
+                }
+            }
+            // ... scored with the next one's codes on their way: one row ahead keeps the
+            // line fill buffers from overflowing (more stalled the loop).
+            if let Some(&first) = fresh.first() {
+                prefetch(self.code(first).as_ptr(), code_bytes);
+            }
+            for (i, &nb) in fresh.iter().enumerate() {
+                if let Some(&ahead) = fresh.get(i + 1) {
+                    prefetch(self.code(ahead).as_ptr(), code_bytes);
+                }
+                let score = S::score(self.code(nb), q);
+                if s.results.len() < ef || score > floor {
+                    s.candidates.push((score, nb));
+                    if keep(nb) {
+                        s.results.push(Reverse((score, nb)));
+                        if s.results.len() > ef {
+                            s.results.pop();
+                        }
+                        if s.results.len() >= ef {
+                            floor = s.results.peek().map_or(i32::MIN, |r| r.0.0);
+                        }
+                    }
+                }
+            }
+            if let Some(&(_, next)) = s.candidates.peek() {
+                let at = next as usize * self.stride0;
+                prefetch(self.links0[at..].as_ptr().cast(), self.stride0 * 4);
+            }
+        }
+        s.fresh = fresh;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validate_catches_out_of_bounds_links() {
+        let dim = 8;
+        let vectors: Vec<Vec<f32>> = (0..300)
+            .map(|i| {
+                let mut v: Vec<f32> = (0..dim)
+                    .map(|d| ((i * 7 + d * 13) % 11) as f32 - 5.0)
+                    .collect();
+                crate::embed::l2_normalize(&mut v);
+                v
+            })
+            .collect();
+        let graph = Hnsw::<f32, UnitDot>::new(8, 300, 16, 50, UnitDot);
+        for (i, v) in vectors.iter().enumerate() {
+            graph.insert_slice((v, i * 3));
+        }
+        let (frozen, points) = FrozenGraph::from_hnsw(&graph, dim);
+        assert_eq!(points.len(), 300);
+        assert_eq!(frozen.node_of(6), Some(2));
+        assert_eq!(frozen.node_of(7), None);
+        frozen.validate().unwrap();
+        let mut broken = frozen.clone();
+        broken.links0[broken.stride0 + 1] = 300;
+        broken.links0[broken.stride0] = broken.links0[broken.stride0].max(1);
+        assert!(broken.validate().is_err());
+        let mut broken = frozen.clone();
+        broken.ids.swap(0, 1);
+        assert!(broken.validate().is_err());
+        let mut broken = frozen;
+        broken.codes.pop();
+        assert!(broken.validate().is_err());
+    }
+}
