@@ -13,6 +13,7 @@
 //! | `ingest.commit` | document id | an ingest's commit, under the backend's write lock for the id |
 //! | `delete.commit` | document id | a delete made, under the backend's write lock for the id |
 //! | `service.embed` | the first input's text | an admitted embedding request, before tokenizing |
+//! | `jobs.document` | document id | an upload job reaching a file, before reading it (on a blocking thread) |
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -19,6 +19,7 @@ pub mod routes;
 mod schemas;
 pub mod state;
 pub mod types;
+pub mod upload;
 
 use std::sync::Arc;
 
@@ -35,7 +36,7 @@ use utoipa_axum::routes;
 pub use error::ApiError;
 pub use state::{ApiConfig, AppState};
 
-use routes::{collections, documents, embeddings, page, search, system};
+use routes::{collections, documents, embeddings, jobs, page, search, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -71,6 +72,7 @@ fn routes(config: &ApiConfig) -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(documents::ingest_in, documents::list_in))
         .routes(routes!(documents::get_in, documents::delete_in))
         .routes(routes!(documents::chunks_in))
+        .routes(routes!(jobs::get, jobs::cancel))
         .routes(routes!(embeddings::embed))
         .routes(routes!(embeddings::similarity))
         .routes(routes!(embeddings::openai))

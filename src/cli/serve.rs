@@ -66,6 +66,13 @@ pub struct ServeArgs {
     /// Embed each request on its own instead of batching concurrent ones (for comparison).
     #[arg(long)]
     pub no_batching: bool,
+    /// Ingest uploaded files of more bytes than this (a request's together) as a job: `202`
+    /// at once, progress at `GET /jobs/{id}`.
+    #[arg(long, env = "SEMDEX_JOB_THRESHOLD_BYTES", default_value_t = ApiConfig::default().job_threshold_bytes)]
+    pub job_threshold_bytes: usize,
+    /// Bounds on what reading one uploaded file may cost.
+    #[command(flatten)]
+    pub extract: super::ingest::ExtractArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -87,6 +94,8 @@ async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         max_response_metadata_bytes: args.max_response_metadata_bytes,
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
         openai_token_encoding: args.openai_token_encoding,
+        extract_limits: args.extract.limits()?,
+        job_threshold_bytes: args.job_threshold_bytes,
     };
     let service_options = ServiceOptions {
         max_inputs: args.max_inputs.max(1),

@@ -151,6 +151,8 @@ pub struct SearchHit {
     pub end: usize,
     /// The document's metadata.
     pub metadata: Map<String, Value>,
+    /// Where the passage lies: its document's title, its section, its pages.
+    pub citation: crate::storage::Citation,
 }
 
 /// A hit's scores from each retriever that saw it.
@@ -459,6 +461,7 @@ impl Engine {
                     start: r.start,
                     end: r.end,
                     metadata: r.metadata,
+                    citation: r.citation,
                 })
             })
             .collect())

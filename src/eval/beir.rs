@@ -349,6 +349,7 @@ pub fn run(
                 metadata,
                 source: Some(dataset.name.clone()),
                 structure: None,
+                format: None,
             }
         })
         .filter(|d| !d.text.is_empty())

@@ -32,9 +32,11 @@ mod http_api;
 mod http_hardening;
 mod hybrid;
 mod ingest_files;
+mod jobs_http;
 mod openai_tokens;
 mod page_routes;
 #[cfg(feature = "postgres")]
 mod pg;
 mod serve_binary;
 mod sync_storm;
+mod upload_http;
