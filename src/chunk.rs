@@ -94,7 +94,11 @@ pub fn embedding_text<'a>(title: Option<&str>, chunk: &'a Chunk) -> Cow<'a, str>
 /// lexical index and PostgreSQL's postings index hold for a stored passage, so that a query
 /// naming a section's heading (or the title its passages were embedded after) finds the
 /// section's passages by their words as well as by their meaning.
-pub fn contextual_text<'a>(title: Option<&str>, section: &[String], passage: &'a str) -> Cow<'a, str> {
+pub fn contextual_text<'a>(
+    title: Option<&str>,
+    section: &[String],
+    passage: &'a str,
+) -> Cow<'a, str> {
     with_title(context(title, section).as_deref(), passage)
 }
 

@@ -195,7 +195,9 @@ impl Jobs {
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "json") {
-                let Ok(bytes) = std::fs::read(&path) else { continue };
+                let Ok(bytes) = std::fs::read(&path) else {
+                    continue;
+                };
                 let Ok(mut record) = serde_json::from_slice::<JobRecord>(&bytes) else {
                     tracing::warn!(path = %path.display(), "unreadable job record left as it is");
                     continue;
@@ -290,9 +292,8 @@ impl Jobs {
             return Err(JobError::NotFound(id.to_string()));
         }
         match std::fs::read(self.dir.join(format!("{id}.json"))) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                JobError::Io(std::io::Error::other(format!("job record {id}: {e}")))
-            }),
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| JobError::Io(std::io::Error::other(format!("job record {id}: {e}")))),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 Err(JobError::NotFound(id.to_string()))
             }

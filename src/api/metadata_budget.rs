@@ -57,6 +57,9 @@ mod tests {
             end: 0,
             metadata: metadata.as_object().unwrap().clone(),
             metadata_omitted: false,
+            title: None,
+            section: None,
+            pages: None,
         }
     }
 

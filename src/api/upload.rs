@@ -14,8 +14,8 @@ use utoipa::ToSchema;
 use super::error::{ApiError, ApiJson, content_type_essence, is_json_essence};
 use super::types::DocumentsBody;
 use crate::engine::DocumentInput;
-use crate::jobs::StagedFile;
 use crate::extract::{ExtractError, ExtractLimits, Hint};
+use crate::jobs::StagedFile;
 
 /// `Content-Type` of a Word document.
 const DOCX: &str = "application/vnd.openxmlformats-officedocument.wordprocessingml.document";
@@ -50,6 +50,9 @@ pub struct Files {
     files: Vec<Upload>,
     metadata: Map<String, Value>,
 }
+
+/// Files as a job stages them (each with its bytes), and the metadata for all of them.
+pub type Staged = (Vec<(StagedFile, Vec<u8>)>, Map<String, Value>);
 
 /// One received file.
 struct Upload {
@@ -139,9 +142,9 @@ impl<S: Send + Sync> FromRequest<S> for IngestBody {
         let kind = content_type_essence(req.headers());
         match kind.as_deref() {
             Some("multipart/form-data") => {
-                let form = Multipart::from_request(req, state)
-                    .await
-                    .map_err(|r| ApiError::new(r.status(), ApiError::code_for(r.status()), r.body_text()))?;
+                let form = Multipart::from_request(req, state).await.map_err(|r| {
+                    ApiError::new(r.status(), ApiError::code_for(r.status()), r.body_text())
+                })?;
                 read_form(form).await.map(Self::Files)
             }
             Some(kind) if FILE_CONTENT_TYPES.contains(&kind) => {
@@ -194,7 +197,9 @@ async fn read_form(mut form: Multipart) -> Result<Files, ApiError> {
                 ));
             };
             if metadata.replace(map).is_some() {
-                return Err(ApiError::invalid("the `metadata` field is given more than once"));
+                return Err(ApiError::invalid(
+                    "the `metadata` field is given more than once",
+                ));
             }
             continue;
         }
@@ -290,10 +295,7 @@ impl Files {
 
     /// The files as a job stages them, with the metadata for all (ids checked here, so that
     /// a request that names its files wrongly is refused before a job is made).
-    pub fn into_staged(
-        self,
-        params: &UploadParams,
-    ) -> Result<(Vec<(StagedFile, Vec<u8>)>, Map<String, Value>), ApiError> {
+    pub fn into_staged(self, params: &UploadParams) -> Result<Staged, ApiError> {
         let ids = self.ids(params)?;
         let metadata = self.metadata(params);
         let staged = self
@@ -373,6 +375,7 @@ pub struct FileBody(#[allow(dead_code)] Vec<u8>);
 /// Several files as `multipart/form-data` (OpenAPI only): every part but `metadata` is a file,
 /// its file name its document id.
 #[derive(ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct UploadForm {
     /// The files, one part each.

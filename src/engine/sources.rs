@@ -178,7 +178,8 @@ pub fn collect_with_progress(
     }
     strip_site_boilerplate(&mut pages);
     for (_, page, location) in pages {
-        out.documents.push(extracted_document(location.clone(), location, page));
+        out.documents
+            .push(extracted_document(location.clone(), location, page));
     }
     progress.finish();
     keep_valid_documents(&mut out);
@@ -367,7 +368,8 @@ fn read_file(
             if format == Format::Html && candidate.site.is_some() {
                 return Some(extracted);
             }
-            out.documents.push(extracted_document(location.clone(), location, extracted));
+            out.documents
+                .push(extracted_document(location.clone(), location, extracted));
             None
         }
         Err(e) => {
@@ -461,7 +463,9 @@ fn read_stdin(
     }
     if let Some(format) = extract::detect::sniff(&bytes) {
         match extract::extract_as(bytes, format, &options.limits) {
-            Ok(e) => out.documents.push(extracted_document("stdin".into(), "stdin".into(), e)),
+            Ok(e) => out
+                .documents
+                .push(extracted_document("stdin".into(), "stdin".into(), e)),
             Err(e) => out.skipped.push(skip("stdin", &e.to_string())),
         }
         return Ok(());

@@ -283,7 +283,11 @@ fn a_schema_2_store_reads_back_without_citations() {
     assert_eq!(hits[0].doc_id, "old");
     assert_eq!(hits[0].citation, semdex::storage::Citation::default());
     let spans = engine.document_chunks("old").unwrap();
-    assert!(spans.iter().all(|s| s.section.is_empty() && s.pages.is_none()));
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.section.is_empty() && s.pages.is_none())
+    );
     let version: i64 = rusqlite::Connection::open(&db)
         .unwrap()
         .pragma_query_value(None, "user_version", |r| r.get(0))

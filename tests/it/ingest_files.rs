@@ -142,9 +142,15 @@ fn a_directory_of_every_format_with_bad_files_among_them() {
     .output()
     .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{table}{}", String::from_utf8_lossy(&out.stderr));
     assert!(
-        table.contains("json — JSON encoder and decoder · json — JSON encoder and decoder › Basic Usage"),
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        table.contains(
+            "json — JSON encoder and decoder · json — JSON encoder and decoder › Basic Usage"
+        ),
         "{table}"
     );
     let out = crate::cli::semdex(&[
@@ -161,7 +167,9 @@ fn a_directory_of_every_format_with_bad_files_among_them() {
     .unwrap();
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
-        table.contains("Preemptive Information Extraction using Unrestricted Relation Discovery · page"),
+        table.contains(
+            "Preemptive Information Extraction using Unrestricted Relation Discovery · page"
+        ),
         "{table}"
     );
 }

@@ -43,7 +43,10 @@ fn start(base: &str, path: &str, form: Form) -> String {
     let body: Value = response.json().unwrap();
     let id = body["id"].as_str().unwrap().to_string();
     assert_eq!(location, format!("/jobs/{id}"));
-    assert!(["queued", "running"].contains(&body["state"].as_str().unwrap()), "{body}");
+    assert!(
+        ["queued", "running"].contains(&body["state"].as_str().unwrap()),
+        "{body}"
+    );
     id
 }
 
@@ -63,16 +66,6 @@ fn wait_until(base: &str, id: &str, done: impl Fn(&Value) -> bool) -> Value {
         assert!(Instant::now() < deadline, "job never got there: {body}");
         std::thread::sleep(Duration::from_millis(50));
     }
-}
-
-fn ids_in(s: &TestServer) -> Vec<String> {
-    let (_, body) = send(http_client().get(s.url("/documents?limit=100")));
-    body["documents"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["id"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[test]
@@ -103,7 +96,9 @@ fn a_large_upload_is_a_job_that_reports_progress_and_ends_done() {
     assert_eq!(held_at["documents"][0]["chunks"], first_passages);
     gate.open();
 
-    let done = wait_until(&s.base, &id, |j| j["state"] != "running" && j["state"] != "queued");
+    let done = wait_until(&s.base, &id, |j| {
+        j["state"] != "running" && j["state"] != "queued"
+    });
     assert_eq!(done["state"], "done", "{done}");
     assert_eq!(done["documents_done"], 4);
     let stored: Vec<&str> = done["documents"]
@@ -142,7 +137,11 @@ fn a_large_upload_is_a_job_that_reports_progress_and_ends_done() {
     }
 
     // Small files wait for nothing with ?wait=false.
-    let small = start(&s.base, "/documents?wait=false", form(&[("keyword.html", "small.html")]));
+    let small = start(
+        &s.base,
+        "/documents?wait=false",
+        form(&[("keyword.html", "small.html")]),
+    );
     let ended = wait_until(&s.base, &small, |j| j["state"] == "done");
     assert_eq!(ended["documents"][0]["id"], "small.html");
 }
@@ -153,7 +152,7 @@ fn a_cancelled_job_stops_before_its_next_file() {
     let gate = semdex::hooks::Gate::new();
     let held = gate.clone();
     let _hook = semdex::hooks::install("jobs.document", "cancel-b.html", move || held.wait());
-    let before = ids_in(&s);
+    let before = crate::upload_http::document_ids(&s, "default");
     let id = start(
         &s.base,
         "/documents?wait=false",
@@ -167,13 +166,15 @@ fn a_cancelled_job_stops_before_its_next_file() {
     let (status, body) = send(http_client().delete(s.url(&format!("/jobs/{id}"))));
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     gate.open();
-    let ended = wait_until(&s.base, &id, |j| j["state"] != "running" && j["state"] != "queued");
+    let ended = wait_until(&s.base, &id, |j| {
+        j["state"] != "running" && j["state"] != "queued"
+    });
     assert_eq!(ended["state"], "cancelled", "{ended}");
     assert_eq!(ended["documents_done"], 1);
     let mut want = before;
     want.push("cancel-a.html".into());
     want.sort();
-    let mut got = ids_in(&s);
+    let mut got = crate::upload_http::document_ids(&s, "default");
     got.sort();
     assert_eq!(got, want, "the file after the cancel is not stored");
 }

@@ -22,7 +22,12 @@ fn server() -> TestServer {
 }
 
 /// Posts `bytes` as the body of `path` (a query string included).
-fn post_file(s: &TestServer, path: &str, content_type: &str, bytes: Vec<u8>) -> (StatusCode, Value) {
+fn post_file(
+    s: &TestServer,
+    path: &str,
+    content_type: &str,
+    bytes: Vec<u8>,
+) -> (StatusCode, Value) {
     send(
         http_client()
             .post(s.url(path))
@@ -40,7 +45,8 @@ fn refused(got: (StatusCode, Value), status: StatusCode, code: &str, says: &str)
     assert!(message.contains(says), "{message:?} should say {says:?}");
 }
 
-fn document_ids(s: &TestServer, collection: &str) -> Vec<String> {
+/// The ids of a collection's documents, in id order.
+pub fn document_ids(s: &TestServer, collection: &str) -> Vec<String> {
     let path = if collection == "default" {
         "/documents?limit=1000".to_string()
     } else {
@@ -87,7 +93,10 @@ fn every_format_as_a_file_body_with_its_structure_in_the_hits() {
         assert_eq!(status, StatusCode::OK, "{doc}");
         assert_eq!(doc["format"], format, "{name}");
         assert_eq!(doc["metadata"], json!({"kind": format, "lang": "en"}));
-        assert!(doc["title"].as_str().is_some_and(|t| !t.is_empty()), "{name}: {doc}");
+        assert!(
+            doc["title"].as_str().is_some_and(|t| !t.is_empty()),
+            "{name}: {doc}"
+        );
     }
     // Plain text: the extracted text is the text, with no structure.
     let (status, body) = post_file(
@@ -108,8 +117,14 @@ fn every_format_as_a_file_body_with_its_structure_in_the_hits() {
     assert!(!hits.is_empty());
     for hit in &hits {
         let pages = &hit["pages"];
-        let (first, last) = (pages["first"].as_u64().unwrap(), pages["last"].as_u64().unwrap());
-        assert!((1..=10).contains(&first) && first <= last && last <= 10, "{hit}");
+        let (first, last) = (
+            pages["first"].as_u64().unwrap(),
+            pages["last"].as_u64().unwrap(),
+        );
+        assert!(
+            (1..=10).contains(&first) && first <= last && last <= 10,
+            "{hit}"
+        );
         assert_eq!(
             hit["title"],
             "os.path — Common pathname manipulations — Python 3.11.2 documentation"
@@ -121,7 +136,10 @@ fn every_format_as_a_file_body_with_its_structure_in_the_hits() {
         json!({"query": "Infinite and NaN number values", "k": 3, "mode": "lexical", "filter": {"doc_ids": ["json"]}}),
     );
     let section = hits[0]["section"].as_str().unwrap();
-    assert!(section.contains("Infinite and NaN Number Values"), "{section}");
+    assert!(
+        section.contains("Infinite and NaN Number Values"),
+        "{section}"
+    );
     let (status, spans) = send(http_client().get(s.url("/documents/json/chunks")));
     assert_eq!(status, StatusCode::OK);
     assert!(
@@ -138,7 +156,12 @@ fn every_format_as_a_file_body_with_its_structure_in_the_hits() {
     );
     assert!(hits[0].get("section").is_none() && hits[0].get("pages").is_none());
 
-    let (status, body) = post_file(&s, "/documents?id=os.path&meta.kind=pdf&meta.lang=en", PDF, read("libreoffice-os.path.pdf"));
+    let (status, body) = post_file(
+        &s,
+        "/documents?id=os.path&meta.kind=pdf&meta.lang=en",
+        PDF,
+        read("libreoffice-os.path.pdf"),
+    );
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["documents"][0]["status"], "unchanged", "{body}");
 
@@ -163,7 +186,11 @@ fn every_format_as_a_file_body_with_its_structure_in_the_hits() {
         json!({"query": "generate a random UUID", "k": 3}),
     );
     assert_eq!(hits[0]["doc_id"], "uuid");
-    assert!(hits[0]["title"].as_str().unwrap().contains("uuid"), "{}", hits[0]);
+    assert!(
+        hits[0]["title"].as_str().unwrap().contains("uuid"),
+        "{}",
+        hits[0]
+    );
 }
 
 #[test]
@@ -205,7 +232,11 @@ fn several_files_as_a_multipart_form() {
     for id in ids {
         let (status, doc) = send(http_client().get(s.url(&format!("/documents/{id}"))));
         assert_eq!(status, StatusCode::OK);
-        assert_eq!(doc["metadata"], json!({"team": "docs", "lang": "en"}), "{id}");
+        assert_eq!(
+            doc["metadata"],
+            json!({"team": "docs", "lang": "en"}),
+            "{id}"
+        );
     }
     let hits = search(
         &s,
@@ -221,7 +252,11 @@ fn several_files_as_a_multipart_form() {
 
     // One file and ?id: the id wins; several files and ?id: refused.
     let one = Form::new().part("file", part("bisect.html", "text/html"));
-    let (status, body) = send(http_client().post(s.url("/documents?id=bisect")).multipart(one));
+    let (status, body) = send(
+        http_client()
+            .post(s.url("/documents?id=bisect"))
+            .multipart(one),
+    );
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["documents"][0]["id"], "bisect");
     let two = Form::new()
@@ -235,14 +270,31 @@ fn several_files_as_a_multipart_form() {
     );
 }
 
+/// A bad file: its id, content type and bytes, and the status, code and words of its refusal.
+type BadFile = (
+    &'static str,
+    &'static str,
+    Vec<u8>,
+    StatusCode,
+    &'static str,
+    &'static str,
+);
+
 #[test]
 fn bad_files_are_4xx_with_the_extractors_message_and_nothing_is_stored() {
     let s = server();
     let before = document_ids(&s, "default");
     let unprocessable = StatusCode::UNPROCESSABLE_ENTITY;
     let pdf = read("naacl06-two-column.pdf");
-    let cases: Vec<(&str, &str, Vec<u8>, StatusCode, &str, &str)> = vec![
-        ("encrypted", PDF, read("encrypted-aes-256.pdf"), unprocessable, "unreadable_file", "encrypted PDF"),
+    let cases: Vec<BadFile> = vec![
+        (
+            "encrypted",
+            PDF,
+            read("encrypted-aes-256.pdf"),
+            unprocessable,
+            "unreadable_file",
+            "encrypted PDF",
+        ),
         (
             "scanned",
             PDF,
@@ -251,8 +303,22 @@ fn bad_files_are_4xx_with_the_extractors_message_and_nothing_is_stored() {
             "unreadable_file",
             "no text layer: scanned PDFs need OCR, which semdex does not do",
         ),
-        ("truncated", PDF, pdf[..pdf.len() / 3].to_vec(), unprocessable, "unreadable_file", "corrupt or truncated PDF"),
-        ("bomb", DOCX, read("bomb.docx"), StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "decompression bomb"),
+        (
+            "truncated",
+            PDF,
+            pdf[..pdf.len() / 3].to_vec(),
+            unprocessable,
+            "unreadable_file",
+            "corrupt or truncated PDF",
+        ),
+        (
+            "bomb",
+            DOCX,
+            read("bomb.docx"),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "decompression bomb",
+        ),
         (
             "deep",
             "text/html",
@@ -264,13 +330,29 @@ fn bad_files_are_4xx_with_the_extractors_message_and_nothing_is_stored() {
         (
             "png",
             "application/octet-stream",
-            vec![0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n', 0, 0, 0, 13],
+            vec![
+                0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n', 0, 0, 0, 13,
+            ],
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             "not a PDF, HTML, Markdown, Word",
         ),
-        ("latin1", "text/plain", b"caf\xe9 au lait".to_vec(), unprocessable, "unreadable_file", "not valid UTF-8"),
-        ("empty", "text/markdown", b"  \n".to_vec(), unprocessable, "unreadable_file", "holds no text"),
+        (
+            "latin1",
+            "text/plain",
+            b"caf\xe9 au lait".to_vec(),
+            unprocessable,
+            "unreadable_file",
+            "not valid UTF-8",
+        ),
+        (
+            "empty",
+            "text/markdown",
+            b"  \n".to_vec(),
+            unprocessable,
+            "unreadable_file",
+            "holds no text",
+        ),
     ];
     for (id, content_type, bytes, status, code, says) in cases {
         refused(
@@ -282,8 +364,14 @@ fn bad_files_are_4xx_with_the_extractors_message_and_nothing_is_stored() {
     }
     // A form with a good file and a bad one stores neither; the message names the bad one.
     let form = Form::new()
-        .part("files", Part::bytes(read("keyword.html")).file_name("keyword.html"))
-        .part("files", Part::bytes(read("scanned-no-text.pdf")).file_name("scan.pdf"));
+        .part(
+            "files",
+            Part::bytes(read("keyword.html")).file_name("keyword.html"),
+        )
+        .part(
+            "files",
+            Part::bytes(read("scanned-no-text.pdf")).file_name("scan.pdf"),
+        );
     refused(
         send(http_client().post(s.url("/documents")).multipart(form)),
         unprocessable,
@@ -304,13 +392,23 @@ fn bad_files_are_4xx_with_the_extractors_message_and_nothing_is_stored() {
         "application/pdf",
     );
     refused(
-        post_file(&s, "/documents?id=a&colour=red", "text/plain", b"text".to_vec()),
+        post_file(
+            &s,
+            "/documents?id=a&colour=red",
+            "text/plain",
+            b"text".to_vec(),
+        ),
         StatusCode::BAD_REQUEST,
         "invalid_query",
         "unknown query parameter `colour`",
     );
     refused(
-        post_file(&s, "/documents?id=a&metadata=[1]", "text/plain", b"text".to_vec()),
+        post_file(
+            &s,
+            "/documents?id=a&metadata=[1]",
+            "text/plain",
+            b"text".to_vec(),
+        ),
         unprocessable,
         "invalid_request",
         "JSON object",

@@ -11,12 +11,12 @@ use crate::api::error::{ApiError, ApiQuery, ErrorBody};
 use crate::api::responses::{
     Common, DocumentsUpload, Overloaded, QueryString, UnknownCollection, UnknownId,
 };
+use crate::api::routes::jobs;
 use crate::api::state::AppState;
 use crate::api::types::{
     ChunkSpanResponse, DeleteResponse, DocumentChunksResponse, DocumentList, DocumentResponse,
     DocumentsBody, IngestResponse, JobResponse, ListParams,
 };
-use crate::api::routes::jobs;
 use crate::api::upload::{FileBody, Files, IngestBody, UploadForm, UploadParams, UploadQuery};
 use crate::collections::DEFAULT_COLLECTION;
 
@@ -110,8 +110,7 @@ async fn ingest_into(
             body.into_inputs()
         }
         IngestBody::Files(files)
-            if params.wait == Some(false)
-                || files.bytes() > state.config().job_threshold_bytes =>
+            if params.wait == Some(false) || files.bytes() > state.config().job_threshold_bytes =>
         {
             return start_job(state, collection, files, params).await;
         }

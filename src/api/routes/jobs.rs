@@ -121,7 +121,10 @@ async fn run_files(state: &AppState, job: &Arc<Job>, limits: ExtractLimits) -> R
     let service = state.service().map_err(|e| e.message)?;
     {
         let job = job.clone();
-        blocking(Box::new(move || job.update(|r| r.state = JobState::Running))).await?;
+        blocking(Box::new(move || {
+            job.update(|r| r.state = JobState::Running)
+        }))
+        .await?;
     }
     for (index, file) in files.into_iter().enumerate() {
         let name = file.file_name.clone().unwrap_or_else(|| file.id.clone());
@@ -133,7 +136,9 @@ async fn run_files(state: &AppState, job: &Arc<Job>, limits: ExtractLimits) -> R
                 if job.cancelled() {
                     return Ok(None);
                 }
-                let bytes = job.file_bytes(index).map_err(|e| format!("job storage: {e}"))?;
+                let bytes = job
+                    .file_bytes(index)
+                    .map_err(|e| format!("job storage: {e}"))?;
                 let hint = crate::api::upload::hint(file.file_name, file.content_type);
                 Ok::<_, String>(Some(crate::engine::sources::file_document(
                     file.id, &hint, bytes, metadata, &limits,
@@ -186,7 +191,9 @@ async fn ingest_one(
                     chunks: report.chunks,
                 });
             }
-            Err(ServiceError::Overloaded(_)) => tokio::time::sleep(Duration::from_millis(200)).await,
+            Err(ServiceError::Overloaded(_)) => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
             Err(e) => return Err(e.to_string()),
         }
     }

@@ -221,7 +221,8 @@ fn fill_lexical(
 
 /// Indexes stored passages by their words, each after its title and headings, as ingest does.
 fn add_passages(index: &LexicalIndex, passages: &[Passage]) -> Result<()> {
-    let texts: Vec<std::borrow::Cow<'_, str>> = passages.iter().map(Passage::indexed_text).collect();
+    let texts: Vec<std::borrow::Cow<'_, str>> =
+        passages.iter().map(Passage::indexed_text).collect();
     let refs: Vec<(VectorId, &str)> = passages
         .iter()
         .zip(&texts)

@@ -49,7 +49,8 @@ impl<'a> PassageRows<'a> {
         self.sections.push(section_to_json(passage.section));
         self.first_pages
             .push(passage.pages.and_then(|p| page(p.first)));
-        self.last_pages.push(passage.pages.and_then(|p| page(p.last)));
+        self.last_pages
+            .push(passage.pages.and_then(|p| page(p.last)));
         self.indexes.push(passage.index as i32);
         self.starts.push(passage.start as i64);
         self.ends.push(passage.end as i64);
