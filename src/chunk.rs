@@ -93,7 +93,19 @@ pub fn context(title: Option<&str>, section: &[String]) -> Option<String> {
 /// [`context`], as [`with_title`] puts a title before it. A chunk without a section gets
 /// exactly what [`with_title`] gives.
 pub fn embedding_text<'a>(title: Option<&str>, chunk: &'a Chunk) -> Cow<'a, str> {
-    with_title(context(title, &chunk.section).as_deref(), &chunk.text)
+    contextual_text(title, &chunk.section, &chunk.text)
+}
+
+/// [`embedding_text`] from a passage's parts, as the storage backends have them: what the
+/// lexical index and PostgreSQL's postings index hold for a stored passage, so that a query
+/// naming a section's heading (or the title its passages were embedded after) finds the
+/// section's passages by their words as well as by their meaning.
+pub fn contextual_text<'a>(
+    title: Option<&str>,
+    section: &[String],
+    passage: &'a str,
+) -> Cow<'a, str> {
+    with_title(context(title, section).as_deref(), passage)
 }
 
 /// The PDF pages a passage lies on.

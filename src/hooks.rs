@@ -14,6 +14,7 @@
 //! | `delete.commit` | document id | a delete made, under the backend's write lock for the id |
 //! | `service.embed` | the first input's text | an admitted embedding request, before tokenizing |
 //! | `ingest.forward_pass` | the first document's id in the pass | an ingest about to embed one forward pass |
+//! | `jobs.document` | document id | an upload job reaching a file, before reading it (on a blocking thread) |
 //! | `snapshot.begun` | collection name | a snapshot's read transaction is open: its moment is fixed, nothing copied yet |
 //! | `restore.staged` | collection name | a restore is checked and its indexes built, still hidden |
 //! | `restore.swap` | collection name | a replacing restore has moved the old collection away, the new one not yet in place |

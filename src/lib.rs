@@ -28,6 +28,7 @@ pub mod extract;
 pub mod filter;
 pub mod hooks;
 pub mod index;
+pub mod jobs;
 pub mod late;
 pub mod lexical;
 pub mod mcp;

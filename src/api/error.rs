@@ -275,18 +275,25 @@ where
 /// Whether the content type is JSON: `application/json` or `application/*+json`, with any
 /// parameters (as axum's own `Json` decides).
 fn is_json(headers: &axum::http::HeaderMap) -> bool {
-    let Some(value) = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-    else {
-        return false;
-    };
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    content_type_essence(headers).is_some_and(|e| is_json_essence(&e))
+}
+
+/// The essence of a `Content-Type` header (`text/html` of `text/html; charset=utf-8`),
+/// lowercased; `None` when there is none (or it is not text).
+pub(super) fn content_type_essence(headers: &axum::http::HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(
+        value
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase(),
+    )
+}
+
+/// Whether a content type's essence is JSON's.
+pub(super) fn is_json_essence(essence: &str) -> bool {
     essence == "application/json"
         || essence
             .strip_prefix("application/")

@@ -59,6 +59,9 @@ mod tests {
             metadata_omitted: false,
             text_truncated: false,
             highlights: None,
+            title: None,
+            section: None,
+            pages: None,
         }
     }
 

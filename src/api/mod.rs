@@ -21,6 +21,7 @@ pub mod server;
 pub mod state;
 pub(crate) mod text_budget;
 pub mod types;
+pub mod upload;
 
 use std::sync::Arc;
 
@@ -37,7 +38,7 @@ use utoipa_axum::routes;
 pub use error::ApiError;
 pub use state::{ApiConfig, AppState};
 
-use routes::{collections, documents, embeddings, page, search, snapshots, system};
+use routes::{collections, documents, embeddings, jobs, page, search, snapshots, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -76,6 +77,7 @@ fn routes(config: &ApiConfig) -> (Router<AppState>, Router<AppState>, utoipa::op
         .routes(routes!(documents::chunks_in))
         .routes(routes!(snapshots::create, snapshots::list))
         .routes(routes!(snapshots::download, snapshots::delete))
+        .routes(routes!(jobs::get, jobs::cancel))
         .routes(routes!(embeddings::embed))
         .routes(routes!(embeddings::similarity))
         .routes(routes!(embeddings::openai))

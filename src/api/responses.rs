@@ -44,6 +44,26 @@ pub enum JsonBody {
     Invalid(#[to_schema] ErrorBody),
 }
 
+/// Statuses of reading an ingest's body: JSON documents or files.
+#[derive(IntoResponses)]
+pub enum DocumentsUpload {
+    /// Not JSON (a syntax error, invalid UTF-8, an empty body, nesting deeper than 128), a
+    /// malformed multipart form, or an unknown query parameter.
+    #[response(status = 400)]
+    Malformed(#[to_schema] ErrorBody),
+    /// The body is larger than the route's limit, or a file inflates past the decompression
+    /// limit or has more pages than the page limit.
+    #[response(status = 413)]
+    TooLarge(#[to_schema] ErrorBody),
+    /// A content type not taken here, or a file of none of the formats semdex reads.
+    #[response(status = 415)]
+    Unsupported(#[to_schema] ErrorBody),
+    /// Well-formed JSON whose shape or values are not acceptable, or a file that cannot be read
+    /// (encrypted, without a text layer, corrupt, ...): the message says which, and why.
+    #[response(status = 422)]
+    Invalid(#[to_schema] ErrorBody),
+}
+
 /// Statuses of reading a query string.
 #[derive(IntoResponses)]
 pub enum QueryString {

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
 
+use crate::jobs::Jobs;
 use crate::service::Service;
 
 use super::error::ApiError;
@@ -36,6 +37,11 @@ pub struct ApiConfig {
     pub openai_token_encoding: TokenEncoding,
     /// Largest snapshot an upload may restore, in bytes (413 above).
     pub max_snapshot_bytes: u64,
+    /// Bounds on what reading one uploaded file may cost.
+    pub extract_limits: crate::extract::ExtractLimits,
+    /// Files of more bytes than this (all of a request's together) are ingested as a job
+    /// (`202`, `GET /jobs/{id}`) instead of while the client waits.
+    pub job_threshold_bytes: usize,
 }
 
 impl Default for ApiConfig {
@@ -50,6 +56,8 @@ impl Default for ApiConfig {
             request_timeout: Duration::from_secs(60),
             openai_token_encoding: TokenEncoding::default(),
             max_snapshot_bytes: 64 << 30,
+            extract_limits: crate::extract::ExtractLimits::default(),
+            job_threshold_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -62,6 +70,9 @@ pub struct AppState {
 
 struct Inner {
     service: OnceLock<Service>,
+    /// The upload jobs of the service's data directory, once it is ready (`None`: they could
+    /// not be opened, and uploads are answered while the client waits).
+    jobs: OnceLock<Option<Arc<Jobs>>>,
     config: ApiConfig,
     metrics: PrometheusHandle,
 }
@@ -73,6 +84,7 @@ impl AppState {
         Self {
             inner: Arc::new(Inner {
                 service: OnceLock::new(),
+                jobs: OnceLock::new(),
                 config,
                 metrics: super::metrics::handle(),
             }),
@@ -81,7 +93,28 @@ impl AppState {
 
     /// Makes the service available; `/health` turns 200.
     pub fn set_ready(&self, service: Service) {
+        // Blocking (the jobs' records are read and interrupted ones marked failed): the
+        // service is made ready on a loading thread.
+        let data_dir = service.engine().options().data_dir.clone();
+        let jobs = Jobs::open(&data_dir)
+            .inspect_err(|e| tracing::error!(error = %e, "cannot open the upload jobs"))
+            .ok()
+            .map(Arc::new);
+        let _ = self.inner.jobs.set(jobs);
         let _ = self.inner.service.set(service);
+    }
+
+    /// The upload jobs, or 503 while loading (or when they could not be opened).
+    pub fn jobs(&self) -> Result<&Arc<Jobs>, ApiError> {
+        match self.inner.jobs.get() {
+            Some(Some(jobs)) => Ok(jobs),
+            Some(None) => Err(ApiError::new(
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "upload jobs are unavailable: the data directory's jobs folder cannot be used",
+            )),
+            None => Err(ApiError::not_ready()),
+        }
     }
 
     /// The service, or 503 while loading.

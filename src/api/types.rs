@@ -304,6 +304,37 @@ pub struct SearchResult {
     /// best first, as byte spans of the document (inside `start..end`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub highlights: Option<Vec<HighlightBody>>,
+    /// Its document's title (given as the `title` metadata, or found in the file), when it
+    /// has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The headings the passage lies under, outermost first, joined by ` › `
+    /// (`Install › From source`), when its document has headings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section: Option<String>,
+    /// The PDF pages the passage lies on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages: Option<PagesBody>,
+}
+
+/// The PDF pages a passage lies on, numbered from 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PagesBody {
+    /// Its first page.
+    #[schema(minimum = 1)]
+    pub first: u32,
+    /// Its last page (the first, for a passage on one page).
+    #[schema(minimum = 1)]
+    pub last: u32,
+}
+
+impl From<crate::chunk::PageRange> for PagesBody {
+    fn from(p: crate::chunk::PageRange) -> Self {
+        Self {
+            first: p.first,
+            last: p.last,
+        }
+    }
 }
 
 /// A sentence that answers the query.
@@ -446,6 +477,9 @@ impl From<SearchHit> for SearchResult {
             highlights: h
                 .highlights
                 .map(|list| list.into_iter().map(HighlightBody::from).collect()),
+            section: h.citation.section_label(),
+            pages: h.citation.pages.map(PagesBody::from),
+            title: h.citation.title,
         }
     }
 }
@@ -784,6 +818,7 @@ impl DocumentsBody {
                 metadata: doc.metadata,
                 source: Some("api".into()),
                 structure: None,
+                format: None,
             })
             .collect()
     }
@@ -863,6 +898,13 @@ pub struct DocumentResponse {
     pub ingested_at: String,
     /// Number of chunks.
     pub chunks: usize,
+    /// Its title, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The format its text was extracted from (`pdf`, `html`, `markdown`, `docx`, `text`);
+    /// absent for text sent as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }
 
 impl From<StoredDocument> for DocumentResponse {
@@ -875,6 +917,8 @@ impl From<StoredDocument> for DocumentResponse {
             content_hash: d.content_hash,
             ingested_at: d.ingested_at,
             chunks: d.chunks,
+            title: d.title,
+            format: d.format,
         }
     }
 }
@@ -895,6 +939,12 @@ pub struct DocumentSummaryResponse {
     pub chunks: usize,
     /// Length of the text in bytes.
     pub bytes: usize,
+    /// Its title, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    /// The format its text was extracted from; absent for text sent as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<String>,
 }
 
 impl From<DocumentSummary> for DocumentSummaryResponse {
@@ -906,6 +956,8 @@ impl From<DocumentSummary> for DocumentSummaryResponse {
             ingested_at: d.ingested_at,
             chunks: d.chunks,
             bytes: d.bytes,
+            title: d.title,
+            format: d.format,
         }
     }
 }
@@ -1048,6 +1100,26 @@ pub struct ChunkSpanResponse {
     pub start: usize,
     /// Byte offset one past the passage's end.
     pub end: usize,
+    /// The headings it lies under, joined by ` › `, when its document has headings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section: Option<String>,
+    /// The PDF pages it lies on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pages: Option<PagesBody>,
+}
+
+impl From<crate::storage::ChunkSpan> for ChunkSpanResponse {
+    fn from(s: crate::storage::ChunkSpan) -> Self {
+        Self {
+            chunk_id: s.chunk_id,
+            index: s.index,
+            start: s.start,
+            end: s.end,
+            section: (!s.section.is_empty())
+                .then(|| s.section.join(crate::extract::SECTION_SEPARATOR)),
+            pages: s.pages.map(PagesBody::from),
+        }
+    }
 }
 
 /// `GET /documents/{id}/chunks` response.
@@ -1309,4 +1381,79 @@ pub struct CollectionInfoEntry {
     pub tombstones: Option<usize>,
     /// Passages in its lexical index (null until it is open).
     pub lexical_passages: Option<u64>,
+}
+
+/// An upload job (`202` of `POST /documents`, `GET /jobs/{id}`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobResponse {
+    /// Its id.
+    pub id: String,
+    /// The collection it ingests into.
+    pub collection: String,
+    /// `queued`, `running`, `done`, `failed` or `cancelled`.
+    #[schema(pattern = "^(queued|running|done|failed|cancelled)$")]
+    pub state: String,
+    /// Files (documents) it was given.
+    pub documents_total: usize,
+    /// Files it has finished with, stored or refused.
+    pub documents_done: usize,
+    /// Passages of the documents it stored.
+    pub passages_done: usize,
+    /// The documents it stored (or found unchanged), in order.
+    pub documents: Vec<IngestedDocument>,
+    /// Files it could not ingest, and why.
+    pub errors: Vec<JobFileErrorBody>,
+    /// Why it failed, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// When it was created, in milliseconds since the Unix epoch.
+    pub created_ms: u64,
+    /// When it last changed, in milliseconds since the Unix epoch.
+    pub updated_ms: u64,
+}
+
+/// A file an upload job could not ingest.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct JobFileErrorBody {
+    /// The file's name (or the id it was sent under).
+    pub file: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl From<crate::jobs::JobRecord> for JobResponse {
+    fn from(r: crate::jobs::JobRecord) -> Self {
+        let state = serde_json::to_value(r.state)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        Self {
+            id: r.id,
+            collection: r.collection,
+            state,
+            documents_total: r.documents_total,
+            documents_done: r.documents_done,
+            passages_done: r.passages_done,
+            documents: r
+                .documents
+                .into_iter()
+                .map(|d| IngestedDocument {
+                    id: d.id,
+                    status: d.status,
+                    chunks: d.chunks,
+                })
+                .collect(),
+            errors: r
+                .errors
+                .into_iter()
+                .map(|e| JobFileErrorBody {
+                    file: e.file,
+                    message: e.message,
+                })
+                .collect(),
+            message: r.message,
+            created_ms: r.created_ms,
+            updated_ms: r.updated_ms,
+        }
+    }
 }

@@ -210,6 +210,9 @@ fn print_result(rank: usize, r: &SearchResult) {
         part("lexical", r.scores.lexical),
         part("rerank", r.scores.rerank),
     );
+    if let Some(cited) = citation(r) {
+        println!("      {cited}");
+    }
     let text = match &r.highlights {
         Some(marks) => marked(&r.text, r.start, marks),
         None => r.text.clone(),
@@ -269,6 +272,22 @@ fn metadata_filter(args: &QueryArgs) -> anyhow::Result<MetadataFilter> {
     }
     MetadataFilter::parse(&json!({"$and": [given, pairs]}))
         .map_err(|e| anyhow::anyhow!("--filter and --meta together: {e}"))
+}
+
+/// Where a hit lies in its file (`Title · Install › From source · pages 3–4`), if known.
+fn citation(r: &SearchResult) -> Option<String> {
+    let pages = r.pages.map(|p| {
+        if p.last > p.first {
+            format!("pages {}–{}", p.first, p.last)
+        } else {
+            format!("page {}", p.first)
+        }
+    });
+    let parts: Vec<&str> = [r.title.as_deref(), r.section.as_deref(), pages.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" · "))
 }
 
 /// Greedy word wrap for the terminal table.

@@ -90,6 +90,13 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for requests in flight before it closes the connections left.
     #[arg(long, env = "SEMDEX_SHUTDOWN_GRACE", default_value_t = ServerOptions::default().shutdown_grace.as_secs())]
     pub shutdown_grace: u64,
+    /// Ingest uploaded files of more bytes than this (a request's together) as a job: `202`
+    /// at once, progress at `GET /jobs/{id}`.
+    #[arg(long, env = "SEMDEX_JOB_THRESHOLD_BYTES", default_value_t = ApiConfig::default().job_threshold_bytes)]
+    pub job_threshold_bytes: usize,
+    /// Bounds on what reading one uploaded file may cost.
+    #[command(flatten)]
+    pub extract: super::ingest::ExtractArgs,
     #[command(flatten)]
     pub engine: EngineArgs,
 }
@@ -117,6 +124,8 @@ async fn serve(global: GlobalArgs, args: ServeArgs) -> anyhow::Result<()> {
         request_timeout: Duration::from_secs(args.request_timeout.max(1)),
         openai_token_encoding: args.openai_token_encoding,
         max_snapshot_bytes: args.max_snapshot_bytes,
+        extract_limits: args.extract.limits()?,
+        job_threshold_bytes: args.job_threshold_bytes,
     };
     let service_options = ServiceOptions {
         max_inputs: args.max_inputs.max(1),

@@ -31,6 +31,9 @@ pub struct DocumentInput {
     /// Title, sections and pages of an extracted file (offsets into `text`): passages are
     /// cut within sections and carry their heading path and pages. `None` for plain text.
     pub structure: Option<crate::extract::Structure>,
+    /// The format the text was extracted from, stored with it; `None` for text given as
+    /// text.
+    pub format: Option<crate::extract::Format>,
 }
 
 /// What ingesting a document did.
@@ -104,8 +107,10 @@ struct Pending<'a> {
     /// Whether the store held the id when the claim read its state.
     existed: bool,
     input: DocumentInput,
-    /// The document's title, embedded with each of its passages for context.
+    /// The document's title, stored and shown with its passages.
     title: Option<String>,
+    /// Whether each passage is embedded (and indexed) after `title`.
+    title_in_context: bool,
     hash: String,
     chunks: Vec<Chunk>,
     vectors: Vec<Vec<f32>>,
@@ -116,6 +121,11 @@ struct Pending<'a> {
 impl Pending<'_> {
     fn complete(&self) -> bool {
         self.vectors.len() == self.chunks.len()
+    }
+
+    /// The title its passages are embedded after, if any.
+    fn context_title(&self) -> Option<&str> {
+        self.title.as_deref().filter(|_| self.title_in_context)
     }
 }
 
@@ -144,11 +154,12 @@ fn deleted_since(claim: &Claim<'_>, existed: bool, now: Option<&DocumentState>) 
     claim.deleted_since() || (existed && now.is_none())
 }
 
-/// The store's view of an input document (`title`: what its passages were embedded after).
+/// The store's view of an input document (`title`: its title, and whether its passages were
+/// embedded after it).
 fn new_document<'a>(
     input: &'a DocumentInput,
     hash: &'a str,
-    title: Option<&'a str>,
+    title: (Option<&'a str>, bool),
 ) -> NewDocument<'a> {
     NewDocument {
         id: &input.id,
@@ -156,7 +167,9 @@ fn new_document<'a>(
         text: &input.text,
         metadata: &input.metadata,
         content_hash: hash,
-        title,
+        title: title.0,
+        title_in_context: title.1 && title.0.is_some(),
+        format: input.format.map(crate::extract::Format::as_str),
     }
 }
 
@@ -171,6 +184,20 @@ fn document_title(input: &DocumentInput) -> Option<String> {
             .or_else(|| crate::chunk::document_title(&input.text, &input.metadata)),
         _ => crate::chunk::document_title(&input.text, &input.metadata),
     }
+}
+
+/// The title a document is shown with when its passages are not embedded after one: its
+/// `title` metadata, else the title extraction found (no guess from a first line).
+fn shown_title(input: &DocumentInput) -> Option<String> {
+    let given = input
+        .metadata
+        .get("title")
+        .and_then(Value::as_str)
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    given
+        .map(str::to_string)
+        .or_else(|| input.structure.as_ref().and_then(|s| s.title.clone()))
 }
 
 /// Checks one document; the message names the offending id.
@@ -267,7 +294,7 @@ impl Engine {
             let existed = state.is_some();
             if state.is_some_and(|s| s.content_hash == hash) {
                 // Probably nothing to embed; decided under the backend's write lock.
-                let doc = new_document(&input, &hash, None);
+                let doc = new_document(&input, &hash, (None, false));
                 if let Written::Settled(settled) = self
                     .backend
                     .write(&doc, None, &|now| deleted_since(&claim, existed, now))?
@@ -286,15 +313,17 @@ impl Engine {
                 self.chunker
                     .chunk_structured(&input.id, &input.text, input.structure.as_ref());
             pipeline.waiting += chunks.len();
-            let title = self
-                .options
-                .title_context
-                .then(|| document_title(&input))
-                .flatten();
+            let title_in_context = self.options.title_context;
+            let title = if title_in_context {
+                document_title(&input)
+            } else {
+                shown_title(&input)
+            };
             pipeline.queue.push_back(Pending {
                 claim,
                 existed,
                 title,
+                title_in_context,
                 vectors: Vec::with_capacity(chunks.len()),
                 tokens: Vec::with_capacity(chunks.len()),
                 input,
@@ -359,7 +388,7 @@ impl Engine {
             .iter()
             .map(|&(d, c)| {
                 let p = &pipeline.queue[d];
-                crate::chunk::embedding_text(p.title.as_deref(), &p.chunks[c])
+                crate::chunk::embedding_text(p.context_title(), &p.chunks[c])
             })
             .collect();
         let refs: Vec<&str> = texts.iter().map(|t| t.as_ref()).collect();
@@ -418,9 +447,11 @@ impl Engine {
                 text: &c.text,
                 vector: v,
                 tokens: Some(t),
+                section: &c.section,
+                pages: c.pages,
             })
             .collect();
-        let doc = new_document(&p.input, &p.hash, p.title.as_deref());
+        let doc = new_document(&p.input, &p.hash, (p.title.as_deref(), p.title_in_context));
         let status = match self.backend.write(&doc, Some(&chunks), &|now| {
             // Under the backend's write lock for the id.
             crate::hooks::reached("ingest.commit", doc.id);

@@ -159,6 +159,8 @@ pub struct SearchHit {
     /// The sentences of the passage that best answer the query, best first (`None` unless
     /// the request asks for highlights).
     pub highlights: Option<Vec<Highlight>>,
+    /// Where the passage lies: its document's title, its section, its pages.
+    pub citation: crate::storage::Citation,
 }
 
 /// A hit's scores from each retriever that saw it.
@@ -482,6 +484,7 @@ impl Engine {
                     end: r.end,
                     metadata: r.metadata,
                     highlights: None,
+                    citation: r.citation,
                 })
             })
             .collect())

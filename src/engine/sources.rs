@@ -178,7 +178,8 @@ pub fn collect_with_progress(
     }
     strip_site_boilerplate(&mut pages);
     for (_, page, location) in pages {
-        out.documents.push(extracted_document(location, page));
+        out.documents
+            .push(extracted_document(location.clone(), location, page));
     }
     progress.finish();
     keep_valid_documents(&mut out);
@@ -367,7 +368,8 @@ fn read_file(
             if format == Format::Html && candidate.site.is_some() {
                 return Some(extracted);
             }
-            out.documents.push(extracted_document(location, extracted));
+            out.documents
+                .push(extracted_document(location.clone(), location, extracted));
             None
         }
         Err(e) => {
@@ -400,17 +402,39 @@ fn strip_site_boilerplate(pages: &mut [(usize, Extracted, String)]) {
     }
 }
 
-/// The document an extracted file becomes: plain text keeps no structure (it is chunked as
-/// it always was).
-fn extracted_document(location: String, extracted: Extracted) -> DocumentInput {
+/// The document an extracted file becomes, under `id`, its source `location`: plain text
+/// keeps no structure (it is chunked as it always was). Every door that takes files (the
+/// CLI, HTTP uploads) makes its documents here.
+pub fn extracted_document(id: String, location: String, extracted: Extracted) -> DocumentInput {
     let structure = (extracted.format != Format::Text).then_some(extracted.structure);
     DocumentInput {
-        id: location.clone(),
+        id,
         text: extracted.text,
         metadata: Map::new(),
         source: Some(location),
         structure,
+        format: Some(extracted.format),
     }
+}
+
+/// A file received whole (an HTTP upload) read into the document `id`, with `metadata`:
+/// extracted within `limits` on a thread of its own ([`crate::extract::extract`]; blocking),
+/// its extraction warnings logged.
+pub fn file_document(
+    id: String,
+    hint: &Hint,
+    bytes: Vec<u8>,
+    metadata: Map<String, Value>,
+    limits: &ExtractLimits,
+) -> Result<DocumentInput, extract::ExtractError> {
+    let extracted = extract::extract(bytes, hint, limits)?;
+    for warning in &extracted.warnings {
+        tracing::warn!(id = %id, "{warning}");
+    }
+    let source = format!("upload:{}", hint.file_name.as_deref().unwrap_or(&id));
+    let mut doc = extracted_document(id, source, extracted);
+    doc.metadata = metadata;
+    Ok(doc)
 }
 
 /// Reads standard input: JSON lines, a file of a format its content names, or text.
@@ -439,7 +463,9 @@ fn read_stdin(
     }
     if let Some(format) = extract::detect::sniff(&bytes) {
         match extract::extract_as(bytes, format, &options.limits) {
-            Ok(e) => out.documents.push(extracted_document("stdin".into(), e)),
+            Ok(e) => out
+                .documents
+                .push(extracted_document("stdin".into(), "stdin".into(), e)),
             Err(e) => out.skipped.push(skip("stdin", &e.to_string())),
         }
         return Ok(());
@@ -512,6 +538,7 @@ fn text_document(id: String, text: String, source: &str) -> DocumentInput {
         metadata: Map::new(),
         source: Some(source.to_string()),
         structure: None,
+        format: None,
     }
 }
 
@@ -536,6 +563,7 @@ fn parse_jsonl(text: &str, location: &str, out: &mut Collected) {
                 metadata,
                 source: Some(at),
                 structure: None,
+                format: None,
             }),
             Err(reason) => out.skipped.push(skip(&at, &reason)),
         }

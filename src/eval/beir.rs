@@ -352,6 +352,7 @@ pub fn run(
                 metadata,
                 source: Some(dataset.name.clone()),
                 structure: None,
+                format: None,
             }
         })
         .filter(|d| !d.text.is_empty())

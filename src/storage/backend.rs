@@ -147,10 +147,19 @@ pub enum Decision {
     },
 }
 
-/// The [`Decision`] for `doc` when the store holds `state` for its id.
+/// The [`Decision`] for `doc` when the store holds `state` for its id. The same text read
+/// from another format (a PDF stored before pages were kept, whose format is unknown) is
+/// chunked again: its sections and pages differ. Plain text and text given as text are one
+/// format.
 pub fn decide(state: Option<&DocumentState>, doc: &NewDocument<'_>) -> Decision {
+    fn structured(format: Option<&str>) -> Option<&str> {
+        format.filter(|f| *f != "text")
+    }
     match state {
-        Some(s) if s.content_hash == doc.content_hash => {
+        Some(s)
+            if s.content_hash == doc.content_hash
+                && structured(s.format.as_deref()) == structured(doc.format) =>
+        {
             if &s.metadata == doc.metadata {
                 Decision::Unchanged
             } else {

@@ -52,8 +52,10 @@
 //!    writer held lock 4 while waiting for this one: every write hung (issue 21).
 //!
 //! Outside the order, leaves that take nothing else: the encoder's batching queue, the
-//! admission budgets and the graph compaction's try-lock (a compaction that finds one running
-//! skips its turn).
+//! admission budgets, the graph compaction's try-lock (a compaction that finds one running
+//! skips its turn) and the upload jobs' locks ([`crate::jobs`]: the job map and a job's record,
+//! *brief*; a job's writer lock, held across its record's file write on a blocking thread by
+//! the one task running the job, never while an ingest holds a lock above).
 
 pub mod backend;
 pub mod catalog;

@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value};
 
+pub use crate::chunk::PageRange;
 use crate::filter::MetadataFilter;
 
 /// Identifies chunks everywhere: in the store, in the index and in results. Never reused.
@@ -51,6 +52,10 @@ pub struct NewChunk<'a> {
     pub vector: &'a [f32],
     /// Its token vectors for late interaction, in their stored form.
     pub tokens: Option<&'a [u8]>,
+    /// Heading path of its section, outermost first (empty: none).
+    pub section: &'a [String],
+    /// The PDF pages it lies on.
+    pub pages: Option<PageRange>,
 }
 
 /// A document to store.
@@ -66,8 +71,20 @@ pub struct NewDocument<'a> {
     pub metadata: &'a Map<String, Value>,
     /// Hash of the text, for change detection.
     pub content_hash: &'a str,
-    /// The title its passages were embedded and indexed after, if any.
+    /// Its title (given in its metadata, or found by extraction), shown with its passages.
     pub title: Option<&'a str>,
+    /// Whether its passages were embedded after `title`: then they are indexed by words after
+    /// it too ([`crate::chunk::contextual_text`]).
+    pub title_in_context: bool,
+    /// The format it was extracted from (`pdf`, `html`, ...), `None` for text given as text.
+    pub format: Option<&'a str>,
+}
+
+impl NewDocument<'_> {
+    /// The title its passages were embedded and are indexed after, if any.
+    pub fn context_title(&self) -> Option<&str> {
+        self.title.filter(|_| self.title_in_context)
+    }
 }
 
 /// What a stored document looks like when read back.
@@ -87,6 +104,10 @@ pub struct StoredDocument {
     pub ingested_at: String,
     /// How many chunks it has.
     pub chunks: usize,
+    /// Its title, if it has one (`None` for documents stored before titles were kept).
+    pub title: Option<String>,
+    /// The format it was extracted from, if it came from a file.
+    pub format: Option<String>,
 }
 
 /// A document without its text, for listings.
@@ -104,6 +125,10 @@ pub struct DocumentSummary {
     pub chunks: usize,
     /// Length of its text in bytes.
     pub bytes: usize,
+    /// Its title, if it has one.
+    pub title: Option<String>,
+    /// The format it was extracted from, if it came from a file.
+    pub format: Option<String>,
 }
 
 /// The stored state of a document, for change detection.
@@ -113,6 +138,8 @@ pub struct DocumentState {
     pub content_hash: String,
     /// Stored metadata.
     pub metadata: Map<String, Value>,
+    /// The stored format (`None`: plain text, or stored before formats were kept).
+    pub format: Option<String>,
 }
 
 /// A chunk as search results need it.
@@ -132,10 +159,50 @@ pub struct ChunkRecord {
     pub text: String,
     /// Its document's metadata.
     pub metadata: Map<String, Value>,
+    /// Where it lies, to cite it.
+    pub citation: Citation,
+}
+
+/// Where a passage lies in its document, as an answer cites it: what a reader needs to find
+/// it in the original file. Empty for passages of plain text stored before it existed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Citation {
+    /// Its document's title.
+    pub title: Option<String>,
+    /// Heading path of its section, outermost first (empty: none).
+    pub section: Vec<String>,
+    /// The PDF pages it lies on.
+    pub pages: Option<PageRange>,
+}
+
+impl Citation {
+    /// The heading path as shown to people, `Install › From source`, if there is one.
+    pub fn section_label(&self) -> Option<String> {
+        (!self.section.is_empty()).then(|| self.section.join(crate::extract::SECTION_SEPARATOR))
+    }
+}
+
+/// A heading path as stored: a JSON array of strings, `None` when empty.
+pub fn section_to_json(section: &[String]) -> Option<String> {
+    (!section.is_empty()).then(|| Value::from(section.to_vec()).to_string())
+}
+
+/// A stored heading path read back (`None`, or anything but an array of strings: empty).
+pub fn section_from_json(stored: Option<&str>) -> Vec<String> {
+    stored
+        .and_then(|s| serde_json::from_str::<Vec<String>>(s).ok())
+        .unwrap_or_default()
+}
+
+/// A stored page range read back: both ends or none.
+pub fn pages_from_columns(first: Option<i64>, last: Option<i64>) -> Option<PageRange> {
+    let first = u32::try_from(first?).ok()?;
+    let last = u32::try_from(last?).ok()?;
+    Some(PageRange { first, last })
 }
 
 /// One passage of a document, located by UTF-8 byte offsets into the document's text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChunkSpan {
     /// The chunk's id.
     pub chunk_id: ChunkId,
@@ -145,6 +212,10 @@ pub struct ChunkSpan {
     pub start: usize,
     /// Byte offset one past its end.
     pub end: usize,
+    /// Heading path of its section (empty: none).
+    pub section: Vec<String>,
+    /// The PDF pages it lies on.
+    pub pages: Option<PageRange>,
 }
 
 /// Restricts which chunks a query may return.

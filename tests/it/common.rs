@@ -82,6 +82,7 @@ pub fn doc(id: &str, text: &str) -> DocumentInput {
         metadata: serde_json::Map::new(),
         source: None,
         structure: None,
+        format: None,
     }
 }
 

@@ -299,3 +299,58 @@ fn hnsw_recall_against_exact_on_real_vectors() {
 }
 
 crate::suite::backend_suite!(crate::suite::Embedded::new());
+
+/// A data directory written by schema 2 (before passages kept their section and pages, and
+/// documents their format) opens at schema 3: what it holds reads back with no title, section
+/// or pages, and is found as before.
+#[test]
+fn a_schema_2_store_reads_back_without_citations() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = crate::common::engine_with(EngineOptions::new(dir.path()));
+    engine
+        .ingest(
+            vec![crate::common::doc(
+                "old",
+                "Quokkas live on Rottnest Island, off the coast near Perth.",
+            )],
+            &hidden(),
+        )
+        .unwrap();
+    drop(engine);
+    // What schema 2 had: none of the new columns.
+    let db = dir
+        .path()
+        .join(semdex::storage::embedded::store::DATABASE_FILE);
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute_batch(
+        "ALTER TABLE documents DROP COLUMN format;
+         ALTER TABLE documents DROP COLUMN title_in_context;
+         ALTER TABLE chunks DROP COLUMN section;
+         ALTER TABLE chunks DROP COLUMN page_first;
+         ALTER TABLE chunks DROP COLUMN page_last;
+         PRAGMA user_version = 2;",
+    )
+    .unwrap();
+    drop(conn);
+
+    let engine = crate::common::engine_with(EngineOptions::new(dir.path()));
+    let doc = engine.document("old").unwrap();
+    assert_eq!((doc.title, doc.format), (None, None));
+    let hits = engine
+        .search("Where do quokkas live?", &SearchRequest::default())
+        .unwrap()
+        .hits;
+    assert_eq!(hits[0].doc_id, "old");
+    assert_eq!(hits[0].citation, semdex::storage::Citation::default());
+    let spans = engine.document_chunks("old").unwrap();
+    assert!(
+        spans
+            .iter()
+            .all(|s| s.section.is_empty() && s.pages.is_none())
+    );
+    let version: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 3);
+}

@@ -29,6 +29,7 @@ fn with_meta(id: &str, text: &str, meta: Value) -> DocumentInput {
         metadata: meta.as_object().unwrap().clone(),
         source: None,
         structure: None,
+        format: None,
     }
 }
 

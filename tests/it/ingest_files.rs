@@ -130,4 +130,52 @@ fn a_directory_of_every_format_with_bad_files_among_them() {
         "{:?}",
         hits.hits[0]
     );
+    drop(engine);
+
+    // `semdex query` cites where each hit lies: title, section, PDF pages.
+    let out = crate::cli::semdex(&[
+        "query",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "-k",
+        "3",
+        "--doc",
+        &format!("{base}/naacl06-two-column.pdf"),
+        "--doc",
+        &format!("{base}/site/library/json.html"),
+        "Serialize obj as a JSON formatted stream",
+    ])
+    .output()
+    .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        table.contains(
+            "json — JSON encoder and decoder · json — JSON encoder and decoder › Basic Usage"
+        ),
+        "{table}"
+    );
+    let out = crate::cli::semdex(&[
+        "query",
+        "--data-dir",
+        data.path().to_str().unwrap(),
+        "-k",
+        "1",
+        "--doc",
+        &format!("{base}/naacl06-two-column.pdf"),
+        "unrestricted relation discovery",
+    ])
+    .output()
+    .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains(
+            "Preemptive Information Extraction using Unrestricted Relation Discovery · page"
+        ),
+        "{table}"
+    );
 }

@@ -34,6 +34,7 @@ mod http_api;
 mod http_hardening;
 mod hybrid;
 mod ingest_files;
+mod jobs_http;
 mod openai_tokens;
 mod page_routes;
 #[cfg(feature = "postgres")]
@@ -44,3 +45,4 @@ mod snapshots;
 #[cfg(feature = "postgres")]
 mod standby;
 mod sync_storm;
+mod upload_http;

@@ -315,7 +315,7 @@ fn the_schema_is_migrated_once_and_another_model_is_refused() {
         .iter()
         .map(|r| r.get(0))
         .collect();
-    assert_eq!(versions, [1, 2]);
+    assert_eq!(versions, [1, 2, 3]);
     let other = ModelIdentity {
         name: "other-model".into(),
         fingerprint: "0000".into(),

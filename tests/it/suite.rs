@@ -29,6 +29,7 @@ macro_rules! backend_suite {
             shaping_diversity_drops_near_duplicates,
             shaping_windows_merge_and_fit_the_budget,
             shaping_highlights_lie_on_sentences,
+            citations_and_headings_as_lexical_context,
         );
     };
     (@tests $make:expr; $($name:ident,)*) => {
@@ -1062,4 +1063,122 @@ pub fn shaping_highlights_lie_on_sentences(backing: &dyn Backing) {
         )
         .unwrap();
     assert!(plain.hits.iter().all(|h| h.highlights.is_none()));
+}
+
+/// A real file read as semdex's file doors read it.
+fn extracted_file(id: &str, name: &str) -> semdex::engine::DocumentInput {
+    let path = crate::common::data(&format!("documents/{name}"));
+    let bytes = std::fs::read(&path).unwrap();
+    let extracted = semdex::extract::extract(
+        bytes,
+        &semdex::extract::Hint::file(name),
+        &semdex::extract::ExtractLimits::default(),
+    )
+    .unwrap();
+    semdex::engine::sources::extracted_document(id.into(), name.into(), extracted)
+}
+
+/// Shared suite: where a passage lies (its document's title, its section's heading path, its
+/// PDF pages) is stored with it and comes back with every hit, on every backend; a passage
+/// is found by the words of the headings it lies under, not only by its own (the lexical
+/// index holds headings before passages, as the encoder sees them); text given as text has
+/// none of it.
+pub fn citations_and_headings_as_lexical_context(backing: &dyn Backing) {
+    let engine = backing.engine(|_| {});
+    engine
+        .ingest(
+            vec![
+                extracted_file("json", "json.html"),
+                extracted_file("os.path", "libreoffice-os.path.pdf"),
+                crate::common::doc("plain", "Interoperability of plain text, without headings."),
+            ],
+            &hidden(),
+        )
+        .unwrap();
+
+    let html = engine.document("json").unwrap();
+    assert_eq!(html.format.as_deref(), Some("html"));
+    let title = html.title.clone().expect("the HTML <title>");
+    assert!(title.contains("JSON"), "{title:?}");
+    let spans = engine.document_chunks("json").unwrap();
+    assert!(spans.iter().any(|s| !s.section.is_empty()), "{spans:?}");
+
+    // "Interoperability" heads a section whose subsections' passages never say it.
+    let heading = "Interoperability";
+    let says = |text: &str| text.to_lowercase().contains(&heading.to_lowercase());
+    let under: Vec<_> = spans
+        .iter()
+        .filter(|s| s.section.iter().any(|h| says(h)) && !says(&html.text[s.start..s.end]))
+        .collect();
+    assert!(
+        !under.is_empty(),
+        "no passage under the heading lacks its words"
+    );
+    let hits = engine
+        .search(
+            heading,
+            &SearchRequest {
+                k: 50,
+                mode: SearchMode::Lexical,
+                ..SearchRequest::default()
+            },
+        )
+        .unwrap()
+        .hits;
+    for s in &under {
+        assert!(
+            hits.iter().any(|h| h.chunk_id == s.chunk_id),
+            "passage {} under {:?} not found by its heading",
+            s.index,
+            s.section
+        );
+    }
+    for h in &hits {
+        let cited = h.citation.section.iter().any(|x| says(x));
+        assert!(cited || says(&h.text), "{h:?}");
+    }
+
+    // Every hit cites what the document's passages hold, whatever retriever found it.
+    let pdf = engine.document("os.path").unwrap();
+    assert_eq!(pdf.format.as_deref(), Some("pdf"));
+    let pdf_spans = engine.document_chunks("os.path").unwrap();
+    assert!(pdf_spans.iter().all(|s| s.pages.is_some()), "{pdf_spans:?}");
+    let last_page = pdf_spans.last().unwrap().pages.unwrap().last;
+    assert!(last_page >= 2, "the PDF has several pages");
+    assert!(
+        pdf_spans
+            .windows(2)
+            .all(|w| w[0].pages.unwrap().first <= w[1].pages.unwrap().first)
+    );
+    for mode in [SearchMode::Hybrid, SearchMode::Dense, SearchMode::Lexical] {
+        let hits = engine
+            .search(
+                "normalize the case of a pathname",
+                &SearchRequest {
+                    k: 20,
+                    mode,
+                    ..SearchRequest::default()
+                },
+            )
+            .unwrap()
+            .hits;
+        assert!(!hits.is_empty());
+        for h in &hits {
+            let (doc, spans) = match h.doc_id.as_str() {
+                "json" => (&html, &spans),
+                "os.path" => (&pdf, &pdf_spans),
+                "plain" => {
+                    assert_eq!(h.citation, semdex::storage::Citation::default());
+                    continue;
+                }
+                other => panic!("unknown document {other}"),
+            };
+            let span = spans.iter().find(|s| s.chunk_id == h.chunk_id).unwrap();
+            assert_eq!(h.citation.section, span.section, "{mode:?}");
+            assert_eq!(h.citation.pages, span.pages, "{mode:?}");
+            assert_eq!(h.citation.title, doc.title, "{mode:?}");
+        }
+    }
+    let plain = engine.document("plain").unwrap();
+    assert_eq!((plain.title, plain.format), (None, None));
 }

@@ -307,7 +307,9 @@ def check_add_find_delete(page, server, tmp):
     # Search for the uploaded file, then delete it and search again.
     page.get_by_role("link", name="Search").click()
     search(page, "Which animal lives on Rottnest Island?")
-    expect(page.locator(".hit .doc-link").first).to_have_text("quokka.md")
+    # A Markdown file's first heading is its title; the id and passage follow it.
+    expect(page.locator(".hit .doc-link").first).to_have_text("Quokkas")
+    expect(page.locator(".hit .where").first).to_contain_text("quokka.md")
     page.get_by_role("link", name="Documents").click()
     page.get_by_role("button", name="Delete quokka.md").click()
     dialog = page.locator("#confirm-dialog")
@@ -319,6 +321,43 @@ def check_add_find_delete(page, server, tmp):
     page.get_by_role("link", name="Search").click()
     search(page, "Which animal lives on Rottnest Island?")
     assert "quokka.md" not in page.locator(".hit .doc-link").all_inner_texts()
+
+
+def check_files_and_jobs(page, server):
+    """Real files through the page: a PDF large enough to be a job (the server runs with
+    --job-threshold-bytes 100000) whose hits cite their pages, a scanned PDF refused in words,
+    and a file dropped on the form."""
+    page.get_by_role("link", name="Documents").click()
+    docs = os.path.join(REPO, "tests/data/documents")
+    page.get_by_label("Files").set_input_files([
+        os.path.join(docs, "libreoffice-os.path.pdf"), os.path.join(docs, "scanned-no-text.pdf")])
+    page.get_by_role("button", name="Add", exact=True).click()
+    rows = page.locator(".progress-row")
+    expect(rows).to_have_count(2)
+    expect(rows.nth(0)).to_contain_text("Added as “libreoffice-os.path.pdf”", timeout=300_000)
+    expect(rows.nth(1)).to_have_class(re.compile("failed"), timeout=120_000)
+    expect(rows.nth(1)).to_contain_text("no text layer")
+    shot(page, "documents-files-desktop")
+
+    # Dropped on the form: as if chosen.
+    dropped = page.evaluate_handle("""(text) => {
+        const dt = new DataTransfer();
+        dt.items.add(new File([text], 'numbat.md', { type: 'text/markdown' }));
+        return dt;
+    }""", "# Numbats\n\nThe numbat eats termites in the eucalypt woodlands of Western Australia.\n")
+    page.dispatch_event("#add-form", "dragover", {"dataTransfer": dropped})
+    expect(page.locator("#add-form")).to_have_class(re.compile("dropping"))
+    page.dispatch_event("#add-form", "drop", {"dataTransfer": dropped})
+    expect(page.locator("#notice")).to_contain_text("1 file ready")
+    page.get_by_role("button", name="Add", exact=True).click()
+    expect(page.locator(".progress-row").first).to_contain_text("Added as “numbat.md”", timeout=120_000)
+
+    page.get_by_role("link", name="Search").click()
+    search(page, "normalize the case of a pathname")
+    first = page.locator(".hit").first
+    expect(first.locator(".doc-link")).to_contain_text("os.path")
+    expect(first.locator(".where")).to_contain_text(re.compile(r"pages? \d"))
+    shot(page, "search-pdf-pages-desktop")
 
 
 def failing(status, code, message):
@@ -484,7 +523,7 @@ def main():
     with sync_playwright() as p, tempfile.TemporaryDirectory() as tmp:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         print("== the page against a server without an API key")
-        server = Server(binary)
+        server = Server(binary, "--job-threshold-bytes", "100000")
         try:
             hybrid = "search" in server.api("/info")
             context = browser.new_context(**DESKTOP)
@@ -499,6 +538,8 @@ def main():
             shot(page, "document-desktop")
             print("- add, find, delete")
             check_add_find_delete(page, server, tmp)
+            print("- files, jobs and drag and drop")
+            check_files_and_jobs(page, server)
             print("- API errors in words")
             check_api_errors(page, server)
             print("- modes, score parts, collections")

@@ -65,11 +65,14 @@
   }
 
   /** One HTTP exchange; resolves to {status, data, retryAfter} or rejects with status 0. */
-  function send(method, path, key, { body, onUpload, signal } = {}) {
+  function send(method, path, key, { body, file, onUpload, signal } = {}) {
     const headers = { Accept: 'application/json' };
     if (key) headers.Authorization = `Bearer ${key}`;
-    const payload = body === undefined ? undefined : JSON.stringify(body);
-    if (payload !== undefined) headers['Content-Type'] = 'application/json';
+    // A file goes as it is, its type telling the server its format (the server reads the
+    // content first; an unknown type leaves it to the content alone).
+    const payload = file !== undefined ? file : body === undefined ? undefined : JSON.stringify(body);
+    if (file !== undefined) headers['Content-Type'] = fileType(file);
+    else if (payload !== undefined) headers['Content-Type'] = 'application/json';
     const unreachable = () => new ApiError(0, 'network',
       'The semdex server could not be reached. Is it still running?');
     if (onUpload) {
@@ -99,6 +102,19 @@
         data: parseBody(await r.text()),
         retryAfter: r.headers.get('Retry-After'),
       }));
+  }
+
+  /** The Content-Type a file is sent with: the browser's, else one its name implies. */
+  function fileType(file) {
+    const known = {
+      pdf: 'application/pdf', html: 'text/html', htm: 'text/html', md: 'text/markdown',
+      markdown: 'text/markdown', txt: 'text/plain',
+      docx: 'application/vnd.openxmlformats-officedocument.wordprocessingml.document',
+    };
+    const ext = (file.name.match(/\.([^.]+)$/) || [])[1];
+    const byName = ext && known[ext.toLowerCase()];
+    if (file.type && Object.values(known).includes(file.type)) return file.type;
+    return byName || 'application/octet-stream';
   }
 
   /**
@@ -138,6 +154,7 @@
       case 401: return m;
       case 404: return `Not found: ${m}`;
       case 413: return `That is too large for the server: ${m}`;
+      case 415: return `That is not a file semdex reads: ${m}`;
       case 422: return `The server did not accept that: ${m}`;
       case 429: {
         const wait = Number(err.retryAfter) > 0 ? `${err.retryAfter} second${err.retryAfter === '1' ? '' : 's'}` : 'a moment';
@@ -745,7 +762,9 @@
         if (typeof v === 'number') parts.push(el('span', { className: 'part' }, `${name} `, el('b', {}, formatScore(v))));
       }
     }
-    const title = hit.metadata && typeof hit.metadata.title === 'string' ? hit.metadata.title : null;
+    const title = typeof hit.title === 'string' ? hit.title
+      : hit.metadata && typeof hit.metadata.title === 'string' ? hit.metadata.title : null;
+    const where = [title ? hit.doc_id : null, `passage ${hit.chunk_index + 1}`, citeText(hit)].filter(Boolean).join(' · ');
     const passage = el('span', { className: 'passage' });
     appendPassage(passage, hit.text, hit.start, highlightsIn(hit, hit.start, hit.end), pattern);
     const chips = Object.entries(hit.metadata || {}).filter(([k]) => k !== 'title').slice(0, 4)
@@ -755,13 +774,24 @@
         el('span', { className: 'rank', 'aria-hidden': 'true' }, String(i + 1)),
         el('div', { className: 'hit-source' },
           el('a', { href: docHref, 'data-nav': true, className: 'doc-link' }, title || hit.doc_id),
-          el('span', { className: 'where' }, title ? `${hit.doc_id} · passage ${hit.chunk_index + 1}` : `passage ${hit.chunk_index + 1}`)),
+          el('span', { className: 'where' }, where)),
         el('div', { className: 'score', title: scale !== 1 ? 'Score (the bar is relative to the best result)' : 'Cosine similarity to the question' },
           el('span', { className: 'visually-hidden' }, 'score '),
           el('span', { className: 'score-value' }, formatScore(score)), meter)),
       parts.length ? el('p', { className: 'parts' }, el('span', { className: 'visually-hidden' }, 'Score parts: '), ...interleave(parts, ' · ')) : null,
       el('blockquote', { className: 'excerpt' }, el('span', { className: 'ctx before' }), passage, el('span', { className: 'ctx after' })),
       chips.length ? el('p', { className: 'chips' }, ...chips) : null);
+  }
+
+  // Where a passage lies in its file, as the server found it: its section and its PDF pages.
+  function citeText(hit) {
+    const parts = [];
+    if (typeof hit.section === 'string' && hit.section) parts.push(hit.section);
+    const p = hit.pages;
+    if (p && typeof p.first === 'number') {
+      parts.push(p.last > p.first ? `pages ${p.first}–${p.last}` : `page ${p.first}`);
+    }
+    return parts.join(' · ');
   }
 
   function interleave(items, separator) {
@@ -1043,15 +1073,6 @@
     return value;
   }
 
-  async function readFile(file) {
-    const buffer = await file.arrayBuffer();
-    try {
-      return new TextDecoder('utf-8', { fatal: true }).decode(buffer);
-    } catch (_) {
-      throw new Error('it is not UTF-8 text');
-    }
-  }
-
   function progressRow(name) {
     const bar = el('progress', { max: '100', value: '0', 'aria-label': `Uploading ${name}` });
     const stateText = el('span', { className: 'progress-state' }, 'Waiting…');
@@ -1081,7 +1102,25 @@
         row.classList.add('failed');
         stateText.textContent = message;
       },
+      job(job) {
+        // The server reads and indexes the file in the background: its progress, as it goes.
+        bar.max = Math.max(1, job.documents_total);
+        bar.value = job.documents_done;
+        bar.setAttribute('aria-label', `Indexing ${name}`);
+        stateText.textContent = job.state === 'queued' ? 'Queued…'
+          : `Reading and indexing: ${plural(job.passages_done, 'passage')} so far…`;
+      },
     };
+  }
+
+  /** Follows an upload job until it ends; its last state. */
+  async function followJob(job, row) {
+    for (;;) {
+      row.job(job);
+      if (!['queued', 'running'].includes(job.state)) return job;
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      job = await api('GET', `/jobs/${encodeURIComponent(job.id)}`);
+    }
   }
 
   const STATUS_WORDS = {
@@ -1111,7 +1150,7 @@
     if (text.trim()) jobs.push({ name: id || 'Pasted text', read: async () => text, id: id || undefined });
     for (const file of files) {
       const oneFileNamed = !text.trim() && files.length === 1 && id;
-      jobs.push({ name: file.name, read: () => readFile(file), id: oneFileNamed ? id : file.name, file });
+      jobs.push({ name: file.name, id: oneFileNamed ? id : file.name, file });
     }
     const submit = $('add-submit');
     submit.disabled = true;
@@ -1125,13 +1164,26 @@
     for (const [i, job] of jobs.entries()) {
       const row = rows[i];
       try {
-        if (job.file && !/\.(txt|md|markdown)$/i.test(job.file.name) && !/^text\//.test(job.file.type)) {
-          throw new Error('only .txt and .md files can be added');
+        let r;
+        if (job.file) {
+          // The file itself: the server reads PDF, HTML, Markdown, Word and text. A large one
+          // becomes a job (202) whose progress the row follows.
+          const query = new URLSearchParams({ id: job.id });
+          if (Object.keys(metadata).length) query.set('metadata', JSON.stringify(metadata));
+          r = await api('POST', `${collectionPrefix()}/documents?${query}`, { file: job.file, onUpload: (...a) => row.upload(...a) });
+          if (r.state) {
+            const ended = await followJob(r, row);
+            if (ended.state !== 'done' || ended.errors.length) {
+              const why = ended.errors.length ? ended.errors[0].message : ended.message || ended.state;
+              throw new Error(sentence(why));
+            }
+            r = { documents: ended.documents };
+          }
+        } else {
+          const body = { text: await job.read(), metadata };
+          if (job.id) body.id = job.id;
+          r = await api('POST', `${collectionPrefix()}/documents`, { body, onUpload: (...a) => row.upload(...a) });
         }
-        const body = { text: await job.read(), metadata };
-        if (!body.text.trim()) throw new Error('it has no text');
-        if (job.id) body.id = job.id;
-        const r = await api('POST', `${collectionPrefix()}/documents`, { body, onUpload: (...a) => row.upload(...a) });
         const d = r.documents && r.documents[0];
         forgetDocument(d.id);
         row.done(`${STATUS_WORDS[d.status] || d.status} as “${d.id}”, ${plural(d.chunks, 'passage')}.`, urlWith({ doc: d.id }));
@@ -1140,7 +1192,7 @@
         listDocuments(state.listOffset);
       } catch (err) {
         failed += 1;
-        row.fail(err instanceof ApiError ? describe(err) : `Not added: ${err.message || err}.`);
+        row.fail(err instanceof ApiError ? describe(err) : `Not added: ${String(err.message || err).replace(/\.$/, '')}.`);
       }
     }
     submit.disabled = false;
@@ -1150,6 +1202,25 @@
       $('add-id').value = '';
     }
     if (failed) notify(`${plural(failed, 'document')} could not be added; see the list under the form.`, 'error');
+  });
+
+  // Files dropped anywhere on the form are added as if chosen with the picker.
+  const addForm = $('add-form');
+  const carriesFiles = (e) => e.dataTransfer && [...e.dataTransfer.types].includes('Files');
+  addForm.addEventListener('dragover', (e) => {
+    if (!carriesFiles(e)) return;
+    e.preventDefault();
+    addForm.classList.add('dropping');
+  });
+  addForm.addEventListener('dragleave', (e) => {
+    if (!addForm.contains(e.relatedTarget)) addForm.classList.remove('dropping');
+  });
+  addForm.addEventListener('drop', (e) => {
+    addForm.classList.remove('dropping');
+    if (!carriesFiles(e) || !e.dataTransfer.files.length) return;
+    e.preventDefault();
+    $('add-files').files = e.dataTransfer.files;
+    notify(`${plural(e.dataTransfer.files.length, 'file')} ready: press Add.`);
   });
 
   $('add-meta').addEventListener('input', () => {

@@ -4,29 +4,49 @@ use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{Extension, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 
-use crate::api::error::{ApiError, ApiJson, ApiQuery, ErrorBody};
+use crate::api::error::{ApiError, ApiQuery, ErrorBody};
 use crate::api::middleware::Deadline;
 use crate::api::responses::{
-    Common, JsonBody, Overloaded, QueryString, UnknownCollection, UnknownId,
+    Common, DocumentsUpload, Overloaded, QueryString, UnknownCollection, UnknownId,
 };
+use crate::api::routes::jobs;
 use crate::api::state::AppState;
 use crate::api::types::{
     ChunkSpanResponse, DeleteResponse, DocumentChunksResponse, DocumentList, DocumentResponse,
-    DocumentsBody, IngestResponse, ListParams, ReadParams, consistency,
+    DocumentsBody, IngestResponse, JobResponse, ListParams, ReadParams, consistency,
 };
+use crate::api::upload::{FileBody, Files, IngestBody, UploadForm, UploadParams, UploadQuery};
 use crate::collections::DEFAULT_COLLECTION;
 
-/// Ingests one document or `{"documents": [...]}`; each is committed whole, unchanged ones are
-/// skipped, changed ones replaced.
+/// Ingests documents: as JSON (one document or `{"documents": [...]}`), as one file in the
+/// body (PDF, HTML, Markdown, Word, text: `?id=NAME`, metadata as `?metadata=<JSON>` or
+/// `?meta.KEY=VALUE`), or as several files in `multipart/form-data` (each part's file name is
+/// its id; a `metadata` field applies to all). Each document is committed whole, unchanged
+/// ones are skipped, changed ones replaced; a file that cannot be read refuses the request
+/// before anything is stored.
 #[utoipa::path(
     post,
     path = "/documents",
     tag = "documents",
-    request_body = DocumentsBody,
+    params(UploadQuery),
+    request_body(content(
+        (DocumentsBody = "application/json"),
+        (UploadForm = "multipart/form-data"),
+        (FileBody = "application/pdf"),
+        (FileBody = "text/html"),
+        (FileBody = "text/markdown"),
+        (FileBody = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        (FileBody = "text/plain"),
+        (FileBody = "application/octet-stream"),
+    )),
     responses(
         (status = 200, description = "What happened to each document", body = IngestResponse),
-        JsonBody,
+        (status = 202, description = "Files ingested as a job (over the server's threshold, or `wait=false`): follow it at `GET /jobs/{id}`", body = JobResponse,
+            headers(("Location" = String, description = "The job's address"))),
+        DocumentsUpload,
         Overloaded,
         Common,
     )
@@ -34,9 +54,10 @@ use crate::collections::DEFAULT_COLLECTION;
 pub async fn ingest(
     State(state): State<AppState>,
     deadline: Option<Extension<Deadline>>,
-    ApiJson(body): ApiJson<DocumentsBody>,
-) -> Result<Json<IngestResponse>, ApiError> {
-    ingest_into(state, DEFAULT_COLLECTION, deadline, body).await
+    ApiQuery(query): ApiQuery<Vec<(String, String)>>,
+    body: IngestBody,
+) -> Result<Response, ApiError> {
+    ingest_into(state, DEFAULT_COLLECTION, deadline, query, body).await
 }
 
 /// `POST /documents` into one collection.
@@ -44,12 +65,21 @@ pub async fn ingest(
     post,
     path = "/collections/{name}/documents",
     tag = "documents",
-    params(("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$")),
-    request_body = DocumentsBody,
+    params(("name" = String, Path, description = "Collection name: 1 to 64 characters of A-Z a-z 0-9 _ -", pattern = "^[A-Za-z0-9_-]{1,64}$"), UploadQuery),
+    request_body(content(
+        (DocumentsBody = "application/json"),
+        (UploadForm = "multipart/form-data"),
+        (FileBody = "application/pdf"),
+        (FileBody = "text/html"),
+        (FileBody = "text/markdown"),
+        (FileBody = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"),
+        (FileBody = "text/plain"),
+        (FileBody = "application/octet-stream"),
+    )),
     responses(
         (status = 200, description = "What happened to each document", body = IngestResponse),
         UnknownCollection,
-        JsonBody,
+        DocumentsUpload,
         Overloaded,
         Common,
     )
@@ -58,30 +88,82 @@ pub async fn ingest_in(
     State(state): State<AppState>,
     Path(name): Path<String>,
     deadline: Option<Extension<Deadline>>,
-    ApiJson(body): ApiJson<DocumentsBody>,
-) -> Result<Json<IngestResponse>, ApiError> {
-    ingest_into(state, &name, deadline, body).await
+    ApiQuery(query): ApiQuery<Vec<(String, String)>>,
+    body: IngestBody,
+) -> Result<Response, ApiError> {
+    ingest_into(state, &name, deadline, query, body).await
 }
 
 async fn ingest_into(
     state: AppState,
     collection: &str,
     deadline: Option<Extension<Deadline>>,
-    body: DocumentsBody,
-) -> Result<Json<IngestResponse>, ApiError> {
+    query: Vec<(String, String)>,
+    body: IngestBody,
+) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let outcome = state
-        .service()?
+    let params = UploadParams::parse(query)?;
+    let service = state.service()?;
+    let inputs = match body {
+        IngestBody::Json(body) => {
+            if !params.is_empty() {
+                return Err(ApiError::invalid(
+                    "id, metadata and wait query parameters are for files; a JSON body carries its own",
+                ));
+            }
+            body.into_inputs()
+        }
+        IngestBody::Files(files)
+            if params.wait == Some(false) || files.bytes() > state.config().job_threshold_bytes =>
+        {
+            return start_job(state, collection, files, params).await;
+        }
+        IngestBody::Files(files) => {
+            let limits = state.config().extract_limits;
+            tokio::task::spawn_blocking(move || files.into_documents(params, &limits))
+                .await
+                .map_err(ApiError::internal)??
+        }
+    };
+    let outcome = service
         .ingest(
             collection,
-            body.into_inputs(),
+            inputs,
             deadline.map(|Extension(Deadline(at))| at),
         )
         .await?;
     Ok(Json(IngestResponse::new(
         outcome,
         started.elapsed().as_secs_f64() * 1000.0,
-    )))
+    ))
+    .into_response())
+}
+
+/// Stages the files as a job and starts it: `202` with the job, and its address in
+/// `Location`.
+async fn start_job(
+    state: AppState,
+    collection: &str,
+    files: Files,
+    params: UploadParams,
+) -> Result<Response, ApiError> {
+    // The collection must exist now, not when the job gets to it.
+    state.service()?.stats(collection).await?;
+    let jobs = state.jobs()?.clone();
+    let (staged, metadata) = files.into_staged(&params)?;
+    let collection_name = collection.to_string();
+    let job = tokio::task::spawn_blocking(move || jobs.create(&collection_name, staged, metadata))
+        .await
+        .map_err(ApiError::internal)??;
+    let record = job.record();
+    tokio::spawn(jobs::run(state.clone(), job, state.config().extract_limits));
+    let location = format!("/jobs/{}", record.id);
+    Ok((
+        StatusCode::ACCEPTED,
+        [(header::LOCATION, location)],
+        Json(JobResponse::from(record)),
+    )
+        .into_response())
 }
 
 /// Documents in id order, without their text.
@@ -300,14 +382,6 @@ async fn chunks_of(
         .await?;
     Ok(Json(DocumentChunksResponse {
         id,
-        chunks: spans
-            .into_iter()
-            .map(|s| ChunkSpanResponse {
-                chunk_id: s.chunk_id,
-                index: s.index,
-                start: s.start,
-                end: s.end,
-            })
-            .collect(),
+        chunks: spans.into_iter().map(ChunkSpanResponse::from).collect(),
     }))
 }

@@ -3,6 +3,7 @@
 pub mod collections;
 pub mod documents;
 pub mod embeddings;
+pub mod jobs;
 pub mod page;
 pub mod search;
 pub mod snapshots;

@@ -372,7 +372,7 @@ impl Backend for EmbeddedBackend {
             .collect();
         let texts: Vec<std::borrow::Cow<'_, str>> = passages
             .iter()
-            .map(|p| crate::chunk::with_title(doc.title, p.text))
+            .map(|p| crate::chunk::contextual_text(doc.context_title(), p.section, p.text))
             .collect();
         let words: Vec<(u64, &str)> = outcome
             .added

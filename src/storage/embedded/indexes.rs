@@ -283,12 +283,10 @@ fn fill_lexical(
     Ok(())
 }
 
-/// Indexes stored passages by their words, each after its document's title, as ingest does.
+/// Indexes stored passages by their words, each after its title and headings, as ingest does.
 fn add_passages(index: &LexicalIndex, passages: &[Passage]) -> Result<()> {
-    let texts: Vec<std::borrow::Cow<'_, str>> = passages
-        .iter()
-        .map(|p| crate::chunk::with_title(p.title.as_deref(), &p.text))
-        .collect();
+    let texts: Vec<std::borrow::Cow<'_, str>> =
+        passages.iter().map(Passage::indexed_text).collect();
     let refs: Vec<(VectorId, &str)> = passages
         .iter()
         .zip(&texts)

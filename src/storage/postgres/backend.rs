@@ -16,8 +16,8 @@ use crate::storage::backend::{
     SearchStrategy, Settled, Written, decide,
 };
 use crate::storage::types::{
-    ChunkFilter, ChunkRecord, ChunkSpan, DocumentState, DocumentSummary, NewChunk, NewDocument,
-    StoredDocument,
+    ChunkFilter, ChunkRecord, ChunkSpan, Citation, DocumentState, DocumentSummary, NewChunk,
+    NewDocument, StoredDocument, pages_from_columns, section_from_json, section_to_json,
 };
 
 use super::bm25::{bm25_score, postings_cte, totals_cte};
@@ -38,10 +38,19 @@ struct PassageRows<'a> {
     vectors: Vec<Vector>,
     tokens: Vec<Option<&'a [u8]>>,
     lengths: Vec<i32>,
+    sections: Vec<Option<String>>,
+    first_pages: Vec<Option<i32>>,
+    last_pages: Vec<Option<i32>>,
 }
 
 impl<'a> PassageRows<'a> {
     fn push(&mut self, passage: &NewChunk<'a>, length: i32) {
+        let page = |p: u32| i32::try_from(p).ok();
+        self.sections.push(section_to_json(passage.section));
+        self.first_pages
+            .push(passage.pages.and_then(|p| page(p.first)));
+        self.last_pages
+            .push(passage.pages.and_then(|p| page(p.last)));
         self.indexes.push(passage.index as i32);
         self.starts.push(passage.start as i64);
         self.ends.push(passage.end as i64);
@@ -270,6 +279,14 @@ fn hits(rows: &[Row]) -> Vec<Hit> {
         .collect()
 }
 
+/// The page range in the integer columns `at` and `at + 1`.
+fn pages_of(row: &Row, at: usize) -> Option<crate::storage::types::PageRange> {
+    pages_from_columns(
+        row.get::<_, Option<i32>>(at).map(i64::from),
+        row.get::<_, Option<i32>>(at + 1).map(i64::from),
+    )
+}
+
 fn ids_param(ids: &[u64]) -> Vec<i64> {
     ids.iter().map(|&id| id as i64).collect()
 }
@@ -300,6 +317,7 @@ fn check_storable(doc: &NewDocument<'_>) -> Result<()> {
         || doc.id.contains('\0')
         || doc.source.is_some_and(|s| s.contains('\0'))
         || doc.title.is_some_and(|t| t.contains('\0'))
+        || doc.format.is_some_and(|f| f.contains('\0'))
         || doc
             .metadata
             .iter()
@@ -416,8 +434,9 @@ impl Backend for PostgresBackend {
         }
         tx.execute(
             "INSERT INTO semdex_documents
-                 (collection, id, source, text, metadata, metadata_text, content_hash, title)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                 (collection, id, source, text, metadata, metadata_text, content_hash, title,
+                  title_in_context, format)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
             &[
                 &self.collection,
                 &doc.id,
@@ -427,6 +446,8 @@ impl Backend for PostgresBackend {
                 &Value::Object(doc.metadata.clone()).to_string(),
                 &doc.content_hash,
                 &doc.title,
+                &doc.title_in_context,
+                &doc.format,
             ],
         )?;
         // Every passage and its postings in one statement: one round trip however long the
@@ -435,7 +456,17 @@ impl Backend for PostgresBackend {
         let mut rows = PassageRows::default();
         let mut postings = PostingRows::default();
         for p in passages {
-            let terms = TermCounts::of(&crate::chunk::with_title(doc.title, p.text));
+            if p.section.iter().any(|h| h.contains('\0')) {
+                return Err(StorageError::InvalidRequest(format!(
+                    "document {:?}: the NUL character cannot be stored in PostgreSQL",
+                    doc.id
+                )));
+            }
+            let terms = TermCounts::of(&crate::chunk::contextual_text(
+                doc.context_title(),
+                p.section,
+                p.text,
+            ));
             totals.add(terms.length);
             rows.push(p, terms.length);
             postings.push(p.index as i64, terms);
@@ -443,9 +474,15 @@ impl Backend for PostgresBackend {
         tx.execute(
             "WITH inserted AS (
                  INSERT INTO semdex_chunks
-                     (collection, doc_id, idx, start_byte, end_byte, text, embedding, tokens, terms)
-                 SELECT $1, $2, * FROM unnest($3::integer[], $4::bigint[], $5::bigint[],
-                                              $6::text[], $7::vector[], $8::bytea[], $9::integer[])
+                     (collection, doc_id, idx, start_byte, end_byte, text, embedding, tokens, terms,
+                      section, page_first, page_last)
+                 SELECT $1, $2, u.idx, u.start_byte, u.end_byte, u.text, u.embedding, u.tokens,
+                        u.terms, u.section::jsonb, u.page_first, u.page_last
+                 FROM unnest($3::integer[], $4::bigint[], $5::bigint[], $6::text[], $7::vector[],
+                             $8::bytea[], $9::integer[], $14::text[], $15::integer[],
+                             $16::integer[])
+                      AS u(idx, start_byte, end_byte, text, embedding, tokens, terms, section,
+                           page_first, page_last)
                  RETURNING id, idx
              )
              INSERT INTO semdex_postings (collection, term, chunk_id, tf, length)
@@ -467,6 +504,9 @@ impl Backend for PostgresBackend {
                 &postings.terms,
                 &postings.tfs,
                 &postings.lengths,
+                &rows.sections,
+                &rows.first_pages,
+                &rows.last_pages,
             ],
         )?;
         totals.apply(&mut tx, &self.collection)?;
@@ -511,7 +551,8 @@ impl Backend for PostgresBackend {
         let sql = format!(
             "SELECT d.id, d.source, d.text, d.metadata_text, d.content_hash, {},
                     (SELECT count(*) FROM semdex_chunks c
-                     WHERE c.collection = d.collection AND c.doc_id = d.id)
+                     WHERE c.collection = d.collection AND c.doc_id = d.id),
+                    d.title, d.format
              FROM semdex_documents d WHERE d.collection = $1 AND d.id = $2",
             rfc3339("d.ingested_at")
         );
@@ -527,6 +568,8 @@ impl Backend for PostgresBackend {
                 content_hash: r.get(4),
                 ingested_at: r.get(5),
                 chunks: r.get::<_, i64>(6) as usize,
+                title: r.get(7),
+                format: r.get(8),
             })
         })
         .transpose()
@@ -536,7 +579,8 @@ impl Backend for PostgresBackend {
         let sql = format!(
             "SELECT d.id, d.source, d.metadata_text, {}, octet_length(d.text)::bigint,
                     (SELECT count(*) FROM semdex_chunks c
-                     WHERE c.collection = d.collection AND c.doc_id = d.id)
+                     WHERE c.collection = d.collection AND c.doc_id = d.id),
+                    d.title, d.format
              FROM semdex_documents d WHERE d.collection = $1
              ORDER BY d.id LIMIT $2 OFFSET $3",
             rfc3339("d.ingested_at")
@@ -553,6 +597,8 @@ impl Backend for PostgresBackend {
                     ingested_at: r.get(3),
                     bytes: r.get::<_, i64>(4) as usize,
                     chunks: r.get::<_, i64>(5) as usize,
+                    title: r.get(6),
+                    format: r.get(7),
                 })
             })
             .collect()
@@ -574,8 +620,8 @@ impl Backend for PostgresBackend {
                 return Ok(None);
             }
             let rows = tx.query(
-                "SELECT id, idx, start_byte, end_byte FROM semdex_chunks
-                 WHERE collection = $1 AND doc_id = $2 ORDER BY idx",
+                "SELECT id, idx, start_byte, end_byte, section::text, page_first, page_last
+                 FROM semdex_chunks WHERE collection = $1 AND doc_id = $2 ORDER BY idx",
                 &[&self.collection, &id],
             )?;
             tx.commit()?;
@@ -591,6 +637,8 @@ impl Backend for PostgresBackend {
                     index: r.get::<_, i32>(1) as usize,
                     start: r.get::<_, i64>(2) as usize,
                     end: r.get::<_, i64>(3) as usize,
+                    section: section_from_json(r.get(4)),
+                    pages: pages_of(r, 5),
                 })
                 .collect(),
         ))
@@ -682,7 +730,8 @@ impl Backend for PostgresBackend {
 
     fn chunks_by_ids(&self, ids: &[u64]) -> Result<HashMap<u64, ChunkRecord>> {
         let sql = format!(
-            "SELECT c.id, c.doc_id, c.idx, c.start_byte, c.end_byte, c.text, d.metadata_text
+            "SELECT c.id, c.doc_id, c.idx, c.start_byte, c.end_byte, c.text, d.metadata_text,
+                    d.title, c.section::text, c.page_first, c.page_last
              FROM semdex_chunks c {DOCUMENTS_JOIN}
              WHERE c.collection = $1 AND c.id = ANY($2)"
         );
@@ -703,6 +752,11 @@ impl Backend for PostgresBackend {
                         end: r.get::<_, i64>(4) as usize,
                         text: r.get(5),
                         metadata: metadata_of(r.get::<_, &str>(6))?,
+                        citation: Citation {
+                            title: r.get(7),
+                            section: section_from_json(r.get(8)),
+                            pages: pages_of(&r, 9),
+                        },
                     },
                 ))
             })
@@ -718,13 +772,15 @@ fn document_state(
 ) -> Result<Option<DocumentState>> {
     client
         .query_opt(
-            "SELECT content_hash, metadata_text FROM semdex_documents WHERE collection = $1 AND id = $2",
+            "SELECT content_hash, metadata_text, format FROM semdex_documents
+             WHERE collection = $1 AND id = $2",
             &[&collection, &id],
         )?
         .map(|r| {
             Ok(DocumentState {
                 content_hash: r.get(0),
                 metadata: metadata_of(r.get::<_, &str>(1))?,
+                format: r.get(2),
             })
         })
         .transpose()

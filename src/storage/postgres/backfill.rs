@@ -16,7 +16,9 @@ pub(super) fn backfill_postings(client: &mut postgres::Client) -> Result<()> {
     loop {
         let mut tx = client.transaction()?;
         let rows = tx.query(
-            "SELECT c.id, c.collection, c.text, d.title FROM semdex_chunks c
+            "SELECT c.id, c.collection, c.text,
+                    CASE WHEN d.title_in_context IS NOT FALSE THEN d.title END, c.section::text
+             FROM semdex_chunks c
              JOIN semdex_documents d ON d.collection = c.collection AND d.id = c.doc_id
              WHERE c.terms IS NULL ORDER BY c.id LIMIT $1 FOR UPDATE OF c SKIP LOCKED",
             &[&BACKFILL_BATCH],
@@ -32,7 +34,8 @@ pub(super) fn backfill_postings(client: &mut postgres::Client) -> Result<()> {
             let id: i64 = row.get(0);
             let text: &str = row.get(2);
             let title: Option<&str> = row.get(3);
-            let terms = TermCounts::of(&crate::chunk::with_title(title, text));
+            let section = crate::storage::types::section_from_json(row.get(4));
+            let terms = TermCounts::of(&crate::chunk::contextual_text(title, &section, text));
             ids.push(id);
             lengths.push(terms.length);
             let (postings, delta) = batches.entry(row.get(1)).or_default();

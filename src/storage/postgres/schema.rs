@@ -119,10 +119,24 @@ const MIGRATIONS: &[Migration] = &[
         ALTER TABLE semdex_chunks ALTER COLUMN words DROP NOT NULL;
     ",
     },
+    Migration {
+        version: 3,
+        // Where each passage lies, to cite it: its section's heading path (a JSON array of
+        // strings) and its first and last PDF page; each document's format. `title` becomes
+        // the document's title whether or not its passages were embedded after it, which
+        // `title_in_context` says; NULL there (a document written by schema 2) means that its
+        // title, if any, was embedded, as schema 2 stored only such titles. Columns without
+        // defaults: added without rewriting the table.
+        sql: "
+        ALTER TABLE semdex_documents ADD COLUMN format text, ADD COLUMN title_in_context boolean;
+        ALTER TABLE semdex_chunks ADD COLUMN section jsonb, ADD COLUMN page_first integer,
+            ADD COLUMN page_last integer;
+    ",
+    },
 ];
 
 /// The newest schema version this build knows.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Longest a semdex on a standby waits for its primary's schema before it gives up.
 pub const SCHEMA_WAIT: Duration = Duration::from_secs(300);

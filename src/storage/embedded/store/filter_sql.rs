@@ -168,6 +168,8 @@ mod tests {
                     text: "x",
                     vector: &[1.0, 0.0, 0.0],
                     tokens: None,
+                    section: &[],
+                    pages: None,
                 };
                 let doc = NewDocument {
                     id,
@@ -176,6 +178,8 @@ mod tests {
                     metadata: &meta,
                     content_hash: "h",
                     title: None,
+                    title_in_context: false,
+                    format: None,
                 };
                 let out = store.put_document(&doc, &[chunk]).unwrap();
                 ids.push((out.added[0], id.clone()));

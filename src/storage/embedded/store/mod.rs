@@ -20,8 +20,9 @@ use serde_json::{Map, Value};
 
 use crate::filter::sql::{Params, to_sql};
 use crate::storage::types::{
-    ChunkFilter, ChunkId, ChunkRecord, DEFAULT_PRECISION, DocumentState, DocumentSummary,
-    ModelIdentity, NewChunk, NewDocument, StoredDocument,
+    ChunkFilter, ChunkId, ChunkRecord, Citation, DEFAULT_PRECISION, DocumentState, DocumentSummary,
+    ModelIdentity, NewChunk, NewDocument, StoredDocument, pages_from_columns, section_from_json,
+    section_to_json,
 };
 
 pub use lock::DirLock;
@@ -89,7 +90,7 @@ pub enum StoreError {
 /// Result alias for the store.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// A stored passage with the title of its document, as derived indexes take it.
+/// A stored passage with the context it was embedded after, as derived indexes take it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Passage {
     /// The chunk's id.
@@ -98,7 +99,21 @@ pub struct Passage {
     pub text: String,
     /// Its document's title, if the passage was embedded after one.
     pub title: Option<String>,
+    /// Its section's heading path (empty: none).
+    pub section: Vec<String>,
 }
+
+impl Passage {
+    /// What the lexical index holds for it: the passage after its title and headings, as it
+    /// was embedded.
+    pub fn indexed_text(&self) -> std::borrow::Cow<'_, str> {
+        crate::chunk::contextual_text(self.title.as_deref(), &self.section, &self.text)
+    }
+}
+
+/// SQL for a document's title when its passages were embedded after it (a document stored by
+/// schema 2, whose `title_in_context` is NULL, stored only such titles).
+const CONTEXT_TITLE: &str = "CASE WHEN d.title_in_context IS NOT 0 THEN d.title END";
 
 /// What writing a document changed, for the derived indexes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -239,15 +254,20 @@ impl Store {
     /// The stored hash and metadata of a document, if it exists.
     pub fn document_state(&self, id: &str) -> Result<Option<DocumentState>> {
         self.conn
-            .prepare_cached("SELECT content_hash, metadata FROM documents WHERE id = ?1")?
+            .prepare_cached("SELECT content_hash, metadata, format FROM documents WHERE id = ?1")?
             .query_row([id], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ))
             })
             .optional()?
-            .map(|(content_hash, metadata)| {
+            .map(|(content_hash, metadata, format)| {
                 Ok(DocumentState {
                     content_hash,
                     metadata: parse_metadata(&metadata)?,
+                    format,
                 })
             })
             .transpose()
@@ -264,23 +284,28 @@ impl Store {
         let removed = delete_in(&tx, doc.id)?.unwrap_or_default();
         let metadata = Value::Object(doc.metadata.clone()).to_string();
         tx.execute(
-            "INSERT INTO documents (id, source, text, metadata, content_hash, title, ingested_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
+            "INSERT INTO documents
+                 (id, source, text, metadata, content_hash, title, title_in_context, format,
+                  ingested_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))",
             params![
                 doc.id,
                 doc.source,
                 doc.text,
                 metadata,
                 doc.content_hash,
-                doc.title
+                doc.title,
+                doc.title_in_context,
+                doc.format,
             ],
         )?;
         let doc_row = tx.last_insert_rowid();
         let mut added = Vec::with_capacity(chunks.len());
         {
             let mut insert = tx.prepare_cached(
-                "INSERT INTO chunks (doc_row, idx, start, end, text, embedding)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                "INSERT INTO chunks
+                     (doc_row, idx, start, end, text, embedding, section, page_first, page_last)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )?;
             let mut insert_tokens =
                 tx.prepare_cached("INSERT INTO token_vectors (chunk_id, data) VALUES (?1, ?2)")?;
@@ -291,7 +316,10 @@ impl Store {
                     c.start as i64,
                     c.end as i64,
                     c.text,
-                    vector_to_blob(c.vector)
+                    vector_to_blob(c.vector),
+                    section_to_json(c.section),
+                    c.pages.map(|p| p.first),
+                    c.pages.map(|p| p.last),
                 ])?;
                 let id = tx.last_insert_rowid();
                 if let Some(tokens) = c.tokens {
@@ -341,34 +369,32 @@ impl Store {
         self.conn
             .prepare_cached(
                 "SELECT d.id, d.source, d.text, d.metadata, d.content_hash, d.ingested_at,
-                        (SELECT COUNT(*) FROM chunks c WHERE c.doc_row = d.row)
+                        (SELECT COUNT(*) FROM chunks c WHERE c.doc_row = d.row), d.title, d.format
                  FROM documents d WHERE d.id = ?1",
             )?
             .query_row([id], |r| {
                 Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, String>(2)?,
+                    StoredDocument {
+                        id: r.get(0)?,
+                        source: r.get(1)?,
+                        text: r.get(2)?,
+                        metadata: Map::new(),
+                        content_hash: r.get(4)?,
+                        ingested_at: r.get(5)?,
+                        chunks: r.get::<_, i64>(6)? as usize,
+                        title: r.get(7)?,
+                        format: r.get(8)?,
+                    },
                     r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                    r.get::<_, i64>(6)?,
                 ))
             })
             .optional()?
-            .map(
-                |(id, source, text, metadata, content_hash, ingested_at, chunks)| {
-                    Ok(StoredDocument {
-                        id,
-                        source,
-                        text,
-                        metadata: parse_metadata(&metadata)?,
-                        content_hash,
-                        ingested_at,
-                        chunks: chunks as usize,
-                    })
-                },
-            )
+            .map(|(doc, metadata)| {
+                Ok(StoredDocument {
+                    metadata: parse_metadata(&metadata)?,
+                    ..doc
+                })
+            })
             .transpose()
     }
 
@@ -376,28 +402,29 @@ impl Store {
     pub fn list_documents(&self, limit: usize, offset: usize) -> Result<Vec<DocumentSummary>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT d.id, d.source, d.metadata, d.ingested_at, length(CAST(d.text AS BLOB)),
-                    (SELECT COUNT(*) FROM chunks c WHERE c.doc_row = d.row)
+                    (SELECT COUNT(*) FROM chunks c WHERE c.doc_row = d.row), d.title, d.format
              FROM documents d ORDER BY d.id LIMIT ?1 OFFSET ?2",
         )?;
         let rows = stmt.query_map(params![limit as i64, offset as i64], |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<String>>(1)?,
+                DocumentSummary {
+                    id: r.get(0)?,
+                    source: r.get(1)?,
+                    metadata: Map::new(),
+                    ingested_at: r.get(3)?,
+                    bytes: r.get::<_, i64>(4)? as usize,
+                    chunks: r.get::<_, i64>(5)? as usize,
+                    title: r.get(6)?,
+                    format: r.get(7)?,
+                },
                 r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, i64>(4)?,
-                r.get::<_, i64>(5)?,
             ))
         })?;
         rows.map(|row| {
-            let (id, source, metadata, ingested_at, bytes, chunks) = row?;
+            let (summary, metadata) = row?;
             Ok(DocumentSummary {
-                id,
-                source,
                 metadata: parse_metadata(&metadata)?,
-                ingested_at,
-                chunks: chunks as usize,
-                bytes: bytes as usize,
+                ..summary
             })
         })
         .collect()
@@ -459,10 +486,10 @@ impl Store {
         let generation = read_generation(&tx)?;
         {
             let mut stmt = tx
-                .prepare(
-                    "SELECT c.id, c.text, d.title FROM chunks c
-                     JOIN documents d ON d.row = c.doc_row ORDER BY c.id",
-                )
+                .prepare(&format!(
+                    "SELECT c.id, c.text, {CONTEXT_TITLE}, c.section FROM chunks c
+                     JOIN documents d ON d.row = c.doc_row ORDER BY c.id"
+                ))
                 .map_err(StoreError::from)?;
             let mut rows = stmt.query([]).map_err(StoreError::from)?;
             while let Some(row) = rows.next().map_err(StoreError::from)? {
@@ -479,7 +506,7 @@ impl Store {
         for group in ids.chunks(500) {
             let marks = vec!["?"; group.len()].join(",");
             let sql = format!(
-                "SELECT c.id, c.text, d.title FROM chunks c
+                "SELECT c.id, c.text, {CONTEXT_TITLE}, c.section FROM chunks c
                  JOIN documents d ON d.row = c.doc_row WHERE c.id IN ({marks})"
             );
             let mut stmt = self.conn.prepare_cached(&sql)?;
@@ -581,33 +608,38 @@ impl Store {
         for group in ids.chunks(500) {
             let marks = vec!["?"; group.len()].join(",");
             let sql = format!(
-                "SELECT c.id, d.id, c.idx, c.start, c.end, c.text, d.metadata
+                "SELECT c.id, d.id, c.idx, c.start, c.end, c.text, d.metadata, d.title,
+                        c.section, c.page_first, c.page_last
                  FROM chunks c JOIN documents d ON d.row = c.doc_row WHERE c.id IN ({marks})"
             );
             let mut stmt = self.conn.prepare_cached(&sql)?;
             let rows = stmt.query_map(params_from_iter(group.iter().map(|&i| i as i64)), |r| {
+                let chunk_id = r.get::<_, i64>(0)? as ChunkId;
                 Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, i64>(4)?,
-                    r.get::<_, String>(5)?,
+                    ChunkRecord {
+                        chunk_id,
+                        doc_id: r.get(1)?,
+                        index: r.get::<_, i64>(2)? as usize,
+                        start: r.get::<_, i64>(3)? as usize,
+                        end: r.get::<_, i64>(4)? as usize,
+                        text: r.get(5)?,
+                        metadata: Map::new(),
+                        citation: Citation {
+                            title: r.get(7)?,
+                            section: section_from_json(r.get::<_, Option<String>>(8)?.as_deref()),
+                            pages: pages_from_columns(r.get(9)?, r.get(10)?),
+                        },
+                    },
                     r.get::<_, String>(6)?,
                 ))
             })?;
             for row in rows {
-                let (chunk_id, doc_id, index, start, end, text, metadata) = row?;
+                let (record, metadata) = row?;
                 out.insert(
-                    chunk_id as ChunkId,
+                    record.chunk_id,
                     ChunkRecord {
-                        chunk_id: chunk_id as ChunkId,
-                        doc_id,
-                        index: index as usize,
-                        start: start as usize,
-                        end: end as usize,
-                        text,
                         metadata: parse_metadata(&metadata)?,
+                        ..record
                     },
                 );
             }
@@ -756,12 +788,13 @@ fn read_generation(conn: &Connection) -> Result<u64> {
     Ok(g as u64)
 }
 
-/// A `(chunk id, text, document title)` row.
+/// A `(chunk id, text, context title, section)` row.
 fn passage_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Passage> {
     Ok(Passage {
         id: row.get::<_, i64>(0)? as ChunkId,
         text: row.get(1)?,
         title: row.get(2)?,
+        section: section_from_json(row.get::<_, Option<String>>(3)?.as_deref()),
     })
 }
 

@@ -7,7 +7,7 @@ use rusqlite::Connection;
 use super::{Result, StoreError};
 
 /// The newest schema this build writes.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Most bytes of the database file a connection maps (address space, not memory).
 const MMAP_BYTES: i64 = 1 << 30;
@@ -61,6 +61,21 @@ pub fn migrate(conn: &mut Connection, dir: &Path) -> Result<()> {
                  data     BLOB NOT NULL
              );
              ALTER TABLE documents ADD COLUMN title TEXT;",
+        )?;
+    }
+    if version < 3 {
+        // Version 3: where each passage lies, to cite it (its section's heading path as a JSON
+        // array, its first and last PDF page), and each document's format. `title` becomes
+        // the document's title whether or not its passages were embedded after it, which
+        // `title_in_context` says; NULL there (a document stored by version 2) means that its
+        // title, if any, was embedded, as version 2 stored only such titles. Passages stored
+        // before have no section and no pages.
+        tx.execute_batch(
+            "ALTER TABLE documents ADD COLUMN format TEXT;
+             ALTER TABLE documents ADD COLUMN title_in_context INTEGER;
+             ALTER TABLE chunks ADD COLUMN section TEXT;
+             ALTER TABLE chunks ADD COLUMN page_first INTEGER;
+             ALTER TABLE chunks ADD COLUMN page_last INTEGER;",
         )?;
     }
     tx.execute_batch(READ_INDEXES)?;

@@ -3,7 +3,7 @@
 use rusqlite::{OptionalExtension, params};
 
 use super::{Result, Store};
-use crate::storage::types::{ChunkId, ChunkSpan};
+use crate::storage::types::{ChunkId, ChunkSpan, pages_from_columns, section_from_json};
 
 impl Store {
     /// The passages of a document in order, or `None` if there is no such document.
@@ -15,7 +15,8 @@ impl Store {
             .optional()?;
         let Some(row) = row else { return Ok(None) };
         let mut stmt = self.conn.prepare_cached(
-            "SELECT id, idx, start, end FROM chunks WHERE doc_row = ?1 ORDER BY idx",
+            "SELECT id, idx, start, end, section, page_first, page_last FROM chunks
+             WHERE doc_row = ?1 ORDER BY idx",
         )?;
         let spans = stmt
             .query_map(params![row], |r| {
@@ -24,6 +25,8 @@ impl Store {
                     index: r.get::<_, i64>(1)? as usize,
                     start: r.get::<_, i64>(2)? as usize,
                     end: r.get::<_, i64>(3)? as usize,
+                    section: section_from_json(r.get::<_, Option<String>>(4)?.as_deref()),
+                    pages: pages_from_columns(r.get(5)?, r.get(6)?),
                 })
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
@@ -57,6 +60,8 @@ mod tests {
             text: &text[start..end],
             vector: &vector,
             tokens: None,
+            section: &[],
+            pages: None,
         });
         let written = store
             .put_document(
@@ -67,6 +72,8 @@ mod tests {
                     metadata: &Map::new(),
                     content_hash: "h",
                     title: None,
+                    title_in_context: false,
+                    format: None,
                 },
                 &chunks,
             )

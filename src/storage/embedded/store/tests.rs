@@ -27,6 +27,8 @@ fn put(store: &mut Store, id: &str, text: &str, meta: Value, n_chunks: usize) ->
             text: &text[i..i + 1],
             vector: &vectors[i],
             tokens: None,
+            section: &[],
+            pages: None,
         })
         .collect();
     store
@@ -38,6 +40,8 @@ fn put(store: &mut Store, id: &str, text: &str, meta: Value, n_chunks: usize) ->
                 metadata: &meta,
                 content_hash: &format!("hash-{text}"),
                 title: None,
+                title_in_context: false,
+                format: None,
             },
             &chunks,
         )
