@@ -48,6 +48,9 @@ mod tests {
             metadata_omitted: false,
             text_truncated: false,
             highlights: None,
+            title: None,
+            section: None,
+            pages: None,
         }
     }
 

@@ -253,6 +253,8 @@ fn foreign_snapshot() -> Vec<u8> {
                 metadata: &metadata,
                 content_hash: "h",
                 title: None,
+                title_in_context: false,
+                format: None,
             },
             Some(&[semdex::storage::NewChunk {
                 index: 0,
@@ -261,6 +263,8 @@ fn foreign_snapshot() -> Vec<u8> {
                 text: "Words of another model.",
                 vector: &vector,
                 tokens: None,
+                section: &[],
+                pages: None,
             }]),
             &|_| false,
         )

@@ -182,9 +182,12 @@ async fn ingest_one(
     doc: crate::engine::DocumentInput,
 ) -> Result<JobDocument, String> {
     loop {
-        match service.ingest(collection, vec![doc.clone()]).await {
-            Ok(mut reports) => {
-                let report = reports.remove(0);
+        // No deadline: a job is not in a hurry, and nothing waits on its answer.
+        match service.ingest(collection, vec![doc.clone()], None).await {
+            Ok(outcome) => {
+                let Some(report) = outcome.reports.into_iter().next() else {
+                    return Err("the ingest settled nothing".to_string());
+                };
                 return Ok(JobDocument {
                     id: report.id,
                     status: report.status.as_str().to_string(),

@@ -134,6 +134,8 @@ mod tests {
                 index: i,
                 start: i * 11,
                 end: i * 11 + 10,
+                section: Vec::new(),
+                pages: None,
             })
             .collect()
     }
@@ -191,12 +193,16 @@ mod tests {
                     index: 0,
                     start: 0,
                     end: 12,
+                    section: Vec::new(),
+                    pages: None,
                 },
                 ChunkSpan {
                     chunk_id: 1,
                     index: 1,
                     start: 8,
                     end: 20,
+                    section: Vec::new(),
+                    pages: None,
                 },
             ],
         )]);
