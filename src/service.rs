@@ -678,9 +678,9 @@ impl Service {
                 chunk_overlap: chunk.overlap,
             };
             let snapshots = snapshots_of(&collections)?;
-            Ok(snapshots
+            snapshots
                 .keep_snapshot(&collection, chunk, cancel)
-                .map_err(|e| ServiceError::from(EngineError::from(e)).in_collection(&collection))?)
+                .map_err(|e| ServiceError::from(EngineError::from(e)).in_collection(&collection))
         })
         .await
     }

@@ -432,7 +432,7 @@ fn best_by(n: usize, keep: usize, score: impl Fn(usize) -> i64) -> Vec<usize> {
         scored.select_nth_unstable_by(keep - 1, |a, b| b.0.cmp(&a.0));
     }
     scored.truncate(keep);
-    scored.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+    scored.sort_unstable_by_key(|&(score, _)| std::cmp::Reverse(score));
     scored.into_iter().map(|(_, i)| i).collect()
 }
 

@@ -251,7 +251,7 @@ impl FrozenGraph {
         if !lists_ok(&self.links0, self.stride0) || !lists_ok(&self.upper, self.stride_up) {
             return bad("a neighbour list is out of bounds");
         }
-        if self.upper.len() % self.stride_up != 0 {
+        if !self.upper.len().is_multiple_of(self.stride_up) {
             return bad("upper layers length");
         }
         for (node, (&at, &level)) in self.upper_at.iter().zip(&self.levels).enumerate() {
@@ -259,7 +259,7 @@ impl FrozenGraph {
                 at == NO_UPPER
             } else {
                 at != NO_UPPER
-                    && at as usize % self.stride_up == 0
+                    && (at as usize).is_multiple_of(self.stride_up)
                     && at as usize + usize::from(level) * self.stride_up <= self.upper.len()
             };
             if !fits {
@@ -283,6 +283,11 @@ impl FrozenGraph {
     /// Nodes.
     pub fn len(&self) -> usize {
         self.ids.len()
+    }
+
+    /// Whether it has no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
     }
 
     /// The node of a vector id.

@@ -401,7 +401,7 @@ impl HnswIndex {
             let mut at = 0usize;
             let mut kept = true;
             move |_| {
-                if at % d == 0 {
+                if at.is_multiple_of(d) {
                     kept = keep.next().unwrap_or(false);
                 }
                 at += 1;

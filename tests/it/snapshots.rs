@@ -33,6 +33,10 @@ const QUESTIONS: [&str; 4] = [
 /// What a collection holds: every document's content hash and its passages' spans, by id.
 type Contents = BTreeMap<String, (String, Vec<(usize, usize)>)>;
 
+/// What the storm test records at the snapshot's moment: the contents, each query's hits,
+/// and the snapshot's description as the server answered it.
+type Recorded = (Contents, Vec<Vec<(String, u64, u64, String)>>, Value);
+
 fn contents(served: &Served, collection: &str) -> Contents {
     let engine = served.collections.engine_blocking(collection).unwrap();
     engine
@@ -152,8 +156,7 @@ fn a_snapshot_taken_during_a_sync_storm_restores_the_moment_it_was_taken() {
     let _snapshot_moment = semdex::hooks::install("snapshot.begun", "storm", move || {
         at_moment.wait();
     });
-    let recorded: Mutex<Option<(Contents, Vec<Vec<(String, u64, u64, String)>>, Value)>> =
-        Mutex::new(None);
+    let recorded: Mutex<Option<Recorded>> = Mutex::new(None);
     sync_storm::guarded(sync_storm::served(collections), |served| {
         let names = ["storm".to_string()];
         let middle = Box::new(|tally: &Tally| {
