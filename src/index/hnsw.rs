@@ -413,12 +413,10 @@ impl HnswIndex {
         match job.run_with(home, progress) {
             Ok(folded) => self.finish_fold(folded),
             Err(e) => {
-                // Nothing is lost: the tail gets its vectors back.
+                // Nothing is lost: the tail gets its vectors back. The job's graph is dropped:
+                // it holds them too, and the next fold starts from the frozen graph again.
                 self.tail.vectors = std::mem::take(&mut job.items);
                 self.tail.drain_front(0, self.dimension);
-                if let Some(graph) = job.base_graph() {
-                    self.graph = Some(graph);
-                }
                 self.reconcile_tombstones();
                 Err(e)
             }
@@ -851,16 +849,6 @@ impl FoldJob {
     }
 
     /// hnsw_rs's graph, if the job holds it in memory (to give back after a failure).
-    fn base_graph(&mut self) -> Option<Hnsw<'static, f32, UnitDot>> {
-        match self.base.take() {
-            Some(Base::Memory(graph)) => Some(graph),
-            other => {
-                self.base = other;
-                None
-            }
-        }
-    }
-
     fn run_with(&mut self, home: Option<&Path>, progress: &dyn Progress) -> Result<Folded> {
         let segment_dir = home.map(|h| h.join(SEGMENT_DIR));
         let mut base = self.base.take().unwrap_or(Base::Empty);
@@ -901,16 +889,9 @@ impl FoldJob {
                 graph
             }
         };
-        match self.grow_and_freeze(&graph, segment_dir.as_deref(), progress) {
-            Ok((frozen, written)) => {
-                let kept = (!written).then_some(graph);
-                Ok(self.folded(frozen, kept))
-            }
-            Err(e) => {
-                self.base = Some(Base::Memory(graph));
-                Err(e)
-            }
-        }
+        let (frozen, written) = self.grow_and_freeze(&graph, segment_dir.as_deref(), progress)?;
+        let kept = (!written).then_some(graph);
+        Ok(self.folded(frozen, kept))
     }
 
     fn new_graph(&self, points: usize) -> Hnsw<'static, f32, UnitDot> {
@@ -1163,6 +1144,33 @@ mod tests {
                     index.search(q, 10, EXACT, None).unwrap(),
                     flat.search(q, 10, EXACT, None).unwrap()
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn a_freeze_that_cannot_be_written_keeps_every_vector_once() {
+        let vectors = random_unit_vectors(300, 16, 5);
+        for first_graph_in_memory in [false, true] {
+            let mut index = HnswIndex::new(16, HnswParams::default(), 300).unwrap();
+            index.add(&items(&vectors[..100], 0)).unwrap();
+            if first_graph_in_memory {
+                index.freeze(None, &NoProgress).unwrap();
+            }
+            index.add(&items(&vectors[100..], 100)).unwrap();
+            // A home that is a file: the segment cannot be written there.
+            let file = tempfile::NamedTempFile::new().unwrap();
+            assert!(index.freeze(Some(file.path()), &NoProgress).is_err());
+            assert_eq!(index.len(), 300);
+            index.freeze(None, &NoProgress).unwrap();
+            assert_eq!(
+                (index.len(), index.frozen_len(), index.tail_len()),
+                (300, 300, 0)
+            );
+            for (id, v) in items(&vectors, 0) {
+                let hits = index.search(v, 2, approx(64), None).unwrap();
+                assert_eq!(hits[0].id, id);
+                assert_ne!(hits[1].id, id, "vector {id} is in the graph twice");
             }
         }
     }

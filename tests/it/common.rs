@@ -5,7 +5,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use semdex::embed::{Encoder, EncoderOptions};
@@ -285,11 +285,19 @@ pub fn serve_binary_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> (C
 pub fn wait_for_address(child: &mut Child) -> String {
     let (tx, rx) = std::sync::mpsc::channel();
     let stderr = child.stderr.take().unwrap();
+    // The last lines the server logged, for the message of a server that never gets ready.
+    let recent: Arc<Mutex<std::collections::VecDeque<String>>> = Arc::default();
+    let log = recent.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             if let Some(addr) = line.split("addr=").nth(1) {
                 let _ = tx.send(addr.split_whitespace().next().unwrap_or("").to_string());
             }
+            let mut log = log.lock().unwrap();
+            if log.len() == 20 {
+                log.pop_front();
+            }
+            log.push_back(line);
         }
     });
     let addr = rx
@@ -298,12 +306,22 @@ pub fn wait_for_address(child: &mut Child) -> String {
     let base = format!("http://{addr}");
     let deadline = Instant::now() + Duration::from_secs(300);
     let client = reqwest::blocking::Client::new();
-    while client
-        .get(format!("{base}/health"))
-        .send()
-        .map_or(true, |r| r.status() != reqwest::StatusCode::OK)
-    {
-        assert!(Instant::now() < deadline, "never became ready");
+    loop {
+        let health = client.get(format!("{base}/health")).send();
+        if health
+            .as_ref()
+            .is_ok_and(|r| r.status() == reqwest::StatusCode::OK)
+        {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let answer = health.map_or_else(|e| e.to_string(), |r| r.text().unwrap_or_default());
+            let lines: Vec<String> = recent.lock().unwrap().iter().cloned().collect();
+            panic!(
+                "never became ready: /health answered {answer}; the server's last lines:\n{}",
+                lines.join("\n")
+            );
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
     base

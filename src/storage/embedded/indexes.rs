@@ -27,10 +27,13 @@ pub(super) fn open_vector_index(
 ) -> Result<HnswIndex> {
     let current = store.generation()?;
     // A loaded index whose exactly searched tail is past its size (a crash, a large catch-up)
-    // has it folded into the graph before searches start.
+    // has it folded into the graph before searches start. A fold that cannot be written (a
+    // full disk) leaves the tail as it was, searched exactly: the collection still opens.
     let folded = |mut index: HnswIndex| -> Result<HnswIndex> {
         if writable && index.fold_due() {
-            index.freeze(Some(dir), progress)?;
+            if let Err(e) = index.freeze(Some(dir), progress) {
+                tracing::warn!(error = %e, dir = %dir.display(), "cannot fold the index's tail into its graph now; searching it exactly until the next fold");
+            }
         }
         Ok(index)
     };
@@ -196,7 +199,15 @@ pub(super) fn build_from_store(
     })?;
     flush(&mut pending, &mut index)?;
     index.set_generation(generation);
-    index.freeze(home, progress)?;
+    if let Err(e) = index.freeze(home, progress) {
+        // The graph could not be written (a full disk): it is kept in memory, and written
+        // when the index is next saved.
+        let Some(dir) = home else {
+            return Err(e.into());
+        };
+        tracing::warn!(error = %e, dir = %dir.display(), "cannot write the rebuilt index; keeping it in memory");
+        index.freeze(None, progress)?;
+    }
     Ok(index)
 }
 
