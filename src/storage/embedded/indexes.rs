@@ -30,10 +30,11 @@ pub(super) fn open_vector_index(
     // has it folded into the graph before searches start. A fold that cannot be written (a
     // full disk) leaves the tail as it was, searched exactly: the collection still opens.
     let folded = |mut index: HnswIndex| -> Result<HnswIndex> {
-        if writable && index.fold_due() {
-            if let Err(e) = index.freeze(Some(dir), progress) {
-                tracing::warn!(error = %e, dir = %dir.display(), "cannot fold the index's tail into its graph now; searching it exactly until the next fold");
-            }
+        if writable
+            && index.fold_due()
+            && let Err(e) = index.freeze(Some(dir), progress)
+        {
+            tracing::warn!(error = %e, dir = %dir.display(), "cannot fold the index's tail into its graph now; searching it exactly until the next fold");
         }
         Ok(index)
     };
