@@ -391,10 +391,11 @@ impl Backend for EmbeddedBackend {
         let Some(outcome) = writer.delete_document(id)? else {
             return Ok(None);
         };
-        // Committed: a writer of this id waiting for the write connection sees the mark.
-        on_deleted();
         self.apply(id, outcome.generation, &outcome.removed, &[], &[]);
         self.commit_lexical(&writer, outcome.generation);
+        // Committed, and out of both indexes: a writer of this id waiting for the write
+        // connection sees the mark.
+        on_deleted();
         Ok(Some(outcome.removed.len()))
     }
 
