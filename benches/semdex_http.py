@@ -61,6 +61,20 @@ def serve(semdex, data, extra=(), log=None):
         time.sleep(0.2)
 
 
+def beir_documents(corpus, limit, title_only=False):
+    """The first `limit` documents of a BEIR corpus.jsonl as semdex documents: title and
+    abstract, or the title alone (one passage each)."""
+    docs = []
+    with open(corpus) as f:
+        for line in f:
+            if len(docs) == limit:
+                break
+            d = json.loads(line)
+            text = d.get("title", "") if title_only else d.get("title", "") + "\n\n" + d["text"]
+            docs.append({"id": d["_id"], "text": text.strip() or d["text"]})
+    return docs
+
+
 def summary(seconds):
     """n, p50, p90, p99 and max of durations in seconds, in milliseconds."""
     values = sorted(v for v in seconds if v is not None)

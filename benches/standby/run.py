@@ -17,7 +17,6 @@ three. Standard library only; everything is removed at the end.
 """
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -44,14 +43,7 @@ def main():
     ap.add_argument("--bin", default=os.path.join(ROOT, "target/release/semdex"))
     ap.add_argument("--model", default=os.path.join(ROOT, "models/all-MiniLM-L6-v2"))
     args = ap.parse_args()
-    docs = []
-    with open(args.corpus) as f:
-        for line in f:
-            if len(docs) == args.docs:
-                break
-            d = json.loads(line)
-            text = d.get("title", "") if args.text == "title" else d.get("title", "") + "\n\n" + d["text"]
-            docs.append({"id": d["_id"], "text": text.strip() or d["text"]})
+    docs = semdex_http.beir_documents(args.corpus, args.docs, title_only=args.text == "title")
     semdex = [args.bin, "--model", args.model]
     work = tempfile.mkdtemp(prefix="standby-bench-")
     primary_dir, standby_dir = os.path.join(work, "primary"), os.path.join(work, "standby")

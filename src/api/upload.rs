@@ -203,10 +203,19 @@ async fn read_form(mut form: Multipart) -> Result<Files, ApiError> {
             }
             continue;
         }
+        // A part without a file name is a form field, not a file (as browsers, curl -F
+        // name=@path and every HTTP framework see it): only `metadata` is one.
+        let Some(file_name) = file_name else {
+            return Err(ApiError::invalid(format!(
+                "form field {name:?} is not a file: send each file as a part with a file name \
+                 (Content-Disposition: form-data; name=\"files\"; filename=\"...\"), and \
+                 metadata as the `metadata` field"
+            )));
+        };
         let content_type = field.content_type().map(str::to_ascii_lowercase);
         let bytes = field.bytes().await.map_err(bad_form)?;
         files.push(Upload {
-            file_name: file_name.or_else(|| (!name.is_empty()).then_some(name)),
+            file_name: Some(file_name),
             content_type,
             bytes,
         });

@@ -433,6 +433,17 @@ fn bad_files_are_4xx_with_the_extractors_message_and_nothing_is_stored() {
         "invalid_request",
         "the form holds no file",
     );
+    // A part without a file name is a form field, not a file (schemathesis sent a number).
+    refused(
+        send(
+            http_client()
+                .post(s.url("/documents?id=x"))
+                .multipart(Form::new().text("files", "-1.175494351e-38")),
+        ),
+        unprocessable,
+        "invalid_request",
+        "is not a file",
+    );
     assert_eq!(document_ids(&s, "default"), before);
 }
 

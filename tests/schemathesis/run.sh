@@ -11,6 +11,7 @@
 # cannot know are one resource (schemathesis.toml says more).
 # hypothesis's filter_too_much health check is off: path parameters (document ids) that cannot
 # go into a URL are filtered out, and on some runs that trips it without any failure found.
+# hooks.py gives schemathesis a serializer for snapshot archives (application/x-tar).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -43,7 +44,7 @@ run() { # LABEL [st options...]
     local label=$1; shift
     echo "== schemathesis: $label"
     local started=$SECONDS
-    (cd "$HERE" && "$VENV/bin/st" run "http://127.0.0.1:$PORT/openapi.json" \
+    (cd "$HERE" && SCHEMATHESIS_HOOKS=hooks "$VENV/bin/st" run "http://127.0.0.1:$PORT/openapi.json" \
         --checks all --exclude-checks ensure_resource_availability \
         --max-examples "$EXAMPLES" --no-color \
         --suppress-health-check=filter_too_much "$@")

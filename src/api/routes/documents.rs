@@ -78,6 +78,8 @@ pub async fn ingest(
     )),
     responses(
         (status = 200, description = "What happened to each document", body = IngestResponse),
+        (status = 202, description = "Files ingested as a job (over the server's threshold, or `wait=false`): follow it at `GET /jobs/{id}`", body = JobResponse,
+            headers(("Location" = String, description = "The job's address"))),
         UnknownCollection,
         DocumentsUpload,
         Overloaded,
