@@ -490,36 +490,31 @@ fn a_restore_killed_at_any_point_leaves_the_old_collection_or_the_new_one() {
     let old_counts = counts["old"];
     assert_eq!(names, ["old"]);
 
-    // Killed with everything checked and built, before the rename: no trace.
-    kill_at(
-        &[
+    // A restore of the archive into `collection`, killed where `point` pauses it.
+    let kill_restore_at = |collection: &str, replace: bool, point: &str| {
+        let mut args = vec![
             "restore",
             archive_arg,
             "--data-dir",
             data_arg,
             "--collection",
-            "fresh",
-        ],
-        "restore.staged=fresh",
-    );
+            collection,
+        ];
+        if replace {
+            args.push("--replace");
+        }
+        kill_at(&args, &format!("{point}={collection}"));
+    };
+
+    // Killed with everything checked and built, before the rename: no trace.
+    kill_restore_at("fresh", false, "restore.staged");
     assert_eq!(hidden_leftovers(&data).len(), 1, "killed mid-way");
     let (names, _) = reopened(&data);
     assert_eq!(names, ["old"], "no trace of the killed restore");
     assert!(hidden_leftovers(&data).is_empty());
 
     // Killed while replacing, before the old collection moved away: the old one stays.
-    kill_at(
-        &[
-            "restore",
-            archive_arg,
-            "--data-dir",
-            data_arg,
-            "--collection",
-            "old",
-            "--replace",
-        ],
-        "restore.staged=old",
-    );
+    kill_restore_at("old", true, "restore.staged");
     let (names, counts) = reopened(&data);
     assert_eq!(
         (names, counts["old"]),
@@ -528,18 +523,7 @@ fn a_restore_killed_at_any_point_leaves_the_old_collection_or_the_new_one() {
     assert!(hidden_leftovers(&data).is_empty());
 
     // Killed between the two renames of a replace: the next open completes it.
-    kill_at(
-        &[
-            "restore",
-            archive_arg,
-            "--data-dir",
-            data_arg,
-            "--collection",
-            "old",
-            "--replace",
-        ],
-        "restore.swap=old",
-    );
+    kill_restore_at("old", true, "restore.swap");
     assert!(
         !data.join("collections/old").exists(),
         "killed between the renames"

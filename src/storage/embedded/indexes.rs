@@ -74,37 +74,65 @@ pub(super) fn open_vector_index(
     )
 }
 
+/// How the vector index differs from the store: the passages it misses and those it holds
+/// that the store no longer has, at the store's generation.
+struct Drift {
+    generation: u64,
+    stored: usize,
+    missing: Vec<VectorId>,
+    gone: Vec<VectorId>,
+}
+
+impl Drift {
+    fn between(store: &Store, index: &HnswIndex) -> Result<Self> {
+        let (generation, ids) = store.chunk_ids()?;
+        let live: HashSet<VectorId> = ids.iter().copied().collect();
+        let missing = ids
+            .iter()
+            .copied()
+            .filter(|id| !index.contains(*id))
+            .collect();
+        let gone = index
+            .indexed_ids()
+            .iter()
+            .copied()
+            .filter(|&id| index.contains(id) && !live.contains(&id))
+            .collect();
+        Ok(Self {
+            generation,
+            stored: ids.len(),
+            missing,
+            gone,
+        })
+    }
+
+    /// Adds the missing vectors (read from the store in steps), removes the gone ones and
+    /// records the store's generation.
+    fn close(&self, store: &Store, index: &mut HnswIndex) -> Result<()> {
+        for step in self.missing.chunks(BUILD_STEP) {
+            let vectors = store.vectors_by_ids(step)?;
+            let items: Vec<(VectorId, &[f32])> =
+                vectors.iter().map(|(id, v)| (*id, v.as_slice())).collect();
+            index.add(&items)?;
+        }
+        index.remove(&self.gone);
+        index.set_generation(self.generation);
+        Ok(())
+    }
+}
+
 /// Brings a dump that is behind the store up to date, or `None` when it is so far behind that a
 /// fresh build makes a better graph.
 fn catch_up(store: &Store, mut index: HnswIndex) -> Result<Option<HnswIndex>> {
-    let (generation, ids) = store.chunk_ids()?;
-    let live: HashSet<VectorId> = ids.iter().copied().collect();
-    let missing: Vec<VectorId> = ids
-        .iter()
-        .copied()
-        .filter(|id| !index.contains(*id))
-        .collect();
-    if missing.len() > live.len() / 2 {
+    let drift = Drift::between(store, &index)?;
+    if drift.missing.len() > drift.stored / 2 {
         return Ok(None);
     }
-    let gone: Vec<VectorId> = index
-        .indexed_ids()
-        .iter()
-        .copied()
-        .filter(|id| !live.contains(id))
-        .collect();
-    for step in missing.chunks(BUILD_STEP) {
-        let vectors = store.vectors_by_ids(step)?;
-        let items: Vec<(VectorId, &[f32])> =
-            vectors.iter().map(|(id, v)| (*id, v.as_slice())).collect();
-        index.add(&items)?;
-    }
-    index.remove(&gone);
-    index.set_generation(generation);
+    drift.close(store, &mut index)?;
     tracing::info!(
         vectors = index.len(),
-        caught_up = missing.len(),
-        removed = gone.len(),
+        caught_up = drift.missing.len(),
+        removed = drift.gone.len(),
         "loaded the HNSW index from its dump and caught up with the store"
     );
     Ok(Some(index))
@@ -114,28 +142,7 @@ fn catch_up(store: &Store, mut index: HnswIndex) -> Result<Option<HnswIndex>> {
 /// adds what it misses, removes what the store no longer has, and records the store's
 /// generation.
 pub(super) fn reconcile_vectors(store: &Store, index: &mut HnswIndex) -> Result<()> {
-    let (generation, ids) = store.chunk_ids()?;
-    let live: HashSet<VectorId> = ids.iter().copied().collect();
-    let missing: Vec<VectorId> = ids
-        .iter()
-        .copied()
-        .filter(|id| !index.contains(*id))
-        .collect();
-    let gone: Vec<VectorId> = index
-        .indexed_ids()
-        .iter()
-        .copied()
-        .filter(|&id| index.contains(id) && !live.contains(&id))
-        .collect();
-    for step in missing.chunks(BUILD_STEP) {
-        let vectors = store.vectors_by_ids(step)?;
-        let items: Vec<(VectorId, &[f32])> =
-            vectors.iter().map(|(id, v)| (*id, v.as_slice())).collect();
-        index.add(&items)?;
-    }
-    index.remove(&gone);
-    index.set_generation(generation);
-    Ok(())
+    Drift::between(store, index)?.close(store, index)
 }
 
 /// Makes the lexical index hold exactly the store's passages and commits it at the store's
