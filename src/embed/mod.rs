@@ -16,6 +16,7 @@ mod pooling;
 mod tokenize;
 mod weights;
 mod window;
+mod wordpiece;
 
 use std::fmt;
 use std::path::Path;

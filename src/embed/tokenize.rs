@@ -5,6 +5,7 @@ use std::path::Path;
 use tokenizers::{PostProcessor, Tokenizer};
 
 use super::error::{EmbedError, Result};
+use super::wordpiece::{AsciiWordPiece, Stretch};
 
 /// One input, tokenized for the model: `ids` already fits the model's window.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +35,8 @@ impl TokenizedText {
 #[derive(Clone)]
 pub struct TextTokenizer {
     inner: std::sync::Arc<Tokenizer>,
+    /// The fast path for placing tokens in ASCII text, when the pipeline is BERT's.
+    ascii: Option<std::sync::Arc<AsciiWordPiece>>,
     max_len: usize,
 }
 
@@ -52,6 +55,7 @@ impl TextTokenizer {
             .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         inner.with_padding(None);
         Ok(Self {
+            ascii: AsciiWordPiece::for_tokenizer(&inner).map(std::sync::Arc::new),
             inner: std::sync::Arc::new(inner),
             max_len: max_len.max(2),
         })
@@ -93,10 +97,48 @@ impl TextTokenizer {
     }
 
     /// Byte ranges in `text` of its tokens, special tokens excluded, in order.
+    pub fn token_spans(&self, text: &str) -> Result<Vec<(usize, usize)>> {
+        Ok(self
+            .tokens_with_spans(text)?
+            .into_iter()
+            .map(|(_, span)| span)
+            .collect())
+    }
+
+    /// The tokens of `text` (special tokens excluded, no truncation): each id with its byte
+    /// range in `text`, in order. What a passage's stored token vectors were made from, for
+    /// placing them in its text.
+    ///
+    /// Plain ASCII words take [`AsciiWordPiece`]'s fast path; the rest of the text goes to the
+    /// `tokenizers` crate, stretch by stretch.
+    pub fn tokens_with_spans(&self, text: &str) -> Result<Vec<(u32, (usize, usize))>> {
+        let Some(ascii) = &self.ascii else {
+            let mut out = Vec::new();
+            self.crate_tokens(text, 0, &mut out)?;
+            return Ok(out);
+        };
+        let mut out = Vec::with_capacity(text.len() / 4);
+        for stretch in ascii.stretches(text) {
+            match stretch {
+                Stretch::Ascii(start, end) => ascii.tokenize(text, start, end, &mut out),
+                Stretch::Other(start, end) => {
+                    self.crate_tokens(&text[start..end], start, &mut out)?
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Appends the tokens of `text` as the crate finds them, their ranges moved by `offset`.
     ///
     /// Long texts are cut at whitespace into pieces tokenized in parallel: BERT tokenization
     /// never crosses whitespace, so the result is the same as tokenizing the text whole.
-    pub fn token_spans(&self, text: &str) -> Result<Vec<(usize, usize)>> {
+    fn crate_tokens(
+        &self,
+        text: &str,
+        offset: usize,
+        out: &mut Vec<(u32, (usize, usize))>,
+    ) -> Result<()> {
         const PIECE: usize = 64 * 1024;
         let mut pieces = Vec::new();
         let mut start = 0;
@@ -117,36 +159,27 @@ impl TextTokenizer {
             pieces.push((start, &text[start..end]));
             start = end;
         }
-        let encodings = self
-            .inner
-            .encode_batch(pieces.iter().map(|p| p.1).collect::<Vec<_>>(), false)
-            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
-        Ok(pieces
-            .iter()
-            .zip(&encodings)
-            .flat_map(|((offset, _), e)| {
-                e.get_offsets()
-                    .iter()
-                    .map(move |&(s, t)| (s + offset, t + offset))
-            })
-            .collect())
-    }
-
-    /// The tokens of `text` (special tokens excluded, no truncation): each id with its byte
-    /// range in `text`, in order. What a passage's stored token vectors were made from, for
-    /// placing them in its text.
-    pub fn tokens_with_spans(&self, text: &str) -> Result<Vec<(u32, (usize, usize))>> {
         // `encode` keeps byte offsets (`encode_fast` does not track them).
-        let encoding = self
-            .inner
-            .encode(text, false)
-            .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
-        Ok(encoding
-            .get_ids()
-            .iter()
-            .copied()
-            .zip(encoding.get_offsets().iter().copied())
-            .collect())
+        let encodings = if pieces.len() == 1 {
+            vec![self.inner.encode(text, false)]
+        } else {
+            self.inner
+                .encode_batch(pieces.iter().map(|p| p.1).collect::<Vec<_>>(), false)
+                .map(|all| all.into_iter().map(Ok).collect())
+                .unwrap_or_else(|e| vec![Err(e)])
+        };
+        for ((at, _), encoding) in pieces.iter().zip(encodings) {
+            let encoding = encoding.map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
+            let shift = offset + at;
+            out.extend(
+                encoding
+                    .get_ids()
+                    .iter()
+                    .zip(encoding.get_offsets())
+                    .map(|(&id, &(s, e))| (id, (s + shift, e + shift))),
+            );
+        }
+        Ok(())
     }
 
     /// Token counts of many texts (special tokens included), tokenized in parallel.

@@ -87,3 +87,36 @@ fn hnsw_recall_at_default_ef_on_scifact() {
     assert!(report.queries > 1000);
     assert!(row.recall_10 >= 0.99, "recall@10 {}", row.recall_10);
 }
+
+/// Every SciFact abstract (scientific prose: symbols, Greek letters, units, citations) is
+/// placed token by token exactly as the `tokenizers` crate places it, although most of it
+/// takes semdex's ASCII fast path.
+#[test]
+#[ignore = "needs ../shared/data/scifact (or SEMDEX_SCIFACT)"]
+fn token_spans_on_scifact_equal_the_tokenizers_crate() {
+    let dir = scifact_dir().expect(
+        "SciFact not found: set SEMDEX_SCIFACT or put it at ../shared/data/scifact beside the repository",
+    );
+    let dataset = beir::load(&dir, "test").unwrap();
+    let model = crate::common::model_dir();
+    let ours = semdex::embed::TextTokenizer::load(&model, 256).unwrap();
+    let mut reference = tokenizers::Tokenizer::from_file(model.join("tokenizer.json")).unwrap();
+    reference.with_truncation(None).unwrap();
+    reference.with_padding(None);
+    for document in &dataset.corpus {
+        let text = document.full_text();
+        let encoding = reference.encode(text.as_str(), false).unwrap();
+        let expected: Vec<(u32, (usize, usize))> = encoding
+            .get_ids()
+            .iter()
+            .copied()
+            .zip(encoding.get_offsets().iter().copied())
+            .collect();
+        assert_eq!(
+            ours.tokens_with_spans(&text).unwrap(),
+            expected,
+            "document {}",
+            document.id
+        );
+    }
+}
