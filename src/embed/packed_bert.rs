@@ -17,6 +17,7 @@ use super::Precision;
 use super::backend::{Backend, Output};
 use super::config::ModelConfig;
 use super::error::{EmbedError, Result};
+use super::kernels::bf16x3::{SplitRows, SplitWeights};
 use super::kernels::int8::{Int8Kernel, Int8Weights, QuantizedRows};
 use super::kernels::matmul::PanelWeights;
 use super::kernels::{self, KernelPath, Width};
@@ -49,6 +50,9 @@ enum LinearWeights {
     Transposed(Vec<f32>),
     /// int8 codes per output channel, for int8 precision.
     Int8(Int8Weights),
+    /// Two bf16 halves, for f32 on AMX tiles ([`kernels::bf16x3`]): the products of three
+    /// bf16 tile multiplications keep 16 significant bits.
+    Split(SplitWeights),
 }
 
 struct Norm {
@@ -74,8 +78,16 @@ struct Workspace {
     context: Vec<f32>,
     attended: Vec<f32>,
     intermediate: Vec<f32>,
-    /// The current dense layer's input, quantised (int8 precision).
+    /// The current dense layer's input, as its kernel reads it.
+    input: LayerInput,
+}
+
+/// A dense layer's input re-coded for its kernel: quantised (int8 precision) or split into
+/// two bf16 halves (f32 on AMX tiles). Reused from layer to layer.
+#[derive(Default)]
+struct LayerInput {
     quantized: QuantizedRows,
+    split: SplitRows,
 }
 
 /// BERT over packed sequences with fused CPU kernels.
@@ -101,6 +113,8 @@ pub struct PackedBert {
 struct Loader<'a> {
     file: &'a WeightFile,
     path: KernelPath,
+    /// f32 layers as two bf16 halves on AMX tiles.
+    split: bool,
 }
 
 impl Loader<'_> {
@@ -134,6 +148,9 @@ impl Loader<'_> {
                 }
             }
             match self.path.width() {
+                _ if self.split => {
+                    LinearWeights::Split(SplitWeights::pack(&weight_t, inputs, total))
+                }
                 Width::Portable => LinearWeights::Transposed(weight_t),
                 width => LinearWeights::Panels(PanelWeights::pack(width, &weight_t, inputs, total)),
             }
@@ -167,7 +184,11 @@ impl PackedBert {
             &config.dir.join("model.safetensors"),
             "embeddings.word_embeddings.weight",
         )?;
-        let w = Loader { file: &file, path };
+        let w = Loader {
+            file: &file,
+            path,
+            split: kernels::bf16x3::available(path),
+        };
         // Every dense layer runs in int8 at int8 precision: keeping any one of them in f32
         // (benches/README.md, measured per layer) gained little quality for its cost.
         let int8 = precision == Precision::Int8;
@@ -260,10 +281,10 @@ impl PackedBert {
     }
 
     /// `dst (+)= x · Wᵀ` for `rows` rows: accumulates into `dst` when `accumulate`, else
-    /// overwrites; int8 layers quantise `x` into `quantized` first.
+    /// overwrites; int8 and split layers re-code `x` into `input` first.
     fn matmul(
         &self,
-        quantized: &mut QuantizedRows,
+        input: &mut LayerInput,
         dst: &mut [f32],
         x: &[f32],
         layer: &Linear,
@@ -276,9 +297,19 @@ impl PackedBert {
             }
             LinearWeights::Int8(weights) => {
                 let kernel = Int8Kernel::of(self.path);
+                let quantized = &mut input.quantized;
                 quantized.quantize(self.path.width(), kernel, x, rows, layer.inputs);
                 kernels::int8::int8_matmul(kernel, dst, quantized, weights, accumulate);
             }
+            LinearWeights::Split(weights) => kernels::bf16x3::bf16x3_matmul(
+                self.path,
+                dst,
+                x,
+                weights,
+                rows,
+                accumulate,
+                &mut input.split,
+            ),
             LinearWeights::Transposed(weight_t) => {
                 gemm_matmul(dst, x, weight_t, layer, rows, accumulate)
             }
@@ -412,7 +443,7 @@ impl PackedBert {
     #[allow(clippy::too_many_arguments)]
     fn residual_dense_norm(
         &self,
-        quantized: &mut QuantizedRows,
+        layer_input: &mut LayerInput,
         out: &mut [f32],
         residual: &[f32],
         input: &[f32],
@@ -427,7 +458,7 @@ impl PackedBert {
                 kernels::math::add_into(width, d, s, &dense.bias);
             }
         });
-        self.matmul(quantized, out, input, dense, tokens, true);
+        self.matmul(layer_input, out, input, dense, tokens, true);
         for_rows(out, h, |rows| {
             kernels::math::layer_norm_rows(width, rows, &norm.weight, &norm.bias, self.eps)
         });
@@ -623,7 +654,7 @@ impl Backend for PackedBert {
         let context = grow(&mut ws.context, tokens * h);
         let attended = grow(&mut ws.attended, tokens * h);
         let inter = grow(&mut ws.intermediate, tokens * self.intermediate);
-        let quantized = &mut ws.quantized;
+        let layer_input = &mut ws.input;
         let width = self.path.width();
 
         self.embed_tokens(batch, x)?;
@@ -634,11 +665,11 @@ impl Backend for PackedBert {
                     row.copy_from_slice(&layer.qkv.bias);
                 }
             });
-            self.matmul(quantized, qkv, x, &layer.qkv, tokens, true);
+            self.matmul(layer_input, qkv, x, &layer.qkv, tokens, true);
             self.attention(qkv, context, &spans);
             // attended = LayerNorm(x + context·Woᵀ + b)
             self.residual_dense_norm(
-                quantized,
+                layer_input,
                 attended,
                 x,
                 context,
@@ -646,12 +677,19 @@ impl Backend for PackedBert {
                 &layer.attn_norm,
             );
             // inter = gelu(attended·W1ᵀ + b1)
-            self.matmul(quantized, inter, attended, &layer.up, tokens, false);
+            self.matmul(layer_input, inter, attended, &layer.up, tokens, false);
             for_rows(inter, self.intermediate, |rows| {
                 kernels::math::bias_gelu(width, rows, &layer.up.bias)
             });
             // x = LayerNorm(attended + inter·W2ᵀ + b2)
-            self.residual_dense_norm(quantized, x, attended, inter, &layer.down, &layer.out_norm);
+            self.residual_dense_norm(
+                layer_input,
+                x,
+                attended,
+                inter,
+                &layer.down,
+                &layer.out_norm,
+            );
         }
         Ok(spans
             .iter()

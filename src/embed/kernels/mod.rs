@@ -13,6 +13,7 @@
 //! - [`int8`]: int8 dense layers (weights per output channel, activations per token), by
 //!   AVX-512 VNNI, AVX-VNNI or AVX2 `vpmaddubsw`/`vpmaddwd`, with int32 accumulation.
 //! - [`amx`]: the int8 dense layers on AMX tiles.
+//! - [`bf16x3`]: the f32 dense layers on AMX bf16 tiles, each operand split in two bf16s.
 //! - [`maxsim`]: late interaction's int8 dot products.
 //!
 //! Every `unsafe` kernel is reached only through a safe function that checks the CPU's
@@ -20,6 +21,7 @@
 //! unsupported level) and the slice bounds before the call.
 
 mod amx;
+pub mod bf16x3;
 pub mod int8;
 pub mod math;
 pub mod matmul;
