@@ -65,6 +65,35 @@ struct TileConfig {
     rows: [u8; 16],
 }
 
+/// Configures this thread's eight tiles as 16 rows × 64 bytes each (what every AMX kernel
+/// here uses); [`release_tiles`] gives the state back.
+///
+/// # Safety
+/// [`request_tiles`] returned true; the caller releases the tiles before returning.
+#[cfg(target_arch = "x86_64")]
+pub(super) unsafe fn configure_tiles() {
+    let config = TileConfig {
+        palette: 1,
+        start_row: 0,
+        reserved: [0; 14],
+        bytes_per_row: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
+        rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
+    };
+    // SAFETY: a valid palette-1 configuration; this thread's tile state is the caller's
+    // until it calls release_tiles.
+    unsafe { std::arch::asm!("ldtilecfg [{}]", in(reg) &config, options(nostack, readonly)) };
+}
+
+/// Gives this thread's tile state back.
+///
+/// # Safety
+/// [`configure_tiles`] was called on this thread.
+#[cfg(target_arch = "x86_64")]
+pub(super) unsafe fn release_tiles() {
+    // SAFETY: tilerelease has no operands.
+    unsafe { std::arch::asm!("tilerelease", options(nostack, nomem)) };
+}
+
 /// Four 16 × 16 int32 sum tiles, as `tilestored` writes them.
 #[cfg(target_arch = "x86_64")]
 #[repr(C, align(64))]
@@ -88,20 +117,12 @@ pub(super) unsafe fn int8_matmul(
     use std::arch::asm;
     use std::arch::x86_64::_mm512_loadu_si512;
 
-    let config = TileConfig {
-        palette: 1,
-        start_row: 0,
-        reserved: [0; 14],
-        bytes_per_row: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
-        rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
-    };
     let stride = x.stride();
     let blocks = stride / 64;
     let token_pairs = x.rows().div_ceil(32);
     let mut sums = SumTiles([0; 4 * 256]);
-    // SAFETY: a valid palette-1 configuration; this thread's tile state is ours until
-    // tilerelease below (tile registers are not touched by any other code).
-    unsafe { asm!("ldtilecfg [{}]", in(reg) &config, options(nostack, readonly)) };
+    // SAFETY: the caller checked request_tiles; released below.
+    unsafe { configure_tiles() };
     for pair in pairs {
         let first = pair * 2 * PANEL;
         let b0 = w.panel_ptr(pair * 2);
@@ -181,6 +202,6 @@ pub(super) unsafe fn int8_matmul(
             }
         }
     }
-    // SAFETY: gives the tile state back (no operands).
-    unsafe { asm!("tilerelease", options(nostack, nomem)) };
+    // SAFETY: configured above.
+    unsafe { release_tiles() };
 }

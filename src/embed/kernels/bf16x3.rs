@@ -228,17 +228,6 @@ pub fn bf16x3_matmul(
     }
 }
 
-/// The `ldtilecfg` operand: palette 1, every tile used as 16 rows × 64 bytes.
-#[cfg(target_arch = "x86_64")]
-#[repr(C, align(64))]
-struct TileConfig {
-    palette: u8,
-    start_row: u8,
-    reserved: [u8; 14],
-    bytes_per_row: [u16; 16],
-    rows: [u8; 16],
-}
-
 /// Two 16 × 16 f32 sum tiles, as `tilestored` writes them.
 #[cfg(target_arch = "x86_64")]
 #[repr(C, align(64))]
@@ -262,20 +251,12 @@ unsafe fn tiles(
     use std::arch::asm;
     use std::arch::x86_64::*;
 
-    let config = TileConfig {
-        palette: 1,
-        start_row: 0,
-        reserved: [0; 14],
-        bytes_per_row: [64, 64, 64, 64, 64, 64, 64, 64, 0, 0, 0, 0, 0, 0, 0, 0],
-        rows: [16, 16, 16, 16, 16, 16, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0],
-    };
     let a_stride = x.stride * 2;
     let token_blocks = x.rows.div_ceil(TOKENS);
     let channel_blocks = w.outputs.div_ceil(CHANNELS);
     let mut sums = SumTiles([0.0; 2 * 256]);
-    // SAFETY: a valid palette-1 configuration; this thread's tile state is ours until
-    // tilerelease below.
-    unsafe { asm!("ldtilecfg [{}]", in(reg) &config, options(nostack, readonly)) };
+    // SAFETY: the caller's path has AMX tiles; released below.
+    unsafe { super::amx::configure_tiles() };
     for pair in pairs {
         let cb0 = pair * 2;
         // The second block of an odd count repeats the first; its sums are not stored.
@@ -352,8 +333,8 @@ unsafe fn tiles(
             }
         }
     }
-    // SAFETY: gives the tile state back (no operands).
-    unsafe { asm!("tilerelease", options(nostack, nomem)) };
+    // SAFETY: configured above.
+    unsafe { super::amx::release_tiles() };
 }
 
 #[cfg(test)]
@@ -367,7 +348,14 @@ mod tests {
 
     #[test]
     fn a_float_splits_into_two_bf16s_to_16_bits() {
-        for x in [1.0f32, -std::f32::consts::PI, 1e-20, 6.0e4, 0.1, -0.333_333_34] {
+        for x in [
+            1.0f32,
+            -std::f32::consts::PI,
+            1e-20,
+            6.0e4,
+            0.1,
+            -0.333_333_34,
+        ] {
             let (hi, lo) = split(x);
             let back = from_bf16(hi) + from_bf16(lo);
             assert!((back - x).abs() <= x.abs() * 2f32.powi(-16), "{x}: {back}");
