@@ -208,3 +208,33 @@ fn raw_and_unit_vectors_are_both_kept() {
         "all-MiniLM-L6-v2 ends with Normalize"
     );
 }
+
+/// A text's vector does not depend on what it is batched with, on every path: each sequence
+/// runs on the kernel its own length picks (on AMX, short ones on AVX-512 panels and long ones
+/// on bf16 tiles), so a query embedded alone equals the same query embedded beside passages.
+#[test]
+fn a_vector_does_not_depend_on_its_batch() {
+    let query = "Who met whom at the Vostochny cosmodrome?";
+    let passage = "Kim Jong Un travelled by armoured train to Russia's Far East, where he met \
+                   Vladimir Putin at the Vostochny cosmodrome; the two leaders toured the launch \
+                   site, discussed military cooperation and satellites, and Putin accepted an \
+                   invitation to visit North Korea at a convenient time, according to state media.";
+    for path in KernelPath::supported() {
+        let encoder = encoder_on(path, Precision::F32);
+        let alone = encoder.embed(&[query, passage]).unwrap();
+        let batched = encoder.embed(&[passage, query, passage, passage]).unwrap();
+        let query_alone = encoder.embed(&[query]).unwrap();
+        let passage_alone = encoder.embed(&[passage]).unwrap();
+        for (got, want) in [
+            (&batched[1], &query_alone[0]),
+            (&alone[0], &query_alone[0]),
+            (&batched[0], &passage_alone[0]),
+            (&alone[1], &passage_alone[0]),
+        ] {
+            assert_eq!(
+                got.unit, want.unit,
+                "{path}: a vector changed with its batch"
+            );
+        }
+    }
+}
