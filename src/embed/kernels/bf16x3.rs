@@ -339,6 +339,8 @@ unsafe fn tiles(
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
     use crate::embed::KernelPath;
 
@@ -383,8 +385,44 @@ mod tests {
         }
     }
 
-    /// Random shapes, including lengths that are not multiples of the tiles, one token, and
-    /// the model's own; against an f64 reference, within 2⁻¹⁴ of the sum of |terms|.
+    /// Runs the tiles on one product and checks every output against an f64 reference,
+    /// within 2⁻¹⁴ of the sum of |terms|; the first output outside it, if any.
+    fn check_against_f64(
+        path: KernelPath,
+        (tokens, inputs, outputs): (usize, usize, usize),
+        x: &[f32],
+        wt: &[f32],
+        start: &[f32],
+        accumulate: bool,
+        scratch: &mut SplitRows,
+    ) -> Result<(), String> {
+        let w = SplitWeights::pack(wt, inputs, outputs);
+        let mut dst = start.to_vec();
+        bf16x3_matmul(path, &mut dst, x, &w, tokens, accumulate, scratch);
+        for t in 0..tokens {
+            for o in 0..outputs {
+                let (mut sum, mut size) = (0f64, 0f64);
+                for k in 0..inputs {
+                    let term = x[t * inputs + k] as f64 * wt[k * outputs + o] as f64;
+                    sum += term;
+                    size += term.abs();
+                }
+                if accumulate {
+                    sum += start[t * outputs + o] as f64;
+                    size += (start[t * outputs + o] as f64).abs();
+                }
+                let got = dst[t * outputs + o] as f64;
+                if (got - sum).abs() > size * 2f64.powi(-14) + 1e-30 {
+                    return Err(format!(
+                        "{tokens}x{inputs}x{outputs} [{t},{o}]: {got} vs {sum}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The model's shapes and odd ones: one token, lengths that are not multiples of a tile.
     #[test]
     fn tiles_match_an_f64_product_on_any_shape() {
         let Some(path) = amx() else {
@@ -399,7 +437,7 @@ mod tests {
             (seed >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
         };
         let mut scratch = SplitRows::default();
-        for &(tokens, inputs, outputs) in &[
+        for shape @ (tokens, inputs, outputs) in [
             (1, 384, 384),
             (17, 384, 1152),
             (130, 1536, 384),
@@ -409,31 +447,35 @@ mod tests {
         ] {
             let x: Vec<f32> = (0..tokens * inputs).map(|_| next() * 3.0).collect();
             let wt: Vec<f32> = (0..inputs * outputs).map(|_| next() * 0.1).collect();
-            let w = SplitWeights::pack(&wt, inputs, outputs);
             for accumulate in [false, true] {
                 let start: Vec<f32> = (0..tokens * outputs).map(|_| next()).collect();
-                let mut dst = start.clone();
-                bf16x3_matmul(path, &mut dst, &x, &w, tokens, accumulate, &mut scratch);
-                for t in 0..tokens {
-                    for o in 0..outputs {
-                        let (mut sum, mut size) = (0f64, 0f64);
-                        for k in 0..inputs {
-                            let term = x[t * inputs + k] as f64 * wt[k * outputs + o] as f64;
-                            sum += term;
-                            size += term.abs();
-                        }
-                        if accumulate {
-                            sum += start[t * outputs + o] as f64;
-                            size += (start[t * outputs + o] as f64).abs();
-                        }
-                        let got = dst[t * outputs + o] as f64;
-                        assert!(
-                            (got - sum).abs() <= size * 2f64.powi(-14) + 1e-30,
-                            "{tokens}x{inputs}x{outputs} [{t},{o}]: {got} vs {sum}"
-                        );
-                    }
-                }
+                check_against_f64(path, shape, &x, &wt, &start, accumulate, &mut scratch).unwrap();
             }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Random shapes (none need be a multiple of a tile) and values.
+        #[test]
+        fn tiles_match_an_f64_product_on_random_shapes(
+            tokens in 1usize..70,
+            inputs in 1usize..100,
+            outputs in 1usize..70,
+            seed in any::<u32>(),
+            accumulate in any::<bool>(),
+        ) {
+            let Some(path) = amx() else { return Ok(()) };
+            let value = |i: usize| {
+                (((i as u32).wrapping_mul(2_654_435_761) ^ seed) % 2001) as f32 / 1000.0 - 1.0
+            };
+            let x: Vec<f32> = (0..tokens * inputs).map(value).collect();
+            let wt: Vec<f32> = (0..inputs * outputs).map(|i| value(i + 7) * 0.5).collect();
+            let start: Vec<f32> = (0..tokens * outputs).map(|i| value(i + 13)).collect();
+            let shape = (tokens, inputs, outputs);
+            let mut scratch = SplitRows::default();
+            let checked = check_against_f64(path, shape, &x, &wt, &start, accumulate, &mut scratch);
+            prop_assert!(checked.is_ok(), "{}", checked.unwrap_err());
         }
     }
 }
