@@ -161,15 +161,13 @@ impl TextTokenizer {
         }
         // `encode` keeps byte offsets (`encode_fast` does not track them).
         let encodings = if pieces.len() == 1 {
-            vec![self.inner.encode(text, false)]
+            self.inner.encode(text, false).map(|e| vec![e])
         } else {
             self.inner
                 .encode_batch(pieces.iter().map(|p| p.1).collect::<Vec<_>>(), false)
-                .map(|all| all.into_iter().map(Ok).collect())
-                .unwrap_or_else(|e| vec![Err(e)])
-        };
+        }
+        .map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
         for ((at, _), encoding) in pieces.iter().zip(encodings) {
-            let encoding = encoding.map_err(|e| EmbedError::Tokenizer(e.to_string()))?;
             let shift = offset + at;
             out.extend(
                 encoding

@@ -99,6 +99,7 @@ pub struct SplitRows {
 
 impl SplitRows {
     /// Splits `rows` rows of `inputs` floats from `x`.
+    #[cfg(target_arch = "x86_64")]
     fn split(&mut self, x: &[f32], rows: usize, inputs: usize) {
         let stride = inputs.div_ceil(DEPTH) * DEPTH;
         let padded = rows.div_ceil(TOKENS) * TOKENS;
@@ -118,16 +119,9 @@ impl SplitRows {
             let src = &x[t * inputs..(t + 1) * inputs];
             let hi = &mut self.hi[t * stride..t * stride + inputs];
             let lo = &mut self.lo[t * stride..t * stride + inputs];
-            #[cfg(target_arch = "x86_64")]
             // SAFETY: only called by `bf16x3_matmul`, whose path (checked there) has AVX-512;
             // the three slices have one length.
-            unsafe {
-                split_row(src, hi, lo)
-            }
-            #[cfg(not(target_arch = "x86_64"))]
-            for ((h, l), &v) in hi.iter_mut().zip(lo.iter_mut()).zip(src) {
-                (*h, *l) = split(v);
-            }
+            unsafe { split_row(src, hi, lo) }
         }
         self.rows = rows;
         self.stride = stride;
@@ -171,16 +165,20 @@ unsafe fn split_row(src: &[f32], hi: &mut [u16], lo: &mut [u16]) {
 }
 
 /// Whether the CPU has AMX-BF16 (the caller has checked AMX tiles and their OS grant).
+/// Probed once: every matrix product asks, and CPUID is slow (a VM exit under a hypervisor).
 pub(super) fn has_bf16_tiles() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        // CPUID leaf 7, sub-leaf 0: EDX bit 22 AMX-BF16.
-        std::arch::x86_64::__cpuid_count(7, 0).edx & (1 << 22) != 0
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        {
+            // CPUID leaf 7, sub-leaf 0: EDX bit 22 AMX-BF16.
+            std::arch::x86_64::__cpuid_count(7, 0).edx & (1 << 22) != 0
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            false
+        }
+    })
 }
 
 /// Whether f32 dense layers on `path` run on bf16 tiles: the AMX path on a CPU with AMX-BF16.
