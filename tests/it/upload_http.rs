@@ -433,6 +433,21 @@ fn bad_files_are_4xx_with_the_extractors_message_and_nothing_is_stored() {
         "invalid_request",
         "the form holds no file",
     );
+    // The `metadata` field holds a JSON object, or the upload is refused.
+    for metadata in ["[1]", "null", "\"text\"", "{not json"] {
+        refused(
+            send(
+                http_client().post(s.url("/documents?id=m")).multipart(
+                    Form::new()
+                        .part("files", Part::bytes(b"text".to_vec()).file_name("a.txt"))
+                        .text("metadata", metadata),
+                ),
+            ),
+            unprocessable,
+            "invalid_request",
+            "must be a JSON object",
+        );
+    }
     // A part without a file name is a form field, not a file (schemathesis sent a number).
     refused(
         send(

@@ -13,3 +13,15 @@ def tar(ctx, value):
     if isinstance(value, list) and all(isinstance(v, int) for v in value):
         return bytes(v % 256 for v in value)
     return str(value).encode()
+
+
+@schemathesis.hook
+def filter_case(ctx, case):
+    """Drops multipart uploads whose `metadata` field is neither text nor absent. A form part
+    holds text: schemathesis sends such a value (an array, say) as no part at all, so the
+    server receives a valid form and rightly accepts it, which schemathesis then reports as a
+    schema-violating request accepted. The server's answer to a part that really is not JSON
+    metadata is tested in tests/it/upload_http.rs."""
+    if (case.media_type or "").startswith("multipart/") and isinstance(case.body, dict):
+        return case.body.get("metadata") is None or isinstance(case.body.get("metadata"), str)
+    return True
