@@ -97,7 +97,7 @@ pub struct AnnReport {
     pub threads: usize,
     /// The SIMD kernels used.
     pub kernels: &'static str,
-    /// Seconds to build the index: hnsw_rs's graph (all threads) and its frozen copy (and
+    /// Seconds to build the index: the graph (all threads), its 8-bit codes (and
     /// writing it, with an index directory); null when an index of the same vectors was
     /// reopened from the index directory instead.
     #[serde(rename = "build_s")]

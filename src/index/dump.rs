@@ -2,10 +2,7 @@
 //! becomes current through an atomic rename of a small meta file that names it and records the
 //! size and SHA-256 of every file in it.
 //!
-//! hnsw_rs ends the process (`std::process::exit`) on a truncated or garbled data file, which no
-//! `catch_unwind` can stop; so a dump is handed to it only after its checksums have been
-//! verified. A dump that fails verification is reported and ignored: the caller rebuilds from
-//! the store.
+//! A dump that fails verification is reported and ignored: the caller rebuilds from the store.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -32,8 +29,6 @@ pub struct DumpFile {
 pub struct VerifiedDump<M> {
     /// The dump's folder.
     pub folder: PathBuf,
-    /// The dump's files, as recorded when written (for [`verify`] of those not yet checked).
-    pub files: Vec<DumpFile>,
     /// The caller's description of the dump.
     pub meta: M,
 }
@@ -179,9 +174,8 @@ pub fn read<M: for<'de> Deserialize<'de>>(
     read_checking(dir, meta_name, |_| true)
 }
 
-/// [`read`], verifying only the files `checksummed` selects: the others are left to a
-/// [`verify`] when they are needed (a large file read only now and then need not be read
-/// through at every start).
+/// [`read`], verifying only the files `checksummed` selects: the others are never read (files
+/// an older writer left beside the ones still in use).
 pub fn read_checking<M: for<'de> Deserialize<'de>>(
     dir: &Path,
     meta_name: &str,
@@ -217,22 +211,8 @@ pub fn read_checking<M: for<'de> Deserialize<'de>>(
     }
     Ok(Some(VerifiedDump {
         folder,
-        files: envelope.files,
         meta: envelope.meta,
     }))
-}
-
-/// Verifies the size and checksum of the files named in `names` among a dump's `files` (as
-/// [`read_checking`] returned them) in its `folder`.
-pub fn verify(folder: &Path, files: &[DumpFile], names: &[&str]) -> Result<(), DumpError> {
-    for name in names {
-        let file = files
-            .iter()
-            .find(|f| f.name == *name)
-            .ok_or_else(|| DumpError::Invalid(format!("the dump has no file {name}")))?;
-        verify_file(folder, file)?;
-    }
-    Ok(())
 }
 
 fn verify_file(folder: &Path, file: &DumpFile) -> Result<(), DumpError> {
@@ -353,18 +333,14 @@ mod tests {
     }
 
     #[test]
-    fn unchecked_files_are_verified_on_demand() {
+    fn only_the_files_selected_are_checked() {
         let dir = tempfile::tempdir().unwrap();
         let (folder, _) = write(dir.path(), "m.json", &Meta { points: 1 }, write_two).unwrap();
         std::fs::write(folder.join("b.bin"), vec![7u8; 10]).unwrap();
         assert!(read::<Meta>(dir.path(), "m.json").is_err());
-        let dump = read_checking::<Meta>(dir.path(), "m.json", |name| name == "a.bin")
-            .unwrap()
-            .unwrap();
-        assert!(verify(&dump.folder, &dump.files, &["a.bin"]).is_ok());
-        let err = verify(&dump.folder, &dump.files, &["b.bin"]).unwrap_err();
-        assert!(err.to_string().contains("10 bytes"), "{err}");
-        assert!(verify(&dump.folder, &dump.files, &["c.bin"]).is_err());
+        assert!(read_checking::<Meta>(dir.path(), "m.json", |name| name == "a.bin").is_ok());
+        std::fs::write(folder.join("a.bin"), vec![7u8; 10]).unwrap();
+        assert!(read_checking::<Meta>(dir.path(), "m.json", |name| name == "a.bin").is_err());
     }
 
     #[test]

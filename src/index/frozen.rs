@@ -1,21 +1,16 @@
-//! The frozen graph: a flat, read-only copy of an hnsw_rs graph laid out for searching.
+//! The frozen graph: a flat, read-only HNSW graph laid out for searching, and its persisted
+//! form (a segment's files are its arrays).
 //!
-//! hnsw_rs builds the graph (and its dump stays the persisted form of it); searching it in
-//! place costs a hash map of visited nodes, reference-counted heap entries and a lock per
-//! neighbour list. The frozen copy keeps the same links in plain arrays — layer 0 in one
-//! contiguous `u32` array with a fixed stride, as hnswlib does — numbers nodes by ascending
-//! vector id, holds each vector as 8-bit codes ([`ScalarQuantizer`]), marks visited nodes in a
-//! reusable epoch-stamped array, and prefetches a node's neighbours before scoring them. The
-//! few candidates it returns are rescored in f32 by the caller.
+//! The builder ([`super::build`]) makes it. It keeps the links in plain arrays — layer 0 in
+//! one contiguous `u32` array with a fixed stride, as hnswlib does — numbers nodes by
+//! ascending vector id, holds each vector as 8-bit codes ([`ScalarQuantizer`]), marks visited
+//! nodes in a reusable epoch-stamped array, and prefetches a node's neighbours before scoring
+//! them. The few candidates it returns are rescored in f32 by the caller.
 
 use std::cell::RefCell;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::sync::Arc;
+use std::collections::BinaryHeap;
 
-use hnsw_rs::prelude::{Hnsw, Point};
-
-use super::kernels::UnitDot;
 use rayon::prelude::*;
 
 use super::VectorId;
@@ -104,117 +99,6 @@ impl Scratch {
 pub struct Malformed(pub String);
 
 impl FrozenGraph {
-    /// Flattens an hnsw_rs graph (every point it holds) and quantises its vectors. Returns the
-    /// graph and each node's hnsw_rs point, in node order (for the caller to copy the f32
-    /// vectors wherever they go).
-    pub fn from_hnsw<'b>(
-        graph: &Hnsw<'b, f32, UnitDot>,
-        dimension: usize,
-    ) -> (Self, Vec<Arc<Point<'b, f32>>>) {
-        let mut points: Vec<Arc<Point<'b, f32>>> = if graph.get_nb_point() == 0 {
-            // hnsw_rs's point iterator unwraps the entry point: an empty graph has none.
-            Vec::new()
-        } else {
-            graph
-                .get_point_indexation()
-                .into_iter()
-                .filter(|p| p.get_v().len() == dimension)
-                .collect()
-        };
-        points.par_sort_unstable_by_key(|p| p.get_origin_id());
-        let ids: Vec<VectorId> = points.iter().map(|p| p.get_origin_id() as u64).collect();
-        let node_of: HashMap<usize, u32> = points
-            .iter()
-            .enumerate()
-            .map(|(node, p)| (p.get_origin_id(), node as u32))
-            .collect();
-        let neighbourhoods: Vec<Vec<Vec<u32>>> = points
-            .par_iter()
-            .map(|p| {
-                let mut layers: Vec<Vec<u32>> = p
-                    .get_neighborhood_id()
-                    .into_iter()
-                    .map(|layer| {
-                        layer
-                            .iter()
-                            .filter_map(|n| node_of.get(&n.d_id).copied())
-                            .collect()
-                    })
-                    .collect();
-                let level = usize::from(p.get_point_id().0);
-                layers.truncate(level + 1);
-                layers.resize(level + 1, Vec::new());
-                layers
-            })
-            .collect();
-        drop(node_of);
-        let levels: Vec<u8> = neighbourhoods.iter().map(|l| (l.len() - 1) as u8).collect();
-        // A link on layer `l` must lead to a node that has layer `l` (hnsw_rs's lists can hold
-        // a few that do not); the walk through upper layers relies on it.
-        let neighbourhoods: Vec<Vec<Vec<u32>>> = neighbourhoods
-            .into_par_iter()
-            .map(|mut layers| {
-                for (layer, list) in layers.iter_mut().enumerate().skip(1) {
-                    list.retain(|&nb| usize::from(levels[nb as usize]) >= layer);
-                }
-                layers
-            })
-            .collect();
-        let widest0 = neighbourhoods.iter().map(|l| l[0].len()).max().unwrap_or(0);
-        let widest_up = neighbourhoods
-            .iter()
-            .flat_map(|l| l[1..].iter().map(Vec::len))
-            .max()
-            .unwrap_or(0);
-        let stride0 = widest0 + 1;
-        let stride_up = widest_up + 1;
-        let mut links0 = vec![0u32; ids.len() * stride0];
-        links0
-            .par_chunks_mut(stride0)
-            .zip(&neighbourhoods)
-            .for_each(|(slot, layers)| {
-                slot[0] = layers[0].len() as u32;
-                slot[1..=layers[0].len()].copy_from_slice(&layers[0]);
-            });
-        let mut upper_at = vec![NO_UPPER; ids.len()];
-        let mut upper = Vec::new();
-        for (node, layers) in neighbourhoods.iter().enumerate() {
-            if layers.len() > 1 {
-                upper_at[node] = upper.len() as u32;
-                for layer in &layers[1..] {
-                    let start = upper.len();
-                    upper.resize(start + stride_up, 0);
-                    upper[start] = layer.len() as u32;
-                    upper[start + 1..=start + layer.len()].copy_from_slice(layer);
-                }
-            }
-        }
-        drop(neighbourhoods);
-        let max_level = levels.iter().copied().max().unwrap_or(0);
-        let entry = levels.iter().position(|&l| l == max_level).unwrap_or(0) as u32;
-        let quantizer = ScalarQuantizer::learn(dimension, points.iter().map(|p| p.get_v()));
-        let mut codes = vec![0u8; ids.len() * dimension];
-        codes
-            .par_chunks_mut(dimension.max(1))
-            .zip(&points)
-            .for_each(|(out, p)| quantizer.encode(p.get_v(), out));
-        let frozen = Self {
-            dimension,
-            ids,
-            levels,
-            links0,
-            stride0,
-            upper_at,
-            upper,
-            stride_up,
-            entry,
-            max_level,
-            quantizer,
-            codes,
-        };
-        (frozen, points)
-    }
-
     /// Checks that every link, level and offset lies in bounds and that ids ascend: what the
     /// search relies on. Files that passed their checksums pass this too unless written by a
     /// faulty build; it runs once per load (a few milliseconds per million nodes).
@@ -310,14 +194,14 @@ impl FrozenGraph {
     }
 
     #[inline(always)]
-    fn neighbours0(&self, node: u32) -> &[u32] {
+    pub(crate) fn neighbours0(&self, node: u32) -> &[u32] {
         let at = node as usize * self.stride0;
         let count = self.links0[at] as usize;
         &self.links0[at + 1..at + 1 + count]
     }
 
     #[inline(always)]
-    fn neighbours_up(&self, node: u32, level: u8) -> &[u32] {
+    pub(crate) fn neighbours_up(&self, node: u32, level: u8) -> &[u32] {
         let at = self.upper_at[node as usize] as usize + (usize::from(level) - 1) * self.stride_up;
         let count = self.upper[at] as usize;
         &self.upper[at + 1..at + 1 + count]
@@ -463,6 +347,7 @@ impl FrozenGraph {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::index::build::GraphBuilder;
 
     #[test]
     fn validate_catches_out_of_bounds_links() {
@@ -476,12 +361,12 @@ mod tests {
                 v
             })
             .collect();
-        let graph = Hnsw::<f32, UnitDot>::new(8, 300, 16, 50, UnitDot);
-        for (i, v) in vectors.iter().enumerate() {
-            graph.insert_slice((v, i * 3));
-        }
-        let (frozen, points) = FrozenGraph::from_hnsw(&graph, dim);
-        assert_eq!(points.len(), 300);
+        let ids: Vec<VectorId> = (0..300).map(|i| i * 3).collect();
+        let rows: Vec<f32> = vectors.concat();
+        let mut builder = GraphBuilder::new(dim, 8, 50, None, &ids, &rows);
+        builder.insert_all(64, |_| {});
+        let (frozen, nodes) = builder.finish();
+        assert_eq!(nodes.len(), 300);
         assert_eq!(frozen.node_of(6), Some(2));
         assert_eq!(frozen.node_of(7), None);
         frozen.validate().unwrap();

@@ -1,19 +1,19 @@
-//! Approximate search: an HNSW graph built by hnsw_rs, searched through a frozen flat copy of
-//! it, with the vectors added since the last freeze searched exactly beside it.
+//! Approximate search: an HNSW graph in flat arrays, with the vectors added since the last
+//! freeze searched exactly beside it.
 //!
 //! The index has three parts, as segment-based engines do:
-//! - the frozen graph ([`FrozenGraph`]): hnsw_rs's links in flat arrays and each vector as
-//!   8-bit codes, walked on the codes; its candidates are rescored with the f32 vectors, which
+//! - the frozen graph ([`FrozenGraph`]): the links in flat arrays and each vector as 8-bit
+//!   codes, walked on the codes; its candidates are rescored with the f32 vectors, which
 //!   lie in a memory-mapped file of its segment (or on the heap for a graph never written);
 //! - the tail: vectors added since the freeze, in f32, every one of them scored per query;
 //! - tombstones: removed vectors, never returned, until a compaction rebuilds the graph
-//!   without them (hnsw_rs cannot delete).
+//!   without them.
 //!
 //! A fold ([`HnswIndex::start_fold`], [`FoldJob::run`], [`HnswIndex::finish_fold`]) inserts the
-//! tail into hnsw_rs's graph (read back from the segment's dump) and freezes the result into a
-//! new segment, off the index's lock: searches and inserts go on meanwhile, and only the swap
-//! takes the write lock. On disk (`dir`): `segment/` holds the current segment (hnsw_rs's dump
-//! and the frozen files, checksummed), `state/` the tail, the tombstones and the store
+//! tail into a copy of the frozen graph ([`GraphBuilder`], reading the frozen vectors where they
+//! lie) and freezes the result into a new segment, off the index's lock: searches and inserts
+//! go on meanwhile, and only the swap takes the write lock. On disk (`dir`): `segment/` holds
+//! the current segment (the frozen files, checksummed), `state/` the tail, the tombstones and the store
 //! generation saved by [`HnswIndex::save`]; opening ([`HnswIndex::load`]) reads the frozen
 //! files and maps the f32 vectors, so a large index starts in seconds.
 //!
@@ -21,20 +21,19 @@
 //! lock for searches and [`HnswIndex::save`], the write lock for writes and the two ends of a
 //! fold), then `segment_writes` (one segment write into a directory at a time, by a save or a
 //! fold job, which holds no index lock), then a frozen graph's `home` (held only to read or
-//! record where its segment lies, never over other work).
+//! record where its segment lies, never over other work). A fold job's builder has its own
+//! locks (its entry point, then one node's lists at a time), which nothing else sees.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use hnsw_rs::prelude::Hnsw;
-
-use super::kernels::UnitDot;
 use parking_lot::Mutex;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::build::GraphBuilder;
 use super::dump::{self, DumpError};
 use super::frozen::FrozenGraph;
 use super::kernels::{dot, prefetch};
@@ -45,8 +44,6 @@ use super::{
 };
 use crate::progress::{NoProgress, Progress};
 
-/// hnsw_rs only dumps graphs built with its maximum layer count.
-const MAX_LAYERS: usize = 16;
 /// Where the current segment lives inside the index directory.
 const SEGMENT_DIR: &str = "segment";
 /// Where the saved state (tail, tombstones, generation) lives inside the index directory.
@@ -59,7 +56,7 @@ const TAIL_VECTORS: &str = "tail.f32";
 const LEGACY_META: &str = "hnsw.meta.json";
 /// What writes the saved state.
 const STATE_WRITER: &str = "semdex index state 1";
-/// Vectors inserted into hnsw_rs per step of a fold (progress moves between steps).
+/// Vectors inserted per step of a fold (progress moves between steps).
 const INSERT_STEP: usize = 2048;
 /// Below this many points an exact search runs on one thread.
 const PARALLEL_EXACT_FROM: usize = 16_384;
@@ -96,7 +93,7 @@ impl Default for HnswParams {
 }
 
 impl HnswParams {
-    /// Checks the parameters hnsw_rs would otherwise reject by exiting the process.
+    /// Checks the parameters before any graph is built with them.
     pub fn validate(&self) -> Result<()> {
         if !(2..=256).contains(&self.m) {
             return Err(IndexError::Params(format!(
@@ -190,12 +187,7 @@ static LINEAGE: AtomicU64 = AtomicU64::new(1);
 pub struct HnswIndex {
     params: HnswParams,
     dimension: usize,
-    /// Sizing hint for the first graph.
-    capacity: usize,
     frozen: Option<Arc<Frozen>>,
-    /// hnsw_rs's graph of exactly the frozen nodes, kept in memory while no segment on disk
-    /// holds its dump (a graph frozen in memory).
-    graph: Option<Hnsw<'static, f32, UnitDot>>,
     /// One bit per frozen node: tombstoned.
     deleted: Vec<u64>,
     /// Bits set in `deleted`.
@@ -246,18 +238,22 @@ struct StateMeta {
 }
 
 impl HnswIndex {
-    /// An empty index; `capacity` is a sizing hint.
+    /// An empty index; room is made for `capacity` vectors (a hint: it grows past them).
     pub fn new(dimension: usize, params: HnswParams, capacity: usize) -> Result<Self> {
         params.validate()?;
         Ok(Self {
             params,
             dimension,
-            capacity,
             frozen: None,
-            graph: None,
             deleted: Vec::new(),
             deleted_count: 0,
-            tail: Tail::default(),
+            tail: Tail {
+                vectors: Vectors {
+                    ids: Vec::with_capacity(capacity),
+                    data: Vec::with_capacity(capacity * dimension),
+                },
+                positions: HashMap::with_capacity(capacity),
+            },
             tombstones: HashSet::new(),
             generation: 0,
             lineage: LINEAGE.fetch_add(1, Ordering::Relaxed),
@@ -331,8 +327,7 @@ impl HnswIndex {
             + self.tail.vectors.data.len() * 4
     }
 
-    /// Bytes the index holds in memory: vector data, links, ids and bookkeeping (not counting
-    /// hnsw_rs's graph while a graph frozen in memory keeps it).
+    /// Bytes the index holds in memory: vector data, links, ids and bookkeeping.
     pub fn memory_bytes(&self) -> usize {
         let frozen = self
             .frozen
@@ -413,8 +408,8 @@ impl HnswIndex {
         match job.run_with(home, progress) {
             Ok(folded) => self.finish_fold(folded),
             Err(e) => {
-                // Nothing is lost: the tail gets its vectors back. The job's graph is dropped:
-                // it holds them too, and the next fold starts from the frozen graph again.
+                // Nothing is lost: the tail gets its vectors back, and the next fold starts
+                // from the frozen graph again.
                 self.tail.vectors = std::mem::take(&mut job.items);
                 self.tail.drain_front(0, self.dimension);
                 self.reconcile_tombstones();
@@ -424,7 +419,7 @@ impl HnswIndex {
     }
 
     /// Starts folding the tail into the graph: a job holding a copy of the tail's live vectors
-    /// (and hnsw_rs's graph, when it is kept in memory), to be run with no lock held. Searches
+    /// and the frozen graph, to be run with no lock held. Searches
     /// are unaffected; vectors added meanwhile stay in the tail.
     pub fn start_fold(&mut self) -> FoldJob {
         let d = self.dimension;
@@ -440,21 +435,13 @@ impl HnswIndex {
     }
 
     fn fold_job(&mut self, items: Vectors, taken: usize) -> FoldJob {
-        let base = match (self.graph.take(), &self.frozen) {
-            (Some(graph), _) => Base::Memory(graph),
-            (None, None) => Base::Empty,
-            (None, Some(frozen)) => match frozen.home.lock().clone() {
-                Some(home) if home.has_graph_dump() => Base::Disk(home, frozen.clone()),
-                _ => Base::Vectors(frozen.clone()),
-            },
-        };
+        let base = self.frozen.clone();
         let mut tombstones: Vec<VectorId> = self.tombstones.iter().copied().collect();
         tombstones.sort_unstable();
         FoldJob {
             params: self.params,
             dimension: self.dimension,
-            capacity: self.capacity,
-            base: Some(base),
+            base,
             items,
             taken,
             generation: self.generation,
@@ -473,7 +460,6 @@ impl HnswIndex {
             ));
         }
         self.frozen = Some(Arc::new(folded.frozen));
-        self.graph = folded.graph;
         self.tail.drain_front(folded.taken, self.dimension);
         self.reconcile_tombstones();
         Ok(())
@@ -643,25 +629,15 @@ impl HnswIndex {
             t
         };
         let row = |node: usize| frozen.row(node);
-        let write = |graph: Option<&Hnsw<'_, f32, UnitDot>>| {
-            segment::write(
-                &segment_dir,
-                self.params,
-                &frozen.graph,
-                &row,
-                graph,
-                self.generation,
-                tombstones.clone(),
-            )
-            .map_err(|e| fail(e.to_string()))
-        };
-        let home = match (&self.graph, &current) {
-            (Some(graph), _) => write(Some(graph))?,
-            (None, Some(home)) if home.has_graph_dump() => {
-                segment::with_graph(home, |graph| write(Some(graph))).map_err(fail)??
-            }
-            _ => write(None)?,
-        };
+        let home = segment::write(
+            &segment_dir,
+            self.params,
+            &frozen.graph,
+            &row,
+            self.generation,
+            tombstones,
+        )
+        .map_err(|e| fail(e.to_string()))?;
         let name = home.name();
         if current.is_none() {
             *frozen.home.lock() = Some(home);
@@ -795,24 +771,12 @@ impl HnswIndex {
     }
 }
 
-/// Where a fold gets hnsw_rs's graph of the frozen nodes from.
-enum Base {
-    /// No graph yet: a new one.
-    Empty,
-    /// Kept in memory.
-    Memory(Hnsw<'static, f32, UnitDot>),
-    /// The segment's dump (the frozen graph is kept for a rebuild if the dump is unusable).
-    Disk(Home, Arc<Frozen>),
-    /// Nowhere: rebuilt from the frozen graph's vectors.
-    Vectors(Arc<Frozen>),
-}
-
 /// A fold in progress: see [`HnswIndex::start_fold`].
 pub struct FoldJob {
     params: HnswParams,
     dimension: usize,
-    capacity: usize,
-    base: Option<Base>,
+    /// The graph the vectors go into (`None`: a new one).
+    base: Option<Arc<Frozen>>,
     items: Vectors,
     /// Tail vectors (live or not) the fold covers.
     taken: usize,
@@ -825,7 +789,6 @@ pub struct FoldJob {
 /// The graph a [`FoldJob`] made, for [`HnswIndex::finish_fold`].
 pub struct Folded {
     frozen: Frozen,
-    graph: Option<Hnsw<'static, f32, UnitDot>>,
     taken: usize,
     lineage: u64,
 }
@@ -841,107 +804,47 @@ impl FoldJob {
         self.items.len() == 0
     }
 
-    /// Inserts the vectors into hnsw_rs's graph and freezes it: into a new segment of `home`
-    /// (written, then its vectors mapped), or in memory. Slow (seconds to minutes at a million
-    /// vectors); takes no lock of the index's.
+    /// Inserts the vectors into a copy of the frozen graph (or a new graph) and freezes it:
+    /// into a new segment of `home` (written, then its vectors mapped), or in memory. Slow
+    /// (seconds to minutes at a million vectors); takes no lock of the index's.
     pub fn run(mut self, home: Option<&Path>) -> Result<Folded> {
         self.run_with(home, &NoProgress)
     }
 
-    /// hnsw_rs's graph, if the job holds it in memory (to give back after a failure).
     fn run_with(&mut self, home: Option<&Path>, progress: &dyn Progress) -> Result<Folded> {
-        let segment_dir = home.map(|h| h.join(SEGMENT_DIR));
-        let mut base = self.base.take().unwrap_or(Base::Empty);
+        let d = self.dimension;
+        let base = self.base.take();
+        let base_nodes = base.as_ref().map_or(0, |b| b.graph.len());
         progress.set_total(self.items.len() as u64);
-        if let Base::Disk(disk, frozen) = base {
-            if let Some(dir) = &segment_dir {
-                let folded = segment::with_graph(&disk, |graph| {
-                    self.grow_and_freeze(graph, Some(dir), progress)
-                });
-                match folded {
-                    Ok(Ok((frozen, _))) => return Ok(self.folded(frozen, None)),
-                    Ok(Err(e)) => return Err(e),
-                    Err(reason) => {
-                        tracing::warn!(%reason, folder = %disk.folder.display(), "cannot read the graph's dump; rebuilding the graph from its vectors");
-                    }
-                }
-            }
-            base = Base::Vectors(frozen);
-        }
-        let graph = match base {
-            Base::Memory(graph) => graph,
-            Base::Empty | Base::Disk(..) => self.new_graph(self.items.len()),
-            Base::Vectors(frozen) => {
-                let graph = self.new_graph(frozen.graph.len() + self.items.len());
-                let rows: Vec<(&[f32], usize)> = (0..frozen.graph.len())
-                    .filter(|&node| {
-                        self.tombstones
-                            .binary_search(&frozen.graph.ids[node])
-                            .is_err()
-                    })
-                    .map(|node| (frozen.row(node), frozen.graph.ids[node] as usize))
-                    .collect();
-                progress.set_total((rows.len() + self.items.len()) as u64);
-                for step in rows.chunks(INSERT_STEP) {
-                    graph.parallel_insert_slice(&step.to_vec());
-                    progress.advance(step.len() as u64);
-                }
-                graph
+        let mut builder = GraphBuilder::new(
+            d,
+            self.params.m,
+            self.params.ef_construction,
+            base.as_deref().map(|b| (&b.graph, b.rows.as_slice())),
+            &self.items.ids,
+            &self.items.data,
+        );
+        builder.insert_all(INSERT_STEP, |count| progress.advance(count as u64));
+        let (flat, nodes) = builder.finish();
+        progress.finish();
+        let items = &self.items;
+        let row = |node: usize| -> &[f32] {
+            let at = nodes[node] as usize;
+            match &base {
+                Some(base) if at < base_nodes => base.row(at),
+                _ => items.row(at - base_nodes, d),
             }
         };
-        let (frozen, written) = self.grow_and_freeze(&graph, segment_dir.as_deref(), progress)?;
-        let kept = (!written).then_some(graph);
-        Ok(self.folded(frozen, kept))
-    }
-
-    fn new_graph(&self, points: usize) -> Hnsw<'static, f32, UnitDot> {
-        Hnsw::new(
-            self.params.m,
-            points.max(self.capacity).max(1024),
-            MAX_LAYERS,
-            self.params.ef_construction,
-            UnitDot,
-        )
-    }
-
-    fn folded(&self, frozen: Frozen, graph: Option<Hnsw<'static, f32, UnitDot>>) -> Folded {
-        Folded {
-            frozen,
-            graph,
-            taken: self.taken,
-            lineage: self.lineage,
-        }
-    }
-
-    /// Inserts the job's vectors into `graph` and flattens it; with `segment_dir`, writes the
-    /// segment there. Returns the frozen graph and whether it was written.
-    fn grow_and_freeze(
-        &self,
-        graph: &Hnsw<'_, f32, UnitDot>,
-        segment_dir: Option<&Path>,
-        progress: &dyn Progress,
-    ) -> Result<(Frozen, bool)> {
-        let d = self.dimension;
-        let items: Vec<(&[f32], usize)> = (0..self.items.len())
-            .map(|at| (self.items.row(at, d), self.items.ids[at] as usize))
-            .collect();
-        for step in items.chunks(INSERT_STEP) {
-            graph.parallel_insert_slice(&step.to_vec());
-            progress.advance(step.len() as u64);
-        }
-        progress.finish();
-        let (flat, points) = FrozenGraph::from_hnsw(graph, d);
-        let Some(dir) = segment_dir else {
-            let mut rows = Vec::with_capacity(points.len() * d);
-            for p in &points {
-                rows.extend_from_slice(p.get_v());
+        let Some(dir) = home.map(|h| h.join(SEGMENT_DIR)) else {
+            let mut rows = Vec::with_capacity(flat.len() * d);
+            for node in 0..flat.len() {
+                rows.extend_from_slice(row(node));
             }
-            let frozen = Frozen {
+            return Ok(self.folded(Frozen {
                 graph: flat,
                 rows: Rows::Owned(rows),
                 home: Mutex::new(None),
-            };
-            return Ok((frozen, false));
+            }));
         };
         let tombstones: Vec<VectorId> = self
             .tombstones
@@ -955,25 +858,24 @@ impl FoldJob {
         };
         let home = {
             let _writing = self.segment_writes.lock();
-            segment::write(
-                dir,
-                self.params,
-                &flat,
-                &|node| points[node].get_v(),
-                Some(graph),
-                self.generation,
-                tombstones,
-            )
-            .map_err(|e| fail(e.to_string()))?
+            segment::write(&dir, self.params, &flat, &row, self.generation, tombstones)
+                .map_err(|e| fail(e.to_string()))?
         };
-        drop(points);
+        drop(base);
         let rows = segment::rows_of(&home, flat.len() * d).map_err(fail)?;
-        let frozen = Frozen {
+        Ok(self.folded(Frozen {
             graph: flat,
             rows,
             home: Mutex::new(Some(home)),
-        };
-        Ok((frozen, true))
+        }))
+    }
+
+    fn folded(&self, frozen: Frozen) -> Folded {
+        Folded {
+            frozen,
+            taken: self.taken,
+            lineage: self.lineage,
+        }
     }
 }
 
@@ -1032,12 +934,12 @@ impl VectorIndex for HnswIndex {
             return Ok(top_k(tail, k));
         };
         let n = frozen.graph.len();
-        // A walk over every vector (ef ≥ n) rescores every one: that search is exact.
-        let rescore = if params.ef >= n {
-            n
-        } else {
-            (k * RESCORE_PER_RESULT).max(RESCORE_AT_LEAST)
-        };
+        if params.ef >= n {
+            // A breadth covering every vector asks for all of them: scored exactly (a walk
+            // finds only what the links lead it to).
+            return Ok(self.search_exact(query, k, filter));
+        }
+        let rescore = (k * RESCORE_PER_RESULT).max(RESCORE_AT_LEAST);
         let mut ef = params.ef.max(k);
         loop {
             let mut hits = self.frozen_hits(frozen, query, ef, rescore, filter);
@@ -1295,7 +1197,7 @@ mod tests {
                 index.search(q, 10, approx(64), None).unwrap()
             );
         }
-        // Folding the reloaded index reads hnsw_rs's graph back from the segment's dump.
+        // Folding the reloaded index grows the graph read from the segment's files.
         let mut loaded = loaded;
         fold(&mut loaded, Some(dir.path()));
         assert_eq!(loaded.tail_len(), 0);
@@ -1421,7 +1323,7 @@ mod tests {
     }
 
     #[test]
-    fn a_damaged_or_truncated_segment_is_refused_and_a_damaged_dump_rebuilt() {
+    fn a_damaged_or_truncated_segment_is_refused() {
         let dim = 16;
         let vectors = random_unit_vectors(600, dim, 11);
         let queries = random_unit_vectors(10, dim, 12);
@@ -1473,11 +1375,7 @@ mod tests {
         assert_eq!(partial.tail_len(), 0);
         std::fs::write(&tail, &intact_tail).unwrap();
 
-        // hnsw_rs's dump is checked when a fold needs it (hnsw_rs would end the process on a
-        // truncated one): the fold then rebuilds the graph from the frozen vectors.
-        let data = folder.join("hnsw.hnsw.data");
-        let intact = std::fs::read(&data).unwrap();
-        std::fs::write(&data, &intact[..intact.len() / 3]).unwrap();
+        // The intact segment loads again, and a fold grows it from its mapped vectors.
         let mut loaded = HnswIndex::load(dir.path(), dim, HnswParams::default()).unwrap();
         for (q, want) in queries.iter().zip(&expected) {
             assert_eq!(&loaded.search(q, 10, approx(64), None).unwrap(), want);
@@ -1495,6 +1393,59 @@ mod tests {
                 flat.search(q, 10, EXACT, None).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn a_segment_of_the_hnsw_rs_builds_opens_as_it_is() {
+        // Segments written while hnsw_rs built the graph have the same frozen files, plus
+        // hnsw_rs's dump, which is never read (so never checksummed): they open and fold
+        // without a rebuild.
+        let dim = 16;
+        let vectors = random_unit_vectors(300, dim, 31);
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = HnswIndex::new(dim, HnswParams::default(), 300).unwrap();
+        index.add(&items(&vectors[..200], 0)).unwrap();
+        index.freeze(Some(dir.path()), &NoProgress).unwrap();
+        let meta_path = dir.path().join(SEGMENT_DIR).join(segment::SEGMENT_META);
+        let mut meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+        meta["meta"]["writer"] = "semdex frozen graph 1, hnsw_rs 0.3.5 with UnitDot".into();
+        meta["meta"]["graph_dump"] = true.into();
+        for name in ["hnsw.hnsw.graph", "hnsw.hnsw.data"] {
+            std::fs::write(segment_folder(dir.path()).join(name), b"not read").unwrap();
+            meta["files"]
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!({
+                    "name": name, "bytes": 1, "sha256": "00"
+                }));
+        }
+        std::fs::write(&meta_path, serde_json::to_vec(&meta).unwrap()).unwrap();
+        let mut loaded = HnswIndex::load(dir.path(), dim, HnswParams::default()).unwrap();
+        assert_eq!(loaded.frozen_len(), 200);
+        loaded.add(&items(&vectors[200..], 200)).unwrap();
+        fold(&mut loaded, Some(dir.path()));
+        assert_eq!(loaded.frozen_len(), 300);
+        let mut flat = FlatIndex::new(dim);
+        flat.add(&items(&vectors, 0)).unwrap();
+        for q in &vectors[..20] {
+            assert_eq!(
+                loaded.search(q, 10, approx(300), None).unwrap(),
+                flat.search(q, 10, EXACT, None).unwrap()
+            );
+        }
+        // Another writer's segment is refused (and rebuilt by the caller).
+        meta["meta"]["writer"] = "some other writer".into();
+        let folder = segment_folder(dir.path());
+        let meta_path = folder.parent().unwrap().join(segment::SEGMENT_META);
+        let mut current: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&meta_path).unwrap()).unwrap();
+        current["meta"]["writer"] = "some other writer".into();
+        std::fs::write(&meta_path, serde_json::to_vec(&current).unwrap()).unwrap();
+        assert!(matches!(
+            HnswIndex::load(dir.path(), dim, HnswParams::default()),
+            Err(LoadMiss::Unusable(_))
+        ));
     }
 
     #[test]

@@ -60,18 +60,6 @@ pub fn dot_u8_i8(codes: &[u8], weights: &[i8]) -> i32 {
     (KERNELS.dot_u8_i8)(codes, weights)
 }
 
-/// hnsw_rs's distance between unit vectors, `1 − dot`, computed by [`dot`] (hnsw_rs's own
-/// `DistDot` uses a generic SIMD kernel; building a graph spends about half its time here),
-/// and never below 0 (rounding can push a dot product past 1; hnsw_rs asserts on it).
-#[derive(Debug, Default, Clone, Copy)]
-pub struct UnitDot;
-
-impl hnsw_rs::prelude::Distance<f32> for UnitDot {
-    fn eval(&self, a: &[f32], b: &[f32]) -> f32 {
-        (1.0 - dot(a, b)).max(0.0)
-    }
-}
-
 /// A u8 × i8 dot product chosen at compile time, so that a search loop specialised for one
 /// instruction set (see [`has_vnni`]) inlines it instead of calling through a pointer.
 pub(crate) trait CodeScore {

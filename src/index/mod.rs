@@ -2,12 +2,13 @@
 //!
 //! The index is derived data: the store holds every vector and the index can always be rebuilt
 //! from it. Implementations sit behind [`VectorIndex`]: [`HnswIndex`] is what the engine
-//! serves from — hnsw_rs builds its graph, a frozen flat copy of it ([`FrozenGraph`], 8-bit
-//! codes in memory, f32 vectors mapped from disk for rescoring) answers queries, and vectors
+//! serves from — an HNSW graph in flat arrays ([`FrozenGraph`], 8-bit codes in memory, f32
+//! vectors mapped from disk for rescoring) answers queries, and vectors
 //! added since the last freeze are searched exactly beside it; it answers exact queries too
 //! (small corpora, selective filters). [`FlatIndex`] is a plain matrix, the ground truth of
 //! recall benchmarks.
 
+mod build;
 mod dump;
 mod flat;
 mod frozen;
@@ -19,7 +20,7 @@ mod segment;
 pub use flat::FlatIndex;
 pub use frozen::FrozenGraph;
 pub use hnsw::{FoldJob, Folded, HnswIndex, HnswParams, IndexedIds, LoadMiss};
-pub use kernels::{UnitDot, dot, dot_u8_i8, kernel_name};
+pub use kernels::{dot, dot_u8_i8, kernel_name};
 
 /// Identifies an indexed vector (a chunk id).
 pub type VectorId = u64;

@@ -1,24 +1,19 @@
-//! A frozen graph on disk (a "segment"): its links, codes and f32 vectors as flat files, beside
-//! the hnsw_rs dump of the same graph, in one checksummed dump folder ([`super::dump`]).
+//! A frozen graph on disk (a "segment"): its links, codes and f32 vectors as flat files in one
+//! checksummed dump folder ([`super::dump`]).
 //!
 //! Opening reads the links and codes into memory after checking their SHA-256 (a few hundred
 //! megabytes at a million vectors: well under a second) and memory-maps the f32 vectors, which
-//! only rescoring reads, a few dozen rows per query: they need not be resident. The hnsw_rs
-//! dump is checked and read only when new vectors are folded into the graph. Files are in the
-//! machine's byte order (little-endian on every target semdex builds for).
+//! only rescoring and folds read: they need not be resident. A fold grows the graph from these
+//! same files ([`super::build`]). Files are in the machine's byte order (little-endian on
+//! every target semdex builds for).
 
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use bytemuck::Pod;
-use hnsw_rs::api::AnnT;
-use hnsw_rs::hnswio::{HnswIo, ReloadOptions};
-use hnsw_rs::prelude::Hnsw;
-
-use super::kernels::UnitDot;
 use serde::{Deserialize, Serialize};
 
-use super::dump::{self, DumpError, DumpFile};
+use super::dump::{self, DumpError};
 use super::frozen::FrozenGraph;
 use super::quant::ScalarQuantizer;
 use super::{HnswParams, VectorId};
@@ -26,9 +21,11 @@ use super::{HnswParams, VectorId};
 /// The meta file naming the current segment.
 pub(crate) const SEGMENT_META: &str = "segment.meta.json";
 /// What wrote a segment: a segment by another layout is rebuilt.
-const WRITER: &str = "semdex frozen graph 1, hnsw_rs 0.3.5 with UnitDot";
-/// Base name of the hnsw_rs dump files.
-const HNSW_BASENAME: &str = "hnsw";
+const WRITER: &str = "semdex frozen graph 2";
+/// Writers of the same layout whose segments are read as they are: the first frozen graphs,
+/// built by hnsw_rs, which kept its own dump beside them (unused now).
+const SAME_LAYOUT: [&str; 1] = ["semdex frozen graph 1, hnsw_rs 0.3.5 with UnitDot"];
+/// The hnsw_rs dump files such a segment holds: never read, so never checksummed.
 const HNSW_FILES: [&str; 2] = ["hnsw.hnsw.graph", "hnsw.hnsw.data"];
 const IDS: &str = "ids.u64";
 const LEVELS: &str = "levels.u8";
@@ -52,9 +49,6 @@ pub(crate) struct SegmentMeta {
     entry: u32,
     max_level: u8,
     quantizer: ScalarQuantizer,
-    /// Whether the hnsw_rs dump is in the folder (new vectors can then be folded in without
-    /// rebuilding the graph).
-    graph_dump: bool,
     /// The store generation the segment reflects, with its tombstones, when no newer state
     /// of the index was saved.
     pub generation: u64,
@@ -87,21 +81,13 @@ impl Rows {
     }
 }
 
-/// Where a segment lies on disk, with its files as recorded (the hnsw_rs dump's checksums are
-/// verified when it is read).
+/// Where a segment lies on disk.
 #[derive(Debug, Clone)]
 pub(crate) struct Home {
     pub folder: PathBuf,
-    files: Vec<DumpFile>,
-    graph_dump: bool,
 }
 
 impl Home {
-    /// Whether the folder holds the hnsw_rs dump.
-    pub fn has_graph_dump(&self) -> bool {
-        self.graph_dump
-    }
-
     /// The segment's folder name (what a saved state refers to).
     pub fn name(&self) -> String {
         self.folder
@@ -130,14 +116,13 @@ fn read_array<T: Pod + Default>(folder: &Path, name: &str, len: usize) -> Result
 }
 
 /// Writes a segment into `dir` (a fresh dump folder, made current atomically): the frozen
-/// graph, each node's f32 vector (`row(node)`) and, when given, the hnsw_rs graph it was
-/// flattened from. `generation` and `tombstones` describe the index at that moment.
+/// graph and each node's f32 vector (`row(node)`). `generation` and `tombstones` describe the
+/// index at that moment.
 pub(crate) fn write<'a>(
     dir: &Path,
     params: HnswParams,
     frozen: &FrozenGraph,
     row: &dyn Fn(usize) -> &'a [f32],
-    graph: Option<&Hnsw<'_, f32, UnitDot>>,
     generation: u64,
     tombstones: Vec<VectorId>,
 ) -> Result<Home, DumpError> {
@@ -153,11 +138,10 @@ pub(crate) fn write<'a>(
         entry: frozen.entry,
         max_level: frozen.max_level,
         quantizer: frozen.quantizer.clone(),
-        graph_dump: graph.is_some(),
         generation,
         tombstones,
     };
-    let (folder, files) = dump::write(dir, SEGMENT_META, &meta, |folder| {
+    let (folder, _) = dump::write(dir, SEGMENT_META, &meta, |folder| {
         write_array(folder, IDS, &frozen.ids)?;
         write_array(folder, LEVELS, &frozen.levels)?;
         write_array(folder, LINKS0, &frozen.links0)?;
@@ -171,26 +155,9 @@ pub(crate) fn write<'a>(
             out.write_all(bytemuck::cast_slice(row(node)))
                 .map_err(io_error(&path))?;
         }
-        out.flush().map_err(io_error(&path))?;
-        if let Some(graph) = graph {
-            // hnsw_rs keeps the base name asked for in a fresh folder, which the dump module
-            // guarantees; check rather than trust it.
-            let basename = graph
-                .file_dump(folder, HNSW_BASENAME)
-                .map_err(|e| e.to_string())?;
-            if basename != HNSW_BASENAME {
-                return Err(format!(
-                    "hnsw_rs wrote base name {basename:?}, expected {HNSW_BASENAME:?}"
-                ));
-            }
-        }
-        Ok(())
+        out.flush().map_err(io_error(&path))
     })?;
-    Ok(Home {
-        folder,
-        files,
-        graph_dump: graph.is_some(),
-    })
+    Ok(Home { folder })
 }
 
 /// An opened segment.
@@ -216,7 +183,7 @@ pub(crate) fn open(
         Err(e) => return Err(e.to_string()),
     };
     let meta = dump.meta;
-    if meta.writer != WRITER {
+    if meta.writer != WRITER && !SAME_LAYOUT.contains(&meta.writer.as_str()) {
         return Err(format!("written by {}, not {WRITER}", meta.writer));
     }
     if meta.m != params.m || meta.ef_construction != params.ef_construction {
@@ -246,16 +213,11 @@ pub(crate) fn open(
     };
     frozen.validate().map_err(|e| e.to_string())?;
     let rows = map_rows(&folder.join(VECTORS), n * dimension)?;
-    let graph_dump = meta.graph_dump;
     Ok(Some(Opened {
         meta,
         frozen,
         rows,
-        home: Home {
-            folder,
-            files: dump.files,
-            graph_dump,
-        },
+        home: Home { folder },
     }))
 }
 
@@ -292,31 +254,4 @@ pub(crate) fn map_rows(path: &Path, len: usize) -> Result<Rows, String> {
 /// Mapped rows of an already written segment (after freezing into it).
 pub(crate) fn rows_of(home: &Home, len: usize) -> Result<Rows, String> {
     map_rows(&home.folder.join(VECTORS), len)
-}
-
-/// Runs `work` on the hnsw_rs graph of a segment, read from its dump after its checksums are
-/// verified (hnsw_rs exits the process on a damaged dump). The vectors stay in the mapped dump
-/// file; the graph lives only for the call.
-pub(crate) fn with_graph<R>(
-    home: &Home,
-    work: impl FnOnce(&Hnsw<'_, f32, UnitDot>) -> R,
-) -> Result<R, String> {
-    if !home.graph_dump {
-        return Err("the segment holds no hnsw_rs dump".into());
-    }
-    dump::verify(&home.folder, &home.files, &HNSW_FILES).map_err(|e| e.to_string())?;
-    let folder = home.folder.clone();
-    let loaded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
-        let options = ReloadOptions::default().set_mmap(true);
-        let mut io = HnswIo::new_with_options(&folder, HNSW_BASENAME, options);
-        let mut graph = io
-            .load_hnsw::<f32, UnitDot>()
-            .map_err(|e| format!("hnsw_rs could not read it: {e}"))?;
-        graph.set_searching_mode(false);
-        Ok::<_, String>(work(&graph))
-    }));
-    match loaded {
-        Ok(result) => result,
-        Err(_) => Err("hnsw_rs panicked while reading it".into()),
-    }
 }

@@ -58,14 +58,13 @@ fn restart_gives_identical_results_with_and_without_a_dump() {
         run(&engine)
     };
     // A damaged index (a power cut mid-write, a full disk) is refused by its checksums and
-    // rebuilt from the store; hnsw_rs's own dump is checked before hnsw_rs reads it (hnsw_rs
-    // would end the process).
+    // rebuilt from the store.
     let segment = std::fs::read_dir(dir.path().join("index/segment"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .find(|p| p.is_dir())
         .expect("a segment folder");
-    for file in ["vectors.f32", "codes.u8", "hnsw.hnsw.data"] {
+    for file in ["vectors.f32", "codes.u8", "links0.u32"] {
         assert!(segment.join(file).is_file(), "{file}");
     }
     let vectors = segment.join("vectors.f32");
