@@ -27,6 +27,7 @@ use super::VectorId;
 use super::frozen::FrozenGraph;
 use super::kernels::{dot, prefetch};
 use super::quant::ScalarQuantizer;
+use super::visited::Visited;
 
 /// The highest layer a node may get (levels are stored as `u8`; with `m` ≥ 2 a level above
 /// 15 would need more nodes than a `u32` numbers).
@@ -56,43 +57,31 @@ impl Ord for Near {
     }
 }
 
-/// Per-thread search state, reused across inserts: visited marks (the epoch of the search
-/// that last saw a node), the two heaps and a copy of the list being walked.
-#[derive(Default)]
+/// Per-thread search state, reused across inserts: visited marks, the two heaps and a copy
+/// of the list being walked.
 struct Scratch {
-    marks: Vec<u16>,
-    epoch: u16,
+    visited: Visited,
     candidates: BinaryHeap<Near>,
     nearest: BinaryHeap<std::cmp::Reverse<Near>>,
     list: Vec<u32>,
 }
 
 thread_local! {
-    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch {
+            visited: Visited::new(),
+            candidates: BinaryHeap::new(),
+            nearest: BinaryHeap::new(),
+            list: Vec::new(),
+        })
+    };
 }
 
 impl Scratch {
     fn begin(&mut self, n: usize) {
-        if self.marks.len() < n {
-            self.marks.resize(n, 0);
-        }
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.marks.fill(0);
-            self.epoch = 1;
-        }
+        self.visited.begin(n);
         self.candidates.clear();
         self.nearest.clear();
-    }
-
-    #[inline(always)]
-    fn visit(&mut self, node: u32) -> bool {
-        let mark = &mut self.marks[node as usize];
-        if *mark == self.epoch {
-            return false;
-        }
-        *mark = self.epoch;
-        true
     }
 }
 
@@ -403,7 +392,7 @@ impl<'v> GraphBuilder<'v> {
     fn search_layer(&self, q: &[f32], start: Near, layer: u8, s: &mut Scratch) -> Vec<Near> {
         let ef = self.ef_construction;
         s.begin(self.len());
-        s.visit(start.node);
+        s.visited.visit(start.node);
         s.candidates.push(start);
         s.nearest.push(std::cmp::Reverse(start));
         let mut floor = start.score;
@@ -413,7 +402,7 @@ impl<'v> GraphBuilder<'v> {
                 break;
             }
             self.read_list(candidate.node, layer, &mut list);
-            list.retain(|&nb| s.visit(nb));
+            list.retain(|&nb| s.visited.visit(nb));
             if let Some(&first) = list.first() {
                 prefetch(self.vector(first).as_ptr().cast(), self.dimension * 4);
             }

@@ -16,6 +16,7 @@ use rayon::prelude::*;
 use super::VectorId;
 use super::kernels::{CodeScore, Dispatched, prefetch};
 use super::quant::{QuantizedQuery, ScalarQuantizer};
+use super::visited::Visited;
 
 /// Marks a node without upper layers in [`FrozenGraph::upper_at`].
 const NO_UPPER: u32 = u32::MAX;
@@ -47,8 +48,7 @@ pub struct FrozenGraph {
 /// Reusable per-thread search state: a visited mark per node (the epoch of the search that
 /// last saw it, so starting a search costs nothing) and the two heaps.
 struct Scratch {
-    marks: Vec<u16>,
-    epoch: u16,
+    visited: Visited,
     candidates: BinaryHeap<(i32, u32)>,
     results: BinaryHeap<Reverse<(i32, u32)>>,
     fresh: Vec<u32>,
@@ -57,8 +57,7 @@ struct Scratch {
 thread_local! {
     static SCRATCH: RefCell<Scratch> = const {
         RefCell::new(Scratch {
-            marks: Vec::new(),
-            epoch: 0,
+            visited: Visited::new(),
             candidates: BinaryHeap::new(),
             results: BinaryHeap::new(),
             fresh: Vec::new(),
@@ -69,27 +68,9 @@ thread_local! {
 impl Scratch {
     /// Starts a search over `n` nodes: nothing is visited.
     fn begin(&mut self, n: usize) {
-        if self.marks.len() < n {
-            self.marks.resize(n, 0);
-        }
-        self.epoch = self.epoch.wrapping_add(1);
-        if self.epoch == 0 {
-            self.marks.fill(0);
-            self.epoch = 1;
-        }
+        self.visited.begin(n);
         self.candidates.clear();
         self.results.clear();
-    }
-
-    /// Marks `node` visited; false if it already was.
-    #[inline(always)]
-    fn visit(&mut self, node: u32) -> bool {
-        let mark = &mut self.marks[node as usize];
-        if *mark == self.epoch {
-            return false;
-        }
-        *mark = self.epoch;
-        true
     }
 }
 
@@ -289,7 +270,7 @@ impl FrozenGraph {
         s: &mut Scratch,
     ) {
         let code_bytes = self.dimension;
-        s.visit(entry);
+        s.visited.visit(entry);
         s.candidates.push((entry_score, entry));
         if keep(entry) {
             s.results.push(Reverse((entry_score, entry)));
@@ -308,7 +289,7 @@ impl FrozenGraph {
             // The neighbours not seen yet (the visited marks mostly sit in L2)...
             fresh.clear();
             for &nb in self.neighbours0(node) {
-                if s.visit(nb) {
+                if s.visited.visit(nb) {
                     fresh.push(nb);
                 }
             }

@@ -16,6 +16,7 @@ mod hnsw;
 mod kernels;
 pub mod quant;
 mod segment;
+mod visited;
 
 pub use flat::FlatIndex;
 pub use frozen::FrozenGraph;
