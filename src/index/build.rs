@@ -195,31 +195,17 @@ impl<'v> GraphBuilder<'v> {
 
     /// Copies a frozen graph's links (its nodes are this builder's first ones).
     fn copy_links(&mut self, graph: &FrozenGraph) {
-        let cap0 = self.stride0 - 1;
-        self.links0
-            .par_chunks_mut(self.stride0)
-            .enumerate()
-            .take(graph.len())
-            .for_each(|(node, slot)| {
-                let list = graph.neighbours0(node as u32);
-                let list = &list[..list.len().min(cap0)];
-                slot[0] = AtomicU32::new(list.len() as u32);
-                for (at, &nb) in list.iter().enumerate() {
-                    slot[1 + at] = AtomicU32::new(nb);
-                }
-            });
-        let cap_up = self.stride_up - 1;
-        for node in 0..graph.len() {
-            for layer in 1..=graph.levels[node] {
-                let list = graph.neighbours_up(node as u32, layer);
-                let list = &list[..list.len().min(cap_up)];
-                let at = self.list_at(node as u32, layer);
-                self.upper[at].store(list.len() as u32, Ordering::Relaxed);
-                for (i, &nb) in list.iter().enumerate() {
-                    self.upper[at + 1 + i].store(nb, Ordering::Relaxed);
-                }
+        let this = &*self;
+        (0..graph.len() as u32).into_par_iter().for_each(|node| {
+            for layer in 0..=graph.levels[node as usize] {
+                let list = if layer == 0 {
+                    graph.neighbours0(node)
+                } else {
+                    graph.neighbours_up(node, layer)
+                };
+                this.write_list(node, layer, &list[..list.len().min(this.cap(layer))]);
             }
-        }
+        });
         if !graph.is_empty() {
             *self.top.get_mut() = Some(Top {
                 entry: graph.entry,
@@ -265,19 +251,24 @@ impl<'v> GraphBuilder<'v> {
         }
     }
 
+    /// `node`'s neighbours on `layer`, as they stand: the caller holds the node's lock, or
+    /// no insert is running.
+    #[inline(always)]
+    fn neighbours(&self, node: u32, layer: u8) -> impl ExactSizeIterator<Item = u32> + '_ {
+        let at = self.list_at(node, layer);
+        let slots = self.slots(layer);
+        let count = slots[at].load(Ordering::Relaxed) as usize;
+        slots[at + 1..at + 1 + count]
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed))
+    }
+
     /// Copies `node`'s neighbours on `layer` into `out` (under its lock).
     #[inline(always)]
     fn read_list(&self, node: u32, layer: u8, out: &mut Vec<u32>) {
-        let at = self.list_at(node, layer);
-        let slots = self.slots(layer);
         out.clear();
         let _held = self.locks[node as usize].lock();
-        let count = slots[at].load(Ordering::Relaxed) as usize;
-        out.extend(
-            slots[at + 1..at + 1 + count]
-                .iter()
-                .map(|s| s.load(Ordering::Relaxed)),
-        );
+        out.extend(self.neighbours(node, layer));
     }
 
     /// Writes `list` as `node`'s neighbours on `layer`; the caller holds the node's lock.
@@ -452,20 +443,14 @@ impl<'v> GraphBuilder<'v> {
     /// Adds `node` to `nb`'s list on `layer`, pruning the list to `cap` by the heuristic
     /// when it is full.
     fn link_back(&self, nb: u32, node: u32, layer: u8, cap: usize) {
-        let at = self.list_at(nb, layer);
-        let slots = self.slots(layer);
         let _held = self.locks[nb as usize].lock();
-        let count = slots[at].load(Ordering::Relaxed) as usize;
-        let list: Vec<u32> = slots[at + 1..at + 1 + count]
-            .iter()
-            .map(|s| s.load(Ordering::Relaxed))
-            .collect();
+        let mut list: Vec<u32> = self.neighbours(nb, layer).collect();
         if list.contains(&node) {
             return;
         }
-        if count < cap {
-            slots[at + 1 + count].store(node, Ordering::Relaxed);
-            slots[at].store(count as u32 + 1, Ordering::Relaxed);
+        if list.len() < cap {
+            list.push(node);
+            self.write_list(nb, layer, &list);
             return;
         }
         let v = self.vector(nb);
@@ -482,19 +467,20 @@ impl<'v> GraphBuilder<'v> {
         self.write_list(nb, layer, &chosen);
     }
 
-    /// Layer 0's neighbours of `node`, read with no other thread building.
-    fn list0(&self, node: u32) -> impl Iterator<Item = u32> + '_ {
-        let at = node as usize * self.stride0;
-        let count = self.links0[at].load(Ordering::Relaxed) as usize;
-        self.links0[at + 1..at + 1 + count]
-            .iter()
-            .map(|s| s.load(Ordering::Relaxed))
+    /// Which nodes a walk from the entry point reaches on layer 0 (`None`: the graph is
+    /// empty).
+    fn reached_from_entry(&self) -> Option<Vec<bool>> {
+        let top = (*self.top.lock())?;
+        let mut reached = vec![false; self.len()];
+        reached[top.entry as usize] = true;
+        self.mark_reachable(&mut vec![top.entry], &mut reached);
+        Some(reached)
     }
 
     /// Marks every node reachable on layer 0 from those on `stack`.
     fn mark_reachable(&self, stack: &mut Vec<u32>, reached: &mut [bool]) {
         while let Some(node) = stack.pop() {
-            for nb in self.list0(node) {
+            for nb in self.neighbours(node, 0) {
                 if !reached[nb as usize] {
                     reached[nb as usize] = true;
                     stack.push(nb);
@@ -514,13 +500,8 @@ impl<'v> GraphBuilder<'v> {
                 return 0;
             }
         }
-        let Some(top) = *self.top.lock() else {
-            return 0;
-        };
-        let mut reached = vec![false; self.len()];
-        reached[top.entry as usize] = true;
-        self.mark_reachable(&mut vec![top.entry], &mut reached);
-        reached.iter().filter(|&&r| !r).count()
+        self.reached_from_entry()
+            .map_or(0, |reached| reached.iter().filter(|&&r| !r).count())
     }
 
     /// One pass of [`GraphBuilder::connect_unreachable`]: each node found unreachable is
@@ -529,20 +510,16 @@ impl<'v> GraphBuilder<'v> {
     /// found.
     fn link_unreachable(&self) -> usize {
         let n = self.len();
-        let Some(top) = *self.top.lock() else {
+        let Some(mut reached) = self.reached_from_entry() else {
             return 0;
         };
         let mut in_degree = vec![0u32; n];
         for node in 0..n as u32 {
-            for nb in self.list0(node) {
+            for nb in self.neighbours(node, 0) {
                 in_degree[nb as usize] += 1;
             }
         }
-        let mut reached = vec![false; n];
-        reached[top.entry as usize] = true;
-        let mut stack = vec![top.entry];
-        self.mark_reachable(&mut stack, &mut reached);
-        let cap = self.stride0 - 1;
+        let cap = self.cap(0);
         let mut found = 0;
         for node in 0..n as u32 {
             if reached[node as usize] {
@@ -552,7 +529,7 @@ impl<'v> GraphBuilder<'v> {
             let v = self.vector(node);
             let score = |other: u32| dot(v, self.vector(other));
             let mut from: Vec<Near> = self
-                .list0(node)
+                .neighbours(node, 0)
                 .filter(|&nb| reached[nb as usize])
                 .map(|nb| Near {
                     score: score(nb),
@@ -574,11 +551,9 @@ impl<'v> GraphBuilder<'v> {
             from.sort_unstable_by(|a, b| b.cmp(a));
             let mut linked = false;
             for f in from {
-                let list: Vec<u32> = self.list0(f.node).collect();
-                let at = f.node as usize * self.stride0;
+                let mut list: Vec<u32> = self.neighbours(f.node, 0).collect();
                 if list.len() < cap {
-                    self.links0[at + 1 + list.len()].store(node, Ordering::Relaxed);
-                    self.links0[at].store(list.len() as u32 + 1, Ordering::Relaxed);
+                    list.push(node);
                 } else if let Some(slot) = list
                     .iter()
                     .enumerate()
@@ -587,18 +562,18 @@ impl<'v> GraphBuilder<'v> {
                     .map(|(slot, _)| slot)
                 {
                     in_degree[list[slot] as usize] -= 1;
-                    self.links0[at + 1 + slot].store(node, Ordering::Relaxed);
+                    list[slot] = node;
                 } else {
                     continue;
                 }
+                self.write_list(f.node, 0, &list);
                 in_degree[node as usize] += 1;
                 linked = true;
                 break;
             }
             if linked {
                 reached[node as usize] = true;
-                stack.push(node);
-                self.mark_reachable(&mut stack, &mut reached);
+                self.mark_reachable(&mut vec![node], &mut reached);
             }
         }
         found
@@ -620,9 +595,16 @@ impl<'v> GraphBuilder<'v> {
         }
         let ids: Vec<VectorId> = order.iter().map(|&o| self.ids[o as usize]).collect();
         let levels: Vec<u8> = order.iter().map(|&o| self.levels[o as usize]).collect();
-        let count = |slots: &[AtomicU32], at: usize| slots[at].load(Ordering::Relaxed) as usize;
-        let widest0 = (0..n)
-            .map(|node| count(&self.links0, node * self.stride0))
+        // Each list renumbered into `slot`: its count, then its neighbours.
+        let renumber = |old: u32, layer: u8, slot: &mut [u32]| {
+            let list = self.neighbours(old, layer);
+            slot[0] = list.len() as u32;
+            for (out, nb) in slot[1..].iter_mut().zip(list) {
+                *out = new_of[nb as usize];
+            }
+        };
+        let widest0 = (0..n as u32)
+            .map(|node| self.neighbours(node, 0).len())
             .max()
             .unwrap_or(0);
         let stride0 = widest0 + 1;
@@ -630,24 +612,10 @@ impl<'v> GraphBuilder<'v> {
         links0
             .par_chunks_mut(stride0)
             .zip(&order)
-            .for_each(|(slot, &old)| {
-                let at = old as usize * self.stride0;
-                let len = count(&self.links0, at);
-                slot[0] = len as u32;
-                for i in 0..len {
-                    let nb = self.links0[at + 1 + i].load(Ordering::Relaxed);
-                    slot[1 + i] = new_of[nb as usize];
-                }
-            });
-        let this = &self;
-        let upper_lists = move |old: u32| {
-            (1..=this.levels[old as usize]).map(move |layer| {
-                let at = this.list_at(old, layer);
-                (at, count(&this.upper, at))
-            })
-        };
+            .for_each(|(slot, &old)| renumber(old, 0, slot));
         let widest_up = (0..n as u32)
-            .flat_map(|old| upper_lists(old).map(|(_, len)| len))
+            .flat_map(|node| (1..=self.levels[node as usize]).map(move |l| (node, l)))
+            .map(|(node, layer)| self.neighbours(node, layer).len())
             .max()
             .unwrap_or(0);
         let stride_up = widest_up + 1;
@@ -658,14 +626,10 @@ impl<'v> GraphBuilder<'v> {
                 continue;
             }
             upper_at[new] = upper.len() as u32;
-            for (at, len) in upper_lists(old) {
+            for layer in 1..=levels[new] {
                 let start = upper.len();
                 upper.resize(start + stride_up, 0);
-                upper[start] = len as u32;
-                for i in 0..len {
-                    let nb = self.upper[at + 1 + i].load(Ordering::Relaxed);
-                    upper[start + 1 + i] = new_of[nb as usize];
-                }
+                renumber(old, layer, &mut upper[start..]);
             }
         }
         let top = *self.top.lock();
@@ -899,7 +863,10 @@ mod tests {
         let entry = builder.top.lock().unwrap().entry;
         let cut: Vec<u32> = (0..n as u32).filter(|&x| x != entry).take(3).collect();
         for node in 0..n as u32 {
-            let kept: Vec<u32> = builder.list0(node).filter(|nb| !cut.contains(nb)).collect();
+            let kept: Vec<u32> = builder
+                .neighbours(node, 0)
+                .filter(|nb| !cut.contains(nb))
+                .collect();
             builder.write_list(node, 0, &kept);
         }
         let mut reached = vec![false; n];
