@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 use super::build::GraphBuilder;
 use super::dump::{self, DumpError};
 use super::frozen::FrozenGraph;
-use super::kernels::{dot, prefetch};
+use super::kernels::dot;
 use super::segment::{self, Home, Rows};
 use super::{
     Filter, Hit, IndexError, Result, SearchParams, VectorId, VectorIndex, check_new, check_query,
@@ -128,9 +128,9 @@ struct Frozen {
 }
 
 impl Frozen {
-    fn row(&self, node: usize) -> &[f32] {
-        let d = self.graph.dimension;
-        &self.rows.as_slice()[node * d..(node + 1) * d]
+    /// The f32 vector of `node` (read into `buffer` when the rows are in a file).
+    fn row<'a>(&'a self, node: usize, buffer: &'a mut Vec<f32>) -> std::io::Result<&'a [f32]> {
+        self.rows.read(self.graph.dimension, node, 1, buffer)
     }
 }
 
@@ -198,6 +198,9 @@ pub struct HnswIndex {
     lineage: u64,
     /// Serialises segment writes into one directory (a save and a fold).
     segment_writes: Arc<Mutex<()>>,
+    /// Segments with more bytes of f32 vectors than this read them from their file
+    /// ([`segment::HEAP_ROWS_UP_TO`] unless loaded otherwise).
+    rows_on_heap_up_to: u64,
 }
 
 /// The ids an index holds, live or tombstoned.
@@ -258,6 +261,7 @@ impl HnswIndex {
             generation: 0,
             lineage: LINEAGE.fetch_add(1, Ordering::Relaxed),
             segment_writes: Arc::new(Mutex::new(())),
+            rows_on_heap_up_to: segment::HEAP_ROWS_UP_TO,
         })
     }
 
@@ -448,6 +452,7 @@ impl HnswIndex {
             tombstones,
             lineage: self.lineage,
             segment_writes: self.segment_writes.clone(),
+            rows_on_heap_up_to: self.rows_on_heap_up_to,
         }
     }
 
@@ -474,8 +479,20 @@ impl HnswIndex {
         dimension: usize,
         params: HnswParams,
     ) -> std::result::Result<Self, LoadMiss> {
+        Self::load_with_rows_on_heap_up_to(dir, dimension, params, segment::HEAP_ROWS_UP_TO)
+    }
+
+    /// [`HnswIndex::load`], with the f32 vectors of its segments (this one and those its folds
+    /// write) on the heap only up to `bytes`, read from their file past it: rows on the heap
+    /// rescore for free, rows in a file stay out of the resident set.
+    pub(crate) fn load_with_rows_on_heap_up_to(
+        dir: &Path,
+        dimension: usize,
+        params: HnswParams,
+        bytes: u64,
+    ) -> std::result::Result<Self, LoadMiss> {
         let unusable = |why: String| Err(LoadMiss::Unusable(why));
-        let opened = match segment::open(&dir.join(SEGMENT_DIR), dimension, params) {
+        let opened = match segment::open(&dir.join(SEGMENT_DIR), dimension, params, bytes) {
             Ok(opened) => opened,
             Err(reason) => return unusable(reason),
         };
@@ -491,6 +508,7 @@ impl HnswIndex {
             Ok(index) => index,
             Err(e) => return unusable(e.to_string()),
         };
+        index.rows_on_heap_up_to = bytes;
         let segment_name = opened.as_ref().map(|o| o.home.name());
         let state = state.filter(|s| {
             s.meta.writer == STATE_WRITER
@@ -628,7 +646,9 @@ impl HnswIndex {
             t.sort_unstable();
             t
         };
-        let row = |node: usize| frozen.row(node);
+        let all = frozen.rows.all()?;
+        let d = frozen.graph.dimension;
+        let row = |node: usize| &all[node * d..(node + 1) * d];
         let home = segment::write(
             &segment_dir,
             self.params,
@@ -650,46 +670,58 @@ impl HnswIndex {
     /// per admitted id.
     pub fn search_among(&self, query: &[f32], ids: &[VectorId], k: usize) -> Result<Vec<Hit>> {
         check_query(query, self.dimension)?;
-        let score = |id: &VectorId| {
-            let vector = self.live_vector(*id)?;
-            Some(Hit {
+        let score = |buffer: &mut Vec<f32>, id: &VectorId| -> Result<Option<Hit>> {
+            Ok(self.live_vector(*id, buffer)?.map(|vector| Hit {
                 id: *id,
                 score: dot(query, vector),
-            })
+            }))
         };
-        let hits: Vec<Hit> = if ids.len() >= PARALLEL_EXACT_FROM {
-            ids.par_iter().filter_map(score).collect()
+        let hits: Vec<Option<Hit>> = if ids.len() >= PARALLEL_EXACT_FROM {
+            ids.par_iter()
+                .map_init(Vec::new, score)
+                .collect::<Result<_>>()?
         } else {
-            ids.iter().filter_map(score).collect()
+            let mut buffer = Vec::new();
+            ids.iter()
+                .map(|id| score(&mut buffer, id))
+                .collect::<Result<_>>()?
         };
-        Ok(top_k(hits, k))
+        Ok(top_k(hits.into_iter().flatten().collect(), k))
     }
 
-    /// The f32 vector of live `id`, wherever it lies (frozen graph or tail).
-    fn live_vector(&self, id: VectorId) -> Option<&[f32]> {
+    /// The f32 vector of live `id`, wherever it lies (frozen graph, read into `buffer` when
+    /// its rows are in a file, or tail).
+    fn live_vector<'a>(
+        &'a self,
+        id: VectorId,
+        buffer: &'a mut Vec<f32>,
+    ) -> std::io::Result<Option<&'a [f32]>> {
         if self.tombstones.contains(&id) {
-            return None;
+            return Ok(None);
         }
-        match self
-            .frozen
-            .as_ref()
-            .and_then(|f| f.graph.node_of(id).map(|node| f.row(node as usize)))
+        if let Some(frozen) = &self.frozen
+            && let Some(node) = frozen.graph.node_of(id)
         {
-            Some(v) => Some(v),
-            None => self
-                .tail
-                .positions
-                .get(&id)
-                .map(|&at| self.tail.vectors.row(at, self.dimension)),
+            return frozen.row(node as usize, buffer).map(Some);
         }
+        Ok(self
+            .tail
+            .positions
+            .get(&id)
+            .map(|&at| self.tail.vectors.row(at, self.dimension)))
     }
 
     /// The vectors of these ids (unknown and deleted ids skipped), copied out of the index:
     /// what re-ranking by diversity compares passages with.
-    pub fn vectors_of(&self, ids: &[VectorId]) -> Vec<(VectorId, Vec<f32>)> {
-        ids.iter()
-            .filter_map(|&id| Some((id, self.live_vector(id)?.to_vec())))
-            .collect()
+    pub fn vectors_of(&self, ids: &[VectorId]) -> Result<Vec<(VectorId, Vec<f32>)>> {
+        let mut buffer = Vec::new();
+        let mut vectors = Vec::with_capacity(ids.len());
+        for &id in ids {
+            if let Some(vector) = self.live_vector(id, &mut buffer)? {
+                vectors.push((id, vector.to_vec()));
+            }
+        }
+        Ok(vectors)
     }
 
     /// Every live tail vector that passes `filter`, scored exactly.
@@ -712,25 +744,50 @@ impl HnswIndex {
     }
 
     /// Exact top-k: every live vector that passes `filter` is scored.
-    fn search_exact(&self, query: &[f32], k: usize, filter: Option<Filter<'_>>) -> Vec<Hit> {
+    fn search_exact(
+        &self,
+        query: &[f32],
+        k: usize,
+        filter: Option<Filter<'_>>,
+    ) -> Result<Vec<Hit>> {
         let mut hits = self.tail_hits(query, filter);
         if let Some(frozen) = &self.frozen {
             let ids = &frozen.graph.ids;
-            let score = |node: usize| {
-                let id = ids[node];
-                let keep = !self.is_deleted(node as u32) && filter.is_none_or(|f| f(id));
-                keep.then(|| Hit {
-                    id,
-                    score: dot(query, frozen.row(node)),
-                })
+            let d = frozen.graph.dimension;
+            // Block by block, so that rows in a file are read a block at a time.
+            let score_block = |buffer: &mut Vec<f32>, first: usize| -> Result<Vec<Hit>> {
+                let count = segment::SCAN_BLOCK.min(ids.len() - first);
+                let keep = |node: usize| {
+                    !self.is_deleted(node as u32) && filter.is_none_or(|f| f(ids[node]))
+                };
+                if !(first..first + count).any(keep) {
+                    return Ok(Vec::new());
+                }
+                let rows = frozen.rows.read(d, first, count, buffer)?;
+                Ok((first..first + count)
+                    .filter(|&node| keep(node))
+                    .map(|node| Hit {
+                        id: ids[node],
+                        score: dot(query, &rows[(node - first) * d..(node - first + 1) * d]),
+                    })
+                    .collect())
             };
-            if ids.len() >= PARALLEL_EXACT_FROM {
-                hits.par_extend((0..ids.len()).into_par_iter().filter_map(score));
+            let blocks = (0..ids.len()).step_by(segment::SCAN_BLOCK);
+            let scored: Vec<Vec<Hit>> = if ids.len() >= PARALLEL_EXACT_FROM {
+                blocks
+                    .collect::<Vec<_>>()
+                    .into_par_iter()
+                    .map_init(Vec::new, score_block)
+                    .collect::<Result<_>>()?
             } else {
-                hits.extend((0..ids.len()).filter_map(score));
-            }
+                let mut buffer = Vec::new();
+                blocks
+                    .map(|first| score_block(&mut buffer, first))
+                    .collect::<Result<_>>()?
+            };
+            hits.extend(scored.into_iter().flatten());
         }
-        top_k(hits, k)
+        Ok(top_k(hits, k))
     }
 
     /// The frozen graph's best candidates (of `ef` searched) that `filter` admits, the first
@@ -742,7 +799,7 @@ impl HnswIndex {
         ef: usize,
         rescore: usize,
         filter: Option<Filter<'_>>,
-    ) -> Vec<Hit> {
+    ) -> Result<Vec<Hit>> {
         let prepared = frozen.graph.prepare(query);
         let ids = &frozen.graph.ids;
         let mut found = if self.deleted_count == 0 && filter.is_none() {
@@ -758,16 +815,17 @@ impl HnswIndex {
         }
         let d = frozen.graph.dimension;
         let mut hits = Vec::with_capacity(found.len());
+        let mut buffer = Vec::new();
         for (i, &(_, node)) in found.iter().enumerate() {
             if let Some(&(_, ahead)) = found.get(i + 1) {
-                prefetch(frozen.row(ahead as usize).as_ptr().cast(), d * 4);
+                frozen.rows.prefetch(d, ahead as usize);
             }
             hits.push(Hit {
                 id: ids[node as usize],
-                score: dot(query, frozen.row(node as usize)),
+                score: dot(query, frozen.row(node as usize, &mut buffer)?),
             });
         }
-        hits
+        Ok(hits)
     }
 }
 
@@ -784,6 +842,7 @@ pub struct FoldJob {
     tombstones: Vec<VectorId>,
     lineage: u64,
     segment_writes: Arc<Mutex<()>>,
+    rows_on_heap_up_to: u64,
 }
 
 /// The graph a [`FoldJob`] made, for [`HnswIndex::finish_fold`].
@@ -815,12 +874,17 @@ impl FoldJob {
         let d = self.dimension;
         let base = self.base.take();
         let base_nodes = base.as_ref().map_or(0, |b| b.graph.len());
+        // The builder reads the base graph's rows where they lie (mapped, if in a file: a
+        // fold reads most of them), for as long as the fold runs.
+        let base_rows = base.as_ref().map(|b| b.rows.all()).transpose()?;
         progress.set_total(self.items.len() as u64);
         let mut builder = GraphBuilder::new(
             d,
             self.params.m,
             self.params.ef_construction,
-            base.as_deref().map(|b| (&b.graph, b.rows.as_slice())),
+            base.as_ref()
+                .zip(base_rows.as_deref())
+                .map(|(b, rows)| (&b.graph, rows)),
             &self.items.ids,
             &self.items.data,
         );
@@ -830,8 +894,8 @@ impl FoldJob {
         let items = &self.items;
         let row = |node: usize| -> &[f32] {
             let at = nodes[node] as usize;
-            match &base {
-                Some(base) if at < base_nodes => base.row(at),
+            match &base_rows {
+                Some(rows) if at < base_nodes => &rows[at * d..(at + 1) * d],
                 _ => items.row(at - base_nodes, d),
             }
         };
@@ -861,8 +925,10 @@ impl FoldJob {
             segment::write(&dir, self.params, &flat, &row, self.generation, tombstones)
                 .map_err(|e| fail(e.to_string()))?
         };
+        drop(base_rows);
         drop(base);
-        let rows = segment::rows_of(&home, flat.len() * d).map_err(fail)?;
+        let rows =
+            segment::rows_of(&home, flat.len() * d, self.rows_on_heap_up_to).map_err(fail)?;
         Ok(self.folded(Frozen {
             graph: flat,
             rows,
@@ -927,7 +993,7 @@ impl VectorIndex for HnswIndex {
             return Ok(Vec::new());
         }
         if params.exact {
-            return Ok(self.search_exact(query, k, filter));
+            return self.search_exact(query, k, filter);
         }
         let tail = self.tail_hits(query, filter);
         let Some(frozen) = &self.frozen else {
@@ -937,12 +1003,12 @@ impl VectorIndex for HnswIndex {
         if params.ef >= n {
             // A breadth covering every vector asks for all of them: scored exactly (a walk
             // finds only what the links lead it to).
-            return Ok(self.search_exact(query, k, filter));
+            return self.search_exact(query, k, filter);
         }
         let rescore = (k * RESCORE_PER_RESULT).max(RESCORE_AT_LEAST);
         let mut ef = params.ef.max(k);
         loop {
-            let mut hits = self.frozen_hits(frozen, query, ef, rescore, filter);
+            let mut hits = self.frozen_hits(frozen, query, ef, rescore, filter)?;
             // Tombstones and filters can leave fewer than k: widen the search and retry.
             if hits.len() + tail.len() >= k.min(live) || ef >= n {
                 hits.extend_from_slice(&tail);
@@ -1393,6 +1459,89 @@ mod tests {
                 flat.search(q, 10, EXACT, None).unwrap()
             );
         }
+    }
+
+    #[test]
+    fn rows_read_from_the_segment_file_answer_as_rows_on_the_heap() {
+        // Past PARALLEL_EXACT_FROM, so that exact scans read blocks on rayon's threads too.
+        let (dim, n) = (8, PARALLEL_EXACT_FROM + 700);
+        let vectors = random_unit_vectors(n + 300, dim, 41);
+        let queries = random_unit_vectors(12, dim, 42);
+        let dir = tempfile::tempdir().unwrap();
+        let mut built = HnswIndex::new(dim, HnswParams::default(), n).unwrap();
+        built.add(&items(&vectors[..n], 0)).unwrap();
+        built.freeze(Some(dir.path()), &NoProgress).unwrap();
+        built.remove(&[3, 4096, 9000]);
+        built.save(dir.path()).unwrap();
+        let params = HnswParams::default();
+        let on_heap = HnswIndex::load(dir.path(), dim, params).unwrap();
+        let mut in_file =
+            HnswIndex::load_with_rows_on_heap_up_to(dir.path(), dim, params, 0).unwrap();
+        assert!(matches!(
+            on_heap.frozen.as_ref().unwrap().rows,
+            Rows::Owned(_)
+        ));
+        assert!(matches!(
+            in_file.frozen.as_ref().unwrap().rows,
+            Rows::File(_)
+        ));
+        assert_eq!(in_file.vector_bytes(), n * dim, "only the codes are held");
+
+        let odd = |id: VectorId| id % 2 == 1;
+        let among: Vec<VectorId> = (0..n as VectorId).step_by(3).collect();
+        let answers = |index: &HnswIndex| {
+            let mut all = Vec::new();
+            for q in &queries {
+                all.push(index.search(q, 10, approx(64), None).unwrap());
+                all.push(index.search(q, 10, approx(64), Some(&odd)).unwrap());
+                all.push(index.search(q, 10, EXACT, Some(&odd)).unwrap());
+                all.push(index.search_among(q, &among, 10).unwrap());
+            }
+            (all, index.vectors_of(&[0, 3, 77, 9000, 12_000]).unwrap())
+        };
+        let expected = answers(&on_heap);
+        assert_eq!(answers(&in_file), expected);
+        assert_eq!(expected.1.len(), 3, "deleted ids have no vector");
+        let mut flat = FlatIndex::new(dim);
+        flat.add(&items(&vectors[..n], 0)).unwrap();
+        flat.remove(&[3, 4096, 9000]);
+        assert_eq!(
+            in_file.search(&queries[0], 10, EXACT, None).unwrap(),
+            flat.search(&queries[0], 10, EXACT, None).unwrap()
+        );
+
+        // A fold grows the graph from the rows in the file, and its new segment's rows are
+        // in a file again; a save elsewhere copies them.
+        in_file.add(&items(&vectors[n..], n as VectorId)).unwrap();
+        fold(&mut in_file, Some(dir.path()));
+        assert!(matches!(
+            in_file.frozen.as_ref().unwrap().rows,
+            Rows::File(_)
+        ));
+        flat.add(&items(&vectors[n..], n as VectorId)).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        in_file.save(other.path()).unwrap();
+        let copied = HnswIndex::load(other.path(), dim, params).unwrap();
+        for q in &queries {
+            let want = flat.search(q, 10, EXACT, None).unwrap();
+            assert_eq!(in_file.search(q, 10, EXACT, None).unwrap(), want);
+            assert_eq!(copied.search(q, 10, EXACT, None).unwrap(), want);
+        }
+
+        // A file cut short under a running index is an error to the search, not a crash
+        // (a map would have killed the process with SIGBUS).
+        let home = in_file.frozen.as_ref().unwrap().home.lock().clone();
+        let vectors_file = home.unwrap().folder.join("vectors.f32");
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&vectors_file)
+            .unwrap();
+        file.set_len(0).unwrap();
+        assert!(matches!(
+            in_file.search(&queries[0], 10, approx(64), None),
+            Err(IndexError::Rows(_))
+        ));
+        assert!(in_file.search(&queries[0], 10, EXACT, None).is_err());
     }
 
     #[test]

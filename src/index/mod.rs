@@ -70,6 +70,9 @@ pub enum IndexError {
     /// Invalid parameters.
     #[error("invalid index parameters: {0}")]
     Params(String),
+    /// Reading the f32 vectors of a segment failed (the file went away or was cut short).
+    #[error("reading the index's vectors: {0}")]
+    Rows(#[from] std::io::Error),
     /// Saving or loading the index files failed.
     #[error("index files in {dir}: {reason}")]
     Persist {

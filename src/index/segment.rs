@@ -2,8 +2,9 @@
 //! checksummed dump folder ([`super::dump`]).
 //!
 //! Opening reads the links and codes into memory after checking their SHA-256 (a few hundred
-//! megabytes at a million vectors: well under a second) and memory-maps the f32 vectors, which
-//! only rescoring and folds read: they need not be resident. A fold grows the graph from these
+//! megabytes at a million vectors: well under a second). The f32 vectors, which only
+//! rescoring, exact scans and folds read, stay in their file when large ([`Rows`]): they need
+//! not be resident. A fold grows the graph from these
 //! same files ([`super::build`]). Files are in the machine's byte order (little-endian on
 //! every target semdex builds for).
 
@@ -55,30 +56,128 @@ pub(crate) struct SegmentMeta {
     pub tombstones: Vec<VectorId>,
 }
 
+/// Segments whose f32 vectors take at most this many bytes read them onto the heap when
+/// opened, where rescoring reads them for free. Larger ones (a million vectors of 384
+/// dimensions are 1.5 GB) are read from the file a row at a time, one `pread` each (about a
+/// microsecond from the page cache): the server's resident memory then holds only the 8-bit
+/// codes. A map would not do: the kernel maps whole page-cache folios around each row touched,
+/// and 100 searches at a million vectors left 0.9 GB of the file resident.
+pub(crate) const HEAP_ROWS_UP_TO: u64 = 256 << 20;
+/// Rows read in one call when every row is wanted (an exact scan).
+pub(crate) const SCAN_BLOCK: usize = 4096;
+
 /// The f32 vectors of a frozen graph's nodes, in node order: on the heap (a graph frozen in
-/// memory) or mapped from its segment.
+/// memory, or a small segment) or in its segment's file.
 pub(crate) enum Rows {
     Owned(Vec<f32>),
+    #[cfg(unix)]
+    File(RowFile),
+}
+
+/// A segment's `vectors.f32`, read at an offset per request.
+pub(crate) struct RowFile {
+    file: std::fs::File,
+    path: PathBuf,
+    /// f32 values in the file.
+    len: usize,
+}
+
+/// Every row at once, for the rare reader of all of them (a fold, a segment written
+/// elsewhere): borrowed from the heap, or the file mapped for as long as it is held.
+pub(crate) enum AllRows<'a> {
+    Borrowed(&'a [f32]),
     Mapped(memmap2::Mmap),
 }
 
-impl Rows {
-    /// Every row, one after another.
-    pub fn as_slice(&self) -> &[f32] {
+impl std::ops::Deref for AllRows<'_> {
+    type Target = [f32];
+
+    fn deref(&self) -> &[f32] {
         match self {
-            Rows::Owned(v) => v,
+            AllRows::Borrowed(rows) => rows,
             // Checked when mapped: the map is page-aligned and a whole number of f32.
-            Rows::Mapped(map) => bytemuck::cast_slice(&map[..]),
+            AllRows::Mapped(map) => bytemuck::cast_slice(&map[..]),
+        }
+    }
+}
+
+impl Rows {
+    /// Rows `first..first + count` of width `dimension`, one after another: a slice of the
+    /// heap, or read from the file into `buffer`.
+    pub fn read<'a>(
+        &'a self,
+        dimension: usize,
+        first: usize,
+        count: usize,
+        buffer: &'a mut Vec<f32>,
+    ) -> std::io::Result<&'a [f32]> {
+        let (start, end) = (first * dimension, (first + count) * dimension);
+        match self {
+            Rows::Owned(rows) => rows.get(start..end).ok_or_else(|| out_of_range(end)),
+            #[cfg(unix)]
+            Rows::File(file) => {
+                use std::os::unix::fs::FileExt;
+                if end > file.len {
+                    return Err(out_of_range(end));
+                }
+                buffer.resize(end - start, 0.0);
+                file.file
+                    .read_exact_at(bytemuck::cast_slice_mut(&mut buffer[..]), start as u64 * 4)
+                    .map_err(|e| {
+                        std::io::Error::new(e.kind(), format!("{}: {e}", file.path.display()))
+                    })?;
+                Ok(&buffer[..])
+            }
         }
     }
 
-    /// Heap bytes (a mapped file's pages belong to the page cache).
+    /// Asks for the row at `node` to be brought near the CPU (rows on the heap only: a read
+    /// from the file copies it anyway).
+    pub fn prefetch(&self, dimension: usize, node: usize) {
+        if let Rows::Owned(rows) = self
+            && let Some(row) = rows.get(node * dimension..(node + 1) * dimension)
+        {
+            super::kernels::prefetch(row.as_ptr().cast(), dimension * 4);
+        }
+    }
+
+    /// Every row, one after another.
+    pub fn all(&self) -> std::io::Result<AllRows<'_>> {
+        match self {
+            Rows::Owned(rows) => Ok(AllRows::Borrowed(rows)),
+            #[cfg(unix)]
+            Rows::File(file) => {
+                // SAFETY: the file is in a dump folder that semdex never writes again once it
+                // is current, and that no other program is expected to change; a change under
+                // the map would alter scores, not memory safety, since every bit pattern is a
+                // valid f32.
+                let map = unsafe { memmap2::Mmap::map(&file.file) }?;
+                if map.len() != file.len * 4 || bytemuck::try_cast_slice::<u8, f32>(&map).is_err() {
+                    return Err(std::io::Error::other(format!(
+                        "{} changed size or is not mapped on a 4-byte boundary",
+                        file.path.display()
+                    )));
+                }
+                Ok(AllRows::Mapped(map))
+            }
+        }
+    }
+
+    /// Heap bytes (a file's pages belong to the page cache).
     pub fn heap_bytes(&self) -> usize {
         match self {
             Rows::Owned(v) => v.len() * 4,
-            Rows::Mapped(_) => 0,
+            #[cfg(unix)]
+            Rows::File(_) => 0,
         }
     }
+}
+
+fn out_of_range(end: usize) -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::UnexpectedEof,
+        format!("row data ends before value {end}"),
+    )
 }
 
 /// Where a segment lies on disk.
@@ -168,12 +267,13 @@ pub(crate) struct Opened {
     pub home: Home,
 }
 
-/// Opens the current segment in `dir`: `Ok(None)` when there is none, an error (for the log;
+/// Opens the current segment in `dir` (its f32 rows as [`open_rows`] does): `Ok(None)` when there is none, an error (for the log;
 /// the caller rebuilds) when it is damaged, of another layout or built with other parameters.
 pub(crate) fn open(
     dir: &Path,
     dimension: usize,
     params: HnswParams,
+    heap_up_to: u64,
 ) -> Result<Option<Opened>, String> {
     let dump = match dump::read_checking::<SegmentMeta>(dir, SEGMENT_META, |name| {
         !HNSW_FILES.contains(&name)
@@ -212,7 +312,7 @@ pub(crate) fn open(
         codes: read_array(&folder, CODES, n * dimension)?,
     };
     frozen.validate().map_err(|e| e.to_string())?;
-    let rows = map_rows(&folder.join(VECTORS), n * dimension)?;
+    let rows = open_rows(&folder.join(VECTORS), n * dimension, heap_up_to)?;
     Ok(Some(Opened {
         meta,
         frozen,
@@ -221,9 +321,10 @@ pub(crate) fn open(
     }))
 }
 
-/// Maps a file of `len` f32 values, for reading a few rows at a time.
-pub(crate) fn map_rows(path: &Path, len: usize) -> Result<Rows, String> {
-    let file = std::fs::File::open(path).map_err(io_error(path))?;
+/// Opens a file of `len` f32 values: read onto the heap when it takes at most `heap_up_to`
+/// bytes ([`HEAP_ROWS_UP_TO`]), else kept open to be read a few rows at a time.
+pub(crate) fn open_rows(path: &Path, len: usize, heap_up_to: u64) -> Result<Rows, String> {
+    let mut file = std::fs::File::open(path).map_err(io_error(path))?;
     let bytes = file.metadata().map_err(io_error(path))?.len();
     if bytes != (len * 4) as u64 {
         return Err(format!(
@@ -232,26 +333,21 @@ pub(crate) fn map_rows(path: &Path, len: usize) -> Result<Rows, String> {
             len * 4
         ));
     }
-    if len == 0 {
-        return Ok(Rows::Owned(Vec::new()));
-    }
-    // SAFETY: the file is in a dump folder that semdex never writes again once it is current,
-    // and that no other program is expected to change; a change under the map would alter
-    // scores, not memory safety, since every bit pattern is a valid f32.
-    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(io_error(path))?;
-    // Rescoring reads a few scattered rows per query: no read-ahead around them.
     #[cfg(unix)]
-    let _ = map.advise(memmap2::Advice::Random);
-    if bytemuck::try_cast_slice::<u8, f32>(&map[..]).is_err() {
-        return Err(format!(
-            "{} is not mapped on a 4-byte boundary",
-            path.display()
-        ));
+    if bytes > heap_up_to {
+        return Ok(Rows::File(RowFile {
+            file,
+            path: path.to_path_buf(),
+            len,
+        }));
     }
-    Ok(Rows::Mapped(map))
+    let mut rows = vec![0f32; len];
+    file.read_exact(bytemuck::cast_slice_mut(&mut rows))
+        .map_err(io_error(path))?;
+    Ok(Rows::Owned(rows))
 }
 
-/// Mapped rows of an already written segment (after freezing into it).
-pub(crate) fn rows_of(home: &Home, len: usize) -> Result<Rows, String> {
-    map_rows(&home.folder.join(VECTORS), len)
+/// The rows of an already written segment (after freezing into it).
+pub(crate) fn rows_of(home: &Home, len: usize, heap_up_to: u64) -> Result<Rows, String> {
+    open_rows(&home.folder.join(VECTORS), len, heap_up_to)
 }

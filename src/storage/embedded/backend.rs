@@ -480,7 +480,7 @@ impl Backend for EmbeddedBackend {
     }
 
     fn vectors_by_ids(&self, ids: &[u64]) -> Result<HashMap<u64, Vec<f32>>> {
-        Ok(self.read_index().vectors_of(ids).into_iter().collect())
+        Ok(self.read_index().vectors_of(ids)?.into_iter().collect())
     }
 
     fn lexical_among(&self, text: &str, ids: &[u64]) -> Result<Vec<Hit>> {
