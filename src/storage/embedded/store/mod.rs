@@ -31,6 +31,11 @@ pub(crate) use pool::helper_threads;
 pub use pool::{PooledStore, ReadPool};
 pub use vectors::{blob_to_vector, vector_to_blob};
 
+/// Passages without token vectors, counted on the indexes `chunks_by_document` and
+/// `token_vectors_by_chunk` (schema.rs).
+const COUNT_WITHOUT_TOKEN_VECTORS: &str =
+    "SELECT (SELECT COUNT(*) FROM chunks) - (SELECT COUNT(*) FROM token_vectors)";
+
 /// File name of the database inside the data directory.
 pub const DATABASE_FILE: &str = "semdex.sqlite3";
 
@@ -559,14 +564,14 @@ impl Store {
         rows.map(|r| Ok(r?)).collect()
     }
 
-    /// How many passages have no token vectors yet.
+    /// How many passages have no token vectors yet ([`COUNT_WITHOUT_TOKEN_VECTORS`]): checked at every open, so counted on two
+    /// indexes only. Every token-vector row belongs to one live chunk (its primary key
+    /// references the chunk, deleted with it), so the difference of the counts is exact.
     pub fn count_without_token_vectors(&self) -> Result<usize> {
-        Ok(self.conn.query_row(
-            "SELECT COUNT(*) FROM chunks c
-             WHERE NOT EXISTS (SELECT 1 FROM token_vectors t WHERE t.chunk_id = c.id)",
-            [],
-            |r| r.get::<_, i64>(0),
-        )? as usize)
+        Ok(self
+            .conn
+            .query_row(COUNT_WITHOUT_TOKEN_VECTORS, [], |r| r.get::<_, i64>(0))?
+            .max(0) as usize)
     }
 
     /// Stores token vectors for existing passages (a chunk deleted meanwhile is skipped).

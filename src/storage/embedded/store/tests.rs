@@ -217,3 +217,46 @@ fn metadata_update_keeps_chunks() {
     assert_eq!(state.content_hash, "hash-abc");
     assert_eq!(store.chunks_by_ids(&a.added).unwrap().len(), 2);
 }
+
+#[test]
+fn passages_without_token_vectors_are_counted_on_indexes_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = Store::open(dir.path(), &model()).unwrap();
+    let first = put(&mut store, "a", "abcd", json!({}), 4);
+    put(&mut store, "b", "efg", json!({}), 3);
+    assert_eq!(store.count_without_token_vectors().unwrap(), 7);
+    store
+        .put_token_vectors(&[(first.added[0], vec![1]), (first.added[2], vec![2])])
+        .unwrap();
+    assert_eq!(store.count_without_token_vectors().unwrap(), 5);
+    let missing: Vec<ChunkId> = store
+        .passages_without_token_vectors(10)
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(missing.len(), 5);
+    assert!(!missing.contains(&first.added[0]) && !missing.contains(&first.added[2]));
+    // A deleted passage takes its token vectors with it: the counts still agree.
+    store.delete_document("a").unwrap();
+    assert_eq!(store.count_without_token_vectors().unwrap(), 3);
+    // Opening checks this every time: the plan must read indexes, never the tables' rows
+    // (whose pages hold the texts, vectors and blobs: seconds at a million passages).
+    let plan: Vec<String> = store
+        .conn
+        .prepare(&format!("EXPLAIN QUERY PLAN {COUNT_WITHOUT_TOKEN_VECTORS}"))
+        .unwrap()
+        .query_map([], |r| r.get::<_, String>(3))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    let scans: Vec<&String> = plan
+        .iter()
+        .filter(|p| p.starts_with("SCAN") && *p != "SCAN CONSTANT ROW")
+        .collect();
+    assert_eq!(scans.len(), 2, "{plan:?}");
+    assert!(
+        scans.iter().all(|p| p.contains("COVERING INDEX")),
+        "{plan:?}"
+    );
+}
