@@ -323,7 +323,7 @@ def main():
                 print(f"semdex / {e.name} build speed: {e.build_s / ours.build_s:.2f}x")
         print("semdex index reopened in", ", ".join(f"{o:.2f} s" for o in semdex_open if o is not None))
     print("index memory (MiB; peers: the size of their saved index, which they load whole; "
-          "semdex: its own count, the f32 copy it maps from disk not included):",
+          "semdex: its own count, the f32 copy it reads from disk not included (counted when small enough to be read onto the heap)):",
           ", ".join(f"{e.name} {e.memory_mb:.0f}" for e in built))
     if args.json:
         with open(args.json, "w") as f:

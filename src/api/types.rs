@@ -1156,7 +1156,7 @@ pub struct IndexInfo {
     /// Below this many chunks queries are exact.
     pub exact_below: usize,
     /// Bytes of memory per held vector: its 8-bit codes and its share of the graph's links
-    /// (the f32 copy that rescoring reads is memory-mapped from disk).
+    /// (the f32 copy that rescoring reads stays in the segment's file once it is large).
     pub bytes_per_vector: f64,
     /// Bytes of memory the index holds in all.
     pub memory_bytes: usize,

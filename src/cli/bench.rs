@@ -105,9 +105,9 @@ pub struct AnnArgs {
     /// Search breadths to sweep.
     #[arg(long, value_delimiter = ',', default_value = "16,32,64,128,256,512")]
     pub ef: Vec<usize>,
-    /// Write the index into this directory as the server does (a segment with its f32
-    /// vectors mapped from disk) and search the reopened copy; prints the time to open it. An
-    /// index of the same vectors already there is opened instead of built.
+    /// Write the index into this directory as the server does (a segment whose f32 vectors
+    /// are read from its file past 256 MiB) and search the reopened copy; prints the time to
+    /// open it. An index of the same vectors already there is opened instead of built.
     #[arg(long)]
     pub index_dir: Option<PathBuf>,
     /// Also measure the quantised codes alone: recall@10 of flat scans of int8 and binary

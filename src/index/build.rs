@@ -4,8 +4,8 @@
 //! It replaced hnsw_rs as the builder because hnsw_rs spent most of a build outside the
 //! distance itself: a `HashMap` of visited points per layer search, an `Arc` per candidate,
 //! a lock and a heap-allocated `Vec` per neighbour list and per vector. Here the vectors are
-//! the f32 rows the index already holds (mapped from the segment, or the new vectors), layer 0
-//! is one array with a fixed stride, visited nodes are marked in a reusable epoch-stamped
+//! the f32 rows the index already holds (the segment's, mapped for the fold, and the new
+//! ones), layer 0 is one array with a fixed stride, visited nodes are marked in a reusable epoch-stamped
 //! array, and each node has a one-byte lock held only to copy or rewrite its lists.
 //!
 //! Locks, in the order they are taken: `top` (the entry point; held through the whole insert

@@ -3,8 +3,9 @@
 //!
 //! The index has three parts, as segment-based engines do:
 //! - the frozen graph ([`FrozenGraph`]): the links in flat arrays and each vector as 8-bit
-//!   codes, walked on the codes; its candidates are rescored with the f32 vectors, which
-//!   lie in a memory-mapped file of its segment (or on the heap for a graph never written);
+//!   codes, walked on the codes; its candidates are rescored with the f32 vectors, read from
+//!   its segment's file one row at a time (on the heap for a small segment or a graph never
+//!   written: [`Rows`]);
 //! - the tail: vectors added since the freeze, in f32, every one of them scored per query;
 //! - tombstones: removed vectors, never returned, until a compaction rebuilds the graph
 //!   without them.
@@ -15,7 +16,8 @@
 //! go on meanwhile, and only the swap takes the write lock. On disk (`dir`): `segment/` holds
 //! the current segment (the frozen files, checksummed), `state/` the tail, the tombstones and the store
 //! generation saved by [`HnswIndex::save`]; opening ([`HnswIndex::load`]) reads the frozen
-//! files and maps the f32 vectors, so a large index starts in seconds.
+//! files and leaves a large segment's f32 vectors in their file, so a large index starts in
+//! seconds.
 //!
 //! Locks (parking_lot), in the order they are taken: the owner's lock on the index (a read
 //! lock for searches and [`HnswIndex::save`], the write lock for writes and the two ends of a
@@ -383,7 +385,8 @@ impl HnswIndex {
 
     /// Folds the tail into the graph now (all of it, on this thread and rayon's): a freshly
     /// built index is frozen this way. With `home`, the graph is written there as the current
-    /// segment and its f32 vectors are mapped from it; without, all of it stays in memory.
+    /// segment and its f32 vectors read from there (see `Rows`); without, all of it stays in
+    /// memory.
     /// `progress` counts the vectors inserted.
     pub fn freeze(&mut self, home: Option<&Path>, progress: &dyn Progress) -> Result<()> {
         let homed = self.frozen.as_ref().is_none_or(|f| f.home.lock().is_some());
@@ -471,8 +474,8 @@ impl HnswIndex {
     }
 
     /// Opens the index saved by [`HnswIndex::save`] into `dir`: the frozen graph's files are
-    /// verified and read, its f32 vectors mapped; the saved tail and tombstones are restored
-    /// when they go with that graph. A missing, damaged or foreign save is a [`LoadMiss`]
+    /// verified and read, its f32 vectors left in their file when large (see `Rows`); the
+    /// saved tail and tombstones are restored when they go with that graph. A missing, damaged or foreign save is a [`LoadMiss`]
     /// (the caller rebuilds), never a crash.
     pub fn load(
         dir: &Path,

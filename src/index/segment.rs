@@ -60,8 +60,8 @@ pub(crate) struct SegmentMeta {
 /// opened, where rescoring reads them for free. Larger ones (a million vectors of 384
 /// dimensions are 1.5 GB) are read from the file a row at a time, one `pread` each (1.4 µs
 /// from the page cache on the development machine): the server's resident memory then holds
-/// only the 8-bit codes. A map would not do: the kernel maps whole page-cache folios around each row touched,
-/// and 100 searches at a million vectors left 0.9 GB of the file resident.
+/// only the 8-bit codes. A map would not do: the kernel maps whole page-cache folios around
+/// each row touched, and 100 searches at a million vectors left 0.9 GB of the file resident.
 pub(crate) const HEAP_ROWS_UP_TO: u64 = 256 << 20;
 /// Rows read in one call when every row is wanted (an exact scan).
 pub(crate) const SCAN_BLOCK: usize = 4096;
@@ -267,8 +267,9 @@ pub(crate) struct Opened {
     pub home: Home,
 }
 
-/// Opens the current segment in `dir` (its f32 rows as [`open_rows`] does): `Ok(None)` when there is none, an error (for the log;
-/// the caller rebuilds) when it is damaged, of another layout or built with other parameters.
+/// Opens the current segment in `dir` (its f32 rows as [`open_rows`] does): `Ok(None)` when
+/// there is none, an error (for the log; the caller rebuilds) when it is damaged, of another
+/// layout or built with other parameters.
 pub(crate) fn open(
     dir: &Path,
     dimension: usize,

@@ -564,9 +564,10 @@ impl Store {
         rows.map(|r| Ok(r?)).collect()
     }
 
-    /// How many passages have no token vectors yet ([`COUNT_WITHOUT_TOKEN_VECTORS`]): checked at every open, so counted on two
-    /// indexes only. Every token-vector row belongs to one live chunk (its primary key
-    /// references the chunk, deleted with it), so the difference of the counts is exact.
+    /// How many passages have no token vectors yet (`COUNT_WITHOUT_TOKEN_VECTORS`): checked at
+    /// every open, so counted on two indexes only. Every token-vector row belongs to one live
+    /// chunk (its primary key references the chunk, deleted with it), so the difference of the
+    /// counts is exact.
     pub fn count_without_token_vectors(&self) -> Result<usize> {
         Ok(self
             .conn
