@@ -112,15 +112,20 @@ def rest_paragraphs(path):
     return out
 
 
+def read_gzip(path):
+    """A gzipped text file's contents ("" when it cannot be read)."""
+    try:
+        return gzip.open(path, "rt", encoding="utf-8", errors="replace").read()
+    except (OSError, EOFError):
+        return ""
+
+
 TROFF_ESCAPE = re.compile(r"\\f(\[[^\]]*\]|\(..|.)|\\\*(\(..|\[[^\]]*\]|.)|\\\((..)|\\\[[^\]]*\]|\\[&|^%0-]|\\s[+-]?\d")
 
 
 def man_paragraphs(path):
     """Running text of a troff man page: macros give breaks, font escapes are dropped."""
-    try:
-        raw = gzip.open(path, "rt", encoding="utf-8", errors="replace").read()
-    except (OSError, EOFError):
-        return []
+    raw = read_gzip(path)
     paragraph, out, nofill = [], [], False
 
     def flush():
@@ -239,10 +244,7 @@ def docstring_paragraphs(path):
 
 def info_paragraphs(path):
     """Paragraphs of a GNU info manual: blank-line separated, menus and node lines dropped."""
-    try:
-        raw = gzip.open(path, "rt", encoding="utf-8", errors="replace").read()
-    except (OSError, EOFError):
-        return []
+    raw = read_gzip(path)
     out = []
     for block in re.split(r"\n\s*\n", raw):
         lines = [l for l in block.splitlines() if l.strip()]
@@ -254,10 +256,7 @@ def info_paragraphs(path):
 
 def changelog_paragraphs(path):
     """The entries of a Debian changelog (`  * ...` with their continuation lines)."""
-    try:
-        raw = gzip.open(path, "rt", encoding="utf-8", errors="replace").read()
-    except (OSError, EOFError):
-        return []
+    raw = read_gzip(path)
     out, entry = [], []
     for line in raw.splitlines():
         if re.match(r"\s+[*+-] ", line):
