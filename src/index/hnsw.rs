@@ -475,8 +475,8 @@ impl HnswIndex {
 
     /// Opens the index saved by [`HnswIndex::save`] into `dir`: the frozen graph's files are
     /// verified and read, its f32 vectors left in their file when large (see `Rows`); the
-    /// saved tail and tombstones are restored when they go with that graph. A missing, damaged or foreign save is a [`LoadMiss`]
-    /// (the caller rebuilds), never a crash.
+    /// saved tail and tombstones are restored when they go with that graph. A missing, damaged
+    /// or foreign save is a [`LoadMiss`] (the caller rebuilds), never a crash.
     pub fn load(
         dir: &Path,
         dimension: usize,
@@ -775,16 +775,16 @@ impl HnswIndex {
                     })
                     .collect())
             };
-            let blocks = (0..ids.len()).step_by(segment::SCAN_BLOCK);
             let scored: Vec<Vec<Hit>> = if ids.len() >= PARALLEL_EXACT_FROM {
-                blocks
-                    .collect::<Vec<_>>()
+                (0..ids.len())
                     .into_par_iter()
+                    .step_by(segment::SCAN_BLOCK)
                     .map_init(Vec::new, score_block)
                     .collect::<Result<_>>()?
             } else {
                 let mut buffer = Vec::new();
-                blocks
+                (0..ids.len())
+                    .step_by(segment::SCAN_BLOCK)
                     .map(|first| score_block(&mut buffer, first))
                     .collect::<Result<_>>()?
             };

@@ -4,9 +4,8 @@
 //! Opening reads the links and codes into memory after checking their SHA-256 (a few hundred
 //! megabytes at a million vectors: well under a second). The f32 vectors, which only
 //! rescoring, exact scans and folds read, stay in their file when large ([`Rows`]): they need
-//! not be resident. A fold grows the graph from these
-//! same files ([`super::build`]). Files are in the machine's byte order (little-endian on
-//! every target semdex builds for).
+//! not be resident. A fold grows the graph from these same files ([`super::build`]). Files are
+//! in the machine's byte order (little-endian on every target semdex builds for).
 
 use std::io::{BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
@@ -207,10 +206,19 @@ fn write_array<T: Pod>(folder: &Path, name: &str, values: &[T]) -> Result<(), St
 
 fn read_array<T: Pod + Default>(folder: &Path, name: &str, len: usize) -> Result<Vec<T>, String> {
     let path = folder.join(name);
-    let mut values = vec![T::default(); len];
     let mut file = std::fs::File::open(&path).map_err(io_error(&path))?;
+    read_values(&mut file, &path, len)
+}
+
+/// The first `len` values of an open file (`path` names it in errors).
+fn read_values<T: Pod + Default>(
+    file: &mut std::fs::File,
+    path: &Path,
+    len: usize,
+) -> Result<Vec<T>, String> {
+    let mut values = vec![T::default(); len];
     file.read_exact(bytemuck::cast_slice_mut::<T, u8>(&mut values))
-        .map_err(io_error(&path))?;
+        .map_err(io_error(path))?;
     Ok(values)
 }
 
@@ -342,10 +350,7 @@ pub(crate) fn open_rows(path: &Path, len: usize, heap_up_to: u64) -> Result<Rows
             len,
         }));
     }
-    let mut rows = vec![0f32; len];
-    file.read_exact(bytemuck::cast_slice_mut(&mut rows))
-        .map_err(io_error(path))?;
-    Ok(Rows::Owned(rows))
+    Ok(Rows::Owned(read_values(&mut file, path, len)?))
 }
 
 /// The rows of an already written segment (after freezing into it).
